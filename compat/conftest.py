@@ -1,0 +1,218 @@
+"""Fixtures of the pydatahub conformance suite.
+
+A session-wide `sluice serve` is started from $SLUICE_BIN (required) on a free loopback port with
+a private data dir; tests get pydatahub clients for it in each protocol (JSON, PB, BATCH) and
+compression (NONE, LZ4, ZLIB, DEFLATE). Durability tests start their own private servers with
+`sluice_factory` and restart them on the same data dir (SIGTERM or SIGKILL).
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+import requests
+
+from sign import RawClient
+from util import ACCESS_ID, ACCESS_KEY, make_client, unique_name
+
+HEALTH_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 20.0
+
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sluice_bin():
+    path = os.environ.get("SLUICE_BIN", "")
+    if not path:
+        pytest.fail("SLUICE_BIN is not set: point it at the `sluice` binary "
+                    "(scripts/test.sh does: $CARGO_TARGET_DIR/release/sluice)", pytrace=False)
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        pytest.fail("SLUICE_BIN=%s is not an executable file" % path, pytrace=False)
+    return path
+
+
+class SluiceServer:
+    """One `sluice serve` process on a fixed port and data dir; can be stopped and started again."""
+
+    def __init__(self, binary, data_dir, log_path, access_id=ACCESS_ID, access_key=ACCESS_KEY):
+        self.binary = binary
+        self.data_dir = str(data_dir)
+        self.log_path = str(log_path)
+        self.access_id = access_id
+        self.access_key = access_key
+        self.port = free_port()
+        self.endpoint = "http://127.0.0.1:%d" % self.port
+        self.proc = None
+        self._log = None
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines=40):
+        try:
+            with open(self.log_path, "rb") as f:
+                data = f.read()
+        except OSError:
+            return "(no log)"
+        return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
+
+    def start(self, timeout=HEALTH_TIMEOUT_S):
+        assert not self.alive(), "server already running"
+        os.makedirs(self.data_dir, exist_ok=True)
+        self._log = open(self.log_path, "ab")
+        self._log.write(b"\n===== start %s =====\n" % time.strftime("%H:%M:%S").encode())
+        self._log.flush()
+        cmd = [self.binary, "serve", "--listen", "127.0.0.1:%d" % self.port, "--data-dir", self.data_dir,
+               "--access-id", self.access_id, "--access-key", self.access_key]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("sluice serve exited with %s during start-up; log tail:\n%s"
+                                     % (self.proc.returncode, self.log_tail()))
+            try:
+                resp = requests.get(self.endpoint + "/health", timeout=1)
+                if resp.status_code == 200:
+                    return self
+                last = "GET /health -> %d %r" % (resp.status_code, resp.content[:200])
+            except requests.RequestException as e:
+                last = repr(e)
+            time.sleep(0.05)
+        self.stop(signal.SIGKILL)
+        raise AssertionError("sluice serve did not answer GET /health with 200 within %.0fs (last: %s); log tail:\n%s"
+                             % (timeout, last, self.log_tail()))
+
+    def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT_S):
+        """Send `sig`, wait for exit (SIGKILL after `timeout`), return the exit status (None if it
+        had to be killed after the timeout)."""
+        if self.proc is None:
+            return None
+        rc = self.proc.poll()
+        if rc is None:
+            self.proc.send_signal(sig)
+            try:
+                rc = self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                rc = None
+        self.proc = None
+        if self._log:
+            self._log.close()
+            self._log = None
+        return rc
+
+    def kill(self):
+        return self.stop(signal.SIGKILL)
+
+    def restart(self, sig=signal.SIGTERM):
+        """Stop with `sig` (SIGTERM: graceful, SIGKILL: crash) and start again on the same port and
+        data dir. Returns the exit status of the stopped process."""
+        rc = self.stop(sig)
+        self.start()
+        return rc
+
+    def client(self, protocol="json", compress="lz4", **kw):
+        return make_client(self.endpoint, protocol, compress, **kw)
+
+    def raw(self):
+        return RawClient(self.endpoint, self.access_id, self.access_key)
+
+
+_SESSION_SERVER = []
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    binary = sluice_bin()
+    base = tmp_path_factory.mktemp("sluice-session")
+    srv = SluiceServer(binary, base / "data", base / "sluice.log")
+    srv.start()
+    _SESSION_SERVER.append(srv)
+    yield srv
+    _SESSION_SERVER.remove(srv)
+    srv.stop(signal.SIGTERM)
+
+
+@pytest.fixture(autouse=True)
+def _server_still_running(request, server):
+    """Every test ends with the session server still alive: a crash is reported where it happened."""
+    yield
+    if not server.alive():
+        rc = server.proc.returncode if server.proc else None
+        tail = server.log_tail()
+        # Bring it back so that one crash does not fail every later test.
+        server.stop()
+        server.start()
+        pytest.fail("sluice serve died during this test (exit status %s); log tail:\n%s" % (rc, tail),
+                    pytrace=False)
+
+
+@pytest.fixture
+def sluice_factory(tmp_path):
+    """Start private servers (own port and data dir) for tests that stop and restart them."""
+    binary = sluice_bin()
+    started = []
+
+    def start(name="private"):
+        srv = SluiceServer(binary, tmp_path / (name + "-data"), tmp_path / (name + ".log"))
+        started.append(srv)
+        return srv.start()
+
+    yield start
+    for srv in started:
+        srv.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def endpoint(server):
+    return server.endpoint
+
+
+@pytest.fixture
+def dh(server):
+    """JSON client with the SDK's default compression (LZ4), for metadata calls."""
+    return server.client("json", "lz4")
+
+
+@pytest.fixture
+def client_factory(server):
+    def make(protocol="json", compress="lz4", **kw):
+        return server.client(protocol, compress, **kw)
+
+    return make
+
+
+@pytest.fixture
+def raw(server):
+    return server.raw()
+
+
+@pytest.fixture
+def project(dh):
+    """A fresh project for this test."""
+    name = unique_name("p")
+    dh.create_project(name, "compat test project")
+    return name
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed and _SESSION_SERVER:
+        rep.sections.append(("sluice serve log (tail)", _SESSION_SERVER[0].log_tail(25)))

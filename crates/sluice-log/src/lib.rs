@@ -1,0 +1,172 @@
+//! Per-shard append-only log for Sluice.
+//!
+//! A [`ShardLog`] is one directory of segment files holding a dense sequence of opaque byte
+//! payloads ("entries"). It knows nothing of records, topics or HTTP. Every append writes one
+//! *frame* carrying one or more entries with consecutive sequences and one system time; appends
+//! are acknowledged only once durable (group-committed `fdatasync`), recovery truncates a torn
+//! tail, and retention deletes whole sealed segments.
+//!
+//! # On-disk format
+//!
+//! A log directory holds segment files named `<base>.log`, where `<base>` is the sequence of the
+//! segment's first entry, zero-padded to 20 decimal digits (so lexical order is numeric order),
+//! e.g. `00000000000000000000.log`, `00000000000000001742.log`. Other files are ignored. The
+//! segment with the highest base is the *active* segment; all others are *sealed* and never
+//! written again.
+//!
+//! A segment file is a plain concatenation of frames, with no file header or footer. A frame
+//! (all integers little-endian) is:
+//!
+//! | offset | size | field                                                               |
+//! |-------:|-----:|---------------------------------------------------------------------|
+//! |      0 |    3 | magic `b"SLG"`                                                      |
+//! |      3 |    1 | format version, `1`                                                 |
+//! |      4 |    4 | `len`: u32, total frame length in bytes, header included            |
+//! |      8 |    4 | `crc`: CRC-32C (Castagnoli) of bytes `12..len` of the frame          |
+//! |     12 |    8 | `base_seq`: u64, sequence of the frame's first entry                |
+//! |     20 |    4 | `count`: u32, number of entries, at least 1                         |
+//! |     24 |    8 | `system_time`: i64, milliseconds since the Unix epoch               |
+//! |     32 |      | `count` times: u32 payload length, then the payload bytes           |
+//!
+//! so `len == 32 + Σ (4 + payload_len)`, and `len <=` [`MAX_FRAME_BYTES`]. Entry `i` of a frame
+//! has sequence `base_seq + i` and the frame's system time.
+//!
+//! # Invariants
+//!
+//! * Sequences are dense: the first frame of a segment has `base_seq` equal to the file's base,
+//!   each following frame starts where the previous one ended, and each segment starts where the
+//!   previous segment ended. Sequences start at 0 for a new log and continue across segments,
+//!   restarts and retention (retention only ever removes the oldest segments).
+//! * System times are non-decreasing across the whole log: an append whose time is below the
+//!   previous frame's is clamped up to it. (On open the clamp starts from the newest retained
+//!   frame; if retention removed every frame, the next append's time is taken as given.)
+//! * A frame never spans segments. Before a frame is written, if the active segment is not empty
+//!   and the frame would take it past [`LogConfig::segment_bytes`], the active segment is fsync'd,
+//!   sealed, and a new one named after the next sequence is created (and the directory fsync'd).
+//!   A single frame larger than `segment_bytes` gets a segment of its own.
+//! * Only the active segment can end in a torn or partial frame. On [`ShardLog::open`] every
+//!   segment is scanned and every frame checked (header, length, CRC, entry structure, sequence
+//!   continuity, time order). A bad frame in the active segment, and everything after it, is cut
+//!   off (`set_len` + fsync, with a `tracing` warning); it was never acknowledged. A bad frame in
+//!   a sealed segment is [`LogError::Corrupt`]: sealed segments were fsync'd before sealing.
+//! * In [`FsyncMode::Always`], [`ShardLog::append`] returns only after `fdatasync` covered its
+//!   frame, and readers ([`ShardLog::read`], [`ShardLog::next_seq`], [`ShardLog::watch`], time
+//!   lookups) see only such durable frames, so nothing is visible that a crash could take back.
+//!   Frames become visible whole, never partially.
+//! * Segment creation and deletion are followed by an fsync of the directory.
+//!
+//! # In memory
+//!
+//! The index keeps 16 bytes per frame (sequence and file offset relative to the segment, system
+//! time), grouped by segment; sequence and time lookups are binary searches and need no I/O.
+//! Only the active segment's file stays open; sealed segments are opened per read. No buffers
+//! are kept between calls: a new, empty log costs about a kilobyte (mostly the watch channel)
+//! plus one file descriptor. Opening reads every segment once, with a transient 256 KiB buffer.
+//!
+//! # Concurrency
+//!
+//! `ShardLog` is `Send + Sync`. Appenders serialize only for the `pwrite` of their frame; then
+//! each waits until a sync covers its frame. One waiter runs `fdatasync` for everybody written so
+//! far while the others wait on a condition variable (group commit), so many concurrent appends
+//! share few fsyncs. Readers plan under a short shared lock on the index and then read with
+//! positional reads (`pread`) without holding any lock.
+
+mod commit;
+mod frame;
+mod index;
+mod retention;
+mod segment;
+mod shard;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub use crate::frame::MAX_FRAME_BYTES;
+pub use crate::retention::remove_log;
+pub use crate::shard::ShardLog;
+
+/// When appends are made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsyncMode {
+    /// Every append is fsync'd (group-committed) before it returns and becomes visible.
+    Always,
+    /// Relaxed: appends are acknowledged and visible once written to the OS, before fsync. The
+    /// first append (or [`ShardLog::sync_if_due`] call) after the interval has elapsed since the
+    /// last sync performs one; [`ShardLog::sync`] and dropping the log sync too.
+    Interval(Duration),
+    /// No fsync at all, not even by [`ShardLog::sync`]. For tests only.
+    Never,
+}
+
+/// Configuration of one shard log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Roll to a new segment when the next frame would take the active one past this size.
+    pub segment_bytes: u64,
+    /// Durability mode.
+    pub fsync: FsyncMode,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 64 << 20,
+            fsync: FsyncMode::Always,
+        }
+    }
+}
+
+/// Errors of the log.
+#[derive(thiserror::Error, Debug)]
+pub enum LogError {
+    /// An operating-system I/O error.
+    #[error("log I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// Invalid data where valid data must be: a bad frame in a sealed segment, a gap between
+    /// segments, or a frame that fails its check when read.
+    #[error("corrupt log segment {segment:?} at offset {offset}: {reason}")]
+    Corrupt {
+        segment: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    /// The requested sequence is older than the oldest retained one.
+    #[error("sequence {requested} is out of range: the oldest retained sequence is {first}")]
+    OutOfRange { requested: u64, first: u64 },
+    /// The append would produce a frame larger than [`MAX_FRAME_BYTES`].
+    #[error("append of {size} encoded bytes exceeds the frame limit of {max} bytes")]
+    EntryTooLarge { size: u64, max: u64 },
+    /// An append with no payloads.
+    #[error("append with no entries")]
+    EmptyAppend,
+    /// The log was closed with [`ShardLog::close`].
+    #[error("log is closed")]
+    Closed,
+    /// An earlier fsync or write failed in a way that leaves durability unknown; the log refuses
+    /// further appends until it is reopened (which re-validates the files).
+    #[error("log refuses writes after an earlier failure: {0}")]
+    Poisoned(String),
+}
+
+/// One entry read back from the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub seq: u64,
+    /// System time of the frame the entry was appended in (milliseconds since the epoch).
+    pub system_time: i64,
+    /// The payload, a zero-copy slice of the buffer it was read into.
+    pub payload: Bytes,
+}
+
+/// Result of an append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Sequence of the first payload.
+    pub first_seq: u64,
+    /// Sequence of the last payload (`first_seq + payloads.len() - 1`).
+    pub last_seq: u64,
+    /// The system time stored for all payloads (the requested one, clamped to be non-decreasing).
+    pub system_time: i64,
+}

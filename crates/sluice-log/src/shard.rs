@@ -1,0 +1,507 @@
+//! [`ShardLog`]: opening with recovery, appending, reading and lookups.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::watch;
+
+use crate::commit::GroupCommit;
+use crate::frame::{self, PendingFrame, HEADER_LEN};
+use crate::index::{FrameMeta, Index, SegmentIndex, Span};
+use crate::segment::{list_segments, scan_segment, segment_path, sync_dir};
+use crate::{AppendInfo, Entry, FsyncMode, LogConfig, LogError};
+
+/// One shard's append-only log. See the crate docs for format, invariants and concurrency.
+pub struct ShardLog {
+    pub(crate) dir: PathBuf,
+    pub(crate) cfg: LogConfig,
+    /// Append state; held while a frame is written (and while a segment rolls).
+    pub(crate) writer: Mutex<Writer>,
+    /// Segments and frame index; written briefly by appends and retention, read by readers.
+    pub(crate) index: RwLock<Index>,
+    pub(crate) commit: GroupCommit,
+    /// One past the last sequence readers may see.
+    pub(crate) visible: AtomicU64,
+    pub(crate) watch_tx: watch::Sender<u64>,
+    pub(crate) closed: AtomicBool,
+    /// Set after a failed fsync or an unrepairable failed write.
+    pub(crate) poison: OnceLock<String>,
+}
+
+/// Progress of one [`ShardLog::read`] call.
+struct ReadCursor {
+    from_seq: u64,
+    max_entries: usize,
+    max_bytes: usize,
+    /// Base sequence the next frame must have (`None` before the first frame).
+    expected: Option<u64>,
+    out: Vec<Entry>,
+    /// Payload bytes in `out`.
+    bytes: usize,
+}
+
+/// State of the active segment, owned by the append lock.
+pub(crate) struct Writer {
+    pub file: Arc<File>,
+    pub base_seq: u64,
+    pub size: u64,
+    pub next_seq: u64,
+    pub last_time: Option<i64>,
+}
+
+impl ShardLog {
+    /// Opens (creating if missing) the log in `dir`, validating every segment and truncating a
+    /// torn tail of the active segment (see the crate docs).
+    pub fn open(dir: &Path, cfg: LogConfig) -> Result<ShardLog, LogError> {
+        let syncs = cfg.fsync != FsyncMode::Never;
+        if !dir.is_dir() {
+            std::fs::create_dir_all(dir)?;
+            if syncs {
+                sync_dir(parent_of(dir))?;
+            }
+        }
+        let bases = list_segments(dir)?;
+        let mut segments: Vec<SegmentIndex> = Vec::with_capacity(bases.len().max(1));
+        let mut expected: Option<u64> = None;
+        let mut last_time: Option<i64> = None;
+        let mut dir_dirty = false;
+        let mut active: Option<File> = None;
+        for (i, &base) in bases.iter().enumerate() {
+            let path = segment_path(dir, base);
+            let is_last = i + 1 == bases.len();
+            if let Some(exp) = expected.filter(|&e| e != base) {
+                return Err(LogError::Corrupt {
+                    segment: path,
+                    offset: 0,
+                    reason: format!(
+                        "segment starts at sequence {base}, previous one ends at {exp}"
+                    ),
+                });
+            }
+            let file = OpenOptions::new().read(true).write(is_last).open(&path)?;
+            let scan = scan_segment(&file, base, last_time)?;
+            if let Some((offset, reason)) = scan.bad {
+                if !is_last {
+                    return Err(LogError::Corrupt {
+                        segment: path,
+                        offset,
+                        reason,
+                    });
+                }
+                tracing::warn!(
+                    segment = %path.display(),
+                    offset,
+                    discarded_bytes = scan.file_len - offset,
+                    %reason,
+                    "truncating torn tail of shard log"
+                );
+                file.set_len(scan.valid_len)?;
+                file.sync_all()?;
+            }
+            if !is_last && scan.frames.is_empty() {
+                tracing::warn!(segment = %path.display(), "removing empty sealed segment");
+                std::fs::remove_file(&path)?;
+                dir_dirty = true;
+                continue;
+            }
+            expected = Some(scan.end_seq);
+            last_time = scan.last_time;
+            segments.push(SegmentIndex {
+                base_seq: base,
+                end_seq: scan.end_seq,
+                size: scan.valid_len,
+                frames: scan.frames,
+                file: None,
+            });
+            if is_last {
+                active = Some(file);
+            }
+        }
+        let active = match active {
+            Some(f) => f,
+            None => {
+                let f = create_segment(dir, 0)?;
+                dir_dirty = true;
+                segments.push(SegmentIndex {
+                    base_seq: 0,
+                    end_seq: 0,
+                    size: 0,
+                    frames: Vec::new(),
+                    file: None,
+                });
+                f
+            }
+        };
+        if syncs {
+            if dir_dirty {
+                sync_dir(dir)?;
+            }
+            // Whatever a previous process left in the page cache is about to become visible.
+            active.sync_data()?;
+        }
+        let active = Arc::new(active);
+        let seg = segments.last_mut().expect("at least one segment");
+        seg.file = Some(active.clone());
+        let writer = Writer {
+            file: active,
+            base_seq: seg.base_seq,
+            size: seg.size,
+            next_seq: seg.end_seq,
+            last_time,
+        };
+        let next = writer.next_seq;
+        let total_bytes = segments.iter().map(|s| s.size).sum();
+        tracing::debug!(dir = %dir.display(), segments = segments.len(), next_seq = next, "opened shard log");
+        Ok(ShardLog {
+            dir: dir.to_path_buf(),
+            cfg,
+            writer: Mutex::new(writer),
+            index: RwLock::new(Index {
+                segments,
+                total_bytes,
+            }),
+            commit: GroupCommit::new(next),
+            visible: AtomicU64::new(next),
+            watch_tx: watch::Sender::new(next),
+            closed: AtomicBool::new(false),
+            poison: OnceLock::new(),
+        })
+    }
+
+    /// Appends all payloads as ONE frame with consecutive sequences and one system time, and
+    /// returns only after the frame is durable in [`FsyncMode::Always`] (concurrent appenders
+    /// share one fsync). `system_time_ms` is clamped to be `>=` the last frame's time.
+    pub fn append(&self, payloads: &[&[u8]], system_time_ms: i64) -> Result<AppendInfo, LogError> {
+        let mut frame = PendingFrame::encode(payloads)?;
+        let info = {
+            let mut w = self.writer.lock();
+            self.check_writable()?;
+            let time = w
+                .last_time
+                .map_or(system_time_ms, |t| t.max(system_time_ms));
+            if w.size > 0 && self.needs_roll(&w, frame.len()) {
+                self.roll_locked(&mut w)?;
+            }
+            let base = w.next_seq;
+            let offset = w.size;
+            if let Err(e) = w.file.write_all_at(frame.finish(base, time), offset) {
+                // Cut off whatever part of the frame reached the file, so that it cannot end up
+                // inside a sealed segment later.
+                if let Err(e2) = w.file.set_len(offset) {
+                    self.set_poison(format!("write failed ({e}) and truncation failed ({e2})"));
+                }
+                return Err(e.into());
+            }
+            let end = base + u64::from(frame.count());
+            let meta = FrameMeta {
+                rel_seq: (base - w.base_seq) as u32,
+                offset: offset as u32,
+                time,
+            };
+            self.index.write().push_frame(meta, frame.len(), end);
+            w.size += frame.len();
+            w.next_seq = end;
+            w.last_time = Some(time);
+            if self.cfg.fsync != FsyncMode::Always {
+                self.publish(end);
+            }
+            AppendInfo {
+                first_seq: base,
+                last_seq: end - 1,
+                system_time: time,
+            }
+        };
+        match self.cfg.fsync {
+            FsyncMode::Always => self.wait_durable(info.last_seq + 1)?,
+            FsyncMode::Interval(d) => {
+                if self.commit.sync_due(d) {
+                    self.wait_durable(info.last_seq + 1)?;
+                }
+            }
+            FsyncMode::Never => {}
+        }
+        Ok(info)
+    }
+
+    /// Entries with `seq >= from_seq`, in order, at most `max_entries` of them, stopping once
+    /// the payload total reaches `max_bytes` or before an entry that would take it past
+    /// `max_bytes` (but always returning at least one entry if any exists and `max_entries > 0`). Only visible (acknowledged) entries
+    /// are returned. `from_seq < first_seq()` is [`LogError::OutOfRange`]; `from_seq >=
+    /// next_seq()` gives an empty vector.
+    ///
+    /// The payloads share the buffers they were read into.
+    pub fn read(
+        &self,
+        from_seq: u64,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Entry>, LogError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(LogError::Closed);
+        }
+        let spans = {
+            let ix = self.index.read();
+            let visible = self.visible.load(Ordering::Acquire);
+            let first = ix.first_seq().min(visible);
+            if from_seq < first {
+                return Err(LogError::OutOfRange {
+                    requested: from_seq,
+                    first,
+                });
+            }
+            if from_seq >= visible || max_entries == 0 {
+                return Ok(Vec::new());
+            }
+            ix.plan_read(&self.dir, from_seq, visible, max_entries, max_bytes)?
+        };
+        let mut cur = ReadCursor {
+            from_seq,
+            max_entries,
+            max_bytes,
+            expected: None,
+            out: Vec::new(),
+            bytes: 0,
+        };
+        for span in spans {
+            if !self.read_span(&span, &mut cur)? {
+                break;
+            }
+        }
+        Ok(cur.out)
+    }
+
+    /// Reads one span and adds its entries to the cursor; returns `false` once a limit is reached.
+    fn read_span(&self, span: &Span, cur: &mut ReadCursor) -> Result<bool, LogError> {
+        let corrupt = |pos: usize, reason: String| LogError::Corrupt {
+            segment: segment_path(&self.dir, span.seg_base),
+            offset: span.offset + pos as u64,
+            reason,
+        };
+        let mut buf = vec![0u8; span.len as usize];
+        span.file
+            .read_exact_at(&mut buf, span.offset)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => {
+                    corrupt(0, "segment file is shorter than indexed".into())
+                }
+                _ => LogError::Io(e),
+            })?;
+        let buf = Bytes::from(buf);
+        let mut pos = 0;
+        while pos < buf.len() {
+            if buf.len() - pos < HEADER_LEN {
+                return Err(corrupt(pos, "frame header cut short".into()));
+            }
+            let h = frame::parse_header(&buf[pos..]).map_err(|r| corrupt(pos, r))?;
+            let end = pos + h.len as usize;
+            if end > buf.len() {
+                return Err(corrupt(pos, "frame longer than indexed".into()));
+            }
+            let fr = buf.slice(pos..end);
+            frame::check_frame(&h, &fr).map_err(|r| corrupt(pos, r))?;
+            let continuous = match cur.expected {
+                Some(e) => h.base_seq == e,
+                None => h.base_seq <= cur.from_seq && cur.from_seq < h.end_seq(),
+            };
+            if !continuous {
+                return Err(corrupt(
+                    pos,
+                    format!("unexpected frame base sequence {}", h.base_seq),
+                ));
+            }
+            cur.expected = Some(h.end_seq());
+            for (seq, payload) in (h.base_seq..).zip(frame::payloads(&fr, &h)) {
+                if seq < cur.from_seq {
+                    continue;
+                }
+                let bytes_full =
+                    cur.bytes >= cur.max_bytes || cur.bytes + payload.len() > cur.max_bytes;
+                if cur.out.len() >= cur.max_entries || (!cur.out.is_empty() && bytes_full) {
+                    return Ok(false);
+                }
+                cur.bytes += payload.len();
+                cur.out.push(Entry {
+                    seq,
+                    system_time: h.time,
+                    payload,
+                });
+            }
+            pos = end;
+        }
+        Ok(true)
+    }
+
+    /// Oldest retained sequence (equal to [`next_seq`](Self::next_seq) when the log is empty).
+    pub fn first_seq(&self) -> u64 {
+        let ix = self.index.read();
+        ix.first_seq().min(self.visible.load(Ordering::Acquire))
+    }
+
+    /// One past the last visible (durable, in [`FsyncMode::Always`]) sequence.
+    pub fn next_seq(&self) -> u64 {
+        self.visible.load(Ordering::Acquire)
+    }
+
+    /// First retained, visible sequence whose system time is `>= t_ms`.
+    pub fn seq_at_or_after_time(&self, t_ms: i64) -> Option<u64> {
+        let ix = self.index.read();
+        ix.seq_at_or_after_time(t_ms, self.visible.load(Ordering::Acquire))
+    }
+
+    /// System time of a retained, visible sequence.
+    pub fn time_of(&self, seq: u64) -> Option<i64> {
+        let ix = self.index.read();
+        ix.time_of(seq, self.visible.load(Ordering::Acquire))
+    }
+
+    /// System time of the last retained, visible entry.
+    pub fn last_time(&self) -> Option<i64> {
+        let ix = self.index.read();
+        let visible = self.visible.load(Ordering::Acquire);
+        ix.time_of(visible.checked_sub(1)?, visible)
+    }
+
+    /// Total bytes of the segment files.
+    pub fn size_bytes(&self) -> u64 {
+        self.index.read().total_bytes
+    }
+
+    /// Number of segment files (sealed and active).
+    pub fn segment_count(&self) -> usize {
+        self.index.read().segments.len()
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The configuration the log was opened with.
+    pub fn config(&self) -> &LogConfig {
+        &self.cfg
+    }
+
+    /// A receiver of [`next_seq`](Self::next_seq), updated after each durable append.
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.watch_tx.subscribe()
+    }
+
+    /// Seals the active segment if it holds any frame, so that retention may delete it; the next
+    /// append goes to a new segment. Returns whether a segment was sealed.
+    pub fn roll(&self) -> Result<bool, LogError> {
+        let mut w = self.writer.lock();
+        self.check_writable()?;
+        if w.size == 0 {
+            return Ok(false);
+        }
+        self.roll_locked(&mut w)?;
+        Ok(true)
+    }
+
+    /// Closes the log: later appends and reads fail with [`LogError::Closed`]; everything
+    /// appended so far is synced (except in [`FsyncMode::Never`]).
+    pub fn close(&self) -> Result<(), LogError> {
+        let target = {
+            let w = self.writer.lock();
+            self.closed.store(true, Ordering::Release);
+            w.next_seq
+        };
+        match self.cfg.fsync {
+            FsyncMode::Never => Ok(()),
+            _ => self.wait_durable(target),
+        }
+    }
+
+    fn check_writable(&self) -> Result<(), LogError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(LogError::Closed);
+        }
+        match self.poison.get() {
+            Some(reason) => Err(LogError::Poisoned(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn set_poison(&self, reason: String) {
+        tracing::error!(dir = %self.dir.display(), %reason, "shard log poisoned");
+        let _ = self.poison.set(reason);
+    }
+
+    fn needs_roll(&self, w: &Writer, frame_len: u64) -> bool {
+        let limit = self.cfg.segment_bytes.min(u64::from(u32::MAX));
+        w.size + frame_len > limit || w.next_seq - w.base_seq > u64::from(u32::MAX)
+    }
+
+    /// Seals the active segment (fsync'd first) and starts a new one at `w.next_seq`.
+    fn roll_locked(&self, w: &mut Writer) -> Result<(), LogError> {
+        let syncs = self.cfg.fsync != FsyncMode::Never;
+        if syncs {
+            self.fsync(&w.file)?;
+        }
+        let base = w.next_seq;
+        let file = create_segment(&self.dir, base)?;
+        if syncs {
+            if let Err(e) = sync_dir(&self.dir) {
+                let _ = std::fs::remove_file(segment_path(&self.dir, base));
+                return Err(e.into());
+            }
+        }
+        let file = Arc::new(file);
+        {
+            let mut ix = self.index.write();
+            if let Some(old) = ix.segments.last_mut() {
+                old.file = None;
+                old.frames.shrink_to_fit();
+            }
+            ix.segments.push(SegmentIndex {
+                base_seq: base,
+                end_seq: base,
+                size: 0,
+                frames: Vec::new(),
+                file: Some(file.clone()),
+            });
+        }
+        w.file = file;
+        w.base_seq = base;
+        w.size = 0;
+        if syncs {
+            // Everything up to the new base is in the sealed, fsync'd segment.
+            self.mark_synced(base);
+        }
+        tracing::debug!(dir = %self.dir.display(), base, "rolled to a new segment");
+        Ok(())
+    }
+}
+
+impl Drop for ShardLog {
+    fn drop(&mut self) {
+        if matches!(self.cfg.fsync, FsyncMode::Interval(_)) && self.poison.get().is_none() {
+            if let Err(e) = self.sync() {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "sync on drop failed");
+            }
+        }
+    }
+}
+
+/// Creates an empty segment file (the caller fsyncs the directory).
+fn create_segment(dir: &Path, base: u64) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(segment_path(dir, base))
+}
+
+/// The directory holding `p` (`.` for a bare relative name).
+pub(crate) fn parent_of(p: &Path) -> &Path {
+    match p.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}

@@ -1,0 +1,16 @@
+//! Sluice's metadata store: everything but records (projects, topics, schema versions, shards).
+//!
+//! One type, [`MetaStore`], owns the storage; callers see plain row structs ([`rows`]) and typed
+//! errors ([`MetaError`]). The default backend is an embedded SQLite file reached through `sqlx`
+//! (WAL journal, `synchronous=FULL`, so a committed change survives a crash). The server keeps
+//! an in-memory catalog built from [`MetaStore::load`] and writes every change here first; a
+//! shared backend (PostgreSQL) for several nodes can later replace the SQLite pool without
+//! touching callers.
+//!
+//! Layout: `store.rs` (the type and its queries), `rows.rs` (row structs), `schema.sql` (tables).
+
+mod rows;
+mod store;
+
+pub use rows::{ProjectRow, SchemaRow, ShardRow, Snapshot, TopicRow};
+pub use store::{MetaError, MetaStore};

@@ -1,0 +1,434 @@
+//! Reading and validating batches. One walker does every check; [`decode_batch`] materializes
+//! what it visits and [`validate_batch`] only counts, so both accept exactly the same inputs.
+
+use std::borrow::Cow;
+
+use super::{
+    parse_header, BatchCompression, BatchError, BatchHeader, TopicKind, HEADER_SIZE, MAX_RAW_SIZE,
+    RECORD_HEADER, RECORD_PREFIX, VERSION,
+};
+use crate::compress::{self, Compression};
+use crate::record::{Record, RecordData};
+use crate::schema::{Field, FieldType, RecordSchema};
+use crate::value::{Value, ValueError};
+
+/// The zstd frame magic ([go] writes zstd under compression code 3).
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// LZ4 blocks expand at most ~255x (one 0xFF length byte per 255 output bytes).
+const LZ4_MAX_RATIO: usize = 255;
+
+/// Smallest possible record: prefix, attribute count.
+const MIN_RECORD: usize = RECORD_PREFIX + 4;
+
+/// Fully decodes and validates a batch: header (magic, version, length, CRC-32C of the stored
+/// payload), decompression, record count, every record's sizes and offsets, schema version
+/// (known for TUPLE, -1 for BLOB), field count, each value against its field ([`Value::check`]),
+/// UTF-8 of text and attributes. Never panics; allocations are bounded by the input.
+pub fn decode_batch(bytes: &[u8], kind: TopicKind) -> Result<Vec<(i32, Record)>, BatchError> {
+    let (header, payload) = payload(bytes)?;
+    let capacity = (header.record_count as usize).min(payload.len() / MIN_RECORD);
+    let mut out = Vec::with_capacity(capacity);
+    walk(&payload, header.record_count, kind, |view| {
+        let data = match kind {
+            TopicKind::Blob => match view.fields.first() {
+                Some(FieldRef::Blob(b)) => RecordData::Blob(b.to_vec()),
+                _ => RecordData::Blob(Vec::new()),
+            },
+            TopicKind::Tuple(_) => {
+                RecordData::Tuple(view.fields.iter().map(FieldRef::to_value).collect())
+            }
+        };
+        let attributes = view
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        out.push((view.schema_version, Record { data, attributes }));
+    })?;
+    Ok(out)
+}
+
+/// Same validation as [`decode_batch`] without materializing values (the put fast path);
+/// returns the record count.
+pub fn validate_batch(bytes: &[u8], kind: TopicKind) -> Result<u32, BatchError> {
+    let (header, payload) = payload(bytes)?;
+    walk(&payload, header.record_count, kind, |_| {})?;
+    Ok(header.record_count)
+}
+
+/// Checks the header and returns the uncompressed payload.
+fn payload(bytes: &[u8]) -> Result<(BatchHeader, Cow<'_, [u8]>), BatchError> {
+    let header = parse_header(bytes)?;
+    if header.version != VERSION {
+        return Err(BatchError::UnsupportedVersion {
+            version: header.version,
+        });
+    }
+    if header.length as usize != bytes.len() {
+        return Err(BatchError::BadLength {
+            declared: header.length,
+            actual: bytes.len(),
+        });
+    }
+    let stored = &bytes[HEADER_SIZE..];
+    let crc = crc32c::crc32c(stored);
+    if crc != header.crc {
+        return Err(BatchError::BadCrc {
+            expected: header.crc,
+            actual: crc,
+        });
+    }
+    let raw = header.raw_size as usize;
+    let too_large = |limit: usize, why: &'static str| BatchError::RawSizeTooLarge {
+        raw_size: header.raw_size,
+        limit,
+        why,
+    };
+    if raw > MAX_RAW_SIZE {
+        return Err(too_large(MAX_RAW_SIZE, ""));
+    }
+    let compression = header.compression();
+    let corrupt = |e: compress::CompressError| BatchError::Decompress {
+        compression,
+        message: e.to_string(),
+    };
+    let payload = match compression {
+        BatchCompression::None => Cow::Borrowed(stored),
+        BatchCompression::Lz4 => {
+            let limit = stored
+                .len()
+                .saturating_mul(LZ4_MAX_RATIO)
+                .saturating_add(64);
+            if raw > limit {
+                return Err(too_large(
+                    limit,
+                    " (an LZ4 block of this size cannot expand further)",
+                ));
+            }
+            Cow::Owned(
+                compress::decompress(Compression::Lz4, stored, Some(raw), raw).map_err(corrupt)?,
+            )
+        }
+        BatchCompression::Zlib if stored.starts_with(&ZSTD_MAGIC) => return Err(BatchError::Zstd),
+        BatchCompression::Zlib => Cow::Owned(
+            compress::decompress(Compression::Zlib, stored, Some(raw), raw).map_err(corrupt)?,
+        ),
+        BatchCompression::Deflate if stored.first() == Some(&0x78) => Cow::Owned(
+            compress::decompress(Compression::Zlib, stored, Some(raw), raw).map_err(corrupt)?,
+        ),
+        BatchCompression::Deflate => Cow::Borrowed(stored),
+    };
+    if payload.len() != raw {
+        return Err(BatchError::RawSizeMismatch {
+            declared: header.raw_size,
+            actual: payload.len(),
+        });
+    }
+    Ok((header, payload))
+}
+
+/// One field as read from a record, borrowing its bytes.
+enum FieldRef<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f32),
+    Double(f64),
+    Str(&'a str),
+    Decimal(&'a str),
+    Blob(&'a [u8]),
+}
+
+impl FieldRef<'_> {
+    fn to_value(&self) -> Value {
+        match self {
+            FieldRef::Null | FieldRef::Blob(_) => Value::Null,
+            FieldRef::Bool(b) => Value::Bool(*b),
+            FieldRef::Int(v) => Value::Int(*v),
+            FieldRef::Float(v) => Value::Float(*v),
+            FieldRef::Double(v) => Value::Double(*v),
+            FieldRef::Str(s) => Value::Str(s.to_string()),
+            FieldRef::Decimal(s) => Value::Decimal(s.to_string()),
+        }
+    }
+
+    /// [`Value::check`] without copying text (STRING only needs its kind checked).
+    fn check(&self, field: &Field) -> Result<(), ValueError> {
+        match self {
+            FieldRef::Blob(_) => Ok(()),
+            FieldRef::Str(_) => Value::Str(String::new()).check(field),
+            FieldRef::Decimal(s) => Value::Decimal(s.to_string()).check(field),
+            other => other.to_value().check(field),
+        }
+    }
+}
+
+/// One validated record, handed to the walker's callback. Buffers are reused across records.
+struct RecordView<'a> {
+    schema_version: i32,
+    fields: Vec<FieldRef<'a>>,
+    attributes: Vec<(&'a str, &'a str)>,
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    let w = b.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+}
+
+fn i32_at(b: &[u8], at: usize) -> Option<i32> {
+    u32_at(b, at).map(|v| v as i32)
+}
+
+/// Visits every record of the payload, checking everything; `each` sees only valid records.
+fn walk<'a>(
+    payload: &'a [u8],
+    record_count: u32,
+    kind: TopicKind,
+    mut each: impl FnMut(&RecordView<'a>),
+) -> Result<(), BatchError> {
+    let mut view = RecordView {
+        schema_version: 0,
+        fields: Vec::new(),
+        attributes: Vec::new(),
+    };
+    let mut pos = 0usize;
+    for index in 0..record_count {
+        if pos >= payload.len() {
+            return Err(BatchError::MissingRecords {
+                declared: record_count,
+                found: index,
+            });
+        }
+        let size = read_record(&payload[pos..], pos, index, kind, &mut view)?;
+        each(&view);
+        pos += size;
+    }
+    if pos != payload.len() {
+        return Err(BatchError::TrailingBytes {
+            records: record_count,
+            offset: pos,
+            trailing: payload.len() - pos,
+        });
+    }
+    Ok(())
+}
+
+/// Parses the record at the start of `rest` (payload offset `offset`) into `view`; returns its
+/// total size.
+fn read_record<'a>(
+    rest: &'a [u8],
+    offset: usize,
+    record: u32,
+    kind: TopicKind,
+    view: &mut RecordView<'a>,
+) -> Result<usize, BatchError> {
+    let prefix = |at| i32_at(rest, at).unwrap_or_default();
+    if rest.len() < RECORD_PREFIX {
+        return Err(BatchError::RecordTruncated {
+            record,
+            offset,
+            available: rest.len(),
+        });
+    }
+    let schema_version = prefix(4);
+    let total_size = prefix(8) as u32;
+    let attr_offset = prefix(12) as u32;
+    let field_count = prefix(16);
+    let total = total_size as usize;
+    if total < MIN_RECORD || total > rest.len() {
+        return Err(BatchError::BadTotalSize {
+            record,
+            offset,
+            total_size,
+            available: rest.len(),
+        });
+    }
+    let rec = &rest[..total];
+    let schema: Option<&RecordSchema> = match kind {
+        TopicKind::Blob if schema_version != -1 => {
+            return Err(BatchError::BlobSchemaVersion {
+                record,
+                version: schema_version,
+            })
+        }
+        TopicKind::Blob => None,
+        TopicKind::Tuple(lookup) => Some(lookup.schema(schema_version).ok_or(
+            BatchError::UnknownSchemaVersion {
+                record,
+                version: schema_version,
+            },
+        )?),
+    };
+    let n = schema.map_or(1, RecordSchema::len);
+    if usize::try_from(field_count).ok() != Some(n) {
+        return Err(BatchError::FieldCountMismatch {
+            record,
+            field_count,
+            expected: n,
+        });
+    }
+    let slots_at = RECORD_PREFIX + n.div_ceil(64) * 8;
+    let area_start = slots_at + 8 * n;
+    let attr_at = attr_offset as usize;
+    if attr_at < area_start || attr_at > total - 4 {
+        return Err(BatchError::BadAttrOffset {
+            record,
+            attr_offset,
+            total_size,
+            min: area_start,
+            max: total - 4,
+        });
+    }
+    view.schema_version = schema_version;
+    view.fields.clear();
+    view.attributes.clear();
+    for i in 0..n {
+        let field = schema.map(|s| &s.fields[i]);
+        let name = || field.map_or_else(|| "<blob>".to_string(), |f| f.name.clone());
+        let present = rec[RECORD_PREFIX + i / 8] >> (i % 8) & 1 == 1;
+        let slot = &rec[slots_at + 8 * i..slots_at + 8 * i + 8];
+        let word = u64::from_le_bytes([
+            slot[0], slot[1], slot[2], slot[3], slot[4], slot[5], slot[6], slot[7],
+        ]);
+        let value = if !present {
+            if field.is_none() {
+                return Err(BatchError::NullBlob { record });
+            }
+            FieldRef::Null
+        } else {
+            let bytes = || -> Result<&'a [u8], BatchError> {
+                if word >> 63 == 1 {
+                    return Ok(&slot[..((word >> 56) & 0x07) as usize]);
+                }
+                let length = word as u32 as i32;
+                let off = (word >> 32) as u32 as i32;
+                let start = RECORD_HEADER.saturating_add(off.max(0) as usize);
+                let end = start.saturating_add(length.max(0) as usize);
+                if length < 0 || off < 0 || start < area_start || end > attr_at {
+                    return Err(BatchError::ByteFieldOutOfBounds {
+                        record,
+                        field: i,
+                        name: name(),
+                        length,
+                        offset: off,
+                        area_start,
+                        area_end: attr_at,
+                    });
+                }
+                Ok(&rec[start..end])
+            };
+            let text = || -> Result<&'a str, BatchError> {
+                std::str::from_utf8(bytes()?).map_err(|_| BatchError::BadUtf8 {
+                    record,
+                    field: i,
+                    name: name(),
+                })
+            };
+            match field.map(|f| f.field_type) {
+                None => FieldRef::Blob(bytes()?),
+                Some(FieldType::Boolean) => match slot[0] {
+                    0 => FieldRef::Bool(false),
+                    1 => FieldRef::Bool(true),
+                    byte => {
+                        return Err(BatchError::BadBoolean {
+                            record,
+                            field: i,
+                            name: name(),
+                            byte,
+                        })
+                    }
+                },
+                Some(FieldType::Tinyint) => FieldRef::Int(narrow(word, 1)),
+                Some(FieldType::Smallint) => FieldRef::Int(narrow(word, 2)),
+                Some(FieldType::Integer) => FieldRef::Int(narrow(word, 4)),
+                Some(FieldType::Bigint | FieldType::Timestamp) => FieldRef::Int(word as i64),
+                Some(FieldType::Float) => {
+                    FieldRef::Float(f32::from_le_bytes([slot[0], slot[1], slot[2], slot[3]]))
+                }
+                Some(FieldType::Double) => FieldRef::Double(f64::from_bits(word)),
+                Some(FieldType::String) => FieldRef::Str(text()?),
+                Some(FieldType::Decimal) => FieldRef::Decimal(text()?),
+            }
+        };
+        if let Some(field) = field {
+            value
+                .check(field)
+                .map_err(|source| match (&value, source) {
+                    (FieldRef::Decimal(text), ValueError::WrongKind { .. }) => {
+                        BatchError::BadDecimal {
+                            record,
+                            field: i,
+                            name: name(),
+                            text: text.chars().take(64).collect(),
+                        }
+                    }
+                    (_, source) => BatchError::Value {
+                        record,
+                        field: i,
+                        source,
+                    },
+                })?;
+        }
+        view.fields.push(value);
+    }
+    read_attributes(rec, attr_at, record, total_size, &mut view.attributes)?;
+    Ok(total)
+}
+
+/// Reads a TINYINT/SMALLINT/INTEGER slot: the first `bytes` bytes as a signed integer, like
+/// pydatahub. The upper bytes must be that value's sign extension (what pydatahub writes) or
+/// zero; anything else yields the full i64 so that the range check rejects it.
+fn narrow(word: u64, bytes: u32) -> i64 {
+    let shift = 64 - 8 * bytes;
+    let low = ((word << shift) as i64) >> shift;
+    if low == word as i64 || word >> (8 * bytes) == 0 {
+        low
+    } else {
+        word as i64
+    }
+}
+
+fn read_attributes<'a>(
+    rec: &'a [u8],
+    attr_at: usize,
+    record: u32,
+    total_size: u32,
+    out: &mut Vec<(&'a str, &'a str)>,
+) -> Result<(), BatchError> {
+    let count = i32_at(rec, attr_at).unwrap_or_default();
+    if count < 0 {
+        return Err(BatchError::BadAttributeCount { record, count });
+    }
+    let mut at = attr_at + 4;
+    for attribute in 0..count as usize {
+        let mut part = |name: &'static str| -> Result<&'a str, BatchError> {
+            let bytes = i32_at(rec, at)
+                .and_then(|len| usize::try_from(len).ok())
+                .and_then(|len| rec.get(at + 4..(at + 4).checked_add(len)?))
+                .ok_or(BatchError::AttributeOutOfBounds {
+                    record,
+                    attribute,
+                    offset: at,
+                    total_size,
+                })?;
+            at += 4 + bytes.len();
+            std::str::from_utf8(bytes).map_err(|_| BatchError::AttributeUtf8 {
+                record,
+                attribute,
+                part: name,
+            })
+        };
+        let key = part("key")?;
+        let value = part("value")?;
+        out.push((key, value));
+    }
+    if at != rec.len() {
+        return Err(BatchError::AttributesSize {
+            record,
+            end: at,
+            total_size,
+        });
+    }
+    Ok(())
+}

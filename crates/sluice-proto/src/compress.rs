@@ -1,0 +1,167 @@
+//! HTTP body compression (protocol doc §1.7): raw LZ4 blocks sized by
+//! `x-datahub-content-raw-size`, zlib streams, and pydatahub's no-op `deflate`.
+
+use std::io::{Read, Write};
+
+/// A body compression named in `Content-Encoding` / `Accept-Encoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Lz4,
+    Zlib,
+    /// pydatahub's deflate never compresses; Go's sends a zlib stream. Decoding sniffs which.
+    Deflate,
+}
+
+/// Why a compressed body could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CompressError {
+    #[error("unknown content encoding {0:?}")]
+    Unknown(String),
+    #[error("lz4 body needs the x-datahub-content-raw-size header")]
+    MissingRawSize,
+    #[error("compressed body is corrupt: {0}")]
+    Corrupt(String),
+    #[error("body decompresses to {actual} bytes, not the declared {declared}")]
+    SizeMismatch { declared: usize, actual: usize },
+    #[error("body would decompress to more than {limit} bytes")]
+    TooLarge { limit: usize },
+}
+
+impl Compression {
+    /// Parses a `Content-Encoding` value; empty and `identity` mean none.
+    pub fn parse(name: &str) -> Result<Option<Compression>, CompressError> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "" | "identity" => Ok(None),
+            "lz4" => Ok(Some(Compression::Lz4)),
+            "zlib" => Ok(Some(Compression::Zlib)),
+            "deflate" => Ok(Some(Compression::Deflate)),
+            other => Err(CompressError::Unknown(other.to_string())),
+        }
+    }
+
+    /// The lower-case header value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Lz4 => "lz4",
+            Compression::Zlib => "zlib",
+            Compression::Deflate => "deflate",
+        }
+    }
+}
+
+/// Decompresses a request body. `raw_size` is the declared uncompressed size, `limit` the largest
+/// body accepted after decompression.
+pub fn decompress(
+    kind: Compression,
+    body: &[u8],
+    raw_size: Option<usize>,
+    limit: usize,
+) -> Result<Vec<u8>, CompressError> {
+    if let Some(size) = raw_size {
+        if size > limit {
+            return Err(CompressError::TooLarge { limit });
+        }
+    }
+    let out = match kind {
+        Compression::Lz4 => {
+            let size = raw_size.ok_or(CompressError::MissingRawSize)?;
+            lz4_flex::block::decompress(body, size)
+                .map_err(|e| CompressError::Corrupt(e.to_string()))?
+        }
+        Compression::Zlib => inflate_zlib(body, limit)?,
+        Compression::Deflate => {
+            if body.first() == Some(&0x78) {
+                inflate_zlib(body, limit)?
+            } else {
+                body.to_vec()
+            }
+        }
+    };
+    if let Some(declared) = raw_size {
+        if declared != out.len() && kind != Compression::Deflate {
+            return Err(CompressError::SizeMismatch {
+                declared,
+                actual: out.len(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn inflate_zlib(body: &[u8], limit: usize) -> Result<Vec<u8>, CompressError> {
+    let mut out = Vec::new();
+    let mut reader = flate2::read::ZlibDecoder::new(body).take(limit as u64 + 1);
+    reader
+        .read_to_end(&mut out)
+        .map_err(|e| CompressError::Corrupt(e.to_string()))?;
+    if out.len() > limit {
+        return Err(CompressError::TooLarge { limit });
+    }
+    Ok(out)
+}
+
+/// Compresses a response body; `None` when compression would not make it smaller.
+pub fn compress(kind: Compression, body: &[u8]) -> Option<Vec<u8>> {
+    let out = match kind {
+        Compression::Lz4 => lz4_flex::block::compress(body),
+        Compression::Zlib => {
+            let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(body).ok()?;
+            enc.finish().ok()?
+        }
+        Compression::Deflate => return None,
+    };
+    (out.len() < body.len()).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RAW: &[u8] =
+        br#"{"Action": "sub", "Cursor": "20000000000000000000000000000000", "Limit": 10}"#;
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn decodes_sdk_vectors() {
+        let lz4 = hex("ff107b22416374696f6e223a2022737562222c2022437572736f72223a2022323001000bf000222c20224c696d6974223a2031307d");
+        assert_eq!(
+            decompress(Compression::Lz4, &lz4, Some(76), 1 << 20).unwrap(),
+            RAW
+        );
+        let zlib = hex("789cab56724c2ec9cccf53b252502a2e4d52d25150722e2d2ace2f02091819e00720d53e99b9992540c58606b500f406127b");
+        assert_eq!(
+            decompress(Compression::Zlib, &zlib, Some(76), 1 << 20).unwrap(),
+            RAW
+        );
+        assert_eq!(
+            decompress(Compression::Deflate, RAW, None, 1 << 20).unwrap(),
+            RAW
+        );
+    }
+
+    #[test]
+    fn round_trips_and_rejects_garbage() {
+        for kind in [Compression::Lz4, Compression::Zlib] {
+            let c = compress(kind, RAW).unwrap();
+            assert_eq!(decompress(kind, &c, Some(RAW.len()), 1 << 20).unwrap(), RAW);
+        }
+        assert!(decompress(Compression::Zlib, b"\x78\x9cgarbage", None, 1 << 20).is_err());
+        assert!(decompress(Compression::Lz4, b"\xff\xff\xff", Some(76), 1 << 20).is_err());
+        assert_eq!(
+            decompress(Compression::Lz4, b"x", None, 10),
+            Err(CompressError::MissingRawSize)
+        );
+        assert_eq!(
+            decompress(Compression::Lz4, b"x", Some(100), 10),
+            Err(CompressError::TooLarge { limit: 10 })
+        );
+        assert!(Compression::parse("gzip").is_err());
+    }
+}

@@ -1,0 +1,75 @@
+//! DataHub error codes (protocol doc §3.2) and the HTTP status Sluice answers with.
+
+/// An error code the SDKs map to exceptions; rendered exactly as DataHub spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidUriSpec,
+    InvalidParameter,
+    InvalidSchema,
+    InvalidCursor,
+    MalformedRecord,
+    NoSuchProject,
+    NoSuchTopic,
+    NoSuchShard,
+    NoSuchConnector,
+    NoSuchSubscription,
+    ProjectAlreadyExist,
+    TopicAlreadyExist,
+    InvalidShardOperation,
+    SeekOutOfRange,
+    InvalidOperation,
+    LimitExceeded,
+    InternalServerError,
+    Unauthorized,
+    NoPermission,
+}
+
+impl ErrorCode {
+    /// The code as the SDKs expect it in `ErrorCode`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidUriSpec => "InvalidUriSpec",
+            ErrorCode::InvalidParameter => "InvalidParameter",
+            ErrorCode::InvalidSchema => "InvalidSchema",
+            ErrorCode::InvalidCursor => "InvalidCursor",
+            ErrorCode::MalformedRecord => "MalformedRecord",
+            ErrorCode::NoSuchProject => "NoSuchProject",
+            ErrorCode::NoSuchTopic => "NoSuchTopic",
+            ErrorCode::NoSuchShard => "NoSuchShard",
+            ErrorCode::NoSuchConnector => "NoSuchConnector",
+            ErrorCode::NoSuchSubscription => "NoSuchSubscription",
+            ErrorCode::ProjectAlreadyExist => "ProjectAlreadyExist",
+            ErrorCode::TopicAlreadyExist => "TopicAlreadyExist",
+            ErrorCode::InvalidShardOperation => "InvalidShardOperation",
+            ErrorCode::SeekOutOfRange => "SeekOutOfRange",
+            ErrorCode::InvalidOperation => "InvalidOperation",
+            ErrorCode::LimitExceeded => "LimitExceeded",
+            ErrorCode::InternalServerError => "InternalServerError",
+            ErrorCode::Unauthorized => "Unauthorized",
+            ErrorCode::NoPermission => "NoPermission",
+        }
+    }
+
+    /// The HTTP status answered with this code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::NoSuchProject
+            | ErrorCode::NoSuchTopic
+            | ErrorCode::NoSuchShard
+            | ErrorCode::NoSuchConnector
+            | ErrorCode::NoSuchSubscription => 404,
+            ErrorCode::ProjectAlreadyExist | ErrorCode::TopicAlreadyExist => 409,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::NoPermission => 403,
+            ErrorCode::LimitExceeded => 429,
+            ErrorCode::InternalServerError => 500,
+            _ => 400,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,249 @@
+//! Typed field values and their text forms.
+//!
+//! JSON and protobuf records carry every value as text (protocol doc §5.4); the batch format
+//! carries them binary. A [`Value`] is the one in-memory form; [`Value::parse`] reads the text
+//! form for a field and [`Value::to_text`] writes the canonical text pydatahub parses back.
+
+use crate::schema::{Field, FieldType};
+
+/// One column value of a tuple record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    /// BIGINT, INTEGER, SMALLINT, TINYINT and TIMESTAMP.
+    Int(i64),
+    Float(f32),
+    Double(f64),
+    /// STRING.
+    Str(String),
+    /// DECIMAL, kept as the exact text the writer sent (validated as a decimal number).
+    Decimal(String),
+}
+
+/// Why a value does not fit its field.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ValueError {
+    #[error("field {field:?} is not null but got null")]
+    NullInNotNull { field: String },
+    #[error("field {field:?} of type {field_type} cannot take the value {text:?}")]
+    BadText {
+        field: String,
+        field_type: &'static str,
+        text: String,
+    },
+    #[error("field {field:?} of type {field_type} got a value out of range: {value}")]
+    OutOfRange {
+        field: String,
+        field_type: &'static str,
+        value: i64,
+    },
+    #[error("field {field:?} of type {field_type} got a value of the wrong kind")]
+    WrongKind {
+        field: String,
+        field_type: &'static str,
+    },
+}
+
+/// Smallest and largest TIMESTAMP the SDKs accept (µs, years 1..9999).
+pub const TIMESTAMP_MIN: i64 = -62_135_798_400_000_000;
+pub const TIMESTAMP_MAX: i64 = 253_402_271_999_000_000;
+
+fn int_range(t: FieldType) -> (i64, i64) {
+    match t {
+        FieldType::Tinyint => (i8::MIN as i64, i8::MAX as i64),
+        FieldType::Smallint => (i16::MIN as i64, i16::MAX as i64),
+        FieldType::Integer => (i32::MIN as i64, i32::MAX as i64),
+        FieldType::Timestamp => (TIMESTAMP_MIN, TIMESTAMP_MAX),
+        _ => (i64::MIN, i64::MAX),
+    }
+}
+
+/// Whether `text` is a decimal number as Python's `Decimal` prints it (`-1.25`, `1E+2`, `.5`).
+fn is_decimal_text(text: &str) -> bool {
+    let body = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let (mantissa, exponent) = match body.find(['e', 'E']) {
+        Some(i) => (&body[..i], Some(&body[i + 1..])),
+        None => (body, None),
+    };
+    let mut parts = mantissa.splitn(2, '.');
+    let int_part = parts.next().unwrap_or("");
+    let frac_part = parts.next().unwrap_or("");
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if int_part.is_empty() && frac_part.is_empty() || !digits(int_part) || !digits(frac_part) {
+        return false;
+    }
+    match exponent {
+        None => true,
+        Some(e) => {
+            let e = e.strip_prefix(['-', '+']).unwrap_or(e);
+            !e.is_empty() && digits(e) && e.len() <= 9
+        }
+    }
+}
+
+impl Value {
+    /// Reads the text form of a value for `field`; `None` is NULL.
+    pub fn parse(field: &Field, text: Option<&str>) -> Result<Value, ValueError> {
+        let Some(text) = text else {
+            return if field.not_null {
+                Err(ValueError::NullInNotNull {
+                    field: field.name.clone(),
+                })
+            } else {
+                Ok(Value::Null)
+            };
+        };
+        let bad = || ValueError::BadText {
+            field: field.name.clone(),
+            field_type: field.field_type.name(),
+            text: text.chars().take(64).collect(),
+        };
+        let value = match field.field_type {
+            FieldType::String => Value::Str(text.to_string()),
+            FieldType::Decimal => {
+                let t = text.trim();
+                if !is_decimal_text(t) {
+                    return Err(bad());
+                }
+                Value::Decimal(t.to_string())
+            }
+            FieldType::Boolean => match text.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" => Value::Bool(true),
+                "false" | "0" => Value::Bool(false),
+                _ => return Err(bad()),
+            },
+            FieldType::Double => Value::Double(text.trim().parse::<f64>().map_err(|_| bad())?),
+            FieldType::Float => Value::Float(text.trim().parse::<f32>().map_err(|_| bad())?),
+            FieldType::Bigint
+            | FieldType::Integer
+            | FieldType::Smallint
+            | FieldType::Tinyint
+            | FieldType::Timestamp => Value::Int(text.trim().parse::<i64>().map_err(|_| bad())?),
+        };
+        value.check(field)?;
+        Ok(value)
+    }
+
+    /// Checks that a value (from any codec) fits `field`: kind, range and nullability.
+    pub fn check(&self, field: &Field) -> Result<(), ValueError> {
+        let wrong = || ValueError::WrongKind {
+            field: field.name.clone(),
+            field_type: field.field_type.name(),
+        };
+        match (self, field.field_type) {
+            (Value::Null, _) if field.not_null => Err(ValueError::NullInNotNull {
+                field: field.name.clone(),
+            }),
+            (Value::Null, _) => Ok(()),
+            (
+                Value::Int(v),
+                t @ (FieldType::Bigint
+                | FieldType::Integer
+                | FieldType::Smallint
+                | FieldType::Tinyint
+                | FieldType::Timestamp),
+            ) => {
+                let (lo, hi) = int_range(t);
+                if *v < lo || *v > hi {
+                    Err(ValueError::OutOfRange {
+                        field: field.name.clone(),
+                        field_type: t.name(),
+                        value: *v,
+                    })
+                } else {
+                    Ok(())
+                }
+            }
+            (Value::Bool(_), FieldType::Boolean)
+            | (Value::Float(_), FieldType::Float)
+            | (Value::Double(_), FieldType::Double)
+            | (Value::Str(_), FieldType::String) => Ok(()),
+            (Value::Decimal(t), FieldType::Decimal) if is_decimal_text(t) => Ok(()),
+            _ => Err(wrong()),
+        }
+    }
+
+    /// The canonical text form pydatahub parses back exactly; `None` for NULL.
+    pub fn to_text(&self) -> Option<String> {
+        Some(match self {
+            Value::Null => return None,
+            Value::Bool(b) => if *b { "true" } else { "false" }.to_string(),
+            Value::Int(v) => v.to_string(),
+            Value::Float(v) => float_text(*v as f64, format!("{v:?}")),
+            Value::Double(v) => float_text(*v, format!("{v:?}")),
+            Value::Str(s) => s.clone(),
+            Value::Decimal(s) => s.clone(),
+        })
+    }
+}
+
+/// Infinities and NaN in the spelling Python's `float()` accepts.
+fn float_text(v: f64, shortest: String) -> String {
+    if v.is_nan() {
+        "nan".to_string()
+    } else if v.is_infinite() {
+        if v > 0.0 { "inf" } else { "-inf" }.to_string()
+    } else {
+        shortest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(t: FieldType, not_null: bool) -> Field {
+        Field {
+            name: "f".into(),
+            field_type: t,
+            comment: String::new(),
+            not_null,
+        }
+    }
+
+    #[test]
+    fn parses_sdk_text_forms() {
+        let d = field(FieldType::Double, false);
+        assert_eq!(Value::parse(&d, Some("1.e+00")), Ok(Value::Double(1.0)));
+        assert_eq!(
+            Value::parse(&d, Some("1.0000000000000001e-01")),
+            Ok(Value::Double(0.1))
+        );
+        assert_eq!(
+            Value::parse(&d, Some("inf")),
+            Ok(Value::Double(f64::INFINITY))
+        );
+        assert_eq!(Value::parse(&d, None), Ok(Value::Null));
+        let b = field(FieldType::Boolean, true);
+        assert_eq!(Value::parse(&b, Some("True")), Ok(Value::Bool(true)));
+        assert!(Value::parse(&b, None).is_err());
+        let t = field(FieldType::Tinyint, false);
+        assert!(Value::parse(&t, Some("128")).is_err());
+        assert_eq!(Value::parse(&t, Some("-128")), Ok(Value::Int(-128)));
+        let big = field(FieldType::Bigint, false);
+        assert_eq!(
+            Value::parse(&big, Some("-9223372036854775808")),
+            Ok(Value::Int(i64::MIN))
+        );
+        assert!(Value::parse(&big, Some("x")).is_err());
+        let dec = field(FieldType::Decimal, false);
+        for ok in ["1.25", "1E+2", "-0.5", ".5", "10"] {
+            assert!(Value::parse(&dec, Some(ok)).is_ok(), "{ok}");
+        }
+        for bad in ["", "1.2.3", "abc", "1e", "--1"] {
+            assert!(Value::parse(&dec, Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn text_round_trips() {
+        for v in [0.1f64, 1.0, -2.5e-300, 1e300, f64::MAX] {
+            let text = Value::Double(v).to_text().unwrap();
+            assert_eq!(text.parse::<f64>().unwrap(), v);
+        }
+        assert_eq!(Value::Float(1.5).to_text().unwrap(), "1.5");
+        assert_eq!(Value::Bool(false).to_text().unwrap(), "false");
+        assert_eq!(Value::Null.to_text(), None);
+    }
+}

@@ -1,0 +1,173 @@
+//! Server configuration: limits, durability and housekeeping. Parsed from the `--config` TOML
+//! file by the binary and validated here, at the door: an invalid value is an error that names
+//! its field, never a silent default.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// When an acknowledged put reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    /// fsync before the ack (group-committed). The default.
+    Always,
+    /// Ack after the write; a background flush every `fsync_interval_ms`. Loses the last
+    /// interval on power failure, never on a process crash.
+    Interval,
+}
+
+/// Everything tunable about a running server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Largest request body, after decompression, in bytes.
+    pub max_request_bytes: usize,
+    /// Most records in one put.
+    pub max_records_per_put: usize,
+    /// Largest single record (its encoded size) in bytes.
+    pub max_record_bytes: usize,
+    /// Most records returned by one get (also the meaning of Limit ≤ 0).
+    pub max_read_records: usize,
+    /// Most payload bytes returned by one get.
+    pub max_read_bytes: usize,
+    /// Most shards a topic may have.
+    pub max_shards_per_topic: u32,
+    pub fsync: FsyncPolicy,
+    pub fsync_interval_ms: u64,
+    /// Size at which a shard's active segment is sealed and a new one started.
+    pub segment_bytes: u64,
+    /// How often expired segments are looked for.
+    pub retention_check_interval_secs: u64,
+    /// Largest accepted difference between a request's Date header and the server clock.
+    pub max_clock_skew_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_request_bytes: 8 << 20,
+            max_records_per_put: 10_000,
+            max_record_bytes: (1 << 20) + 4096,
+            max_read_records: 1000,
+            max_read_bytes: 8 << 20,
+            max_shards_per_topic: 256,
+            fsync: FsyncPolicy::Always,
+            fsync_interval_ms: 200,
+            segment_bytes: 64 << 20,
+            retention_check_interval_secs: 60,
+            max_clock_skew_secs: 900,
+        }
+    }
+}
+
+/// A configuration value out of its allowed range.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid configuration: {field} {problem}")]
+pub struct ConfigError {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+fn check(ok: bool, field: &'static str, problem: &str) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError {
+            field,
+            problem: problem.to_string(),
+        })
+    }
+}
+
+impl ServerConfig {
+    /// Parses a TOML document and validates it.
+    pub fn from_toml(text: &str) -> Result<ServerConfig, ConfigError> {
+        let config: ServerConfig = toml::from_str(text).map_err(|e| ConfigError {
+            field: "config file",
+            problem: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every field's range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            (1024..=1 << 30).contains(&self.max_request_bytes),
+            "max_request_bytes",
+            "must be between 1 KiB and 1 GiB",
+        )?;
+        check(
+            (1..=100_000).contains(&self.max_records_per_put),
+            "max_records_per_put",
+            "must be between 1 and 100000",
+        )?;
+        check(
+            self.max_record_bytes >= 64 && self.max_record_bytes <= self.max_request_bytes,
+            "max_record_bytes",
+            "must be at least 64 and at most max_request_bytes",
+        )?;
+        check(
+            (1..=100_000).contains(&self.max_read_records),
+            "max_read_records",
+            "must be between 1 and 100000",
+        )?;
+        check(
+            self.max_read_bytes >= 1024,
+            "max_read_bytes",
+            "must be at least 1024",
+        )?;
+        check(
+            (1..=4096).contains(&self.max_shards_per_topic),
+            "max_shards_per_topic",
+            "must be between 1 and 4096",
+        )?;
+        check(
+            self.fsync_interval_ms >= 1,
+            "fsync_interval_ms",
+            "must be at least 1",
+        )?;
+        check(
+            self.segment_bytes >= 4096,
+            "segment_bytes",
+            "must be at least 4096",
+        )?;
+        check(
+            self.retention_check_interval_secs >= 1,
+            "retention_check_interval_secs",
+            "must be at least 1",
+        )?;
+        Ok(())
+    }
+
+    pub fn log_config(&self) -> sluice_log::LogConfig {
+        sluice_log::LogConfig {
+            segment_bytes: self.segment_bytes,
+            fsync: match self.fsync {
+                FsyncPolicy::Always => sluice_log::FsyncMode::Always,
+                FsyncPolicy::Interval => {
+                    sluice_log::FsyncMode::Interval(Duration::from_millis(self.fsync_interval_ms))
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_values_by_name() {
+        let err = ServerConfig::from_toml("max_records_per_put = 0").unwrap_err();
+        assert_eq!(err.field, "max_records_per_put");
+        let err = ServerConfig::from_toml("fsync = \"sometimes\"").unwrap_err();
+        assert!(err.problem.contains("fsync"), "{err}");
+        let err = ServerConfig::from_toml("no_such_field = 1").unwrap_err();
+        assert!(err.problem.contains("no_such_field"), "{err}");
+        let ok = ServerConfig::from_toml("fsync = \"interval\"\nsegment_bytes = 8192").unwrap();
+        assert_eq!(ok.fsync, FsyncPolicy::Interval);
+        assert_eq!(ok.segment_bytes, 8192);
+    }
+}

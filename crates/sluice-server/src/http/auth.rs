@@ -1,0 +1,74 @@
+//! Request authentication: the `DATAHUB id:signature` header (protocol doc §2) checked against
+//! the server's accounts, and the request's `Date` checked against the clock.
+
+use std::collections::HashMap;
+
+use axum::http::{HeaderMap, Method, Uri};
+use sluice_proto::sign;
+
+use crate::service::Error;
+
+/// Access ids and their secret keys.
+#[derive(Clone, Default)]
+pub struct Accounts {
+    keys: HashMap<String, String>,
+}
+
+impl Accounts {
+    pub fn with_root(access_id: &str, access_key: &str) -> Accounts {
+        let mut keys = HashMap::new();
+        keys.insert(access_id.to_string(), access_key.to_string());
+        Accounts { keys }
+    }
+
+    /// Verifies a request's signature and date.
+    pub fn verify(&self, method: &Method, uri: &Uri, headers: &HeaderMap, max_skew_secs: u64) -> Result<(), Error> {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| Error::Unauthorized("the request is not signed (no Authorization header)".into()))?;
+        let (id, given) = sign::parse_authorization(auth).ok_or_else(|| {
+            Error::Unauthorized("the Authorization header is not of the form 'DATAHUB id:signature'".into())
+        })?;
+        let key = self
+            .keys
+            .get(id.trim())
+            .ok_or_else(|| Error::Unauthorized(format!("unknown AccessId {:?}", id.trim())))?;
+        let date = headers
+            .get("date")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| Error::Unauthorized("the request has no Date header".into()))?;
+        let when = httpdate::parse_http_date(date)
+            .map_err(|_| Error::Unauthorized(format!("the Date header {date:?} is not an HTTP date")))?;
+        let now = std::time::SystemTime::now();
+        let skew = now
+            .duration_since(when)
+            .or_else(|_| when.duration_since(now))
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if skew > max_skew_secs {
+            return Err(Error::Unauthorized(format!(
+                "the request Date {date:?} is {skew} s away from the server clock (limit {max_skew_secs} s)"
+            )));
+        }
+        let content_type = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let datahub: Vec<(&str, &str)> = headers
+            .iter()
+            .filter(|(n, _)| n.as_str().starts_with("x-datahub-"))
+            .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)))
+            .collect();
+        let decoded_path = sign::percent_decode(uri.path());
+        let candidates = [decoded_path.as_str(), uri.path()];
+        for path in candidates {
+            let canonical =
+                sign::canonical_string(method.as_str(), content_type, date, &datahub, path, uri.query());
+            if sign::signatures_equal(&sign::signature(key, &canonical), given.trim()) {
+                return Ok(());
+            }
+        }
+        Err(Error::Unauthorized("the request signature does not match".into()))
+    }
+}

@@ -1,0 +1,257 @@
+//! `/projects/{project}/topics/{topic}/shards/{shard}`: put by shard (protobuf, batch), get
+//! records (JSON, protobuf, batch), get cursor and metering.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use bytes::Bytes;
+use prost::Message;
+use serde_json::json;
+use sluice_proto::{pb, Record, RecordData, Value};
+
+use super::body::{self, header_str, JsonFields};
+use super::json_records::{out_record, tuple_from_text, GetRecordsOut};
+use super::AppState;
+use crate::service::catalog::{RecordType, Topic};
+use crate::service::records::{CursorKind, Route, RoutedRecord};
+use crate::service::{Error, Result};
+
+/// The wire format a record call uses, from its Content-Type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentKind {
+    Json,
+    Protobuf,
+    Binary,
+}
+
+impl ContentKind {
+    pub fn of(headers: &HeaderMap) -> ContentKind {
+        let ct = header_str(headers, "content-type").unwrap_or("").to_ascii_lowercase();
+        if ct.contains("protobuf") {
+            ContentKind::Protobuf
+        } else if ct.contains("x-binary") {
+            ContentKind::Binary
+        } else {
+            ContentKind::Json
+        }
+    }
+}
+
+fn request_action(headers: &HeaderMap) -> String {
+    header_str(headers, "x-datahub-request-action")
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+pub fn is_pub(headers: &HeaderMap) -> bool {
+    request_action(headers) == "pub"
+}
+
+/// Converts protobuf records into routed records (`routed`: honour shard/hash/partition keys).
+pub fn pb_put_records(topic: &Topic, entries: Vec<pb::RecordEntry>, routed: bool) -> Vec<Result<RoutedRecord>> {
+    let schema = topic.meta.read().current_schema();
+    entries
+        .into_iter()
+        .map(|e| {
+            let data = match (&schema, topic.record_type) {
+                (Some(schema), RecordType::Tuple) => {
+                    let texts = e
+                        .data
+                        .data
+                        .iter()
+                        .map(|f| match &f.value {
+                            None => Ok(None),
+                            Some(v) => std::str::from_utf8(v).map(Some).map_err(|_| {
+                                Error::MalformedRecord("a field value is not UTF-8 text".into())
+                            }),
+                        })
+                        .collect::<Result<Vec<Option<&str>>>>()?;
+                    RecordData::Tuple(tuple_from_text(schema, &texts)?)
+                }
+                _ => {
+                    if e.data.data.len() != 1 {
+                        return Err(Error::MalformedRecord(format!(
+                            "a BLOB record carries exactly one value, not {}",
+                            e.data.data.len()
+                        )));
+                    }
+                    RecordData::Blob(e.data.data[0].value.clone().unwrap_or_default())
+                }
+            };
+            let route = match (routed, e.shard_id, e.hash_key, e.partition_key) {
+                (false, ..) => Route::Any,
+                (true, Some(s), _, _) => Route::Shard(s),
+                (true, None, Some(h), _) => Route::HashKey(h),
+                (true, None, None, Some(p)) => Route::PartitionKey(p),
+                (true, None, None, None) => Route::Any,
+            };
+            let attributes = e
+                .attributes
+                .map(|a| a.attributes.into_iter().map(|p| (p.key, p.value)).collect())
+                .unwrap_or_default();
+            Ok(RoutedRecord {
+                record: Record { data, attributes },
+                route,
+            })
+        })
+        .collect()
+}
+
+fn pb_entry(r: crate::service::records::ReadRecord) -> pb::RecordEntry {
+    let data = match r.record.data {
+        RecordData::Tuple(values) => values
+            .iter()
+            .map(|v| pb::FieldData {
+                value: Value::to_text(v).map(String::into_bytes),
+            })
+            .collect(),
+        RecordData::Blob(bytes) => vec![pb::FieldData { value: Some(bytes) }],
+    };
+    pb::RecordEntry {
+        shard_id: None,
+        hash_key: None,
+        partition_key: None,
+        cursor: Some(r.cursor.encode()),
+        next_cursor: Some(r.next_cursor.encode()),
+        sequence: Some(r.seq as i64),
+        system_time: Some(r.system_time),
+        attributes: Some(pb::RecordAttributes {
+            attributes: r
+                .record
+                .attributes
+                .into_iter()
+                .map(|(key, value)| pb::StringPair { key, value })
+                .collect(),
+        }),
+        data: pb::RecordData { data },
+    }
+}
+
+pub async fn post_shard(
+    State(s): State<AppState>,
+    Path((project, topic, shard)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let c = &s.catalog;
+    let raw = body::read_body(&headers, body, c.config.max_request_bytes).await?;
+    let t: Arc<Topic> = c.topic(&project, &topic)?;
+    let kind = ContentKind::of(&headers);
+    match (request_action(&headers).as_str(), kind) {
+        ("pub", ContentKind::Protobuf) => {
+            let req = pb::PutRecordsRequest::decode(body::unframe(&raw)?)
+                .map_err(|e| Error::MalformedRecord(format!("PutRecordsRequest does not decode: {e}")))?;
+            let records = pb_put_records(&t, req.records, false)
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| r.map(|r| r.record).map_err(|e| Error::MalformedRecord(format!("record {i}: {e}"))))
+                .collect::<Result<Vec<_>>>()?;
+            c.put_to_shard(&t, &shard, records).await?;
+            body::protobuf(&pb::PutRecordsResponse { failed_count: Some(0), failed_records: vec![] })
+        }
+        ("pub", ContentKind::Binary) => {
+            let req = pb::PutBinaryRecordsRequest::decode(body::unframe(&raw)?)
+                .map_err(|e| Error::MalformedRecord(format!("PutBinaryRecordsRequest does not decode: {e}")))?;
+            let batches: Vec<Bytes> = req
+                .records
+                .into_iter()
+                .map(|r| r.data.unwrap_or_default())
+                .collect();
+            c.put_batches(&t, &shard, batches).await?;
+            body::binary(&pb::PutRecordsResponse { failed_count: Some(0), failed_records: vec![] })
+        }
+        ("sub", ContentKind::Protobuf) => {
+            let req = pb::GetRecordsRequest::decode(body::unframe(&raw)?)
+                .map_err(|e| Error::InvalidParameter(format!("GetRecordsRequest does not decode: {e}")))?;
+            let read = c
+                .read_records(&t, &shard, &req.cursor, req.limit.unwrap_or(0) as i64)
+                .await?;
+            let records: Vec<pb::RecordEntry> = read.items.into_iter().map(pb_entry).collect();
+            body::protobuf(&pb::GetRecordsResponse {
+                next_cursor: read.next_cursor.encode(),
+                record_count: records.len() as i32,
+                start_sequence: Some(read.start_seq as i64),
+                records,
+                latest_sequence: Some(read.latest_seq),
+                latest_time: Some(read.latest_time),
+            })
+        }
+        ("sub", ContentKind::Binary) => {
+            let req = pb::GetRecordsRequest::decode(body::unframe(&raw)?)
+                .map_err(|e| Error::InvalidParameter(format!("GetRecordsRequest does not decode: {e}")))?;
+            let read = c
+                .read_batches(&t, &shard, &req.cursor, req.limit.unwrap_or(0) as i64)
+                .await?;
+            let records: Vec<pb::BinaryRecordEntry> = read
+                .items
+                .into_iter()
+                .map(|e| pb::BinaryRecordEntry {
+                    cursor: Some(e.cursor.encode()),
+                    next_cursor: Some(e.next_cursor.encode()),
+                    sequence: Some(e.seq as i64),
+                    system_time: Some(e.system_time),
+                    serial: Some(0),
+                    data: Some(e.data),
+                })
+                .collect();
+            body::binary(&pb::GetBinaryRecordsResponse {
+                next_cursor: read.next_cursor.encode(),
+                record_count: records.len() as i32,
+                start_sequence: Some(read.start_seq as i64),
+                records,
+                latest_sequence: Some(read.latest_seq),
+                latest_time: Some(read.latest_time),
+            })
+        }
+        (action, ContentKind::Protobuf | ContentKind::Binary) => Err(Error::InvalidParameter(format!(
+            "x-datahub-request-action {action:?} is not pub or sub"
+        ))),
+        (_, ContentKind::Json) => json_shard_action(&s, &t, &shard, &raw).await,
+    }
+}
+
+async fn json_shard_action(s: &AppState, t: &Arc<Topic>, shard: &str, raw: &[u8]) -> Result<Response> {
+    let c = &s.catalog;
+    let req = body::parse_json(raw)?;
+    match req.action().as_str() {
+        "cursor" => {
+            let ty = req.req_str("Type")?.to_ascii_uppercase();
+            let kind = match ty.as_str() {
+                "OLDEST" => CursorKind::Oldest,
+                "LATEST" => CursorKind::Latest,
+                "SEQUENCE" => CursorKind::Sequence(req.req_i64("Sequence")?),
+                "SYSTEM_TIME" => CursorKind::SystemTime(req.req_i64("SystemTime")?),
+                other => {
+                    return Err(Error::InvalidParameter(format!(
+                        "cursor Type {other:?} is not OLDEST, LATEST, SEQUENCE or SYSTEM_TIME"
+                    )))
+                }
+            };
+            let a = c.get_cursor(t, shard, kind)?;
+            body::json(&json!({"Cursor": a.cursor.encode(), "RecordTime": a.record_time, "Sequence": a.sequence}))
+        }
+        "sub" => {
+            let cursor = req.req_str("Cursor")?;
+            let limit = req.opt_i64("Limit")?.unwrap_or(0);
+            let read = c.read_records(t, shard, &cursor, limit).await?;
+            let records: Vec<_> = read.items.into_iter().map(out_record).collect();
+            body::json(&GetRecordsOut {
+                next_cursor: read.next_cursor.encode(),
+                record_count: records.len(),
+                start_seq: read.start_seq as i64,
+                latest_seq: read.latest_seq,
+                latest_time: read.latest_time,
+                records,
+            })
+        }
+        "meter" => {
+            let (active, storage) = c.metering(t, shard)?;
+            body::json(&json!({"ActiveTime": active, "Storage": storage}))
+        }
+        other => Err(Error::InvalidParameter(format!("unknown shard Action {other:?}"))),
+    }
+}

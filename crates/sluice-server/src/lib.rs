@@ -1,0 +1,20 @@
+//! Sluice's HTTP API: the DataHub protocol over axum.
+//!
+//! - [`http`]: routes, authentication, request ids, body codecs, and one handler file per
+//!   resource (`projects`, `topics`, `shards`, `records`); errors become DataHub error codes in
+//!   exactly one place, `http/error.rs`;
+//! - [`service`]: the domain logic, free of HTTP: the in-memory [`service::Catalog`] over the
+//!   meta store, topology changes, record routing, reads, cursors and retention;
+//! - [`config`]: the server's tunables, validated at start.
+//!
+//! [`Server::open`] builds the state from a data directory; [`http::app`] turns it into a
+//! router, which tests drive with `oneshot` and the binary serves.
+
+pub mod config;
+pub mod http;
+pub mod server;
+pub mod service;
+
+pub use config::ServerConfig;
+pub use http::{app, auth::Accounts, AppState};
+pub use server::Server;

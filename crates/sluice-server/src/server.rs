@@ -1,0 +1,66 @@
+//! A running server's state: opening the data directory, background housekeeping, shutdown.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_meta::MetaStore;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServerConfig;
+use crate::http::{auth::Accounts, AppState};
+use crate::service::{retention, Catalog, Error, Result};
+
+/// The open data directory and the tasks that keep it tidy.
+pub struct Server {
+    pub state: AppState,
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Opens (or creates) a data directory: the meta store and every shard's log.
+    pub async fn open(data_dir: &Path, config: ServerConfig, accounts: Accounts) -> Result<Server> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| Error::Internal(format!("cannot create data dir {}: {e}", data_dir.display())))?;
+        let meta = MetaStore::open(&data_dir.join("meta.db")).await?;
+        let catalog = Arc::new(Catalog::load(meta, config.clone(), data_dir).await?);
+        let stop = CancellationToken::new();
+        let retention = tokio::spawn(retention::run(
+            catalog.clone(),
+            Duration::from_secs(config.retention_check_interval_secs),
+            stop.clone(),
+        ));
+        Ok(Server {
+            state: AppState {
+                catalog,
+                accounts: Arc::new(accounts),
+            },
+            stop,
+            tasks: vec![retention],
+        })
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.state.catalog.data_dir.clone()
+    }
+
+    /// Stops background tasks and flushes every log.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let catalog = self.state.catalog.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for topic in catalog.all_topics() {
+                for shard in topic.shards.read().iter() {
+                    if let Err(e) = shard.log.sync() {
+                        tracing::warn!(shard = shard.id, error = %e, "flush at shutdown failed");
+                    }
+                }
+            }
+        })
+        .await;
+    }
+}

@@ -1,0 +1,313 @@
+//! The in-memory catalog: projects, topics, schema versions and shards with their open logs.
+//!
+//! Built from the meta store at start-up; every change is written to the meta store first and
+//! then applied here under the catalog's change lock, so readers never wait on SQLite.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use sluice_log::ShardLog;
+use sluice_meta::{MetaStore, ProjectRow, SchemaRow, ShardRow, TopicRow};
+use sluice_proto::hashkey;
+use sluice_proto::RecordSchema;
+
+use super::error::{Error, Result};
+use crate::config::ServerConfig;
+
+/// Whether a topic holds typed rows or opaque bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordType {
+    Tuple,
+    Blob,
+}
+
+impl RecordType {
+    pub fn parse(s: &str) -> Option<RecordType> {
+        match s.to_ascii_uppercase().as_str() {
+            "TUPLE" => Some(RecordType::Tuple),
+            "BLOB" => Some(RecordType::Blob),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordType::Tuple => "TUPLE",
+            RecordType::Blob => "BLOB",
+        }
+    }
+}
+
+/// Open or closed for writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardState {
+    Active,
+    /// Being closed by a split or merge: no new writes, not yet read-end.
+    Closing,
+    Closed,
+}
+
+impl ShardState {
+    pub fn name(self) -> &'static str {
+        match self {
+            ShardState::Active => "ACTIVE",
+            ShardState::Closing => "CLOSING",
+            ShardState::Closed => "CLOSED",
+        }
+    }
+}
+
+/// The mutable part of a shard.
+#[derive(Debug, Clone)]
+pub struct ShardMeta {
+    pub state: ShardState,
+    pub begin_key: u128,
+    pub end_key: u128,
+    pub parents: Vec<u32>,
+    pub create_time: i64,
+    pub closed_time: i64,
+}
+
+/// A shard: its metadata and its log. Appends hold `meta` for reading while they write, so a
+/// split or merge (which takes it for writing) closes the shard between two appends.
+pub struct Shard {
+    pub id: u32,
+    pub meta: RwLock<ShardMeta>,
+    pub log: Arc<ShardLog>,
+}
+
+/// One registered schema version.
+#[derive(Debug, Clone)]
+pub struct SchemaVersion {
+    pub version_id: i32,
+    pub schema: Arc<RecordSchema>,
+    pub create_time: i64,
+    pub creator: String,
+}
+
+/// The mutable part of a topic.
+#[derive(Debug, Clone)]
+pub struct TopicMeta {
+    pub lifecycle_days: i64,
+    pub comment: String,
+    pub last_modify_time: i64,
+    /// All registered versions, ascending.
+    pub schemas: Vec<SchemaVersion>,
+    /// The version JSON/protobuf writes use and `get_topic` shows.
+    pub current_version: i32,
+}
+
+impl TopicMeta {
+    pub fn schema_version(&self, version_id: i32) -> Option<&SchemaVersion> {
+        self.schemas.iter().find(|s| s.version_id == version_id)
+    }
+    pub fn current_schema(&self) -> Option<Arc<RecordSchema>> {
+        self.schema_version(self.current_version).map(|s| s.schema.clone())
+    }
+}
+
+/// A topic with its shards.
+pub struct Topic {
+    pub uid: i64,
+    pub project: String,
+    pub name: String,
+    pub record_type: RecordType,
+    pub expand_mode: String,
+    pub create_time: i64,
+    pub dir: PathBuf,
+    pub meta: RwLock<TopicMeta>,
+    pub shards: RwLock<Vec<Arc<Shard>>>,
+}
+
+impl Topic {
+    pub fn shard(&self, id: u32) -> Option<Arc<Shard>> {
+        self.shards.read().iter().find(|s| s.id == id).cloned()
+    }
+    pub fn shard_by_text(&self, id: &str) -> Result<Arc<Shard>> {
+        id.trim()
+            .parse::<u32>()
+            .ok()
+            .and_then(|n| self.shard(n))
+            .ok_or_else(|| Error::NoSuchShard(id.to_string()))
+    }
+    pub fn shard_dir(&self, id: u32) -> PathBuf {
+        self.dir.join(id.to_string())
+    }
+}
+
+/// A project and its topics (keyed by lower-case name: names are case-insensitively unique).
+pub struct Project {
+    pub row: ProjectRow,
+    pub topics: BTreeMap<String, Arc<Topic>>,
+}
+
+/// The catalog.
+pub struct Catalog {
+    pub meta: MetaStore,
+    pub config: ServerConfig,
+    pub data_dir: PathBuf,
+    pub projects: RwLock<BTreeMap<String, Project>>,
+    /// Serializes metadata changes (create, delete, split...) so SQLite and memory agree.
+    pub change_lock: tokio::sync::Mutex<()>,
+}
+
+pub fn key(name: &str) -> String {
+    name.to_ascii_lowercase()
+}
+
+pub fn now_secs() -> i64 {
+    now_ms() / 1000
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub fn shard_meta_from_row(row: &ShardRow) -> Result<ShardMeta> {
+    let bad = |what: &str| Error::Internal(format!("shard {} has a bad {what}", row.shard_id));
+    Ok(ShardMeta {
+        state: match row.state.as_str() {
+            "ACTIVE" => ShardState::Active,
+            _ => ShardState::Closed,
+        },
+        begin_key: hashkey::parse_key(&row.begin_key).ok_or_else(|| bad("begin key"))?,
+        end_key: hashkey::parse_key(&row.end_key).ok_or_else(|| bad("end key"))?,
+        parents: row.parents.clone(),
+        create_time: row.create_time,
+        closed_time: row.closed_time,
+    })
+}
+
+impl Catalog {
+    /// Loads the catalog from the meta store and opens every shard's log.
+    pub async fn load(meta: MetaStore, config: ServerConfig, data_dir: &Path) -> Result<Catalog> {
+        let snapshot = meta.load().await?;
+        let mut projects: BTreeMap<String, Project> = snapshot
+            .projects
+            .into_iter()
+            .map(|row| {
+                (
+                    key(&row.name),
+                    Project {
+                        row,
+                        topics: BTreeMap::new(),
+                    },
+                )
+            })
+            .collect();
+        let log_config = config.log_config();
+        for t in snapshot.topics {
+            let schemas: Vec<SchemaVersion> = snapshot
+                .schemas
+                .iter()
+                .filter(|s| s.topic_uid == t.uid)
+                .map(schema_version_from_row)
+                .collect::<Result<_>>()?;
+            let current_version = schemas.last().map(|s| s.version_id).unwrap_or(-1);
+            let topic_dir = topic_dir(data_dir, t.uid);
+            let mut shards = Vec::new();
+            for row in snapshot.shards.iter().filter(|s| s.topic_uid == t.uid) {
+                let dir = topic_dir.join(row.shard_id.to_string());
+                let log = tokio::task::spawn_blocking({
+                    let cfg = log_config.clone();
+                    move || ShardLog::open(&dir, cfg)
+                })
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
+                shards.push(Arc::new(Shard {
+                    id: row.shard_id,
+                    meta: RwLock::new(shard_meta_from_row(row)?),
+                    log: Arc::new(log),
+                }));
+            }
+            let topic = Topic {
+                uid: t.uid,
+                project: t.project.clone(),
+                name: t.name.clone(),
+                record_type: RecordType::parse(&t.record_type).ok_or_else(|| {
+                    Error::Internal(format!("topic {} has record type {}", t.name, t.record_type))
+                })?,
+                expand_mode: t.expand_mode.clone(),
+                create_time: t.create_time,
+                dir: topic_dir,
+                meta: RwLock::new(TopicMeta {
+                    lifecycle_days: t.lifecycle_days,
+                    comment: t.comment.clone(),
+                    last_modify_time: t.last_modify_time,
+                    schemas,
+                    current_version,
+                }),
+                shards: RwLock::new(shards),
+            };
+            if let Some(p) = projects.get_mut(&key(&t.project)) {
+                p.topics.insert(key(&t.name), Arc::new(topic));
+            }
+        }
+        Ok(Catalog {
+            meta,
+            config,
+            data_dir: data_dir.to_path_buf(),
+            projects: RwLock::new(projects),
+            change_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Looks a topic up by project and topic name.
+    pub fn topic(&self, project: &str, topic: &str) -> Result<Arc<Topic>> {
+        let projects = self.projects.read();
+        let p = projects
+            .get(&key(project))
+            .ok_or_else(|| Error::NoSuchProject(project.to_string()))?;
+        p.topics
+            .get(&key(topic))
+            .cloned()
+            .ok_or_else(|| Error::NoSuchTopic(topic.to_string()))
+    }
+
+    /// Every topic, for housekeeping.
+    pub fn all_topics(&self) -> Vec<Arc<Topic>> {
+        self.projects
+            .read()
+            .values()
+            .flat_map(|p| p.topics.values().cloned())
+            .collect()
+    }
+
+    pub fn topic_row(topic: &Topic) -> TopicRow {
+        let meta = topic.meta.read();
+        TopicRow {
+            uid: topic.uid,
+            project: topic.project.clone(),
+            name: topic.name.clone(),
+            record_type: topic.record_type.name().to_string(),
+            lifecycle_days: meta.lifecycle_days,
+            comment: meta.comment.clone(),
+            expand_mode: topic.expand_mode.clone(),
+            create_time: topic.create_time,
+            last_modify_time: meta.last_modify_time,
+        }
+    }
+}
+
+pub fn topic_dir(data_dir: &Path, uid: i64) -> PathBuf {
+    data_dir.join("topics").join(uid.to_string())
+}
+
+pub fn schema_version_from_row(row: &SchemaRow) -> Result<SchemaVersion> {
+    let schema = RecordSchema::parse(&row.schema_json).map_err(|e| {
+        Error::Internal(format!(
+            "stored schema version {} is unreadable: {e}",
+            row.version_id
+        ))
+    })?;
+    Ok(SchemaVersion {
+        version_id: row.version_id,
+        schema: Arc::new(schema),
+        create_time: row.create_time,
+        creator: row.creator.clone(),
+    })
+}

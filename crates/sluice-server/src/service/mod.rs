@@ -1,0 +1,12 @@
+//! Domain logic over the catalog and the shard logs, free of HTTP.
+
+pub mod catalog;
+pub mod error;
+pub mod projects;
+pub mod records;
+pub mod retention;
+pub mod shards;
+pub mod topics;
+
+pub use catalog::Catalog;
+pub use error::{Error, Result};

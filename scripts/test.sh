@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# The project's test command (README; .ci/run calls it). It does all of its own set-up on a fresh
+# machine and exits non-zero if any stage fails:
+#
+#   1. cargo fmt --check            formatting
+#   2. cargo clippy -D warnings     lints (all targets, release)
+#   3. cargo test --workspace       Rust unit / handler / property / crash tests (release)
+#   4. cargo build -p sluice        the server binary
+#   5. python venv                  pydatahub 2.29.0 + pytest from compat/requirements.txt (cached)
+#   6. services                     real services the tests need (scripts/services.sh)
+#   7. pytest compat/               pydatahub against a live `sluice serve`
+#
+# Everything is built in release mode so one set of artifacts serves every stage. Build output and
+# the venv live outside the clone (CI runs in a fresh clone each time):
+#   CARGO_TARGET_DIR   default /root/.cache/sluice/target
+#   SLUICE_CACHE_DIR   default /root/.cache/sluice (venvs: venv-<hash of requirements + python>)
+#
+# Developer conveniences (CI uses none of them):
+#   scripts/test.sh rust            stages 1-4 only
+#   scripts/test.sh compat [ARGS]   stages 4-7 only; ARGS go to pytest (e.g. -k records -x)
+#   scripts/test.sh venv            stage 5 only (prints the venv to run pytest with by hand)
+#   PYTEST_ARGS="..."               extra pytest arguments for the full run
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/sluice/target}"
+SLUICE_CACHE_DIR="${SLUICE_CACHE_DIR:-/root/.cache/sluice}"
+PYTHON="${PYTHON:-python3}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+
+MODE="${1:-all}"
+if [ "$#" -gt 0 ]; then shift; fi
+case "$MODE" in
+  all | rust | compat | venv) ;;
+  *)
+    echo "usage: scripts/test.sh [all|rust|compat [pytest args...]|venv]" >&2
+    exit 2
+    ;;
+esac
+
+# shellcheck source=scripts/services.sh
+source "$ROOT/scripts/services.sh"
+
+STARTED_AT=$SECONDS
+stage() {
+  printf '\n==== [%s +%ss] %s ====\n' "$(date -u +%H:%M:%S)" "$((SECONDS - STARTED_AT))" "$*"
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  services_stop || true
+  if [ "$rc" -eq 0 ]; then
+    stage "all stages passed"
+  else
+    stage "FAILED (exit $rc)"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+mkdir -p "$SLUICE_CACHE_DIR" "$CARGO_TARGET_DIR"
+
+rust_checks() {
+  stage "cargo fmt --check"
+  cargo fmt --all -- --check --color never
+
+  stage "cargo clippy (release, all targets, -D warnings)"
+  cargo clippy --workspace --all-targets --release -- -D warnings
+
+  stage "cargo test (release)"
+  cargo test --workspace --release
+}
+
+build_server() {
+  stage "cargo build --release -p sluice"
+  cargo build --release -p sluice
+  SLUICE_BIN="$CARGO_TARGET_DIR/release/sluice"
+  if [ ! -x "$SLUICE_BIN" ]; then
+    echo "error: $SLUICE_BIN was not built" >&2
+    exit 1
+  fi
+  export SLUICE_BIN
+  echo "server binary: $SLUICE_BIN"
+}
+
+python_venv() {
+  stage "python venv (compat/requirements.txt)"
+  if ! command -v "$PYTHON" >/dev/null 2>&1; then
+    echo "error: $PYTHON not found; the conformance suite needs CPython 3 with venv and pip" >&2
+    exit 1
+  fi
+  local key
+  key="$({ cat compat/requirements.txt; "$PYTHON" -c 'import sys; print(sys.version)'; } | sha256sum | cut -c1-16)"
+  VENV="$SLUICE_CACHE_DIR/venv-$key"
+  # One builder at a time; a venv counts only once the marker says pip finished.
+  exec 9>"$SLUICE_CACHE_DIR/venv.lock"
+  flock 9
+  if [ -f "$VENV/.sluice-ready" ]; then
+    echo "reusing $VENV"
+  else
+    echo "creating $VENV"
+    rm -rf "$VENV"
+    "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet -r compat/requirements.txt
+    "$VENV/bin/python" -c 'import datahub, pytest; assert datahub.__version__ == "2.29.0", datahub.__version__'
+    touch "$VENV/.sluice-ready"
+  fi
+  flock -u 9
+  exec 9>&-
+  "$VENV/bin/python" -c 'import datahub, sys; print("python", sys.version.split()[0], "pydatahub", datahub.__version__)'
+}
+
+run_compat() {
+  stage "services"
+  services_start
+
+  stage "pytest compat/ (pydatahub 2.29.0 against sluice serve)"
+  local rc=0
+  # pytest exits 5 when it collected no test: that is a failure here too.
+  "$VENV/bin/python" -m pytest compat/ -q "$@" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    echo "pytest failed (exit $rc)" >&2
+    exit "$rc"
+  fi
+}
+
+case "$MODE" in
+  all)
+    rust_checks
+    build_server
+    python_venv
+    # shellcheck disable=SC2086
+    run_compat ${PYTEST_ARGS:-}
+    ;;
+  rust)
+    rust_checks
+    build_server
+    ;;
+  compat)
+    build_server
+    python_venv
+    run_compat "$@"
+    ;;
+  venv)
+    python_venv
+    echo "venv: $VENV (e.g. SLUICE_BIN=$CARGO_TARGET_DIR/release/sluice $VENV/bin/python -m pytest compat/ -q)"
+    ;;
+esac
