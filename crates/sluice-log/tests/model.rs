@@ -239,7 +239,7 @@ fn run(ops: Vec<Op>, segment_bytes: u64, fsync: FsyncMode, dir: &Path) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn log_matches_model(ops in prop::collection::vec(op(), 1..60), segment_bytes in 40u64..400) {

@@ -31,13 +31,21 @@ impl Server {
             Duration::from_secs(config.retention_check_interval_secs),
             stop.clone(),
         ));
+        let mut tasks = vec![retention];
+        if config.fsync == crate::config::FsyncPolicy::Interval {
+            tasks.push(tokio::spawn(retention::run_flusher(
+                catalog.clone(),
+                Duration::from_millis(config.fsync_interval_ms),
+                stop.clone(),
+            )));
+        }
         Ok(Server {
             state: AppState {
                 catalog,
                 accounts: Arc::new(accounts),
             },
             stop,
-            tasks: vec![retention],
+            tasks,
         })
     }
 

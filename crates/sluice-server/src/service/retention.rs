@@ -16,6 +16,12 @@ pub fn enforce_once(catalog: &Catalog) -> usize {
     for topic in catalog.all_topics() {
         let cutoff = now - topic.meta.read().lifecycle_days * DAY_MS;
         for shard in topic.shards.read().iter() {
+            // An idle shard's active segment expires too: seal it once all of it is old.
+            if shard.log.last_time().is_some_and(|t| t < cutoff) {
+                if let Err(e) = shard.log.roll() {
+                    tracing::warn!(topic = %topic.name, shard = shard.id, error = %e, "sealing an expired segment failed");
+                }
+            }
             match shard.log.enforce_retention(cutoff) {
                 Ok(n) => removed += n,
                 Err(e) => tracing::warn!(topic = %topic.name, shard = shard.id, error = %e, "retention failed"),
@@ -23,6 +29,27 @@ pub fn enforce_once(catalog: &Catalog) -> usize {
         }
     }
     removed
+}
+
+/// Flushes logs in the relaxed fsync mode every `interval` until `stop` is cancelled.
+pub async fn run_flusher(catalog: Arc<Catalog>, interval: Duration, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let c = catalog.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for topic in c.all_topics() {
+                for shard in topic.shards.read().iter() {
+                    if let Err(e) = shard.log.sync_if_due() {
+                        tracing::warn!(shard = shard.id, error = %e, "interval flush failed");
+                    }
+                }
+            }
+        })
+        .await;
+    }
 }
 
 /// Runs retention every `interval` until `stop` is cancelled.
