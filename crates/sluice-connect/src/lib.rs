@@ -1,0 +1,14 @@
+//! Sluice's connectors: the runtime that keeps copying a topic into another system, and the
+//! sinks that write to each system.
+//!
+//! - [`sink`]: the [`sink::Sink`] trait every target implements, the records it receives and
+//!   how it classifies failures (transient → retry with backoff; bad record → isolate and
+//!   discard; configuration → the task hangs with the message until fixed);
+//! - `sinks/<name>.rs`: one file per target system.
+//!
+//! The runtime reads a shard from its checkpoint, batches by count, bytes and age, calls
+//! `Sink::write` then `Sink::flush`, and only then commits the checkpoint: at-least-once, with
+//! each sink making re-delivery harmless where the target allows (REPLACE / upsert on keys).
+
+pub mod sink;
+pub mod sinks;
