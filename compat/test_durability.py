@@ -6,7 +6,8 @@ import signal
 import threading
 import time
 
-from datahub.models import BlobRecord, CursorType, ShardState
+import pytest
+from datahub.models import BlobRecord, CursorType, FieldType, RecordSchema, ShardState
 
 from util import (all_types_schema, attrs_for, blob_records, create_blob_topic, create_tuple_topic, put,
                   read_all, rows_for, tuple_records, unique_name, values)
@@ -21,6 +22,10 @@ def snapshot(srv, project):
         schema = info.record_schema
         shards = dh.list_shard(project, topic).shards
         entry = {
+            "comment": info.comment,
+            "lifecycle": info.life_cycle,
+            "registry": sorted((v["VersionId"], v["RecordSchema"])
+                               for v in dh.list_topic_schema(project, topic).record_schema_list) if schema else None,
             "type": info.record_type,
             "schema": schema.to_json_string() if schema else None,
             "shards": [(s.shard_id, s.state, s.begin_hash_key, s.end_hash_key, tuple(s.parent_shard_ids))
@@ -47,6 +52,12 @@ def write_everything(srv, project):
         client = srv.client(protocol)
         put(client, protocol, project, tup, tuple_records(schema, rows_for(protocol),
                                                           lambda i, p=protocol: attrs_for(p, i)), shard_id=shard)
+    # schema changes must survive as well
+    dh.append_field(project, tup, "f_extra", FieldType.STRING)
+    dh.register_topic_schema(project, tup, RecordSchema.from_lists(["x"], [FieldType.BIGINT]))
+    dh.update_topic(project, tup, 3, "updated before the crash")
+    extended = dh.get_topic(project, tup).record_schema
+    put(dh, "json", project, tup, tuple_records(extended, [rows_for("json")[0] + ["extra ✓"]]), shard_id="1")
     put(dh, "json", project, blob, blob_records([b"before split %d" % i for i in range(3)]))
     new = dh.split_shard(project, blob, "0").new_shards
     for protocol in ("json", "pb", "batch"):
@@ -99,9 +110,11 @@ def test_sigterm_is_a_clean_exit(sluice_factory):
     assert snapshot(srv, project) == before
 
 
-def test_sigkill_during_concurrent_writes(sluice_factory):
-    """Writers in every protocol are cut off by SIGKILL. After restart every acknowledged put is there
-    exactly once, an unacknowledged put is all there or not at all, and sequences are dense."""
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_stop_during_concurrent_writes(sluice_factory, sig):
+    """Writers in every protocol are cut off by SIGKILL (or SIGTERM, which must exit 0). After restart
+    every acknowledged put is there exactly once, an unacknowledged put is all there or not at all,
+    and sequences are dense."""
     srv = sluice_factory("race")
     dh = srv.client("json")
     project = unique_name("p")
@@ -144,8 +157,9 @@ def test_sigkill_during_concurrent_writes(sluice_factory):
             if len(acked) >= 60:
                 break
         time.sleep(0.01)
-    srv.kill()
+    rc = srv.stop(sig)
     stop.set()
+    assert rc == (0 if sig == signal.SIGTERM else -signal.SIGKILL), rc
     for t in threads:
         t.join(timeout=30)
     assert len(acked) >= 20, "writers made too little progress before the kill (%d puts)" % len(acked)

@@ -2,6 +2,7 @@
 attributes, exact round-trip of every field type, metering (protocol doc §4.5-§4.8, §5, §6.2-§6.4)."""
 
 import math
+import random
 import time
 
 import pytest
@@ -75,7 +76,7 @@ def test_put_records_routing_and_partial_failure(dh, project, client_factory, co
     step = MAX_HASH // 3
 
     recs = blob_records([b"by-shard-id", b"to-missing-shard", b"by-hash-key", b"by-partition-key-a",
-                         b"by-partition-key-b", b"by-lowercase-hash-key"])
+                         b"by-partition-key-b", b"by-lowercase-hash-key", b"no-routing-info"])
     recs[0].shard_id = "2"
     recs[1].shard_id = "99"
     recs[2].hash_key = hex32(step + 10)
@@ -96,8 +97,11 @@ def test_put_records_routing_and_partial_failure(dh, project, client_factory, co
     want[shard_for_key(shards, md5_key("alpha"))].append(b"by-partition-key-a")
     want[shard_for_key(shards, md5_key("user-4711 ✓"))].append(b"by-partition-key-b")
     want["2"].append(b"by-lowercase-hash-key")
+    stored = {sid: [r.blob_data for r in read_all(client, project, topic, sid)] for sid in ("0", "1", "2")}
+    # a record without ShardId/HashKey/PartitionKey goes wherever the server likes, but exactly once
+    assert sum(v.count(b"no-routing-info") for v in stored.values()) == 1
     for sid in ("0", "1", "2"):
-        assert [r.blob_data for r in read_all(client, project, topic, sid)] == want[sid], "shard " + sid
+        assert [d for d in stored[sid] if d != b"no-routing-info"] == want[sid], "shard " + sid
 
 
 @pytest.mark.parametrize("combo", ROUTED)
@@ -247,3 +251,18 @@ def test_put_records_json_ignores_client_sequence_fields(dh, project):
     assert [r.sequence for r in again] == [0, 1, 2, 3]
     assert [r.blob_data for r in again] == [b"a", b"b", b"a", b"b"]
     assert again[2].system_time >= again[1].system_time
+
+
+@pytest.mark.parametrize("combo", MATRIX)
+def test_large_values(dh, project, client_factory, combo):
+    protocol, compress = combo
+    client = client_factory(protocol, compress)
+    big_text = ("large value ✓ %d " * 20000) % tuple(range(20000))  # ~400 KB, compressible
+    big_blob = bytes(random.Random(3).randbytes(300_000)) + b"\x00" * 700_000  # 1 MB, half random
+    schema = RecordSchema.from_lists(["n", "s"], [FieldType.BIGINT, FieldType.STRING])
+    ttopic = create_tuple_topic(dh, project, schema)
+    btopic = create_blob_topic(dh, project)
+    put(client, protocol, project, ttopic, tuple_records(schema, [[1, big_text], [2, "small"]]))
+    put(client, protocol, project, btopic, blob_records([big_blob, b"small"]))
+    assert [values(r) for r in read_all(client, project, ttopic, "0", schema)] == [[1, big_text], [2, "small"]]
+    assert [r.blob_data for r in read_all(client, project, btopic, "0")] == [big_blob, b"small"]
