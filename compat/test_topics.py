@@ -238,6 +238,8 @@ def test_schema_registry(dh, project):
     assert dh.get_topic_schema(project, topic, schema=other).version_id == new_version
     assert _canonical(dh.get_topic_schema(project, topic, version_id=new_version).record_schema) == \
         other.to_json_string()
+    # registering a version does not change the topic's own schema
+    assert field_tuples(dh.get_topic(project, topic).record_schema) == field_tuples(schema)
 
     dh.delete_topic_schema(project, topic, new_version)
     listed3 = dh.list_topic_schema(project, topic)
