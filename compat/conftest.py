@@ -6,6 +6,8 @@ compression (NONE, LZ4, ZLIB, DEFLATE). Durability tests start their own private
 `sluice_factory` and restart them on the same data dir (SIGTERM or SIGKILL).
 """
 
+import atexit
+import ctypes
 import os
 import signal
 import socket
@@ -20,6 +22,30 @@ from util import ACCESS_ID, ACCESS_KEY, make_client, unique_name
 
 HEALTH_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 20.0
+
+_LIVE_SERVERS = set()
+
+
+def _die_with_parent():
+    """Runs in the child before exec: SIGKILL the server if pytest itself dies (Linux)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+@atexit.register
+def _kill_leftover_servers():
+    for srv in list(_LIVE_SERVERS):
+        srv.stop(signal.SIGKILL)
+
+
+def _sigterm_to_exit(signum, frame):
+    # Turn SIGTERM into a normal exit so fixtures tear down and the servers are stopped.
+    raise SystemExit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _sigterm_to_exit)
 
 
 
@@ -77,7 +103,8 @@ class SluiceServer:
         cmd = [self.binary, "serve", "--listen", "127.0.0.1:%d" % self.port, "--data-dir", self.data_dir,
                "--access-id", self.access_id, "--access-key", self.access_key]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     preexec_fn=_die_with_parent)
+        _LIVE_SERVERS.add(self)
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
@@ -111,6 +138,7 @@ class SluiceServer:
                 self.proc.wait()
                 rc = None
         self.proc = None
+        _LIVE_SERVERS.discard(self)
         if self._log:
             self._log.close()
             self._log = None

@@ -171,8 +171,9 @@ def test_paging_and_cursors(dh, project, client_factory, combo):
     times = [r.system_time for r in records]
     assert times == sorted(times)
 
-    # limit 0 means the server maximum
+    # limit 0 (pydatahub's default) and negative limits mean the server maximum
     assert len(get_records(client, project, topic, "0", oldest.cursor, 0, SMALL).records) == 7
+    assert len(get_records(client, project, topic, "0", oldest.cursor, -1, SMALL).records) == 7
 
     # LATEST points at the newest record
     latest = client.get_cursor(project, topic, "0", CursorType.LATEST)
