@@ -7,6 +7,7 @@ compression (NONE, LZ4, ZLIB, DEFLATE). Durability tests start their own private
 """
 
 import atexit
+import collections
 import ctypes
 import os
 import signal
@@ -18,7 +19,7 @@ import pytest
 import requests
 
 from sign import RawClient
-from util import ACCESS_ID, ACCESS_KEY, make_client, unique_name
+from util import ACCESS_ID, ACCESS_KEY, MATRIX, make_client, unique_name
 
 HEALTH_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 20.0
@@ -40,13 +41,15 @@ def _kill_leftover_servers():
         srv.stop(signal.SIGKILL)
 
 
-def _sigterm_to_exit(signum, frame):
-    # Turn SIGTERM into a normal exit so fixtures tear down and the servers are stopped.
-    raise SystemExit(128 + signum)
+def _stop_servers_then_die(signum, frame):
+    # pytest would only record a SystemExit as a failed test and go on: stop the servers this
+    # run started, then die of the signal as if there were no handler.
+    _kill_leftover_servers()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
-signal.signal(signal.SIGTERM, _sigterm_to_exit)
-
+signal.signal(signal.SIGTERM, _stop_servers_then_die)
 
 
 def free_port():
@@ -223,6 +226,16 @@ def client_factory(server):
         return server.client(protocol, compress, **kw)
 
     return make
+
+
+MatrixClient = collections.namedtuple("MatrixClient", "protocol compress client")
+
+
+@pytest.fixture(params=MATRIX)
+def matrix_client(request, server):
+    """One pydatahub client per protocol x compression (12 variants, ids like `pb-zlib`)."""
+    protocol, compress = request.param
+    return MatrixClient(protocol, compress, server.client(protocol, compress))
 
 
 @pytest.fixture

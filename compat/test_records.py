@@ -24,10 +24,8 @@ def expected_sequences(protocol, batch_sizes):
     return list(range(sum(batch_sizes)))
 
 
-@pytest.mark.parametrize("combo", MATRIX)
-def test_tuple_round_trip_every_type(dh, project, client_factory, combo):
-    protocol, compress = combo
-    client = client_factory(protocol, compress)
+def test_tuple_round_trip_every_type(dh, project, matrix_client):
+    protocol, client = matrix_client.protocol, matrix_client.client
     schema = all_types_schema()
     topic = create_tuple_topic(dh, project, schema)
     rows = rows_for(protocol)
@@ -43,10 +41,8 @@ def test_tuple_round_trip_every_type(dh, project, client_factory, combo):
         assert t0 - 2000 <= r.system_time <= t1 + 2000, (r.system_time, t0, t1)
 
 
-@pytest.mark.parametrize("combo", MATRIX)
-def test_blob_round_trip(dh, project, client_factory, combo):
-    protocol, compress = combo
-    client = client_factory(protocol, compress)
+def test_blob_round_trip(dh, project, matrix_client):
+    protocol, client = matrix_client.protocol, matrix_client.client
     topic = create_blob_topic(dh, project)
     put(client, protocol, project, topic, blob_records(BLOBS, lambda i: attrs_for(protocol, i)))
     got = read_all(client, project, topic, "0")

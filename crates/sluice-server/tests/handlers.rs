@@ -273,9 +273,11 @@ async fn json_put_reports_bad_records_individually_and_reads_back() {
 
 #[tokio::test]
 async fn bad_bodies_get_error_codes_and_the_server_keeps_working() {
-    let mut config = ServerConfig::default();
-    config.max_records_per_put = 2;
-    let h = harness(config).await;
+    let h = harness(ServerConfig {
+        max_records_per_put: 2,
+        ..Default::default()
+    })
+    .await;
     h.setup_topic().await;
     // Not JSON.
     let req = signed(

@@ -85,6 +85,9 @@ pub struct CursorAnswer {
     pub sequence: i64,
 }
 
+/// The records of one put bound for one shard: their request indexes and encodings.
+type ShardGroup = (Arc<Shard>, Vec<usize>, Vec<Vec<u8>>);
+
 /// A blocking join error is an internal error.
 fn join_error(e: tokio::task::JoinError) -> Error {
     Error::Internal(format!("background task failed: {e}"))
@@ -221,7 +224,7 @@ impl Catalog {
             .cloned()
             .collect();
         let mut failed = Vec::new();
-        let mut groups: Vec<(Arc<Shard>, Vec<usize>, Vec<Vec<u8>>)> = Vec::new();
+        let mut groups: Vec<ShardGroup> = Vec::new();
         let turn = rand::random::<usize>();
         for (index, item) in records.into_iter().enumerate() {
             let placed = item.and_then(|r| {

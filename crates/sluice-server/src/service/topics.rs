@@ -117,6 +117,7 @@ impl Catalog {
             expand_mode: expand_mode.clone(),
             create_time: now,
             last_modify_time: now,
+            schema_version: if schema.is_some() { 0 } else { -1 },
         };
         let shard_rows: Vec<ShardRow> = hashkey::initial_ranges(req.shard_count as u32)
             .into_iter()
@@ -279,9 +280,13 @@ impl Catalog {
         let schema = parse_schema(&schema.to_json())
             .map_err(|e| Error::InvalidParameter(format!("cannot append field {field:?}: {e}")))?;
         let version = self.add_schema_version(&topic, schema).await?;
+        let mut row = Catalog::topic_row(&topic);
+        row.schema_version = version;
+        row.last_modify_time = now_secs();
+        self.meta.update_topic(&row).await?;
         let mut meta = topic.meta.write();
         meta.current_version = version;
-        meta.last_modify_time = now_secs();
+        meta.last_modify_time = row.last_modify_time;
         Ok(())
     }
 
