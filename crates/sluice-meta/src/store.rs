@@ -349,7 +349,10 @@ mod tests {
             name: "PROJ".into(),
             ..p.clone()
         };
-        assert!(store.insert_project(&dup).await.is_err(), "names are case-insensitive");
+        assert!(
+            store.insert_project(&dup).await.is_err(),
+            "names are case-insensitive"
+        );
         let t = TopicRow {
             uid: 0,
             project: "proj".into(),
@@ -378,7 +381,10 @@ mod tests {
             create_time: 1,
             creator: "root".into(),
         };
-        let uid = store.insert_topic(&t, &[shard.clone()], Some(&schema)).await.unwrap();
+        let uid = store
+            .insert_topic(&t, &[shard.clone()], Some(&schema))
+            .await
+            .unwrap();
         let child = ShardRow {
             shard_id: 1,
             parents: vec![0],

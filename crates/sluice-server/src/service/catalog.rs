@@ -103,7 +103,8 @@ impl TopicMeta {
         self.schemas.iter().find(|s| s.version_id == version_id)
     }
     pub fn current_schema(&self) -> Option<Arc<RecordSchema>> {
-        self.schema_version(self.current_version).map(|s| s.schema.clone())
+        self.schema_version(self.current_version)
+            .map(|s| s.schema.clone())
     }
 }
 
@@ -229,7 +230,10 @@ impl Catalog {
                 project: t.project.clone(),
                 name: t.name.clone(),
                 record_type: RecordType::parse(&t.record_type).ok_or_else(|| {
-                    Error::Internal(format!("topic {} has record type {}", t.name, t.record_type))
+                    Error::Internal(format!(
+                        "topic {} has record type {}",
+                        t.name, t.record_type
+                    ))
                 })?,
                 expand_mode: t.expand_mode.clone(),
                 create_time: t.create_time,
