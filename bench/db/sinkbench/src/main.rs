@@ -56,11 +56,25 @@ fn shard_ids(rows: i64, shards: i64, shard: i64) -> impl Iterator<Item = i64> {
     (0..rows).filter(move |i| i % shards == shard)
 }
 
+/// Runs a future on its own thread and current-thread runtime (no `Send` bound needed).
+fn on_thread<M, F>(make: M) -> tokio::task::JoinHandle<Result<()>>
+where
+    M: FnOnce() -> F + Send + 'static,
+    F: std::future::Future<Output = Result<()>>,
+{
+    tokio::task::spawn_blocking(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(make())
+    })
+}
+
 async fn mysql_baseline(url: &str, rows: i64, shards: i64) -> Result<()> {
     let mut tasks = Vec::new();
     for shard in 0..shards {
         let url = url.to_string();
-        tasks.push(tokio::spawn(async move {
+        tasks.push(on_thread(move || async move {
             let mut conn = <sqlx::MySqlConnection as sqlx::Connection>::connect(&url).await?;
             let ids: Vec<i64> = shard_ids(rows, shards, shard).collect();
             for tx_rows in ids.chunks(50_000) {
@@ -91,7 +105,7 @@ async fn pg_baseline(url: &str, rows: i64, shards: i64) -> Result<()> {
     let mut tasks = Vec::new();
     for shard in 0..shards {
         let url = url.to_string();
-        tasks.push(tokio::spawn(async move {
+        tasks.push(on_thread(move || async move {
             let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await?;
             let ids: Vec<i64> = shard_ids(rows, shards, shard).collect();
             for part in ids.chunks(50_000) {
