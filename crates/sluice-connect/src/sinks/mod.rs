@@ -1,1 +1,4 @@
 //! One module per target system.
+pub mod mysql;
+pub mod postgres;
+mod sql_util;
