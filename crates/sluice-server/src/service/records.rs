@@ -485,7 +485,7 @@ fn finish<T>(shard: &Shard, start: Cursor, items: Vec<T>, next: Cursor) -> ReadR
 }
 
 /// Decodes a stored batch into records shaped like the topic's current schema.
-fn decode_entry(topic: &Topic, versions: &Versions, current: Option<&RecordSchema>, entry: &Entry) -> Result<Vec<Record>> {
+pub(crate) fn decode_entry(topic: &Topic, versions: &Versions, current: Option<&RecordSchema>, entry: &Entry) -> Result<Vec<Record>> {
     let kind = match topic.record_type {
         RecordType::Tuple => TopicKind::Tuple(versions),
         RecordType::Blob => TopicKind::Blob,
