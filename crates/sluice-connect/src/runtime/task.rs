@@ -89,12 +89,27 @@ impl Task {
     }
 
     fn hang(&self, message: String) {
-        tracing::warn!(connector = %self.name(), shard = self.shard, error = %message, "task hangs; retrying");
+        let repeated = self
+            .shared
+            .status
+            .lock()
+            .expect("status lock")
+            .get(&self.shard)
+            .is_some_and(|s| s.state == ContextState::Hang && s.last_error == message);
+        if repeated {
+            tracing::debug!(connector = %self.name(), shard = self.shard, error = %message, "task still hangs");
+        } else {
+            tracing::warn!(connector = %self.name(), shard = self.shard, error = %message, "task hangs; retrying");
+        }
         self.shared.set_status(self.shard, ContextState::Hang, Some(message));
     }
 
     async fn main_loop(&mut self) -> Result<(), Cancelled> {
         let cfg = self.shared.spec.config.clone();
+        // Open the sink first, so that a target that does not work shows up even on a shard
+        // with nothing to deliver.
+        self.open_sink().await?;
+        self.shared.set_status(self.shard, ContextState::Executing, None);
         let mut watch = self.shared.source.watch(self.shard);
         let mut buf = Buffer {
             next_seq: self.cp.next_seq,

@@ -435,9 +435,10 @@ impl Catalog {
             let seq = match sequence {
                 Some(q) => {
                     let q = q as u64;
-                    if q < first || q > next {
+                    // Past the end is allowed: the task waits for that sequence.
+                    if q < first {
                         return Err(Error::InvalidParameter(format!(
-                            "CurrentSequence {q} is outside shard {}'s records [{first}, {next}]",
+                            "CurrentSequence {q} has expired: shard {}'s oldest record is {first}",
                             s.id
                         )));
                     }
