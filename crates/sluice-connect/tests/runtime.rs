@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sluice_connect::runtime::{
-    BoxFuture, Checkpoint, ConnectorRuntime, ConnectorSpec, ContextState, RuntimeConfig, ShardInfo, ShardSource,
-    SinkOpener, SourceBatch, SourceEntry, SourceError,
+    BoxFuture, Checkpoint, ConnectorRuntime, ConnectorSpec, ContextState, RuntimeConfig, ShardInfo,
+    ShardSource, SinkOpener, SourceBatch, SourceEntry, SourceError,
 };
 use sluice_connect::sink::{Columns, Sink, SinkData, SinkError, SinkRecord};
 use sluice_proto::{Field, FieldType, Record, RecordData, RecordSchema, Value};
@@ -36,7 +36,10 @@ impl Sink for FakeSink {
     async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
         let st = self.state.lock().unwrap();
         if let Some(r) = records.iter().find(|r| st.bad.contains(&r.sequence)) {
-            return Err(SinkError::BadRecord(format!("sequence {} is bad", r.sequence)));
+            return Err(SinkError::BadRecord(format!(
+                "sequence {} is bad",
+                r.sequence
+            )));
         }
         self.pending.extend_from_slice(records);
         Ok(())
@@ -140,11 +143,22 @@ impl ShardSource for MemSource {
         out.sort_by_key(|s| s.id);
         Ok(out)
     }
-    fn read(&self, shard: u32, from: u64, max: usize, max_bytes: usize) -> BoxFuture<'_, Result<SourceBatch, SourceError>> {
+    fn read(
+        &self,
+        shard: u32,
+        from: u64,
+        max: usize,
+        max_bytes: usize,
+    ) -> BoxFuture<'_, Result<SourceBatch, SourceError>> {
         // Like the shard log: at most `max` entries, stopping before `max_bytes` (but at least one).
         let mut entries: Vec<SourceEntry> = Vec::new();
         let mut bytes = 0;
-        for e in self.shards.lock().unwrap()[&shard].entries.iter().skip(from as usize).take(max) {
+        for e in self.shards.lock().unwrap()[&shard]
+            .entries
+            .iter()
+            .skip(from as usize)
+            .take(max)
+        {
             if !entries.is_empty() && bytes + e.bytes > max_bytes {
                 break;
             }
@@ -167,8 +181,15 @@ impl ShardSource for MemSource {
     fn save_checkpoint(&self, cp: Checkpoint) -> BoxFuture<'_, Result<(), String>> {
         // Commit after flush: every record before the checkpoint has been flushed (or discarded).
         let st = self.sink.lock().unwrap();
-        let flushed: HashSet<u64> = st.flushed.iter().filter(|r| r.shard_id == cp.shard_id).map(|r| r.sequence).collect();
-        let missing = (0..cp.next_seq).filter(|s| !flushed.contains(s) && !st.bad.contains(s)).count();
+        let flushed: HashSet<u64> = st
+            .flushed
+            .iter()
+            .filter(|r| r.shard_id == cp.shard_id)
+            .map(|r| r.sequence)
+            .collect();
+        let missing = (0..cp.next_seq)
+            .filter(|s| !flushed.contains(s) && !st.bad.contains(s))
+            .count();
         drop(st);
         assert!(
             cp.finished || missing == 0 || cp.next_seq == 0,
@@ -192,7 +213,12 @@ fn config() -> RuntimeConfig {
     }
 }
 
-fn start(source: &Arc<MemSource>, sink: &Arc<Mutex<SinkState>>, cfg: RuntimeConfig, cps: Vec<Checkpoint>) -> ConnectorRuntime {
+fn start(
+    source: &Arc<MemSource>,
+    sink: &Arc<Mutex<SinkState>>,
+    cfg: RuntimeConfig,
+    cps: Vec<Checkpoint>,
+) -> ConnectorRuntime {
     let state = sink.clone();
     let open: SinkOpener = Arc::new(move |_cols| {
         let state = state.clone();
@@ -292,7 +318,10 @@ async fn batches_by_age_under_a_trickle() {
     // Records kept coming faster than the linger, yet nothing waited much beyond the age.
     assert!(began.elapsed() < Duration::from_secs(2));
     let batches = sink.lock().unwrap().batches.clone();
-    assert!(batches.len() >= 2 && batches.iter().all(|b| *b <= 5), "{batches:?}");
+    assert!(
+        batches.len() >= 2 && batches.iter().all(|b| *b <= 5),
+        "{batches:?}"
+    );
     rt.stop().await;
 }
 
@@ -303,11 +332,16 @@ async fn transient_failures_hang_then_recover() {
     source.put(0, &[1, 2, 3]);
     let rt = start(&source, &sink, config(), vec![]);
     wait_until("a HANG status", || {
-        rt.task_status().get(&0).is_some_and(|s| s.state == ContextState::Hang && s.last_error.contains("down"))
+        rt.task_status()
+            .get(&0)
+            .is_some_and(|s| s.state == ContextState::Hang && s.last_error.contains("down"))
     })
     .await;
     wait_until("recovery", || flushed_values(&sink) == vec![1, 2, 3]).await;
-    wait_until("EXECUTING", || rt.task_status()[&0].state == ContextState::Executing).await;
+    wait_until("EXECUTING", || {
+        rt.task_status()[&0].state == ContextState::Executing
+    })
+    .await;
     assert_eq!(rt.checkpoints()[&0].next_seq, 3);
     rt.stop().await;
 }
@@ -318,7 +352,10 @@ async fn bad_records_are_isolated_and_counted() {
     sink.lock().unwrap().bad = [3u64, 7].into_iter().collect();
     source.put(0, &(0..10).collect::<Vec<_>>());
     let rt = start(&source, &sink, config(), vec![]);
-    wait_until("checkpoint at 10", || rt.checkpoints().get(&0).is_some_and(|c| c.next_seq == 10)).await;
+    wait_until("checkpoint at 10", || {
+        rt.checkpoints().get(&0).is_some_and(|c| c.next_seq == 10)
+    })
+    .await;
     let mut got = flushed_values(&sink);
     got.sort();
     got.dedup();
@@ -335,7 +372,10 @@ async fn checkpoint_only_after_flush_and_restart_resumes_there() {
     source.put(0, &[0, 1, 2, 3]);
     let rt = start(&source, &sink, config(), vec![]);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(source.saved.lock().unwrap().is_empty(), "checkpoint saved without a flush");
+    assert!(
+        source.saved.lock().unwrap().is_empty(),
+        "checkpoint saved without a flush"
+    );
     sink.lock().unwrap().transient_failures = 0;
     wait_until("checkpoint at 4", || rt.checkpoints()[&0].next_seq == 4).await;
     let cps: Vec<Checkpoint> = rt.checkpoints().into_values().collect();
@@ -372,13 +412,24 @@ async fn split_parents_finish_before_children_start() {
     source.put(1, &[100, 101]);
     source.put(2, &[200]);
     sink.lock().unwrap().transient_failures = 3; // slow the parent down
-    let rt = start(&source, &sink, RuntimeConfig { max_batch_records: 7, ..config() }, vec![]);
+    let rt = start(
+        &source,
+        &sink,
+        RuntimeConfig {
+            max_batch_records: 7,
+            ..config()
+        },
+        vec![],
+    );
     wait_until("all records", || flushed_values(&sink).len() == 53).await;
     let order = flushed_values(&sink);
     let last_parent = order.iter().rposition(|v| *v < 100).unwrap();
     let first_child = order.iter().position(|v| *v >= 100).unwrap();
     assert!(last_parent < first_child, "{order:?}");
-    wait_until("parent FINISHED", || rt.task_status()[&0].state == ContextState::Finished).await;
+    wait_until("parent FINISHED", || {
+        rt.task_status()[&0].state == ContextState::Finished
+    })
+    .await;
     assert!(rt.checkpoints()[&0].finished);
     rt.stop().await;
 }

@@ -102,7 +102,11 @@ impl MetaStore {
     }
 
     /// Removes a connector and its checkpoints in one transaction.
-    pub async fn delete_connector(&self, topic_uid: i64, connector_id: &str) -> Result<(), MetaError> {
+    pub async fn delete_connector(
+        &self,
+        topic_uid: i64,
+        connector_id: &str,
+    ) -> Result<(), MetaError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM connectors WHERE topic_uid = ? AND connector_id = ?")
             .bind(topic_uid)
@@ -132,7 +136,11 @@ impl MetaStore {
     }
 
     /// The checkpoints of one connector, by shard.
-    pub async fn load_checkpoints(&self, topic_uid: i64, connector_id: &str) -> Result<Vec<CheckpointRow>, MetaError> {
+    pub async fn load_checkpoints(
+        &self,
+        topic_uid: i64,
+        connector_id: &str,
+    ) -> Result<Vec<CheckpointRow>, MetaError> {
         let rows = sqlx::query(
             "SELECT shard_id, next_seq, last_time, discard_count, finished, update_time \
              FROM connector_checkpoints WHERE topic_uid = ? AND connector_id = ? ORDER BY shard_id",
@@ -155,7 +163,12 @@ impl MetaStore {
     }
 
     /// Saves (inserts or replaces) checkpoints of one connector in one transaction.
-    pub async fn save_checkpoints(&self, topic_uid: i64, connector_id: &str, checkpoints: &[CheckpointRow]) -> Result<(), MetaError> {
+    pub async fn save_checkpoints(
+        &self,
+        topic_uid: i64,
+        connector_id: &str,
+        checkpoints: &[CheckpointRow],
+    ) -> Result<(), MetaError> {
         let mut tx = self.pool.begin().await?;
         for c in checkpoints {
             sqlx::query(

@@ -84,7 +84,13 @@ pub trait ShardSource: Send + Sync + 'static {
     /// Every shard of the topic (open and closed).
     fn shards(&self) -> Result<Vec<ShardInfo>, SourceError>;
     /// Up to `max_entries` entries from `from_seq` on, stopping near `max_bytes`.
-    fn read(&self, shard: u32, from_seq: u64, max_entries: usize, max_bytes: usize) -> BoxFuture<'_, Result<SourceBatch, SourceError>>;
+    fn read(
+        &self,
+        shard: u32,
+        from_seq: u64,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> BoxFuture<'_, Result<SourceBatch, SourceError>>;
     /// A receiver of the shard's next sequence, changed after each append.
     fn watch(&self, shard: u32) -> Option<watch::Receiver<u64>>;
     /// First sequence whose system time is `>= t_ms` (None: no such record yet).
@@ -94,7 +100,9 @@ pub trait ShardSource: Send + Sync + 'static {
 }
 
 /// Opens a sink for a task (one sink per task).
-pub type SinkOpener = Arc<dyn Fn(SharedColumns) -> BoxFuture<'static, Result<Box<dyn Sink>, SinkError>> + Send + Sync>;
+pub type SinkOpener = Arc<
+    dyn Fn(SharedColumns) -> BoxFuture<'static, Result<Box<dyn Sink>, SinkError>> + Send + Sync,
+>;
 
 /// Batching and retry tunables.
 #[derive(Debug, Clone)]
@@ -166,11 +174,18 @@ impl Shared {
     }
 
     pub fn checkpoint(&self, shard: u32) -> Option<Checkpoint> {
-        self.checkpoints.lock().expect("checkpoint lock").get(&shard).copied()
+        self.checkpoints
+            .lock()
+            .expect("checkpoint lock")
+            .get(&shard)
+            .copied()
     }
 
     pub fn set_checkpoint(&self, cp: Checkpoint) {
-        self.checkpoints.lock().expect("checkpoint lock").insert(cp.shard_id, cp);
+        self.checkpoints
+            .lock()
+            .expect("checkpoint lock")
+            .insert(cp.shard_id, cp);
     }
 }
 
@@ -184,7 +199,11 @@ pub struct ConnectorRuntime {
 impl ConnectorRuntime {
     /// Starts the connector from the given checkpoints (shards without one start at
     /// `spec.start_time`).
-    pub fn start(spec: ConnectorSpec, source: Arc<dyn ShardSource>, checkpoints: Vec<Checkpoint>) -> ConnectorRuntime {
+    pub fn start(
+        spec: ConnectorSpec,
+        source: Arc<dyn ShardSource>,
+        checkpoints: Vec<Checkpoint>,
+    ) -> ConnectorRuntime {
         let shared = Arc::new(Shared {
             spec,
             source,
@@ -230,7 +249,11 @@ impl ConnectorRuntime {
             Some(s) => vec![s],
             None => self.task_status().keys().copied().collect(),
         };
-        self.shared.reload.lock().expect("reload lock").extend(shards);
+        self.shared
+            .reload
+            .lock()
+            .expect("reload lock")
+            .extend(shards);
         self.shared.wake.notify_one();
     }
 
@@ -301,14 +324,17 @@ async fn supervise(shared: Arc<Shared>, cancel: CancellationToken) {
                         .parents
                         .iter()
                         .copied()
-                        .filter(|p| known.contains(p) && !shared.checkpoint(*p).is_some_and(|c| c.finished))
+                        .filter(|p| {
+                            known.contains(p) && !shared.checkpoint(*p).is_some_and(|c| c.finished)
+                        })
                         .collect();
                     if !waiting.is_empty() {
                         shared.set_status(shard.id, ContextState::Planned, None);
                         continue;
                     }
                     let token = cancel.child_token();
-                    let handle = tokio::spawn(task::run(shared.clone(), shard.id, cp, token.clone()));
+                    let handle =
+                        tokio::spawn(task::run(shared.clone(), shard.id, cp, token.clone()));
                     tasks.insert(shard.id, (token, handle));
                 }
             }

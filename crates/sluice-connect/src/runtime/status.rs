@@ -139,7 +139,14 @@ pub fn connector_done_time(shards: &[(Checkpoint, LogView)], now: i64) -> i64 {
 }
 
 /// A report for one shard from its checkpoint, log and (if a task runs) live status.
-pub fn report(cp: &Checkpoint, log: &LogView, live: Option<&TaskStatus>, stopped: bool, worker: &str, now: i64) -> ShardReport {
+pub fn report(
+    cp: &Checkpoint,
+    log: &LogView,
+    live: Option<&TaskStatus>,
+    stopped: bool,
+    worker: &str,
+    now: i64,
+) -> ShardReport {
     let done_time = shard_done_time(cp, log, now);
     let expired = !cp.finished && cp.next_seq < log.first_seq;
     let (state, mut last_error, update_time) = match live {
@@ -156,7 +163,11 @@ pub fn report(cp: &Checkpoint, log: &LogView, live: Option<&TaskStatus>, stopped
         shard_id: cp.shard_id,
         state,
         current_sequence: cp.next_seq as i64,
-        current_timestamp: if cp.last_time >= 0 { cp.last_time } else { done_time },
+        current_timestamp: if cp.last_time >= 0 {
+            cp.last_time
+        } else {
+            done_time
+        },
         done_time,
         last_error,
         update_time,

@@ -40,7 +40,12 @@ struct Task {
 }
 
 /// Runs until cancelled or, for a closed shard, until delivered to its end.
-pub(crate) async fn run(shared: Arc<Shared>, shard: u32, cp: Checkpoint, cancel: CancellationToken) {
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    shard: u32,
+    cp: Checkpoint,
+    cancel: CancellationToken,
+) {
     let cfg = &shared.spec.config;
     let backoff = Backoff::new(cfg.retry_base, cfg.retry_max);
     let mut task = Task {
@@ -101,7 +106,8 @@ impl Task {
         } else {
             tracing::warn!(connector = %self.name(), shard = self.shard, error = %message, "task hangs; retrying");
         }
-        self.shared.set_status(self.shard, ContextState::Hang, Some(message));
+        self.shared
+            .set_status(self.shard, ContextState::Hang, Some(message));
     }
 
     async fn main_loop(&mut self) -> Result<(), Cancelled> {
@@ -109,7 +115,8 @@ impl Task {
         // Open the sink first, so that a target that does not work shows up even on a shard
         // with nothing to deliver.
         self.open_sink().await?;
-        self.shared.set_status(self.shard, ContextState::Executing, None);
+        self.shared
+            .set_status(self.shard, ContextState::Executing, None);
         let mut watch = self.shared.source.watch(self.shard);
         let mut buf = Buffer {
             next_seq: self.cp.next_seq,
@@ -123,9 +130,16 @@ impl Task {
             if let Some(w) = watch.as_mut() {
                 w.borrow_and_update();
             }
-            let room = cfg.max_batch_records.saturating_sub(buf.records.len()).max(1);
+            let room = cfg
+                .max_batch_records
+                .saturating_sub(buf.records.len())
+                .max(1);
             let byte_room = cfg.max_batch_bytes.saturating_sub(buf.bytes).max(1);
-            let read = self.shared.source.read(self.shard, buf.next_seq, room, byte_room).await;
+            let read = self
+                .shared
+                .source
+                .read(self.shard, buf.next_seq, room, byte_room)
+                .await;
             let got = match read {
                 Ok(batch) => self.add(&mut buf, batch),
                 Err(SourceError::Expired { requested, first }) => {
@@ -147,8 +161,11 @@ impl Task {
                     continue;
                 }
             };
-            let full = buf.records.len() >= cfg.max_batch_records || buf.bytes >= cfg.max_batch_bytes;
-            let aged = buf.first_at.is_some_and(|t| t.elapsed() >= cfg.max_batch_age);
+            let full =
+                buf.records.len() >= cfg.max_batch_records || buf.bytes >= cfg.max_batch_bytes;
+            let aged = buf
+                .first_at
+                .is_some_and(|t| t.elapsed() >= cfg.max_batch_age);
             if full || aged {
                 self.deliver(&mut buf).await?;
                 continue;
@@ -173,10 +190,18 @@ impl Task {
     }
 
     /// Waits until the shard grows or `deadline`; returns whether it grew.
-    async fn wait_for_data(&mut self, watch: &mut Option<tokio::sync::watch::Receiver<u64>>, deadline: Instant) -> Result<bool, Cancelled> {
+    async fn wait_for_data(
+        &mut self,
+        watch: &mut Option<tokio::sync::watch::Receiver<u64>>,
+        deadline: Instant,
+    ) -> Result<bool, Cancelled> {
         let Some(w) = watch.as_mut() else {
-            self.sleep(deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(50)))
-                .await?;
+            self.sleep(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(50)),
+            )
+            .await?;
             return Ok(true);
         };
         tokio::select! {
@@ -232,7 +257,8 @@ impl Task {
         cp.finished = true;
         cp.update_time = now_ms();
         self.commit(cp).await?;
-        self.shared.set_status(self.shard, ContextState::Finished, None);
+        self.shared
+            .set_status(self.shard, ContextState::Finished, None);
         self.shared.wake.notify_one();
         tracing::info!(connector = %self.name(), shard = self.shard, "closed shard delivered to its end");
         Ok(true)
@@ -271,7 +297,9 @@ impl Task {
     /// commits the checkpoint.
     async fn deliver(&mut self, buf: &mut Buffer) -> Result<(), Cancelled> {
         let records = std::mem::take(&mut buf.records);
-        let mut pending = vec![0..records.len()];
+        // Ranges of `records` still to deliver, the next one last (a stack).
+        let mut pending: Vec<std::ops::Range<usize>> = Vec::new();
+        pending.push(0..records.len());
         let mut discarded = 0u64;
         while let Some(range) = pending.pop() {
             if range.is_empty() {
@@ -292,7 +320,10 @@ impl Task {
                         self.shared.set_status(
                             self.shard,
                             ContextState::Executing,
-                            Some(format!("shard {} sequence {} discarded: {m}", self.shard, r.sequence)),
+                            Some(format!(
+                                "shard {} sequence {} discarded: {m}",
+                                self.shard, r.sequence
+                            )),
                         );
                         break;
                     }
@@ -322,7 +353,8 @@ impl Task {
         self.commit(cp).await?;
         buf.bytes = 0;
         buf.first_at = None;
-        self.shared.set_status(self.shard, ContextState::Executing, None);
+        self.shared
+            .set_status(self.shard, ContextState::Executing, None);
         Ok(())
     }
 

@@ -41,7 +41,13 @@ impl<'a> Cfg<'a> {
         Ok(v)
     }
 
-    fn one_of(&mut self, key: &str, default: Option<&str>, allowed: &[&str], case_insensitive: bool) -> Result<String, String> {
+    fn one_of(
+        &mut self,
+        key: &str,
+        default: Option<&str>,
+        allowed: &[&str],
+        case_insensitive: bool,
+    ) -> Result<String, String> {
         let raw = match (self.text(key)?, default) {
             (Some(v), _) => v,
             (None, Some(d)) => d.to_string(),
@@ -54,7 +60,8 @@ impl<'a> Cfg<'a> {
                 **a == raw.trim()
             }
         });
-        let v = found.ok_or_else(|| format!("Config.{key} is {raw:?}; expected one of {allowed:?}"))?;
+        let v =
+            found.ok_or_else(|| format!("Config.{key} is {raw:?}; expected one of {allowed:?}"))?;
         self.out.insert(key.into(), Json::String(v.to_string()));
         Ok(v.to_string())
     }
@@ -103,9 +110,16 @@ impl<'a> Cfg<'a> {
         };
         let list = parsed
             .as_array()
-            .and_then(|a| a.iter().map(|x| x.as_str().map(str::to_string)).collect::<Option<Vec<_>>>())
+            .and_then(|a| {
+                a.iter()
+                    .map(|x| x.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+            })
             .ok_or_else(|| format!("Config.{key} must be a JSON array of field names"))?;
-        self.out.insert(key.into(), Json::String(Json::from(list.clone()).to_string()));
+        self.out.insert(
+            key.into(),
+            Json::String(Json::from(list.clone()).to_string()),
+        );
         Ok(list)
     }
 
@@ -135,15 +149,24 @@ fn partition_pairs(v: &Json) -> Result<Vec<(String, String)>, String> {
         Json::Null => Ok(vec![]),
         Json::Object(m) => m
             .iter()
-            .map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())).ok_or_else(bad))
+            .map(|(k, v)| {
+                v.as_str()
+                    .map(|s| (k.clone(), s.to_string()))
+                    .ok_or_else(bad)
+            })
             .collect(),
         Json::String(s) if s.trim().is_empty() => Ok(vec![]),
         Json::String(s) => partition_pairs(&serde_json::from_str::<Json>(s).map_err(|_| bad())?),
         Json::Array(items) => items
             .iter()
-            .map(|item| match (item.get("key").and_then(Json::as_str), item.get("value").and_then(Json::as_str)) {
-                (Some(k), Some(v)) => Ok((k.to_string(), v.to_string())),
-                _ => Err(bad()),
+            .map(|item| {
+                match (
+                    item.get("key").and_then(Json::as_str),
+                    item.get("value").and_then(Json::as_str),
+                ) {
+                    (Some(k), Some(v)) => Ok((k.to_string(), v.to_string())),
+                    _ => Err(bad()),
+                }
             })
             .collect(),
         _ => Err(bad()),
@@ -180,20 +203,32 @@ pub fn normalize(kind: ConnectorKind, config: &Json) -> Result<Json, String> {
                     c.out.insert(k.into(), Json::String(v));
                 }
             }
-            c.one_of("PartitionMode", None, &["USER_DEFINE", "SYSTEM_TIME", "EVENT_TIME"], true)?;
+            c.one_of(
+                "PartitionMode",
+                None,
+                &["USER_DEFINE", "SYSTEM_TIME", "EVENT_TIME"],
+                true,
+            )?;
             c.positive_int("TimeRange", false)?;
             let pairs = partition_pairs(input.get("PartitionConfig").unwrap_or(&Json::Null))?;
             if pairs.iter().any(|(k, _)| k.trim().is_empty()) {
                 return Err("Config.PartitionConfig has an empty partition column name".into());
             }
-            c.out.insert("PartitionConfig".into(), Json::String(partition_config_text(&pairs)));
+            c.out.insert(
+                "PartitionConfig".into(),
+                Json::String(partition_config_text(&pairs)),
+            );
         }
         ConnectorKind::Ads | ConnectorKind::Mysql => {
             c.req("Host")?;
             let port = c.req("Port")?;
             match port.trim().parse::<u16>() {
                 Ok(p) if p > 0 => {}
-                _ => return Err(format!("Config.Port {port:?} must be a port number (1-65535)")),
+                _ => {
+                    return Err(format!(
+                        "Config.Port {port:?} must be a port number (1-65535)"
+                    ))
+                }
             }
             c.boolean("Ignore", false)?;
             c.req("Database")?;
@@ -247,7 +282,9 @@ pub fn normalize(kind: ConnectorKind, config: &Json) -> Result<Json, String> {
         ConnectorKind::Datahub => {
             let endpoint = c.req("Endpoint")?;
             if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-                return Err(format!("Config.Endpoint {endpoint:?} must be an http:// or https:// URL"));
+                return Err(format!(
+                    "Config.Endpoint {endpoint:?} must be an http:// or https:// URL"
+                ));
             }
             c.req("Project")?;
             c.req("Topic")?;
@@ -280,8 +317,11 @@ mod tests {
         assert!(e.contains("Config.Port"), "{e}");
         let e = normalize(ConnectorKind::Datahub, &json!({"Endpoint": "x"})).unwrap_err();
         assert!(e.contains("Config.Endpoint"), "{e}");
-        let e = normalize(ConnectorKind::Ots, &json!({"Endpoint": "e", "InstanceName": "i",
-            "TableName": "t", "WriteMode": "MERGE"}))
+        let e = normalize(
+            ConnectorKind::Ots,
+            &json!({"Endpoint": "e", "InstanceName": "i",
+            "TableName": "t", "WriteMode": "MERGE"}),
+        )
         .unwrap_err();
         assert!(e.contains("Config.WriteMode"), "{e}");
     }

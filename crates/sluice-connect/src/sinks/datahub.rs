@@ -29,7 +29,13 @@ pub struct DatahubConfig {
 
 impl DatahubConfig {
     pub fn parse(config: &Json) -> Result<DatahubConfig, String> {
-        let text = |k: &str| config.get(k).and_then(Json::as_str).unwrap_or("").to_string();
+        let text = |k: &str| {
+            config
+                .get(k)
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
         let cfg = DatahubConfig {
             endpoint: text("Endpoint"),
             project: text("Project"),
@@ -37,7 +43,11 @@ impl DatahubConfig {
             access_id: text("AccessId"),
             access_key: text("AccessKey"),
         };
-        for (k, v) in [("Endpoint", &cfg.endpoint), ("Project", &cfg.project), ("Topic", &cfg.topic)] {
+        for (k, v) in [
+            ("Endpoint", &cfg.endpoint),
+            ("Project", &cfg.project),
+            ("Topic", &cfg.topic),
+        ] {
             if v.is_empty() {
                 return Err(format!("Config.{k} is missing"));
             }
@@ -66,20 +76,28 @@ fn classify(e: ClientError, what: &str) -> SinkError {
     let message = format!("{what}: {e}");
     match e.code() {
         None => SinkError::Transient(message),
-        Some("MalformedRecord" | "InvalidParameter" | "InvalidSchema") => SinkError::BadRecord(message),
-        Some("NoSuchProject" | "NoSuchTopic" | "Unauthorized" | "NoPermission" | "InvalidUriSpec") => {
-            SinkError::Config(message)
+        Some("MalformedRecord" | "InvalidParameter" | "InvalidSchema") => {
+            SinkError::BadRecord(message)
         }
+        Some(
+            "NoSuchProject" | "NoSuchTopic" | "Unauthorized" | "NoPermission" | "InvalidUriSpec",
+        ) => SinkError::Config(message),
         Some(_) => SinkError::Transient(message),
     }
 }
 
 impl DatahubSink {
     /// Connects: reads the target topic's type, schema and shards.
-    pub async fn open(cfg: DatahubConfig, columns: SharedColumns) -> Result<DatahubSink, SinkError> {
+    pub async fn open(
+        cfg: DatahubConfig,
+        columns: SharedColumns,
+    ) -> Result<DatahubSink, SinkError> {
         let client = Client::new(&cfg.endpoint, &cfg.access_id, &cfg.access_key)
             .map_err(|e| SinkError::Config(format!("DataHub endpoint {}: {e}", cfg.endpoint)))?;
-        let where_ = format!("target topic {}/{} at {}", cfg.project, cfg.topic, cfg.endpoint);
+        let where_ = format!(
+            "target topic {}/{} at {}",
+            cfg.project, cfg.topic, cfg.endpoint
+        );
         let info = client
             .get_topic(&cfg.project, &cfg.topic)
             .await
@@ -134,15 +152,22 @@ impl DatahubSink {
         let data = match (&self.target, &r.data) {
             (Target::Tuple(map), SinkData::Tuple(values)) => RecordData::Tuple(
                 map.iter()
-                    .map(|c| c.and_then(|i| values.get(i).cloned()).unwrap_or(Value::Null))
+                    .map(|c| {
+                        c.and_then(|i| values.get(i).cloned())
+                            .unwrap_or(Value::Null)
+                    })
                     .collect(),
             ),
             (Target::Blob, SinkData::Blob(b)) => RecordData::Blob(b.clone()),
             (Target::Blob, SinkData::Tuple(_)) => {
-                return Err(SinkError::Config("the target topic is BLOB but the source is TUPLE".into()))
+                return Err(SinkError::Config(
+                    "the target topic is BLOB but the source is TUPLE".into(),
+                ))
             }
             (Target::Tuple(_), SinkData::Blob(_)) => {
-                return Err(SinkError::Config("the target topic is TUPLE but the source is BLOB".into()))
+                return Err(SinkError::Config(
+                    "the target topic is TUPLE but the source is BLOB".into(),
+                ))
             }
         };
         Ok(Record {
@@ -154,7 +179,11 @@ impl DatahubSink {
 
 /// For each target field, the column with the same name; a target field without one must be
 /// nullable.
-fn map_fields(schema: &RecordSchema, columns: &[String], where_: &str) -> Result<Vec<Option<usize>>, SinkError> {
+fn map_fields(
+    schema: &RecordSchema,
+    columns: &[String],
+    where_: &str,
+) -> Result<Vec<Option<usize>>, SinkError> {
     schema
         .fields
         .iter()
@@ -194,7 +223,12 @@ impl Sink for DatahubSink {
             let records: Vec<Record> = pending[start..end].iter().map(|(_, r)| r.clone()).collect();
             let result = self
                 .client
-                .put_pb_to_shard(&self.cfg.project, &self.cfg.topic, &shard.to_string(), &records)
+                .put_pb_to_shard(
+                    &self.cfg.project,
+                    &self.cfg.topic,
+                    &shard.to_string(),
+                    &records,
+                )
                 .await;
             if let Err(e) = result {
                 if e.code() == Some("InvalidShardOperation") || e.code() == Some("NoSuchShard") {

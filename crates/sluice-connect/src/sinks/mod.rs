@@ -31,7 +31,11 @@ pub fn not_yet_message(kind: ConnectorKind) -> String {
 }
 
 /// Opens the sink of a task. `config` is the normalized configuration.
-pub async fn open(kind: ConnectorKind, config: &Json, columns: SharedColumns) -> Result<Box<dyn Sink>, SinkError> {
+pub async fn open(
+    kind: ConnectorKind,
+    config: &Json,
+    columns: SharedColumns,
+) -> Result<Box<dyn Sink>, SinkError> {
     match kind {
         ConnectorKind::Datahub => {
             let cfg = datahub::DatahubConfig::parse(config).map_err(SinkError::Config)?;
@@ -52,7 +56,11 @@ pub async fn open(kind: ConnectorKind, config: &Json, columns: SharedColumns) ->
 /// SINK_HOLOGRES) live in `mysql.rs` / `postgres.rs`, which are merged from another branch;
 /// until then their tasks hang with this message. Merging replaces this body with the calls
 /// to `mysql::open` / `postgres::open`.
-async fn open_database_sink(kind: ConnectorKind, _config: &Json, _columns: SharedColumns) -> Result<Box<dyn Sink>, SinkError> {
+async fn open_database_sink(
+    kind: ConnectorKind,
+    _config: &Json,
+    _columns: SharedColumns,
+) -> Result<Box<dyn Sink>, SinkError> {
     Err(SinkError::Config(format!(
         "{} sink not built yet in this build",
         kind.display_name()

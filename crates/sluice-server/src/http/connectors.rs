@@ -21,16 +21,25 @@ use crate::service::{Error, Result};
 
 type ConnectorPath = Path<(String, String, String)>;
 
-pub async fn list(State(s): State<AppState>, Path((project, topic)): Path<(String, String)>) -> Result<Response> {
+pub async fn list(
+    State(s): State<AppState>,
+    Path((project, topic)): Path<(String, String)>,
+) -> Result<Response> {
     body::json(&json!({ "Connectors": s.catalog.list_connectors(&project, &topic).await? }))
 }
 
-pub async fn get(State(s): State<AppState>, Path((project, topic, id)): ConnectorPath, RawQuery(query): RawQuery) -> Result<Response> {
+pub async fn get(
+    State(s): State<AppState>,
+    Path((project, topic, id)): ConnectorPath,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
     let c = &s.catalog;
-    let wants_done_time = query
-        .unwrap_or_default()
-        .split('&')
-        .any(|kv| kv.split('=').next().unwrap_or("").eq_ignore_ascii_case("donetime"));
+    let wants_done_time = query.unwrap_or_default().split('&').any(|kv| {
+        kv.split('=')
+            .next()
+            .unwrap_or("")
+            .eq_ignore_ascii_case("donetime")
+    });
     if wants_done_time {
         let d = c.connector_done_time(&project, &topic, &id).await?;
         return body::json(&json!({
@@ -69,12 +78,20 @@ pub async fn get(State(s): State<AppState>, Path((project, topic, id)): Connecto
     }))
 }
 
-pub async fn delete(State(s): State<AppState>, Path((project, topic, id)): ConnectorPath) -> Result<Response> {
+pub async fn delete(
+    State(s): State<AppState>,
+    Path((project, topic, id)): ConnectorPath,
+) -> Result<Response> {
     s.catalog.delete_connector(&project, &topic, &id).await?;
     body::ok()
 }
 
-pub async fn post(State(s): State<AppState>, Path((project, topic, id)): ConnectorPath, headers: HeaderMap, body: Body) -> Result<Response> {
+pub async fn post(
+    State(s): State<AppState>,
+    Path((project, topic, id)): ConnectorPath,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
     let raw = body::read_body(&headers, body, s.catalog.config.max_request_bytes).await?;
     let req = body::parse_json(&raw)?;
     let c = &s.catalog;
@@ -92,7 +109,8 @@ pub async fn post(State(s): State<AppState>, Path((project, topic, id)): Connect
         }
         "updateconfig" => {
             let config = config_of(&req, &raw)?;
-            c.update_connector_config(&project, &topic, &id, &config).await?;
+            c.update_connector_config(&project, &topic, &id, &config)
+                .await?;
             body::ok()
         }
         "status" => {
@@ -108,17 +126,20 @@ pub async fn post(State(s): State<AppState>, Path((project, topic, id)): Connect
         }
         "reload" => {
             let shard = req.opt_str("ShardId")?;
-            c.reload_connector(&project, &topic, &id, shard.as_deref()).await?;
+            c.reload_connector(&project, &topic, &id, shard.as_deref())
+                .await?;
             body::ok()
         }
         "appendfield" => {
             let field = req.req_str("FieldName")?;
-            c.append_connector_field(&project, &topic, &id, &field).await?;
+            c.append_connector_field(&project, &topic, &id, &field)
+                .await?;
             body::ok()
         }
         "updatestate" => {
             let state = req.req_str("State")?;
-            c.update_connector_state(&project, &topic, &id, &state).await?;
+            c.update_connector_state(&project, &topic, &id, &state)
+                .await?;
             body::ok()
         }
         "updateshardcontext" => {
@@ -134,7 +155,9 @@ pub async fn post(State(s): State<AppState>, Path((project, topic, id)): Connect
             .await?;
             body::ok()
         }
-        other => Err(Error::InvalidParameter(format!("unknown connector Action {other:?}"))),
+        other => Err(Error::InvalidParameter(format!(
+            "unknown connector Action {other:?}"
+        ))),
     }
 }
 
@@ -155,13 +178,21 @@ fn column_fields(req: &Json) -> Result<Vec<String>> {
 fn config_of(req: &Json, raw: &[u8]) -> Result<Json> {
     let mut config = match req.get("Config") {
         Some(Json::Object(m)) => Json::Object(m.clone()),
-        Some(_) => return Err(Error::InvalidParameter("Config must be a JSON object".into())),
+        Some(_) => {
+            return Err(Error::InvalidParameter(
+                "Config must be a JSON object".into(),
+            ))
+        }
         None => return Err(Error::InvalidParameter("Config is missing".into())),
     };
     if config.get("PartitionConfig").is_some_and(Json::is_object) {
         let ordered: OrderedBody = serde_json::from_slice(raw)
             .map_err(|e| Error::InvalidParameter(format!("Config.PartitionConfig: {e}")))?;
-        if let Some(pairs) = ordered.config.and_then(|c| c.partition_config).and_then(|p| p.0) {
+        if let Some(pairs) = ordered
+            .config
+            .and_then(|c| c.partition_config)
+            .and_then(|p| p.0)
+        {
             config["PartitionConfig"] = Json::String(partition_config_text(&pairs));
         }
     }
@@ -201,7 +232,10 @@ impl<'de> Deserialize<'de> for OrderedPairs {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("an object of partition formats")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<OrderedPairs, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<OrderedPairs, A::Error> {
                 let mut out = Vec::new();
                 while let Some((k, v)) = map.next_entry::<String, Json>()? {
                     match v {

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use sluice_connect::runtime::{BoxFuture, Checkpoint, ShardInfo, ShardSource, SourceBatch, SourceEntry, SourceError};
+use sluice_connect::runtime::{
+    BoxFuture, Checkpoint, ShardInfo, ShardSource, SourceBatch, SourceEntry, SourceError,
+};
 use sluice_log::LogError;
 use sluice_meta::{CheckpointRow, MetaStore};
 use tokio::sync::watch;
@@ -64,18 +66,32 @@ impl ShardSource for TopicSource {
         Ok(shard_infos(&self.topic))
     }
 
-    fn read(&self, shard: u32, from_seq: u64, max_entries: usize, max_bytes: usize) -> BoxFuture<'_, Result<SourceBatch, SourceError>> {
+    fn read(
+        &self,
+        shard: u32,
+        from_seq: u64,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> BoxFuture<'_, Result<SourceBatch, SourceError>> {
         let topic = self.topic.clone();
         Box::pin(async move {
             let shard = topic
                 .shard(shard)
                 .ok_or_else(|| SourceError::Gone(format!("shard {shard} no longer exists")))?;
             tokio::task::spawn_blocking(move || {
-                let entries = shard.log.read(from_seq, max_entries, max_bytes).map_err(|e| match e {
-                    LogError::OutOfRange { requested, first } => SourceError::Expired { requested, first },
-                    LogError::Closed => SourceError::Gone(format!("shard {} was deleted", shard.id)),
-                    other => SourceError::Other(other.to_string()),
-                })?;
+                let entries =
+                    shard
+                        .log
+                        .read(from_seq, max_entries, max_bytes)
+                        .map_err(|e| match e {
+                            LogError::OutOfRange { requested, first } => {
+                                SourceError::Expired { requested, first }
+                            }
+                            LogError::Closed => {
+                                SourceError::Gone(format!("shard {} was deleted", shard.id))
+                            }
+                            other => SourceError::Other(other.to_string()),
+                        })?;
                 let versions = topic.versions();
                 let schema = match topic.record_type {
                     RecordType::Tuple => topic.meta.read().current_schema(),
@@ -92,7 +108,10 @@ impl ShardSource for TopicSource {
                         bytes: entry.payload.len(),
                     });
                 }
-                Ok(SourceBatch { schema, entries: out })
+                Ok(SourceBatch {
+                    schema,
+                    entries: out,
+                })
             })
             .await
             .map_err(|e| SourceError::Other(format!("read task failed: {e}")))?

@@ -77,7 +77,12 @@ fn kind_of(row: &ConnectorRow) -> Result<ConnectorKind> {
 }
 
 fn new_connector_id(kind: ConnectorKind) -> String {
-    format!("{}_{}{:04x}", kind.as_str(), now_ms(), rand::random::<u16>())
+    format!(
+        "{}_{}{:04x}",
+        kind.as_str(),
+        now_ms(),
+        rand::random::<u16>()
+    )
 }
 
 /// Checks column names against a topic: each in the schema, none twice.
@@ -99,7 +104,9 @@ fn check_columns(topic: &Topic, columns: &[String]) -> Result<Columns> {
             ))
         })?;
         if out.names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
-            return Err(Error::InvalidParameter(format!("ColumnFields: field {name:?} is listed twice")));
+            return Err(Error::InvalidParameter(format!(
+                "ColumnFields: field {name:?} is listed twice"
+            )));
         }
         out.names.push(field.name.clone());
         out.types.push(field.field_type);
@@ -115,7 +122,13 @@ impl Catalog {
         }
     }
 
-    fn start_runtime(&self, topic: &Arc<Topic>, row: &ConnectorRow, checkpoints: Vec<Checkpoint>, worker: &str) -> Result<ConnectorRuntime> {
+    fn start_runtime(
+        &self,
+        topic: &Arc<Topic>,
+        row: &ConnectorRow,
+        checkpoints: Vec<Checkpoint>,
+        worker: &str,
+    ) -> Result<ConnectorRuntime> {
         let kind = kind_of(row)?;
         let columns = Arc::new(check_columns(topic, &row.column_fields)?);
         let config: Json = serde_json::from_str(&row.config)
@@ -153,7 +166,8 @@ impl Catalog {
     /// Starts the runtimes of every RUNNING connector (server start); forgets connectors of
     /// topics that no longer exist.
     pub async fn start_connectors(&self) -> Result<()> {
-        let topics: HashMap<i64, Arc<Topic>> = self.all_topics().into_iter().map(|t| (t.uid, t)).collect();
+        let topics: HashMap<i64, Arc<Topic>> =
+            self.all_topics().into_iter().map(|t| (t.uid, t)).collect();
         let mut entries = self.connectors.entries.lock().await;
         for row in self.meta.load_connectors().await? {
             let Some(topic) = topics.get(&row.topic_uid) else {
@@ -166,7 +180,10 @@ impl Catalog {
             } else {
                 None
             };
-            entries.insert((row.topic_uid, row.connector_id.clone()), Entry { row, runtime });
+            entries.insert(
+                (row.topic_uid, row.connector_id.clone()),
+                Entry { row, runtime },
+            );
         }
         Ok(())
     }
@@ -184,7 +201,11 @@ impl Catalog {
     /// Stops and forgets the connectors of a deleted topic.
     pub async fn drop_topic_connectors(&self, topic_uid: i64) -> Result<()> {
         let mut entries = self.connectors.entries.lock().await;
-        let keys: Vec<_> = entries.keys().filter(|(uid, _)| *uid == topic_uid).cloned().collect();
+        let keys: Vec<_> = entries
+            .keys()
+            .filter(|(uid, _)| *uid == topic_uid)
+            .cloned()
+            .collect();
         for key in keys {
             if let Some(rt) = entries.remove(&key).and_then(|e| e.runtime) {
                 rt.stop().await;
@@ -196,7 +217,11 @@ impl Catalog {
 
     /// Resolves a path segment: a connector id, or a type string naming the topic's single
     /// connector of that type.
-    fn resolve(entries: &BTreeMap<(i64, String), Entry>, topic: &Topic, id: &str) -> Result<(i64, String)> {
+    fn resolve(
+        entries: &BTreeMap<(i64, String), Entry>,
+        topic: &Topic,
+        id: &str,
+    ) -> Result<(i64, String)> {
         let key = (topic.uid, id.to_string());
         if entries.contains_key(&key) {
             return Ok(key);
@@ -223,7 +248,12 @@ impl Catalog {
         Err(Error::NoSuchConnector(id.to_string()))
     }
 
-    pub async fn create_connector(&self, project: &str, topic: &str, new: NewConnector) -> Result<String> {
+    pub async fn create_connector(
+        &self,
+        project: &str,
+        topic: &str,
+        new: NewConnector,
+    ) -> Result<String> {
         let topic = self.topic(project, topic)?;
         let kind = ConnectorKind::parse(&new.kind).ok_or_else(|| {
             Error::InvalidParameter(format!("connector type {:?} is not one of sink_odps, sink_ads, sink_es, sink_fc, sink_mysql, sink_oss, sink_ots, sink_hologres, sink_datahub", new.kind))
@@ -253,7 +283,13 @@ impl Catalog {
         self.meta.upsert_connector(&row).await?;
         let runtime = self.start_runtime(&topic, &row, Vec::new(), &self.connectors.worker)?;
         let id = row.connector_id.clone();
-        entries.insert((topic.uid, id.clone()), Entry { row, runtime: Some(runtime) });
+        entries.insert(
+            (topic.uid, id.clone()),
+            Entry {
+                row,
+                runtime: Some(runtime),
+            },
+        );
         Ok(id)
     }
 
@@ -269,7 +305,11 @@ impl Catalog {
 
     /// Checkpoints of a connector: live ones while it runs, else saved ones; shards without
     /// one get where they would start.
-    async fn checkpoints_of(&self, topic: &Topic, entry: &Entry) -> Result<BTreeMap<u32, Checkpoint>> {
+    async fn checkpoints_of(
+        &self,
+        topic: &Topic,
+        entry: &Entry,
+    ) -> Result<BTreeMap<u32, Checkpoint>> {
         let mut cps: BTreeMap<u32, Checkpoint> = match &entry.runtime {
             Some(rt) => rt.checkpoints(),
             None => self
@@ -295,7 +335,12 @@ impl Catalog {
         Ok(cps)
     }
 
-    pub async fn get_connector(&self, project: &str, topic: &str, id: &str) -> Result<ConnectorView> {
+    pub async fn get_connector(
+        &self,
+        project: &str,
+        topic: &str,
+        id: &str,
+    ) -> Result<ConnectorView> {
         let topic = self.topic(project, topic)?;
         let entries = self.connectors.entries.lock().await;
         let key = Self::resolve(&entries, &topic, id)?;
@@ -336,14 +381,23 @@ impl Catalog {
             entry.row = row;
         }
         if entry.row.state == RUNNING {
-            let cps = self.load_checkpoints(&topic, &entry.row.connector_id).await?;
-            entry.runtime = Some(self.start_runtime(&topic, &entry.row, cps, &self.connectors.worker)?);
+            let cps = self
+                .load_checkpoints(&topic, &entry.row.connector_id)
+                .await?;
+            entry.runtime =
+                Some(self.start_runtime(&topic, &entry.row, cps, &self.connectors.worker)?);
         }
         saved?;
         Ok(())
     }
 
-    pub async fn update_connector_config(&self, project: &str, topic: &str, id: &str, config: &Json) -> Result<()> {
+    pub async fn update_connector_config(
+        &self,
+        project: &str,
+        topic: &str,
+        id: &str,
+        config: &Json,
+    ) -> Result<()> {
         self.change(project, topic, id, |_, row| {
             let kind = kind_of(row)?;
             row.config = sinks::normalize(kind, config)
@@ -354,9 +408,19 @@ impl Catalog {
         .await
     }
 
-    pub async fn append_connector_field(&self, project: &str, topic: &str, id: &str, field: &str) -> Result<()> {
+    pub async fn append_connector_field(
+        &self,
+        project: &str,
+        topic: &str,
+        id: &str,
+        field: &str,
+    ) -> Result<()> {
         self.change(project, topic, id, |topic, row| {
-            if row.column_fields.iter().any(|c| c.eq_ignore_ascii_case(field)) {
+            if row
+                .column_fields
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(field))
+            {
                 return Err(Error::InvalidParameter(format!(
                     "FieldName {field:?} is already a column of this connector"
                 )));
@@ -375,7 +439,13 @@ impl Catalog {
         .await
     }
 
-    pub async fn update_connector_state(&self, project: &str, topic: &str, id: &str, state: &str) -> Result<()> {
+    pub async fn update_connector_state(
+        &self,
+        project: &str,
+        topic: &str,
+        id: &str,
+        state: &str,
+    ) -> Result<()> {
         let state = match state.trim().to_ascii_uppercase().as_str() {
             RUNNING => RUNNING,
             STOPPED => STOPPED,
@@ -406,7 +476,15 @@ impl Catalog {
 
     /// Moves the checkpoint of one shard (or all) to a sequence, or to the first record at
     /// or after a time. Only while STOPPED.
-    pub async fn update_connector_offset(&self, project: &str, topic: &str, id: &str, shard: Option<&str>, sequence: Option<i64>, time: Option<i64>) -> Result<()> {
+    pub async fn update_connector_offset(
+        &self,
+        project: &str,
+        topic: &str,
+        id: &str,
+        shard: Option<&str>,
+        sequence: Option<i64>,
+        time: Option<i64>,
+    ) -> Result<()> {
         let topic = self.topic(project, topic)?;
         let entries = self.connectors.entries.lock().await;
         let key = Self::resolve(&entries, &topic, id)?;
@@ -444,10 +522,18 @@ impl Catalog {
                     }
                     q
                 }
-                None => s.log.seq_at_or_after_time(time.unwrap_or(0)).unwrap_or(next),
+                None => s
+                    .log
+                    .seq_at_or_after_time(time.unwrap_or(0))
+                    .unwrap_or(next),
             };
-            let old = cps.remove(&s.id).unwrap_or_else(|| Checkpoint::at(s.id, seq));
-            let last_time = seq.checked_sub(1).and_then(|p| s.log.time_of(p)).unwrap_or(-1);
+            let old = cps
+                .remove(&s.id)
+                .unwrap_or_else(|| Checkpoint::at(s.id, seq));
+            let last_time = seq
+                .checked_sub(1)
+                .and_then(|p| s.log.time_of(p))
+                .unwrap_or(-1);
             changed.push(Checkpoint {
                 shard_id: s.id,
                 next_seq: seq,
@@ -463,7 +549,13 @@ impl Catalog {
     }
 
     /// Restarts the task of a shard (or all) from its checkpoint.
-    pub async fn reload_connector(&self, project: &str, topic: &str, id: &str, shard: Option<&str>) -> Result<()> {
+    pub async fn reload_connector(
+        &self,
+        project: &str,
+        topic: &str,
+        id: &str,
+        shard: Option<&str>,
+    ) -> Result<()> {
         let topic = self.topic(project, topic)?;
         let entries = self.connectors.entries.lock().await;
         let key = Self::resolve(&entries, &topic, id)?;
@@ -493,7 +585,13 @@ impl Catalog {
     }
 
     /// Status of one shard (or all).
-    pub async fn connector_shard_status(&self, project: &str, topic: &str, id: &str, shard: Option<&str>) -> Result<Vec<ShardReport>> {
+    pub async fn connector_shard_status(
+        &self,
+        project: &str,
+        topic: &str,
+        id: &str,
+        shard: Option<&str>,
+    ) -> Result<Vec<ShardReport>> {
         let topic = self.topic(project, topic)?;
         let entries = self.connectors.entries.lock().await;
         let key = Self::resolve(&entries, &topic, id)?;
@@ -503,20 +601,36 @@ impl Catalog {
             None => None,
         };
         let cps = self.checkpoints_of(&topic, entry).await?;
-        let live = entry.runtime.as_ref().map(|rt| rt.task_status()).unwrap_or_default();
+        let live = entry
+            .runtime
+            .as_ref()
+            .map(|rt| rt.task_status())
+            .unwrap_or_default();
         let stopped = entry.row.state == STOPPED;
         let now = now_ms();
         Ok(cps
             .values()
-            .filter(|cp| only.map_or(true, |s| s == cp.shard_id))
+            .filter(|cp| only.is_none_or(|s| s == cp.shard_id))
             .map(|cp| {
                 let view = Self::log_view(&topic, cp);
-                status::report(cp, &view, live.get(&cp.shard_id), stopped, &self.connectors.worker, now)
+                status::report(
+                    cp,
+                    &view,
+                    live.get(&cp.shard_id),
+                    stopped,
+                    &self.connectors.worker,
+                    now,
+                )
             })
             .collect())
     }
 
-    pub async fn connector_done_time(&self, project: &str, topic: &str, id: &str) -> Result<DoneTime> {
+    pub async fn connector_done_time(
+        &self,
+        project: &str,
+        topic: &str,
+        id: &str,
+    ) -> Result<DoneTime> {
         let topic = self.topic(project, topic)?;
         let entries = self.connectors.entries.lock().await;
         let key = Self::resolve(&entries, &topic, id)?;
