@@ -6,6 +6,9 @@ compression (NONE, LZ4, ZLIB, DEFLATE). Durability tests start their own private
 `sluice_factory` and restart them on the same data dir (SIGTERM or SIGKILL).
 """
 
+import atexit
+import collections
+import ctypes
 import os
 import signal
 import socket
@@ -16,11 +19,37 @@ import pytest
 import requests
 
 from sign import RawClient
-from util import ACCESS_ID, ACCESS_KEY, make_client, unique_name
+from util import ACCESS_ID, ACCESS_KEY, MATRIX, make_client, unique_name
 
 HEALTH_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 20.0
 
+_LIVE_SERVERS = set()
+
+
+def _die_with_parent():
+    """Runs in the child before exec: SIGKILL the server if pytest itself dies (Linux)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+@atexit.register
+def _kill_leftover_servers():
+    for srv in list(_LIVE_SERVERS):
+        srv.stop(signal.SIGKILL)
+
+
+def _stop_servers_then_die(signum, frame):
+    # pytest would only record a SystemExit as a failed test and go on: stop the servers this
+    # run started, then die of the signal as if there were no handler.
+    _kill_leftover_servers()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+signal.signal(signal.SIGTERM, _stop_servers_then_die)
 
 
 def free_port():
@@ -77,7 +106,8 @@ class SluiceServer:
         cmd = [self.binary, "serve", "--listen", "127.0.0.1:%d" % self.port, "--data-dir", self.data_dir,
                "--access-id", self.access_id, "--access-key", self.access_key]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     preexec_fn=_die_with_parent)
+        _LIVE_SERVERS.add(self)
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
@@ -111,6 +141,7 @@ class SluiceServer:
                 self.proc.wait()
                 rc = None
         self.proc = None
+        _LIVE_SERVERS.discard(self)
         if self._log:
             self._log.close()
             self._log = None
@@ -195,6 +226,16 @@ def client_factory(server):
         return server.client(protocol, compress, **kw)
 
     return make
+
+
+MatrixClient = collections.namedtuple("MatrixClient", "protocol compress client")
+
+
+@pytest.fixture(params=MATRIX)
+def matrix_client(request, server):
+    """One pydatahub client per protocol x compression (12 variants, ids like `pb-zlib`)."""
+    protocol, compress = request.param
+    return MatrixClient(protocol, compress, server.client(protocol, compress))
 
 
 @pytest.fixture

@@ -156,3 +156,21 @@ def test_signed_query_string(raw, dh, project):
     assert resp.status == 200, resp
     resp = raw.get("/projects?filter=abc", sign_path="/projects")
     assert resp.status == 401, resp
+
+
+@pytest.mark.parametrize("skew_s", [-60, 60])
+def test_small_clock_skew_is_tolerated(raw, skew_s):
+    """Client clocks are never exactly in sync: a Date a minute off is still accepted."""
+    date = sign.rfc822(datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=skew_s))
+    resp = raw.get("/projects", date=date)
+    assert resp.status == 200, resp
+
+
+def test_security_token_header_is_signed(raw):
+    """x-datahub-* headers are part of the signature, the STS token header included (§2.2)."""
+    date = sign.rfc822()
+    headers = {"Content-Type": "application/json", "Date": date, "x-datahub-client-version": "1.1"}
+    auth_without = sign.authorization(ACCESS_ID, ACCESS_KEY, "GET", "/projects", headers)
+    resp = raw.get("/projects", date=date, authorization_value=auth_without,
+                   headers={"x-datahub-security-token": "STS.injected"})
+    assert resp.status == 401, resp

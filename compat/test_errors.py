@@ -344,3 +344,27 @@ def test_json_get_with_lz4_compressed_request(dh, project, raw):
                     headers={"x-datahub-request-action": "sub"}, content_type="application/x-protobuf")
     assert resp.status == 200, resp
     assert resp.body[:4] == b"DHUB"
+
+
+# --------------------------------------------------------------------------------------------
+# other SDKs' spellings (protocol doc §1.5: Action is matched case-insensitively)
+
+def test_action_names_are_case_insensitive(dh, project, raw):
+    topic = unique_name("t")
+    base = "/projects/%s/topics/%s" % (project, topic)
+    schema = json.dumps({"fields": [{"name": "a", "type": "BIGINT"}]})
+    # [go] sends Action "create" for topic creation and upper-case type names are accepted
+    resp = raw.post(base, body={"Action": "create", "ShardCount": 1, "Lifecycle": 1, "RecordType": "TUPLE",
+                                "RecordSchema": schema, "Comment": "go style"})
+    assert resp.status < 400, resp
+    resp = raw.post(base, body={"Action": "AppendField", "FieldName": "b", "FieldType": "STRING"})
+    assert resp.status < 400, resp
+    assert [f.name for f in dh.get_topic(project, topic).record_schema.field_list] == ["a", "b"]
+    resp = raw.post(base + "/shards/0", body={"Action": "Cursor", "Type": "OLDEST"})
+    assert resp.status == 200 and resp.json()["Cursor"], resp
+    resp = raw.post(base + "/shards/0", body={"Action": "METER"})
+    assert resp.status == 200 and "ActiveTime" in resp.json(), resp
+    resp = raw.post(base + "/shards", body={"Action": "Split", "ShardId": "0", "SplitKey": "8" + "0" * 31})
+    assert resp.status == 200 and len(resp.json()["NewShards"]) == 2, resp
+    resp = raw.post(base, body={"Action": "listschema", "PageNumber": -1, "PageSize": -1})
+    assert resp.status == 200 and resp.json()["RecordSchemaList"], resp

@@ -36,6 +36,11 @@ def test_project_lifecycle(dh):
     assert e.value.error_code == "NoSuchProject"
     assert name not in dh.list_project().project_names
 
+    # the name is free again, and the new project starts empty
+    dh.create_project(name, "reborn")
+    assert dh.get_project(name).comment == "reborn"
+    assert dh.list_topic(name).topic_names == []
+
 
 def test_list_projects_contains_every_created_project(dh):
     names = [unique_name("p") for _ in range(3)]
@@ -91,6 +96,14 @@ def test_invalid_project_name_rejected_by_server(dh, bad_name):
         rest.post("/projects/%s" % bad_name, data='{"Comment": "bad"}')
     assert e.value.error_code in ("InvalidParameter", "InvalidUriSpec")
     assert e.value.status_code == 400
+
+
+def test_delete_project_after_its_topics(dh, project):
+    topic = create_blob_topic(dh, project)
+    dh.delete_topic(project, topic)
+    dh.delete_project(project)
+    with pytest.raises(ResourceNotFoundException):
+        dh.get_project(project)
 
 
 def test_delete_project_with_topics_is_refused(dh, project):

@@ -2,6 +2,7 @@
 attributes, exact round-trip of every field type, metering (protocol doc §4.5-§4.8, §5, §6.2-§6.4)."""
 
 import math
+import random
 import time
 
 import pytest
@@ -23,10 +24,8 @@ def expected_sequences(protocol, batch_sizes):
     return list(range(sum(batch_sizes)))
 
 
-@pytest.mark.parametrize("combo", MATRIX)
-def test_tuple_round_trip_every_type(dh, project, client_factory, combo):
-    protocol, compress = combo
-    client = client_factory(protocol, compress)
+def test_tuple_round_trip_every_type(dh, project, matrix_client):
+    protocol, client = matrix_client.protocol, matrix_client.client
     schema = all_types_schema()
     topic = create_tuple_topic(dh, project, schema)
     rows = rows_for(protocol)
@@ -42,10 +41,8 @@ def test_tuple_round_trip_every_type(dh, project, client_factory, combo):
         assert t0 - 2000 <= r.system_time <= t1 + 2000, (r.system_time, t0, t1)
 
 
-@pytest.mark.parametrize("combo", MATRIX)
-def test_blob_round_trip(dh, project, client_factory, combo):
-    protocol, compress = combo
-    client = client_factory(protocol, compress)
+def test_blob_round_trip(dh, project, matrix_client):
+    protocol, client = matrix_client.protocol, matrix_client.client
     topic = create_blob_topic(dh, project)
     put(client, protocol, project, topic, blob_records(BLOBS, lambda i: attrs_for(protocol, i)))
     got = read_all(client, project, topic, "0")
@@ -75,7 +72,7 @@ def test_put_records_routing_and_partial_failure(dh, project, client_factory, co
     step = MAX_HASH // 3
 
     recs = blob_records([b"by-shard-id", b"to-missing-shard", b"by-hash-key", b"by-partition-key-a",
-                         b"by-partition-key-b", b"by-lowercase-hash-key"])
+                         b"by-partition-key-b", b"by-lowercase-hash-key", b"no-routing-info"])
     recs[0].shard_id = "2"
     recs[1].shard_id = "99"
     recs[2].hash_key = hex32(step + 10)
@@ -96,8 +93,11 @@ def test_put_records_routing_and_partial_failure(dh, project, client_factory, co
     want[shard_for_key(shards, md5_key("alpha"))].append(b"by-partition-key-a")
     want[shard_for_key(shards, md5_key("user-4711 ✓"))].append(b"by-partition-key-b")
     want["2"].append(b"by-lowercase-hash-key")
+    stored = {sid: [r.blob_data for r in read_all(client, project, topic, sid)] for sid in ("0", "1", "2")}
+    # a record without ShardId/HashKey/PartitionKey goes wherever the server likes, but exactly once
+    assert sum(v.count(b"no-routing-info") for v in stored.values()) == 1
     for sid in ("0", "1", "2"):
-        assert [r.blob_data for r in read_all(client, project, topic, sid)] == want[sid], "shard " + sid
+        assert [d for d in stored[sid] if d != b"no-routing-info"] == want[sid], "shard " + sid
 
 
 @pytest.mark.parametrize("combo", ROUTED)
@@ -167,8 +167,9 @@ def test_paging_and_cursors(dh, project, client_factory, combo):
     times = [r.system_time for r in records]
     assert times == sorted(times)
 
-    # limit 0 means the server maximum
+    # limit 0 (pydatahub's default) and negative limits mean the server maximum
     assert len(get_records(client, project, topic, "0", oldest.cursor, 0, SMALL).records) == 7
+    assert len(get_records(client, project, topic, "0", oldest.cursor, -1, SMALL).records) == 7
 
     # LATEST points at the newest record
     latest = client.get_cursor(project, topic, "0", CursorType.LATEST)
@@ -247,3 +248,18 @@ def test_put_records_json_ignores_client_sequence_fields(dh, project):
     assert [r.sequence for r in again] == [0, 1, 2, 3]
     assert [r.blob_data for r in again] == [b"a", b"b", b"a", b"b"]
     assert again[2].system_time >= again[1].system_time
+
+
+@pytest.mark.parametrize("combo", MATRIX)
+def test_large_values(dh, project, client_factory, combo):
+    protocol, compress = combo
+    client = client_factory(protocol, compress)
+    big_text = ("large value ✓ %d " * 20000) % tuple(range(20000))  # ~400 KB, compressible
+    big_blob = bytes(random.Random(3).randbytes(300_000)) + b"\x00" * 700_000  # 1 MB, half random
+    schema = RecordSchema.from_lists(["n", "s"], [FieldType.BIGINT, FieldType.STRING])
+    ttopic = create_tuple_topic(dh, project, schema)
+    btopic = create_blob_topic(dh, project)
+    put(client, protocol, project, ttopic, tuple_records(schema, [[1, big_text], [2, "small"]]))
+    put(client, protocol, project, btopic, blob_records([big_blob, b"small"]))
+    assert [values(r) for r in read_all(client, project, ttopic, "0", schema)] == [[1, big_text], [2, "small"]]
+    assert [r.blob_data for r in read_all(client, project, btopic, "0")] == [big_blob, b"small"]

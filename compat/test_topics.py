@@ -84,6 +84,32 @@ def test_create_duplicate_topic(dh, project):
         dh.create_tuple_topic(project, name, 1, 1, all_types_schema(), "again")
 
 
+def test_same_topic_name_in_two_projects(dh, project):
+    other = unique_name("p")
+    dh.create_project(other, "")
+    name = unique_name("t")
+    dh.create_blob_topic(project, name, 1, 1, "in first")
+    dh.create_tuple_topic(other, name, 2, 2, all_types_schema(), "in second")
+    put(dh, "json", project, name, [BlobRecord(blob_data=b"first")])
+    assert dh.get_topic(project, name).record_type == RecordType.BLOB
+    assert dh.get_topic(other, name).record_type == RecordType.TUPLE
+    assert dh.get_topic(other, name).shard_count == 2
+    assert read_all(dh, other, name, "0", all_types_schema()) == []
+    dh.delete_topic(other, name)
+    assert [r.blob_data for r in read_all(dh, project, name, "0")] == [b"first"]
+
+
+@pytest.mark.parametrize("body", [{"Lifecycle": 0, "Comment": "c"}, {"Lifecycle": -1, "Comment": "c"},
+                                  {"Lifecycle": "seven", "Comment": "c"}])
+def test_invalid_topic_update_rejected_by_server(dh, project, body):
+    name = create_blob_topic(dh, project, lifecycle=7)
+    rest = dh._datahub_impl._rest_client
+    with pytest.raises(InvalidParameterException) as e:
+        rest.put("/projects/%s/topics/%s" % (project, name), data=json.dumps(body))
+    assert e.value.status_code == 400
+    assert dh.get_topic(project, name).life_cycle == 7
+
+
 def test_topic_in_missing_project(dh):
     with pytest.raises(ResourceNotFoundException) as e:
         dh.create_blob_topic(unique_name("nope"), unique_name("t"), 1, 1, "")
@@ -212,6 +238,8 @@ def test_schema_registry(dh, project):
     assert dh.get_topic_schema(project, topic, schema=other).version_id == new_version
     assert _canonical(dh.get_topic_schema(project, topic, version_id=new_version).record_schema) == \
         other.to_json_string()
+    # registering a version does not change the topic's own schema
+    assert field_tuples(dh.get_topic(project, topic).record_schema) == field_tuples(schema)
 
     dh.delete_topic_schema(project, topic, new_version)
     listed3 = dh.list_topic_schema(project, topic)

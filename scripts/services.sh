@@ -14,9 +14,10 @@
 #   3. add <name> to SLUICE_SERVICES below.
 # A test that needs a service and does not find its variables must fail, not skip.
 
-SLUICE_SERVICES=()
+SLUICE_SERVICES=(mysql postgres)
 SLUICE_SERVICES_DIR="${SLUICE_SERVICES_DIR:-}"
 _SLUICE_SERVICES_RUNNING=()
+_SLUICE_SERVICES_TMP=""
 
 # Remember that a service was started, so services_stop stops it (in reverse order).
 services_started() {
@@ -35,6 +36,7 @@ services_start() {
   fi
   if [ -z "$SLUICE_SERVICES_DIR" ]; then
     SLUICE_SERVICES_DIR="$(mktemp -d /tmp/sluice-services.XXXXXX)"
+    _SLUICE_SERVICES_TMP="$SLUICE_SERVICES_DIR"
   fi
   export SLUICE_SERVICES_DIR
   local name
@@ -52,4 +54,133 @@ services_stop() {
     "service_${name}_stop" || echo "warning: stopping $name failed" >&2
   done
   _SLUICE_SERVICES_RUNNING=()
+  # A data dir we made ourselves goes away with the services.
+  if [ -n "${_SLUICE_SERVICES_TMP:-}" ]; then
+    rm -rf "$_SLUICE_SERVICES_TMP"
+    _SLUICE_SERVICES_TMP=""
+  fi
+}
+
+# Installs Debian packages when a command is missing (CI runs as root with no stdin).
+services_apt_install() {
+  echo "installing: $*"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "error: need root to apt-get install $*" >&2
+    return 1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" </dev/null >/dev/null ||
+    { DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null >/dev/null &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" </dev/null >/dev/null; }
+}
+
+# Waits until "$@" succeeds (up to ~30 s).
+services_wait() {
+  local i
+  for ((i = 0; i < 300; i++)); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  echo "error: timed out waiting for: $*" >&2
+  return 1
+}
+
+# ---- MariaDB (SINK_MYSQL / SINK_ADS) ----------------------------------------------------
+# State: $SLUICE_TEST_MYSQL_DIR (data dir, socket, pid file, log), $SLUICE_TEST_MYSQL_PORT.
+# mysql_daemon_start / mysql_daemon_stop restart the same server (scripts/db-ctl.sh uses them
+# to simulate outages).
+
+mysql_daemon_start() {
+  local d="$SLUICE_TEST_MYSQL_DIR"
+  mariadbd --no-defaults --user=root --datadir="$d/data" --socket="$d/sock" \
+    --pid-file="$d/mariadbd.pid" --port="$SLUICE_TEST_MYSQL_PORT" --bind-address=127.0.0.1 \
+    --skip-name-resolve --innodb-buffer-pool-size=128M --innodb-flush-log-at-trx-commit=2 \
+    --max-connections=500 --log-error="$d/error.log" </dev/null >>"$d/stdout.log" 2>&1 &
+  echo $! >"$d/daemon.pid"
+  services_wait mariadb --no-defaults --protocol=socket --socket="$d/sock" -uroot -e 'select 1'
+}
+
+mysql_daemon_stop() {
+  local d="$SLUICE_TEST_MYSQL_DIR" pid i
+  pid="$(cat "$d/daemon.pid" 2>/dev/null || true)"
+  [ -n "$pid" ] || return 0
+  kill "$pid" 2>/dev/null || true
+  for ((i = 0; i < 300; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
+  rm -f "$d/daemon.pid"
+}
+
+service_mysql_start() {
+  command -v mariadbd >/dev/null 2>&1 || services_apt_install mariadb-server mariadb-client
+  export SLUICE_TEST_MYSQL_DIR="$SLUICE_SERVICES_DIR/mysql"
+  mkdir -p "$SLUICE_TEST_MYSQL_DIR"
+  mariadb-install-db --no-defaults --user=root --datadir="$SLUICE_TEST_MYSQL_DIR/data" \
+    --auth-root-authentication-method=normal --skip-test-db >"$SLUICE_TEST_MYSQL_DIR/install.log" 2>&1 ||
+    { cat "$SLUICE_TEST_MYSQL_DIR/install.log" >&2; return 1; }
+  export SLUICE_TEST_MYSQL_PORT="${SLUICE_TEST_MYSQL_PORT:-$(services_free_port)}"
+  mysql_daemon_start || { tail -20 "$SLUICE_TEST_MYSQL_DIR/error.log" >&2; return 1; }
+  services_started mysql
+  mariadb --no-defaults --protocol=socket --socket="$SLUICE_TEST_MYSQL_DIR/sock" -uroot -e \
+    "CREATE DATABASE IF NOT EXISTS sluice_test CHARACTER SET utf8mb4;
+     CREATE USER IF NOT EXISTS 'root'@'127.0.0.1';
+     GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+     CREATE USER IF NOT EXISTS 'sluice'@'127.0.0.1' IDENTIFIED BY 'sluice';
+     GRANT ALL ON sluice_test.* TO 'sluice'@'127.0.0.1';"
+  export SLUICE_TEST_MYSQL_HOST=127.0.0.1 SLUICE_TEST_MYSQL_USER=sluice
+  export SLUICE_TEST_MYSQL_PASSWORD=sluice SLUICE_TEST_MYSQL_DATABASE=sluice_test
+  export SLUICE_TEST_MYSQL_URL="mysql://root@127.0.0.1:$SLUICE_TEST_MYSQL_PORT/sluice_test"
+  echo "mariadb on 127.0.0.1:$SLUICE_TEST_MYSQL_PORT ($SLUICE_TEST_MYSQL_DIR)"
+}
+
+service_mysql_stop() {
+  mysql_daemon_stop
+}
+
+# ---- PostgreSQL (SINK_HOLOGRES) ---------------------------------------------------------
+# Runs as the postgres user (it refuses root); the data dir is owned by postgres.
+
+pg_bin() {
+  local b
+  for b in /usr/lib/postgresql/*/bin/"$1"; do
+    if [ -x "$b" ]; then echo "$b"; return 0; fi
+  done
+  command -v "$1"
+}
+
+pg_daemon_start() {
+  runuser -u postgres -- "$(pg_bin pg_ctl)" -w -t 60 -D "$SLUICE_TEST_PG_DIR/data" \
+    -l "$SLUICE_TEST_PG_DIR/server.log" \
+    -o "-c listen_addresses=127.0.0.1 -p $SLUICE_TEST_PG_PORT -k $SLUICE_TEST_PG_DIR -c fsync=off -c max_connections=300" \
+    start </dev/null >/dev/null
+}
+
+pg_daemon_stop() {
+  runuser -u postgres -- "$(pg_bin pg_ctl)" -w -t 60 -D "$SLUICE_TEST_PG_DIR/data" -m fast stop \
+    </dev/null >/dev/null 2>&1 || true
+}
+
+service_postgres_start() {
+  [ -n "$(pg_bin initdb 2>/dev/null)" ] && id postgres >/dev/null 2>&1 ||
+    services_apt_install postgresql
+  chmod 755 "$SLUICE_SERVICES_DIR"
+  export SLUICE_TEST_PG_DIR="$SLUICE_SERVICES_DIR/postgres"
+  mkdir -p "$SLUICE_TEST_PG_DIR"
+  chown postgres: "$SLUICE_TEST_PG_DIR"
+  runuser -u postgres -- "$(pg_bin initdb)" -D "$SLUICE_TEST_PG_DIR/data" -A trust -U postgres \
+    </dev/null >"$SLUICE_TEST_PG_DIR/initdb.log" 2>&1 || { cat "$SLUICE_TEST_PG_DIR/initdb.log" >&2; return 1; }
+  export SLUICE_TEST_PG_PORT="${SLUICE_TEST_PG_PORT:-$(services_free_port)}"
+  pg_daemon_start || { tail -20 "$SLUICE_TEST_PG_DIR/server.log" >&2; return 1; }
+  services_started postgres
+  psql -X -q -h 127.0.0.1 -p "$SLUICE_TEST_PG_PORT" -U postgres -d postgres \
+    -c "CREATE DATABASE sluice_test" -c "CREATE USER sluice PASSWORD 'sluice' SUPERUSER" >/dev/null
+  export SLUICE_TEST_PG_HOST=127.0.0.1 SLUICE_TEST_PG_USER=sluice SLUICE_TEST_PG_PASSWORD=sluice
+  export SLUICE_TEST_PG_DATABASE=sluice_test
+  export SLUICE_TEST_PG_URL="postgres://postgres@127.0.0.1:$SLUICE_TEST_PG_PORT/sluice_test"
+  echo "postgresql on 127.0.0.1:$SLUICE_TEST_PG_PORT ($SLUICE_TEST_PG_DIR)"
+}
+
+service_postgres_stop() {
+  pg_daemon_stop
 }

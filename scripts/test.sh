@@ -4,10 +4,11 @@
 #
 #   1. cargo fmt --check            formatting
 #   2. cargo clippy -D warnings     lints (all targets, release)
-#   3. cargo test --workspace       Rust unit / handler / property / crash tests (release)
-#   4. cargo build -p sluice        the server binary
-#   5. python venv                  pydatahub 2.29.0 + pytest from compat/requirements.txt (cached)
-#   6. services                     real services the tests need (scripts/services.sh)
+#   3. services                     real services the tests need (scripts/services.sh: MariaDB,
+#                                   PostgreSQL on private ports; stopped again on exit)
+#   4. cargo test --workspace       Rust unit / handler / property / crash / sink tests (release)
+#   5. cargo build -p sluice        the server binary
+#   6. python venv                  pydatahub 2.29.0 + pytest from compat/requirements.txt (cached)
 #   7. pytest compat/               pydatahub against a live `sluice serve`
 #
 # Everything is built in release mode so one set of artifacts serves every stage. Build output and
@@ -16,8 +17,8 @@
 #   SLUICE_CACHE_DIR   default /root/.cache/sluice (venvs: venv-<hash of requirements + python>)
 #
 # Developer conveniences (CI uses none of them):
-#   scripts/test.sh rust            stages 1-4 only
-#   scripts/test.sh compat [ARGS]   stages 4-7 only; ARGS go to pytest (e.g. -k records -x)
+#   scripts/test.sh rust            stages 1-5 only
+#   scripts/test.sh compat [ARGS]   stages 3, 5-7 only; ARGS go to pytest (e.g. -k records -x)
 #   scripts/test.sh venv            stage 5 only (prints the venv to run pytest with by hand)
 #   PYTEST_ARGS="..."               extra pytest arguments for the full run
 set -euo pipefail
@@ -73,8 +74,19 @@ rust_checks() {
   stage "cargo clippy (release, all targets, -D warnings)"
   cargo clippy --workspace --all-targets --release -- -D warnings
 
+  start_services
+
   stage "cargo test (release)"
   cargo test --workspace --release
+}
+
+SERVICES_UP=0
+start_services() {
+  if [ "$SERVICES_UP" -eq 0 ]; then
+    stage "services"
+    services_start
+    SERVICES_UP=1
+  fi
 }
 
 build_server() {
@@ -117,8 +129,7 @@ python_venv() {
 }
 
 run_compat() {
-  stage "services"
-  services_start
+  start_services
 
   stage "pytest compat/ (pydatahub 2.29.0 against sluice serve)"
   local rc=0

@@ -197,9 +197,9 @@ impl Client {
             )
             .await?;
         let schema = match v["RecordSchema"].as_str() {
-            Some(text) if !text.is_empty() => Some(
-                RecordSchema::parse(text).map_err(|e| ClientError::Decode(e.to_string()))?,
-            ),
+            Some(text) if !text.is_empty() => {
+                Some(RecordSchema::parse(text).map_err(|e| ClientError::Decode(e.to_string()))?)
+            }
             _ => None,
         };
         Ok(TopicInfo {

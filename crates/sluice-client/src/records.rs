@@ -89,13 +89,20 @@ impl Client {
         let body = match kind {
             CursorType::Oldest => json!({"Action": "cursor", "Type": "OLDEST"}),
             CursorType::Latest => json!({"Action": "cursor", "Type": "LATEST"}),
-            CursorType::Sequence(s) => json!({"Action": "cursor", "Type": "SEQUENCE", "Sequence": s}),
+            CursorType::Sequence(s) => {
+                json!({"Action": "cursor", "Type": "SEQUENCE", "Sequence": s})
+            }
             CursorType::SystemTime(t) => {
                 json!({"Action": "cursor", "Type": "SYSTEM_TIME", "SystemTime": t})
             }
         };
         let v = self
-            .json(Method::POST, &shard_path(project, topic, shard), None, Some(body))
+            .json(
+                Method::POST,
+                &shard_path(project, topic, shard),
+                None,
+                Some(body),
+            )
             .await?;
         v["Cursor"]
             .as_str()

@@ -295,8 +295,8 @@ async fn batches_by_count_and_bytes() {
     wait_until("10 records", || flushed_values(&sink).len() == 10).await;
     assert_eq!(sink.lock().unwrap().batches, vec![4, 4, 2]);
     assert_eq!(flushed_values(&sink), (0..10).collect::<Vec<_>>());
-    let attrs = &sink.lock().unwrap().flushed[3].attributes;
-    assert_eq!(attrs, &vec![("k".to_string(), "3".to_string())]);
+    let attrs = sink.lock().unwrap().flushed[3].attributes.clone();
+    assert_eq!(attrs, vec![("k".to_string(), "3".to_string())]);
     rt.stop().await;
 }
 

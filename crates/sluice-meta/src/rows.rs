@@ -23,6 +23,8 @@ pub struct TopicRow {
     pub comment: String,
     /// `split` or `extend`.
     pub expand_mode: String,
+    /// The schema version JSON/protobuf writes use and `get_topic` shows; -1 for BLOB topics.
+    pub schema_version: i32,
     pub create_time: i64,
     pub last_modify_time: i64,
 }

@@ -12,6 +12,7 @@ CREATE TABLE IF NOT EXISTS topics (
     lifecycle_days INTEGER NOT NULL,
     comment TEXT NOT NULL,
     expand_mode TEXT NOT NULL,
+    schema_version INTEGER NOT NULL DEFAULT -1,
     create_time INTEGER NOT NULL,
     last_modify_time INTEGER NOT NULL,
     UNIQUE (project, name)

@@ -42,7 +42,9 @@ impl MetaStore {
             .max_connections(1)
             .connect_with(options)
             .await?;
-        let statements = SCHEMA.split(';').chain(crate::connectors::CONNECTOR_SCHEMA.split(';'));
+        let statements = SCHEMA
+            .split(';')
+            .chain(crate::connectors::CONNECTOR_SCHEMA.split(';'));
         for statement in statements.filter(|s| !s.trim().is_empty()) {
             sqlx::query(statement).execute(&pool).await?;
         }
@@ -66,7 +68,7 @@ impl MetaStore {
         .collect();
         let topics = sqlx::query(
             "SELECT uid, project, name, record_type, lifecycle_days, comment, expand_mode, \
-             create_time, last_modify_time FROM topics ORDER BY uid",
+             create_time, last_modify_time, schema_version FROM topics ORDER BY uid",
         )
         .fetch_all(&self.pool)
         .await?
@@ -81,6 +83,7 @@ impl MetaStore {
             expand_mode: r.get(6),
             create_time: r.get(7),
             last_modify_time: r.get(8),
+            schema_version: r.get(9),
         })
         .collect();
         let schemas = sqlx::query(
@@ -170,7 +173,8 @@ impl MetaStore {
         let mut tx = self.pool.begin().await?;
         let uid: i64 = sqlx::query(
             "INSERT INTO topics (project, name, record_type, lifecycle_days, comment, expand_mode, \
-             create_time, last_modify_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING uid",
+             create_time, last_modify_time, schema_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             RETURNING uid",
         )
         .bind(&topic.project)
         .bind(&topic.name)
@@ -180,6 +184,7 @@ impl MetaStore {
         .bind(&topic.expand_mode)
         .bind(topic.create_time)
         .bind(topic.last_modify_time)
+        .bind(topic.schema_version)
         .fetch_one(&mut *tx)
         .await?
         .get(0);
@@ -195,11 +200,13 @@ impl MetaStore {
 
     pub async fn update_topic(&self, t: &TopicRow) -> Result<(), MetaError> {
         sqlx::query(
-            "UPDATE topics SET lifecycle_days = ?, comment = ?, last_modify_time = ? WHERE uid = ?",
+            "UPDATE topics SET lifecycle_days = ?, comment = ?, last_modify_time = ?, \
+             schema_version = ? WHERE uid = ?",
         )
         .bind(t.lifecycle_days)
         .bind(&t.comment)
         .bind(t.last_modify_time)
+        .bind(t.schema_version)
         .bind(t.uid)
         .execute(&self.pool)
         .await?;
@@ -350,7 +357,10 @@ mod tests {
             name: "PROJ".into(),
             ..p.clone()
         };
-        assert!(store.insert_project(&dup).await.is_err(), "names are case-insensitive");
+        assert!(
+            store.insert_project(&dup).await.is_err(),
+            "names are case-insensitive"
+        );
         let t = TopicRow {
             uid: 0,
             project: "proj".into(),
@@ -361,6 +371,7 @@ mod tests {
             expand_mode: "split".into(),
             create_time: 1,
             last_modify_time: 1,
+            schema_version: 0,
         };
         let shard = ShardRow {
             topic_uid: 0,
@@ -379,7 +390,10 @@ mod tests {
             create_time: 1,
             creator: "root".into(),
         };
-        let uid = store.insert_topic(&t, &[shard.clone()], Some(&schema)).await.unwrap();
+        let uid = store
+            .insert_topic(&t, std::slice::from_ref(&shard), Some(&schema))
+            .await
+            .unwrap();
         let child = ShardRow {
             shard_id: 1,
             parents: vec![0],
@@ -393,6 +407,7 @@ mod tests {
         assert_eq!(snap.projects, vec![p]);
         assert_eq!(snap.topics.len(), 1);
         assert_eq!(snap.topics[0].uid, uid);
+        assert_eq!(snap.topics[0].schema_version, 0);
         assert_eq!(snap.schemas[0].topic_uid, uid);
         assert_eq!(snap.shards.len(), 2);
         assert_eq!(snap.shards[0].state, "CLOSED");

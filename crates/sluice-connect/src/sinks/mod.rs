@@ -1,14 +1,18 @@
 //! Configuration checks for all nine connector types and the dispatch that opens a sink.
 //!
 //! - `config.rs`: validation and normalization of every type's `Config` (§4.9 shapes);
-//! - `datahub.rs`: SINK_DATAHUB, into a topic on another DataHub endpoint.
+//! - `datahub.rs`: SINK_DATAHUB, into a topic on another DataHub endpoint;
+//! - `mysql.rs`: SINK_MYSQL and SINK_ADS (MySQL protocol); `postgres.rs`: SINK_HOLOGRES
+//!   (PostgreSQL protocol); `sql_util.rs`: what the two share.
 //!
-//! SINK_MYSQL / SINK_ADS / SINK_HOLOGRES are written by `mysql.rs` / `postgres.rs` (merged
-//! separately, see [`open_database_sink`]); SINK_ODPS, SINK_OSS, SINK_ES, SINK_FC and SINK_OTS
-//! are managed fully but do not write yet: their tasks hang with [`not_yet_message`].
+//! SINK_ODPS, SINK_OSS, SINK_ES, SINK_FC and SINK_OTS are managed fully but do not write yet:
+//! their tasks hang with [`not_yet_message`].
 
 mod config;
 pub mod datahub;
+pub mod mysql;
+pub mod postgres;
+mod sql_util;
 
 use serde_json::Value as Json;
 
@@ -19,7 +23,22 @@ use crate::sink::{SharedColumns, Sink, SinkError};
 
 /// Validates a connector configuration; the message names the bad field.
 pub fn validate(kind: ConnectorKind, config: &Json) -> Result<(), String> {
-    normalize(kind, config).map(|_| ())
+    accept(kind, config).map(|_| ())
+}
+
+/// Validates a configuration at the door and returns the normalized form to store: the
+/// shapes of §4.9, also checked by the sink's own parser where the sink exists.
+pub fn accept(kind: ConnectorKind, config: &Json) -> Result<Json, String> {
+    let normalized = normalize(kind, config)?;
+    match kind {
+        ConnectorKind::Mysql | ConnectorKind::Ads => {
+            mysql::parse_config(&normalized).map(|_| ())?
+        }
+        ConnectorKind::Hologres => postgres::parse_config(&normalized).map(|_| ())?,
+        ConnectorKind::Datahub => datahub::DatahubConfig::parse(&normalized).map(|_| ())?,
+        _ => {}
+    }
+    Ok(normalized)
 }
 
 /// What the tasks of a connector whose sink is not built yet report.
@@ -52,17 +71,21 @@ pub async fn open(
     }
 }
 
-/// The database sinks (MySQL protocol for SINK_MYSQL / SINK_ADS, PostgreSQL protocol for
-/// SINK_HOLOGRES) live in `mysql.rs` / `postgres.rs`, which are merged from another branch;
-/// until then their tasks hang with this message. Merging replaces this body with the calls
-/// to `mysql::open` / `postgres::open`.
+/// The database sinks: MySQL protocol for SINK_MYSQL / SINK_ADS, PostgreSQL protocol for
+/// SINK_HOLOGRES.
 async fn open_database_sink(
     kind: ConnectorKind,
-    _config: &Json,
-    _columns: SharedColumns,
+    config: &Json,
+    columns: SharedColumns,
 ) -> Result<Box<dyn Sink>, SinkError> {
-    Err(SinkError::Config(format!(
-        "{} sink not built yet in this build",
-        kind.display_name()
-    )))
+    match kind {
+        ConnectorKind::Hologres => {
+            let cfg = postgres::parse_config(config).map_err(SinkError::Config)?;
+            postgres::open(cfg, columns).await
+        }
+        _ => {
+            let cfg = mysql::parse_config(config).map_err(SinkError::Config)?;
+            mysql::open(cfg, columns).await
+        }
+    }
 }

@@ -2,8 +2,8 @@
 
 pub mod auth;
 pub mod body;
-pub mod error;
 mod connectors;
+pub mod error;
 mod json_records;
 mod projects;
 mod records;

@@ -29,7 +29,9 @@ pub enum ContentKind {
 
 impl ContentKind {
     pub fn of(headers: &HeaderMap) -> ContentKind {
-        let ct = header_str(headers, "content-type").unwrap_or("").to_ascii_lowercase();
+        let ct = header_str(headers, "content-type")
+            .unwrap_or("")
+            .to_ascii_lowercase();
         if ct.contains("protobuf") {
             ContentKind::Protobuf
         } else if ct.contains("x-binary") {
@@ -52,7 +54,11 @@ pub fn is_pub(headers: &HeaderMap) -> bool {
 }
 
 /// Converts protobuf records into routed records (`routed`: honour shard/hash/partition keys).
-pub fn pb_put_records(topic: &Topic, entries: Vec<pb::RecordEntry>, routed: bool) -> Vec<Result<RoutedRecord>> {
+pub fn pb_put_records(
+    topic: &Topic,
+    entries: Vec<pb::RecordEntry>,
+    routed: bool,
+) -> Vec<Result<RoutedRecord>> {
     let schema = topic.meta.read().current_schema();
     entries
         .into_iter()
@@ -143,30 +149,42 @@ pub async fn post_shard(
     let kind = ContentKind::of(&headers);
     match (request_action(&headers).as_str(), kind) {
         ("pub", ContentKind::Protobuf) => {
-            let req = pb::PutRecordsRequest::decode(body::unframe(&raw)?)
-                .map_err(|e| Error::MalformedRecord(format!("PutRecordsRequest does not decode: {e}")))?;
+            let req = pb::PutRecordsRequest::decode(body::unframe(&raw)?).map_err(|e| {
+                Error::MalformedRecord(format!("PutRecordsRequest does not decode: {e}"))
+            })?;
             let records = pb_put_records(&t, req.records, false)
                 .into_iter()
                 .enumerate()
-                .map(|(i, r)| r.map(|r| r.record).map_err(|e| Error::MalformedRecord(format!("record {i}: {e}"))))
+                .map(|(i, r)| {
+                    r.map(|r| r.record)
+                        .map_err(|e| Error::MalformedRecord(format!("record {i}: {e}")))
+                })
                 .collect::<Result<Vec<_>>>()?;
             c.put_to_shard(&t, &shard, records).await?;
-            body::protobuf(&pb::PutRecordsResponse { failed_count: Some(0), failed_records: vec![] })
+            body::protobuf(&pb::PutRecordsResponse {
+                failed_count: Some(0),
+                failed_records: vec![],
+            })
         }
         ("pub", ContentKind::Binary) => {
-            let req = pb::PutBinaryRecordsRequest::decode(body::unframe(&raw)?)
-                .map_err(|e| Error::MalformedRecord(format!("PutBinaryRecordsRequest does not decode: {e}")))?;
+            let req = pb::PutBinaryRecordsRequest::decode(body::unframe(&raw)?).map_err(|e| {
+                Error::MalformedRecord(format!("PutBinaryRecordsRequest does not decode: {e}"))
+            })?;
             let batches: Vec<Bytes> = req
                 .records
                 .into_iter()
                 .map(|r| r.data.unwrap_or_default())
                 .collect();
             c.put_batches(&t, &shard, batches).await?;
-            body::binary(&pb::PutRecordsResponse { failed_count: Some(0), failed_records: vec![] })
+            body::binary(&pb::PutRecordsResponse {
+                failed_count: Some(0),
+                failed_records: vec![],
+            })
         }
         ("sub", ContentKind::Protobuf) => {
-            let req = pb::GetRecordsRequest::decode(body::unframe(&raw)?)
-                .map_err(|e| Error::InvalidParameter(format!("GetRecordsRequest does not decode: {e}")))?;
+            let req = pb::GetRecordsRequest::decode(body::unframe(&raw)?).map_err(|e| {
+                Error::InvalidParameter(format!("GetRecordsRequest does not decode: {e}"))
+            })?;
             let read = c
                 .read_records(&t, &shard, &req.cursor, req.limit.unwrap_or(0) as i64)
                 .await?;
@@ -181,8 +199,9 @@ pub async fn post_shard(
             })
         }
         ("sub", ContentKind::Binary) => {
-            let req = pb::GetRecordsRequest::decode(body::unframe(&raw)?)
-                .map_err(|e| Error::InvalidParameter(format!("GetRecordsRequest does not decode: {e}")))?;
+            let req = pb::GetRecordsRequest::decode(body::unframe(&raw)?).map_err(|e| {
+                Error::InvalidParameter(format!("GetRecordsRequest does not decode: {e}"))
+            })?;
             let read = c
                 .read_batches(&t, &shard, &req.cursor, req.limit.unwrap_or(0) as i64)
                 .await?;
@@ -207,14 +226,19 @@ pub async fn post_shard(
                 latest_time: Some(read.latest_time),
             })
         }
-        (action, ContentKind::Protobuf | ContentKind::Binary) => Err(Error::InvalidParameter(format!(
-            "x-datahub-request-action {action:?} is not pub or sub"
-        ))),
+        (action, ContentKind::Protobuf | ContentKind::Binary) => Err(Error::InvalidParameter(
+            format!("x-datahub-request-action {action:?} is not pub or sub"),
+        )),
         (_, ContentKind::Json) => json_shard_action(&s, &t, &shard, &raw).await,
     }
 }
 
-async fn json_shard_action(s: &AppState, t: &Arc<Topic>, shard: &str, raw: &[u8]) -> Result<Response> {
+async fn json_shard_action(
+    s: &AppState,
+    t: &Arc<Topic>,
+    shard: &str,
+    raw: &[u8],
+) -> Result<Response> {
     let c = &s.catalog;
     let req = body::parse_json(raw)?;
     match req.action().as_str() {
@@ -232,7 +256,9 @@ async fn json_shard_action(s: &AppState, t: &Arc<Topic>, shard: &str, raw: &[u8]
                 }
             };
             let a = c.get_cursor(t, shard, kind)?;
-            body::json(&json!({"Cursor": a.cursor.encode(), "RecordTime": a.record_time, "Sequence": a.sequence}))
+            body::json(
+                &json!({"Cursor": a.cursor.encode(), "RecordTime": a.record_time, "Sequence": a.sequence}),
+            )
         }
         "sub" => {
             let cursor = req.req_str("Cursor")?;
@@ -252,6 +278,8 @@ async fn json_shard_action(s: &AppState, t: &Arc<Topic>, shard: &str, raw: &[u8]
             let (active, storage) = c.metering(t, shard)?;
             body::json(&json!({"ActiveTime": active, "Storage": storage}))
         }
-        other => Err(Error::InvalidParameter(format!("unknown shard Action {other:?}"))),
+        other => Err(Error::InvalidParameter(format!(
+            "unknown shard Action {other:?}"
+        ))),
     }
 }

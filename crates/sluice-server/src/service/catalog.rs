@@ -103,7 +103,8 @@ impl TopicMeta {
         self.schemas.iter().find(|s| s.version_id == version_id)
     }
     pub fn current_schema(&self) -> Option<Arc<RecordSchema>> {
-        self.schema_version(self.current_version).map(|s| s.schema.clone())
+        self.schema_version(self.current_version)
+            .map(|s| s.schema.clone())
     }
 }
 
@@ -209,13 +210,13 @@ impl Catalog {
                 .filter(|s| s.topic_uid == t.uid)
                 .map(schema_version_from_row)
                 .collect::<Result<_>>()?;
-            let current_version = schemas.last().map(|s| s.version_id).unwrap_or(-1);
+            let current_version = t.schema_version;
             let topic_dir = topic_dir(data_dir, t.uid);
             let mut shards = Vec::new();
             for row in snapshot.shards.iter().filter(|s| s.topic_uid == t.uid) {
                 let dir = topic_dir.join(row.shard_id.to_string());
                 let log = tokio::task::spawn_blocking({
-                    let cfg = log_config.clone();
+                    let cfg = log_config;
                     move || ShardLog::open(&dir, cfg)
                 })
                 .await
@@ -231,7 +232,10 @@ impl Catalog {
                 project: t.project.clone(),
                 name: t.name.clone(),
                 record_type: RecordType::parse(&t.record_type).ok_or_else(|| {
-                    Error::Internal(format!("topic {} has record type {}", t.name, t.record_type))
+                    Error::Internal(format!(
+                        "topic {} has record type {}",
+                        t.name, t.record_type
+                    ))
                 })?,
                 expand_mode: t.expand_mode.clone(),
                 create_time: t.create_time,
@@ -292,6 +296,7 @@ impl Catalog {
             expand_mode: topic.expand_mode.clone(),
             create_time: topic.create_time,
             last_modify_time: meta.last_modify_time,
+            schema_version: meta.current_version,
         }
     }
 }

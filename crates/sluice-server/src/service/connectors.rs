@@ -259,7 +259,7 @@ impl Catalog {
             Error::InvalidParameter(format!("connector type {:?} is not one of sink_odps, sink_ads, sink_es, sink_fc, sink_mysql, sink_oss, sink_ots, sink_hologres, sink_datahub", new.kind))
         })?;
         let columns = check_columns(&topic, &new.column_fields)?;
-        let config = sinks::normalize(kind, &new.config).map_err(Error::InvalidParameter)?;
+        let config = sinks::accept(kind, &new.config).map_err(Error::InvalidParameter)?;
         if new.start_time < -1 {
             return Err(Error::InvalidParameter(format!(
                 "SinkStartTime {} must be a time in milliseconds, or -1 for the oldest record",
@@ -400,7 +400,7 @@ impl Catalog {
     ) -> Result<()> {
         self.change(project, topic, id, |_, row| {
             let kind = kind_of(row)?;
-            row.config = sinks::normalize(kind, config)
+            row.config = sinks::accept(kind, config)
                 .map_err(Error::InvalidParameter)?
                 .to_string();
             Ok(())

@@ -24,7 +24,9 @@ pub fn enforce_once(catalog: &Catalog) -> usize {
             }
             match shard.log.enforce_retention(cutoff) {
                 Ok(n) => removed += n,
-                Err(e) => tracing::warn!(topic = %topic.name, shard = shard.id, error = %e, "retention failed"),
+                Err(e) => {
+                    tracing::warn!(topic = %topic.name, shard = shard.id, error = %e, "retention failed")
+                }
             }
         }
     }

@@ -1,0 +1,115 @@
+//! Small helpers shared by the SQL sinks (MySQL and PostgreSQL protocols).
+
+use serde_json::Value as Json;
+
+/// Reads a required string field of a connector config object.
+pub(crate) fn str_field<'a>(config: &'a Json, key: &str) -> Result<&'a str, String> {
+    match config.get(key) {
+        Some(Json::String(s)) => Ok(s),
+        Some(other) => Err(format!("config field {key} must be a string, got {other}")),
+        None => Err(format!("config field {key} is missing")),
+    }
+}
+
+/// Reads an optional string field (absent or null → None).
+pub(crate) fn opt_str_field<'a>(config: &'a Json, key: &str) -> Result<Option<&'a str>, String> {
+    match config.get(key) {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::String(s)) => Ok(Some(s)),
+        Some(other) => Err(format!("config field {key} must be a string, got {other}")),
+    }
+}
+
+/// Parses a TCP port given as a string (`"3306"`, what pydatahub sends) or a number.
+pub(crate) fn parse_port(key: &str, value: &Json) -> Result<u16, String> {
+    let port = match value {
+        Json::String(s) => s.trim().parse::<u16>().ok(),
+        Json::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+        _ => None,
+    };
+    match port {
+        Some(p) if p > 0 => Ok(p),
+        _ => Err(format!(
+            "config field {key} must be a port number 1-65535, got {value}"
+        )),
+    }
+}
+
+/// Splits microseconds since the Unix epoch into (year, month, day, hour, min, sec, micros), UTC.
+fn civil_from_micros(us: i64) -> (i64, u32, u32, u32, u32, u32, u32) {
+    let days = us.div_euclid(86_400_000_000);
+    let rem = us.rem_euclid(86_400_000_000);
+    let (secs, micros) = (rem / 1_000_000, (rem % 1_000_000) as u32);
+    // Howard Hinnant's days → civil date.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let secs = secs as u32;
+    (
+        year,
+        month,
+        day,
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        micros,
+    )
+}
+
+/// `YYYY-MM-DD HH:MM:SS.ffffff` (UTC) for microseconds since the epoch: a literal both MySQL
+/// (`DATETIME(6)`, `TIMESTAMP(6)` with session time zone +00:00) and PostgreSQL read exactly.
+pub(crate) fn datetime_text(us: i64) -> String {
+    let (y, mo, d, h, mi, s, f) = civil_from_micros(us);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{f:06}")
+}
+
+/// `YYYY-MM-DD` (UTC) for microseconds since the epoch.
+pub(crate) fn date_text(us: i64) -> String {
+    let (y, mo, d, ..) = civil_from_micros(us);
+    format!("{y:04}-{mo:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datetime_text_is_utc_with_micros() {
+        assert_eq!(datetime_text(0), "1970-01-01 00:00:00.000000");
+        assert_eq!(datetime_text(1), "1970-01-01 00:00:00.000001");
+        assert_eq!(datetime_text(-1), "1969-12-31 23:59:59.999999");
+        assert_eq!(
+            datetime_text(1_700_000_000_123_456),
+            "2023-11-14 22:13:20.123456"
+        );
+        assert_eq!(
+            datetime_text(951_782_400_000_000),
+            "2000-02-29 00:00:00.000000"
+        );
+        assert_eq!(
+            datetime_text(253_402_300_799_999_999),
+            "9999-12-31 23:59:59.999999"
+        );
+        assert_eq!(
+            datetime_text(-62_135_596_800_000_000),
+            "0001-01-01 00:00:00.000000"
+        );
+        assert_eq!(date_text(1_700_000_000_123_456), "2023-11-14");
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(parse_port("Port", &Json::from("3306")), Ok(3306));
+        assert_eq!(parse_port("Port", &Json::from(5432)), Ok(5432));
+        assert!(parse_port("Port", &Json::from("x"))
+            .unwrap_err()
+            .contains("Port"));
+        assert!(parse_port("Port", &Json::from("0")).is_err());
+    }
+}
