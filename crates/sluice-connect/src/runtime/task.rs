@@ -266,7 +266,13 @@ impl Task {
 
     async fn open_sink(&mut self) -> Result<(), Cancelled> {
         while self.sink.is_none() {
-            match (self.shared.spec.open_sink)(self.shared.spec.columns.clone()).await {
+            let opening = (self.shared.spec.open_sink)(self.shared.spec.columns.clone());
+            // A target that hangs on connect must not hold up stop, reload or delete.
+            let opened = tokio::select! {
+                _ = self.cancel.cancelled() => return Err(Cancelled),
+                r = opening => r,
+            };
+            match opened {
                 Ok(sink) => self.sink = Some(sink),
                 Err(e) => {
                     self.hang(e.to_string());
