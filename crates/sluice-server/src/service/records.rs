@@ -607,7 +607,7 @@ fn finish<T>(shard: &Shard, start: Cursor, items: Vec<T>, next: Cursor) -> ReadR
 }
 
 /// Decodes a stored batch into records shaped like the topic's current schema.
-fn decode_entry(
+pub(crate) fn decode_entry(
     topic: &Topic,
     versions: &Versions,
     current: Option<&RecordSchema>,
