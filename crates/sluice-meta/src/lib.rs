@@ -1,4 +1,5 @@
-//! Sluice's metadata store: everything but records (projects, topics, schema versions, shards).
+//! Sluice's metadata store: everything but records (projects, topics, schema versions, shards,
+//! subscriptions and their per-shard offsets).
 //!
 //! One type, [`MetaStore`], owns the storage; callers see plain row structs ([`rows`]) and typed
 //! errors ([`MetaError`]). The default backend is an embedded SQLite file reached through `sqlx`
@@ -7,10 +8,14 @@
 //! shared backend (PostgreSQL) for several nodes can later replace the SQLite pool without
 //! touching callers.
 //!
-//! Layout: `store.rs` (the type and its queries), `rows.rs` (row structs), `schema.sql` (tables).
+//! Layout: `store.rs` (the type and its queries), `rows.rs` (row structs), `schema.sql` (tables);
+//! `subscriptions.rs` and `subscriptions.sql` hold subscriptions and their offsets (an offset is
+//! committed in one transaction per request, so it is durable before the commit is acknowledged).
 
 mod rows;
 mod store;
+mod subscriptions;
 
 pub use rows::{ProjectRow, SchemaRow, ShardRow, Snapshot, TopicRow};
 pub use store::{MetaError, MetaStore};
+pub use subscriptions::{OffsetRow, SubscriptionRow};

@@ -20,10 +20,11 @@ pub enum MetaError {
 /// The metadata store. Cheap to clone.
 #[derive(Clone)]
 pub struct MetaStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
 const SCHEMA: &str = include_str!("schema.sql");
+const SUBSCRIPTIONS_SCHEMA: &str = include_str!("subscriptions.sql");
 
 fn parents_text(parents: &[u32]) -> String {
     serde_json::to_string(parents).expect("list of numbers serializes")
@@ -42,7 +43,8 @@ impl MetaStore {
             .max_connections(1)
             .connect_with(options)
             .await?;
-        for statement in SCHEMA.split(';').filter(|s| !s.trim().is_empty()) {
+        let statements = SCHEMA.split(';').chain(SUBSCRIPTIONS_SCHEMA.split(';'));
+        for statement in statements.filter(|s| !s.trim().is_empty()) {
             sqlx::query(statement).execute(&pool).await?;
         }
         Ok(MetaStore { pool })
@@ -349,7 +351,10 @@ mod tests {
             name: "PROJ".into(),
             ..p.clone()
         };
-        assert!(store.insert_project(&dup).await.is_err(), "names are case-insensitive");
+        assert!(
+            store.insert_project(&dup).await.is_err(),
+            "names are case-insensitive"
+        );
         let t = TopicRow {
             uid: 0,
             project: "proj".into(),
@@ -378,7 +383,10 @@ mod tests {
             create_time: 1,
             creator: "root".into(),
         };
-        let uid = store.insert_topic(&t, &[shard.clone()], Some(&schema)).await.unwrap();
+        let uid = store
+            .insert_topic(&t, &[shard.clone()], Some(&schema))
+            .await
+            .unwrap();
         let child = ShardRow {
             shard_id: 1,
             parents: vec![0],

@@ -21,8 +21,12 @@ pub struct Server {
 impl Server {
     /// Opens (or creates) a data directory: the meta store and every shard's log.
     pub async fn open(data_dir: &Path, config: ServerConfig, accounts: Accounts) -> Result<Server> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| Error::Internal(format!("cannot create data dir {}: {e}", data_dir.display())))?;
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            Error::Internal(format!(
+                "cannot create data dir {}: {e}",
+                data_dir.display()
+            ))
+        })?;
         let meta = MetaStore::open(&data_dir.join("meta.db")).await?;
         let catalog = Arc::new(Catalog::load(meta, config.clone(), data_dir).await?);
         let stop = CancellationToken::new();

@@ -7,7 +7,11 @@ mod serve;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "A self-hosted DataHub: streaming hub and connectors")]
+#[command(
+    name = "sluice",
+    version,
+    about = "A self-hosted DataHub: streaming hub and connectors"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

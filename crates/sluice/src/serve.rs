@@ -22,7 +22,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_ACCESS_ID", requires = "access_key")]
     access_id: Option<String>,
     /// Root AccessKey secret.
-    #[arg(long, env = "SLUICE_ACCESS_KEY", requires = "access_id", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "SLUICE_ACCESS_KEY",
+        requires = "access_id",
+        hide_env_values = true
+    )]
     access_key: Option<String>,
     /// TOML file with limits, fsync mode and housekeeping intervals.
     #[arg(long, env = "SLUICE_CONFIG")]
@@ -45,7 +50,10 @@ fn credentials(args: &ServeArgs) -> anyhow::Result<(String, String, bool)> {
         if let (Some(id), Some(key)) = (lines.next(), lines.next()) {
             return Ok((id.to_string(), key.to_string(), false));
         }
-        bail!("{} is damaged: expected the AccessId and AccessKey on two lines", path.display());
+        bail!(
+            "{} is damaged: expected the AccessId and AccessKey on two lines",
+            path.display()
+        );
     }
     let random = |n: usize| -> String {
         rand::thread_rng()
@@ -93,19 +101,27 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let server = Server::open(&args.data_dir, config, Accounts::with_root(&id, &key))
             .await
-            .map_err(|e| anyhow::anyhow!("cannot open data dir {}: {e}", args.data_dir.display()))?;
+            .map_err(|e| {
+                anyhow::anyhow!("cannot open data dir {}: {e}", args.data_dir.display())
+            })?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
         if generated {
-            println!("Generated root credentials (kept in {}):", args.data_dir.join(CREDENTIALS_FILE).display());
+            println!(
+                "Generated root credentials (kept in {}):",
+                args.data_dir.join(CREDENTIALS_FILE).display()
+            );
             println!("  AccessId:  {id}");
             println!("  AccessKey: {key}");
         } else {
             println!("Root AccessId: {id}");
         }
-        println!("Sluice is serving the DataHub API at http://{addr} (data in {})", args.data_dir.display());
+        println!(
+            "Sluice is serving the DataHub API at http://{addr} (data in {})",
+            args.data_dir.display()
+        );
         let router = app(server.state.clone());
         axum::serve(listener, router)
             .with_graceful_shutdown(shutdown_signal())

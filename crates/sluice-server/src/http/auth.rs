@@ -22,13 +22,23 @@ impl Accounts {
     }
 
     /// Verifies a request's signature and date.
-    pub fn verify(&self, method: &Method, uri: &Uri, headers: &HeaderMap, max_skew_secs: u64) -> Result<(), Error> {
+    pub fn verify(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        max_skew_secs: u64,
+    ) -> Result<(), Error> {
         let auth = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| Error::Unauthorized("the request is not signed (no Authorization header)".into()))?;
+            .ok_or_else(|| {
+                Error::Unauthorized("the request is not signed (no Authorization header)".into())
+            })?;
         let (id, given) = sign::parse_authorization(auth).ok_or_else(|| {
-            Error::Unauthorized("the Authorization header is not of the form 'DATAHUB id:signature'".into())
+            Error::Unauthorized(
+                "the Authorization header is not of the form 'DATAHUB id:signature'".into(),
+            )
         })?;
         let key = self
             .keys
@@ -38,8 +48,9 @@ impl Accounts {
             .get("date")
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| Error::Unauthorized("the request has no Date header".into()))?;
-        let when = httpdate::parse_http_date(date)
-            .map_err(|_| Error::Unauthorized(format!("the Date header {date:?} is not an HTTP date")))?;
+        let when = httpdate::parse_http_date(date).map_err(|_| {
+            Error::Unauthorized(format!("the Date header {date:?} is not an HTTP date"))
+        })?;
         let now = std::time::SystemTime::now();
         let skew = now
             .duration_since(when)
@@ -63,12 +74,20 @@ impl Accounts {
         let decoded_path = sign::percent_decode(uri.path());
         let candidates = [decoded_path.as_str(), uri.path()];
         for path in candidates {
-            let canonical =
-                sign::canonical_string(method.as_str(), content_type, date, &datahub, path, uri.query());
+            let canonical = sign::canonical_string(
+                method.as_str(),
+                content_type,
+                date,
+                &datahub,
+                path,
+                uri.query(),
+            );
             if sign::signatures_equal(&sign::signature(key, &canonical), given.trim()) {
                 return Ok(());
             }
         }
-        Err(Error::Unauthorized("the request signature does not match".into()))
+        Err(Error::Unauthorized(
+            "the request signature does not match".into(),
+        ))
     }
 }

@@ -28,8 +28,9 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
         })?),
         None => None,
     };
-    compress::decompress(kind, &raw, raw_size, limit)
-        .map_err(|e| Error::InvalidParameter(format!("cannot decompress the {} body: {e}", kind.name())))
+    compress::decompress(kind, &raw, raw_size, limit).map_err(|e| {
+        Error::InvalidParameter(format!("cannot decompress the {} body: {e}", kind.name()))
+    })
 }
 
 pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -44,7 +45,9 @@ pub fn parse_json(body: &[u8]) -> Result<Json> {
     let value: Json = serde_json::from_slice(body)
         .map_err(|e| Error::InvalidParameter(format!("the request body is not valid JSON: {e}")))?;
     if !value.is_object() {
-        return Err(Error::InvalidParameter("the request body must be a JSON object".into()));
+        return Err(Error::InvalidParameter(
+            "the request body must be a JSON object".into(),
+        ));
     }
     Ok(value)
 }
@@ -119,12 +122,18 @@ pub fn ok() -> Result<Response> {
 
 /// A framed protobuf success response.
 pub fn protobuf<M: Message>(message: &M) -> Result<Response> {
-    Ok(with_type(envelope::wrap(&message.encode_to_vec()), "application/x-protobuf"))
+    Ok(with_type(
+        envelope::wrap(&message.encode_to_vec()),
+        "application/x-protobuf",
+    ))
 }
 
 /// A framed batch-protocol success response.
 pub fn binary<M: Message>(message: &M) -> Result<Response> {
-    Ok(with_type(envelope::wrap(&message.encode_to_vec()), "application/x-binary"))
+    Ok(with_type(
+        envelope::wrap(&message.encode_to_vec()),
+        "application/x-binary",
+    ))
 }
 
 /// The protobuf message inside a framed request body.

@@ -209,7 +209,9 @@ pub struct GetRecordsOut {
 pub fn out_record(r: ReadRecord) -> OutRecord {
     let data = match r.record.data {
         RecordData::Tuple(values) => OutData::Tuple(values.iter().map(Value::to_text).collect()),
-        RecordData::Blob(bytes) => OutData::Blob(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        RecordData::Blob(bytes) => {
+            OutData::Blob(base64::engine::general_purpose::STANDARD.encode(bytes))
+        }
     };
     OutRecord {
         system_time: r.system_time,

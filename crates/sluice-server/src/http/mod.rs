@@ -7,6 +7,7 @@ mod json_records;
 mod projects;
 mod records;
 mod shards;
+mod subscriptions;
 mod topics;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,6 +56,21 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/projects/{project}/topics/{topic}/shards/{shard}",
             axum::routing::post(records::post_shard),
+        )
+        .route(
+            "/projects/{project}/topics/{topic}/subscriptions",
+            axum::routing::post(subscriptions::post_collection),
+        )
+        .route(
+            "/projects/{project}/topics/{topic}/subscriptions/{sub}",
+            get(subscriptions::get)
+                .post(subscriptions::group)
+                .put(subscriptions::update)
+                .delete(subscriptions::delete),
+        )
+        .route(
+            "/projects/{project}/topics/{topic}/subscriptions/{sub}/offsets",
+            axum::routing::post(subscriptions::post_offsets).put(subscriptions::put_offsets),
         )
         .fallback(unknown_route)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));

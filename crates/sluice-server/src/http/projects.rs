@@ -26,16 +26,28 @@ pub async fn get(State(s): State<AppState>, Path(project): Path<String>) -> Resu
 
 async fn comment(s: &AppState, headers: &HeaderMap, body: Body) -> Result<String> {
     let raw = body::read_body(headers, body, s.catalog.config.max_request_bytes).await?;
-    Ok(body::parse_json(&raw)?.opt_str("Comment")?.unwrap_or_default())
+    Ok(body::parse_json(&raw)?
+        .opt_str("Comment")?
+        .unwrap_or_default())
 }
 
-pub async fn create(State(s): State<AppState>, Path(project): Path<String>, headers: HeaderMap, body: Body) -> Result<Response> {
+pub async fn create(
+    State(s): State<AppState>,
+    Path(project): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
     let comment = comment(&s, &headers, body).await?;
     s.catalog.create_project(&project, &comment).await?;
     body::ok()
 }
 
-pub async fn update(State(s): State<AppState>, Path(project): Path<String>, headers: HeaderMap, body: Body) -> Result<Response> {
+pub async fn update(
+    State(s): State<AppState>,
+    Path(project): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
     let comment = comment(&s, &headers, body).await?;
     s.catalog.update_project(&project, &comment).await?;
     body::ok()

@@ -1,5 +1,6 @@
 //! `/projects/{project}/topics/{topic}/shards/{shard}`: put by shard (protobuf, batch), get
-//! records (JSON, protobuf, batch), get cursor and metering.
+//! records (JSON, protobuf, batch; PB/batch reads may name a subscription in
+//! `x-datahub-sub-id`), get cursor and metering.
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use super::json_records::{out_record, tuple_from_text, GetRecordsOut};
 use super::AppState;
 use crate::service::catalog::{RecordType, Topic};
 use crate::service::records::{CursorKind, Route, RoutedRecord};
+use crate::service::subscriptions::Subscription;
 use crate::service::{Error, Result};
 
 /// The wire format a record call uses, from its Content-Type.
@@ -29,7 +31,9 @@ pub enum ContentKind {
 
 impl ContentKind {
     pub fn of(headers: &HeaderMap) -> ContentKind {
-        let ct = header_str(headers, "content-type").unwrap_or("").to_ascii_lowercase();
+        let ct = header_str(headers, "content-type")
+            .unwrap_or("")
+            .to_ascii_lowercase();
         if ct.contains("protobuf") {
             ContentKind::Protobuf
         } else if ct.contains("x-binary") {
@@ -52,7 +56,11 @@ pub fn is_pub(headers: &HeaderMap) -> bool {
 }
 
 /// Converts protobuf records into routed records (`routed`: honour shard/hash/partition keys).
-pub fn pb_put_records(topic: &Topic, entries: Vec<pb::RecordEntry>, routed: bool) -> Vec<Result<RoutedRecord>> {
+pub fn pb_put_records(
+    topic: &Topic,
+    entries: Vec<pb::RecordEntry>,
+    routed: bool,
+) -> Vec<Result<RoutedRecord>> {
     let schema = topic.meta.read().current_schema();
     entries
         .into_iter()
@@ -141,35 +149,63 @@ pub async fn post_shard(
     let raw = body::read_body(&headers, body, c.config.max_request_bytes).await?;
     let t: Arc<Topic> = c.topic(&project, &topic)?;
     let kind = ContentKind::of(&headers);
+    // A read on behalf of a subscription (PB/batch clients send its id).
+    let sub = match header_str(&headers, "x-datahub-sub-id").map(str::trim) {
+        Some(id) if !id.is_empty() && !is_pub(&headers) => Some(c.subscription_of(&t, id)?),
+        _ => None,
+    };
     match (request_action(&headers).as_str(), kind) {
         ("pub", ContentKind::Protobuf) => {
-            let req = pb::PutRecordsRequest::decode(body::unframe(&raw)?)
-                .map_err(|e| Error::MalformedRecord(format!("PutRecordsRequest does not decode: {e}")))?;
+            let req = pb::PutRecordsRequest::decode(body::unframe(&raw)?).map_err(|e| {
+                Error::MalformedRecord(format!("PutRecordsRequest does not decode: {e}"))
+            })?;
             let records = pb_put_records(&t, req.records, false)
                 .into_iter()
                 .enumerate()
-                .map(|(i, r)| r.map(|r| r.record).map_err(|e| Error::MalformedRecord(format!("record {i}: {e}"))))
+                .map(|(i, r)| {
+                    r.map(|r| r.record)
+                        .map_err(|e| Error::MalformedRecord(format!("record {i}: {e}")))
+                })
                 .collect::<Result<Vec<_>>>()?;
             c.put_to_shard(&t, &shard, records).await?;
-            body::protobuf(&pb::PutRecordsResponse { failed_count: Some(0), failed_records: vec![] })
+            body::protobuf(&pb::PutRecordsResponse {
+                failed_count: Some(0),
+                failed_records: vec![],
+            })
         }
         ("pub", ContentKind::Binary) => {
-            let req = pb::PutBinaryRecordsRequest::decode(body::unframe(&raw)?)
-                .map_err(|e| Error::MalformedRecord(format!("PutBinaryRecordsRequest does not decode: {e}")))?;
+            let req = pb::PutBinaryRecordsRequest::decode(body::unframe(&raw)?).map_err(|e| {
+                Error::MalformedRecord(format!("PutBinaryRecordsRequest does not decode: {e}"))
+            })?;
             let batches: Vec<Bytes> = req
                 .records
                 .into_iter()
                 .map(|r| r.data.unwrap_or_default())
                 .collect();
             c.put_batches(&t, &shard, batches).await?;
-            body::binary(&pb::PutRecordsResponse { failed_count: Some(0), failed_records: vec![] })
+            body::binary(&pb::PutRecordsResponse {
+                failed_count: Some(0),
+                failed_records: vec![],
+            })
         }
         ("sub", ContentKind::Protobuf) => {
-            let req = pb::GetRecordsRequest::decode(body::unframe(&raw)?)
-                .map_err(|e| Error::InvalidParameter(format!("GetRecordsRequest does not decode: {e}")))?;
+            let req = pb::GetRecordsRequest::decode(body::unframe(&raw)?).map_err(|e| {
+                Error::InvalidParameter(format!("GetRecordsRequest does not decode: {e}"))
+            })?;
+            if sub_must_wait(&s, &t, sub.as_deref(), &shard) {
+                return body::protobuf(&pb::GetRecordsResponse {
+                    next_cursor: req.cursor,
+                    record_count: 0,
+                    start_sequence: None,
+                    records: vec![],
+                    latest_sequence: None,
+                    latest_time: None,
+                });
+            }
             let read = c
                 .read_records(&t, &shard, &req.cursor, req.limit.unwrap_or(0) as i64)
-                .await?;
+                .await;
+            let read = note_read_end(&s, &t, sub.as_deref(), read).await?;
             let records: Vec<pb::RecordEntry> = read.items.into_iter().map(pb_entry).collect();
             body::protobuf(&pb::GetRecordsResponse {
                 next_cursor: read.next_cursor.encode(),
@@ -181,11 +217,23 @@ pub async fn post_shard(
             })
         }
         ("sub", ContentKind::Binary) => {
-            let req = pb::GetRecordsRequest::decode(body::unframe(&raw)?)
-                .map_err(|e| Error::InvalidParameter(format!("GetRecordsRequest does not decode: {e}")))?;
+            let req = pb::GetRecordsRequest::decode(body::unframe(&raw)?).map_err(|e| {
+                Error::InvalidParameter(format!("GetRecordsRequest does not decode: {e}"))
+            })?;
+            if sub_must_wait(&s, &t, sub.as_deref(), &shard) {
+                return body::binary(&pb::GetBinaryRecordsResponse {
+                    next_cursor: req.cursor,
+                    record_count: 0,
+                    start_sequence: None,
+                    records: vec![],
+                    latest_sequence: None,
+                    latest_time: None,
+                });
+            }
             let read = c
                 .read_batches(&t, &shard, &req.cursor, req.limit.unwrap_or(0) as i64)
-                .await?;
+                .await;
+            let read = note_read_end(&s, &t, sub.as_deref(), read).await?;
             let records: Vec<pb::BinaryRecordEntry> = read
                 .items
                 .into_iter()
@@ -207,14 +255,41 @@ pub async fn post_shard(
                 latest_time: Some(read.latest_time),
             })
         }
-        (action, ContentKind::Protobuf | ContentKind::Binary) => Err(Error::InvalidParameter(format!(
-            "x-datahub-request-action {action:?} is not pub or sub"
-        ))),
+        (action, ContentKind::Protobuf | ContentKind::Binary) => Err(Error::InvalidParameter(
+            format!("x-datahub-request-action {action:?} is not pub or sub"),
+        )),
         (_, ContentKind::Json) => json_shard_action(&s, &t, &shard, &raw).await,
     }
 }
 
-async fn json_shard_action(s: &AppState, t: &Arc<Topic>, shard: &str, raw: &[u8]) -> Result<Response> {
+/// A subscription reads a child shard only after its parents were read to the end (order per
+/// key across a split or merge): until then its reads come back empty.
+fn sub_must_wait(s: &AppState, t: &Topic, sub: Option<&Subscription>, shard: &str) -> bool {
+    let (Some(sub), Ok(shard)) = (sub, t.shard_by_text(shard)) else {
+        return false;
+    };
+    s.catalog.parents_pending(t, sub, shard.id)
+}
+
+/// A subscription that reaches the end of a closed shard has read it to the end.
+async fn note_read_end<T>(
+    s: &AppState,
+    t: &Topic,
+    sub: Option<&Subscription>,
+    read: Result<T>,
+) -> Result<T> {
+    if let (Some(sub), Err(Error::ShardReadEnd(id))) = (sub, &read) {
+        s.catalog.mark_read_end(t, sub, &[*id]).await?;
+    }
+    read
+}
+
+async fn json_shard_action(
+    s: &AppState,
+    t: &Arc<Topic>,
+    shard: &str,
+    raw: &[u8],
+) -> Result<Response> {
     let c = &s.catalog;
     let req = body::parse_json(raw)?;
     match req.action().as_str() {
@@ -232,7 +307,9 @@ async fn json_shard_action(s: &AppState, t: &Arc<Topic>, shard: &str, raw: &[u8]
                 }
             };
             let a = c.get_cursor(t, shard, kind)?;
-            body::json(&json!({"Cursor": a.cursor.encode(), "RecordTime": a.record_time, "Sequence": a.sequence}))
+            body::json(
+                &json!({"Cursor": a.cursor.encode(), "RecordTime": a.record_time, "Sequence": a.sequence}),
+            )
         }
         "sub" => {
             let cursor = req.req_str("Cursor")?;
@@ -252,6 +329,8 @@ async fn json_shard_action(s: &AppState, t: &Arc<Topic>, shard: &str, raw: &[u8]
             let (active, storage) = c.metering(t, shard)?;
             body::json(&json!({"ActiveTime": active, "Storage": storage}))
         }
-        other => Err(Error::InvalidParameter(format!("unknown shard Action {other:?}"))),
+        other => Err(Error::InvalidParameter(format!(
+            "unknown shard Action {other:?}"
+        ))),
     }
 }

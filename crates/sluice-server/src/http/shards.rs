@@ -19,7 +19,10 @@ use crate::service::{Error, Result};
 
 const NO_SHARD: &str = "4294967295";
 
-pub async fn list(State(s): State<AppState>, Path((project, topic)): Path<(String, String)>) -> Result<Response> {
+pub async fn list(
+    State(s): State<AppState>,
+    Path((project, topic)): Path<(String, String)>,
+) -> Result<Response> {
     let shards: Vec<_> = s
         .catalog
         .list_shards(&project, &topic)?
@@ -53,8 +56,9 @@ pub async fn post(
     let raw = body::read_body(&headers, body, c.config.max_request_bytes).await?;
     if is_pub(&headers) && ContentKind::of(&headers) == ContentKind::Protobuf {
         let t = c.topic(&project, &topic)?;
-        let req = pb::PutRecordsRequest::decode(body::unframe(&raw)?)
-            .map_err(|e| Error::MalformedRecord(format!("PutRecordsRequest does not decode: {e}")))?;
+        let req = pb::PutRecordsRequest::decode(body::unframe(&raw)?).map_err(|e| {
+            Error::MalformedRecord(format!("PutRecordsRequest does not decode: {e}"))
+        })?;
         let records = pb_put_records(&t, req.records, true);
         let failed = c.put_routed(&t, records).await?;
         return body::protobuf(&pb::PutRecordsResponse {
@@ -114,7 +118,9 @@ pub async fn post(
             let shard = shard_arg(req.shard_id, "ShardId")?;
             let adjacent = shard_arg(req.adjacent_shard_id, "AdjacentShardId")?;
             let n = c.merge_shards(&project, &topic, &shard, &adjacent).await?;
-            body::json(&json!({"ShardId": n.id.to_string(), "BeginHashKey": hashkey::format_key(n.begin_key), "EndHashKey": hashkey::format_key(n.end_key)}))
+            body::json(
+                &json!({"ShardId": n.id.to_string(), "BeginHashKey": hashkey::format_key(n.begin_key), "EndHashKey": hashkey::format_key(n.end_key)}),
+            )
         }
         "extend" => {
             let target = req
@@ -123,6 +129,8 @@ pub async fn post(
             c.extend_shards(&project, &topic, target).await?;
             body::ok()
         }
-        other => Err(Error::InvalidParameter(format!("unknown shards Action {other:?}"))),
+        other => Err(Error::InvalidParameter(format!(
+            "unknown shards Action {other:?}"
+        ))),
     }
 }

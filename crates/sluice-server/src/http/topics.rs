@@ -17,7 +17,10 @@ pub async fn list(State(s): State<AppState>, Path(project): Path<String>) -> Res
     body::json(&json!({ "TopicNames": s.catalog.list_topics(&project)? }))
 }
 
-pub async fn get(State(s): State<AppState>, Path((project, topic)): Path<(String, String)>) -> Result<Response> {
+pub async fn get(
+    State(s): State<AppState>,
+    Path((project, topic)): Path<(String, String)>,
+) -> Result<Response> {
     let t = s.catalog.topic(&project, &topic)?;
     let meta = t.meta.read().clone();
     let shard_count = t
@@ -142,12 +145,20 @@ pub async fn update(
     let raw = body::read_body(&headers, body, s.catalog.config.max_request_bytes).await?;
     let req = body::parse_json(&raw)?;
     s.catalog
-        .update_topic(&project, &topic, req.opt_i64("Lifecycle")?, req.opt_str("Comment")?)
+        .update_topic(
+            &project,
+            &topic,
+            req.opt_i64("Lifecycle")?,
+            req.opt_str("Comment")?,
+        )
         .await?;
     body::ok()
 }
 
-pub async fn delete(State(s): State<AppState>, Path((project, topic)): Path<(String, String)>) -> Result<Response> {
+pub async fn delete(
+    State(s): State<AppState>,
+    Path((project, topic)): Path<(String, String)>,
+) -> Result<Response> {
     s.catalog.delete_topic(&project, &topic).await?;
     body::ok()
 }

@@ -1,5 +1,6 @@
 //! The in-memory catalog: projects, topics, schema versions and shards with their open logs.
 //!
+//! It also holds the subscriptions registry ([`super::subscriptions`]).
 //! Built from the meta store at start-up; every change is written to the meta store first and
 //! then applied here under the catalog's change lock, so readers never wait on SQLite.
 
@@ -103,7 +104,8 @@ impl TopicMeta {
         self.schemas.iter().find(|s| s.version_id == version_id)
     }
     pub fn current_schema(&self) -> Option<Arc<RecordSchema>> {
-        self.schema_version(self.current_version).map(|s| s.schema.clone())
+        self.schema_version(self.current_version)
+            .map(|s| s.schema.clone())
     }
 }
 
@@ -150,6 +152,8 @@ pub struct Catalog {
     pub projects: RwLock<BTreeMap<String, Project>>,
     /// Serializes metadata changes (create, delete, split...) so SQLite and memory agree.
     pub change_lock: tokio::sync::Mutex<()>,
+    /// Subscriptions, their offsets and consumer groups.
+    pub subs: super::subscriptions::Subscriptions,
 }
 
 pub fn key(name: &str) -> String {
@@ -229,7 +233,10 @@ impl Catalog {
                 project: t.project.clone(),
                 name: t.name.clone(),
                 record_type: RecordType::parse(&t.record_type).ok_or_else(|| {
-                    Error::Internal(format!("topic {} has record type {}", t.name, t.record_type))
+                    Error::Internal(format!(
+                        "topic {} has record type {}",
+                        t.name, t.record_type
+                    ))
                 })?,
                 expand_mode: t.expand_mode.clone(),
                 create_time: t.create_time,
@@ -247,7 +254,9 @@ impl Catalog {
                 p.topics.insert(key(&t.name), Arc::new(topic));
             }
         }
+        let subs = super::subscriptions::Subscriptions::load(&meta).await?;
         Ok(Catalog {
+            subs,
             meta,
             config,
             data_dir: data_dir.to_path_buf(),

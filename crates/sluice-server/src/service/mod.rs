@@ -2,10 +2,12 @@
 
 pub mod catalog;
 pub mod error;
+pub mod groups;
 pub mod projects;
 pub mod records;
 pub mod retention;
 pub mod shards;
+pub mod subscriptions;
 pub mod topics;
 
 pub use catalog::Catalog;

@@ -109,7 +109,8 @@ impl Topic {
                     )));
                 }
                 for (v, f) in values.iter().zip(&schema.fields) {
-                    v.check(f).map_err(|e| Error::MalformedRecord(e.to_string()))?;
+                    v.check(f)
+                        .map_err(|e| Error::MalformedRecord(e.to_string()))?;
                 }
                 batch::encode_batch(
                     std::slice::from_ref(record),
@@ -120,9 +121,16 @@ impl Topic {
             }
             (RecordData::Blob(bytes), RecordType::Blob) => {
                 if bytes.is_empty() {
-                    return Err(Error::MalformedRecord("a BLOB record cannot be empty".into()));
+                    return Err(Error::MalformedRecord(
+                        "a BLOB record cannot be empty".into(),
+                    ));
                 }
-                batch::encode_batch(std::slice::from_ref(record), None, -1, BatchCompression::None)
+                batch::encode_batch(
+                    std::slice::from_ref(record),
+                    None,
+                    -1,
+                    BatchCompression::None,
+                )
             }
             (RecordData::Tuple(_), RecordType::Blob) => {
                 return Err(Error::MalformedRecord(format!(
@@ -161,7 +169,9 @@ impl Topic {
                     m.begin_key <= key && (key < m.end_key || m.end_key == hashkey::MAX_KEY)
                 })
                 .cloned()
-                .ok_or_else(|| Error::Internal(format!("no active shard covers hash key {key:032X}")))
+                .ok_or_else(|| {
+                    Error::Internal(format!("no active shard covers hash key {key:032X}"))
+                })
         };
         match route {
             Route::Shard(id) => {
@@ -258,7 +268,12 @@ impl Catalog {
     }
 
     /// Put by shard (protobuf): all records or none.
-    pub async fn put_to_shard(&self, topic: &Arc<Topic>, shard: &str, records: Vec<Record>) -> Result<()> {
+    pub async fn put_to_shard(
+        &self,
+        topic: &Arc<Topic>,
+        shard: &str,
+        records: Vec<Record>,
+    ) -> Result<()> {
         self.check_put_count(records.len())?;
         let shard = topic.shard_by_text(shard)?;
         let payloads = records
@@ -279,7 +294,12 @@ impl Catalog {
     }
 
     /// Put by shard (batch protocol): each batch is validated and stored byte for byte.
-    pub async fn put_batches(&self, topic: &Arc<Topic>, shard: &str, batches: Vec<Bytes>) -> Result<()> {
+    pub async fn put_batches(
+        &self,
+        topic: &Arc<Topic>,
+        shard: &str,
+        batches: Vec<Bytes>,
+    ) -> Result<()> {
         let shard = topic.shard_by_text(shard)?;
         let versions = topic.versions();
         let kind = match topic.record_type {
@@ -289,7 +309,8 @@ impl Catalog {
         let mut total = 0usize;
         for (i, b) in batches.iter().enumerate() {
             total += batch::validate_batch(b, kind)
-                .map_err(|e| Error::MalformedRecord(format!("batch {i}: {e}")))? as usize;
+                .map_err(|e| Error::MalformedRecord(format!("batch {i}: {e}")))?
+                as usize;
         }
         self.check_put_count(total)?;
         let payloads: Vec<Vec<u8>> = batches.iter().map(|b| b.to_vec()).collect();
@@ -310,7 +331,13 @@ impl Catalog {
     }
 
     /// Reads records from a cursor for JSON and protobuf readers.
-    pub async fn read_records(&self, topic: &Arc<Topic>, shard: &str, cursor: &str, limit: i64) -> Result<ReadResult<ReadRecord>> {
+    pub async fn read_records(
+        &self,
+        topic: &Arc<Topic>,
+        shard: &str,
+        cursor: &str,
+        limit: i64,
+    ) -> Result<ReadResult<ReadRecord>> {
         let shard = topic.shard_by_text(shard)?;
         let start = check_cursor(&shard, cursor)?;
         let limit = self.read_limit(limit);
@@ -325,7 +352,11 @@ impl Catalog {
             'entries: for entry in entries {
                 let decoded = decode_entry(&topic, &versions, current.as_deref(), &entry)?;
                 let count = decoded.len() as u32;
-                let skip = if entry.seq == start.seq { start.index } else { 0 };
+                let skip = if entry.seq == start.seq {
+                    start.index
+                } else {
+                    0
+                };
                 for (i, record) in decoded.into_iter().enumerate().skip(skip as usize) {
                     let i = i as u32;
                     let here = Cursor::new(shard.id, entry.seq, i);
@@ -356,7 +387,13 @@ impl Catalog {
     }
 
     /// Reads stored batches from a cursor for batch readers; `limit` counts records.
-    pub async fn read_batches(&self, topic: &Arc<Topic>, shard: &str, cursor: &str, limit: i64) -> Result<ReadResult<ReadEntry>> {
+    pub async fn read_batches(
+        &self,
+        topic: &Arc<Topic>,
+        shard: &str,
+        cursor: &str,
+        limit: i64,
+    ) -> Result<ReadResult<ReadEntry>> {
         let shard = topic.shard_by_text(shard)?;
         let start = check_cursor(&shard, cursor)?;
         let limit = self.read_limit(limit);
@@ -398,7 +435,12 @@ impl Catalog {
     }
 
     /// Get-cursor (protocol doc §4.5, §6.3).
-    pub fn get_cursor(&self, topic: &Arc<Topic>, shard: &str, kind: CursorKind) -> Result<CursorAnswer> {
+    pub fn get_cursor(
+        &self,
+        topic: &Arc<Topic>,
+        shard: &str,
+        kind: CursorKind,
+    ) -> Result<CursorAnswer> {
         let shard = topic.shard_by_text(shard)?;
         let log = &shard.log;
         let (first, next) = (log.first_seq(), log.next_seq());
@@ -452,8 +494,7 @@ fn clone_for_record(e: &Error, message: &str) -> Error {
 /// Validates a cursor against the shard: its own, not expired, not past the end; and at the
 /// end of a closed shard, the read-end error consumers wait for.
 fn check_cursor(shard: &Shard, text: &str) -> Result<Cursor> {
-    let cursor =
-        Cursor::decode(text, shard.id).map_err(|e| Error::InvalidCursor(e.to_string()))?;
+    let cursor = Cursor::decode(text, shard.id).map_err(|e| Error::InvalidCursor(e.to_string()))?;
     let (first, next) = (shard.log.first_seq(), shard.log.next_seq());
     if cursor.seq < first {
         return Err(Error::InvalidCursor(format!(
@@ -485,13 +526,21 @@ fn finish<T>(shard: &Shard, start: Cursor, items: Vec<T>, next: Cursor) -> ReadR
 }
 
 /// Decodes a stored batch into records shaped like the topic's current schema.
-fn decode_entry(topic: &Topic, versions: &Versions, current: Option<&RecordSchema>, entry: &Entry) -> Result<Vec<Record>> {
+fn decode_entry(
+    topic: &Topic,
+    versions: &Versions,
+    current: Option<&RecordSchema>,
+    entry: &Entry,
+) -> Result<Vec<Record>> {
     let kind = match topic.record_type {
         RecordType::Tuple => TopicKind::Tuple(versions),
         RecordType::Blob => TopicKind::Blob,
     };
     let decoded = batch::decode_batch(&entry.payload, kind).map_err(|e| {
-        Error::Internal(format!("stored batch at sequence {} is unreadable: {e}", entry.seq))
+        Error::Internal(format!(
+            "stored batch at sequence {} is unreadable: {e}",
+            entry.seq
+        ))
     })?;
     Ok(decoded
         .into_iter()
@@ -531,7 +580,10 @@ fn rest_of_entry(topic: &Topic, entry: &Entry, index: u32) -> Result<(Bytes, usi
         RecordType::Blob => TopicKind::Blob,
     };
     let decoded = batch::decode_batch(&entry.payload, kind).map_err(|e| {
-        Error::Internal(format!("stored batch at sequence {} is unreadable: {e}", entry.seq))
+        Error::Internal(format!(
+            "stored batch at sequence {} is unreadable: {e}",
+            entry.seq
+        ))
     })?;
     let rest: Vec<(i32, Record)> = decoded.into_iter().skip(index as usize).collect();
     let Some(version) = rest.first().map(|(v, _)| *v) else {

@@ -18,7 +18,9 @@ pub fn enforce_once(catalog: &Catalog) -> usize {
         for shard in topic.shards.read().iter() {
             match shard.log.enforce_retention(cutoff) {
                 Ok(n) => removed += n,
-                Err(e) => tracing::warn!(topic = %topic.name, shard = shard.id, error = %e, "retention failed"),
+                Err(e) => {
+                    tracing::warn!(topic = %topic.name, shard = shard.id, error = %e, "retention failed")
+                }
             }
         }
     }

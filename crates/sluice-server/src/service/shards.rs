@@ -56,7 +56,13 @@ impl Catalog {
     }
 
     fn next_shard_id(topic: &Topic) -> u32 {
-        topic.shards.read().iter().map(|s| s.id + 1).max().unwrap_or(0)
+        topic
+            .shards
+            .read()
+            .iter()
+            .map(|s| s.id + 1)
+            .max()
+            .unwrap_or(0)
     }
 
     fn check_shard_room(&self, topic: &Topic, adding: usize) -> Result<()> {
@@ -72,7 +78,12 @@ impl Catalog {
 
     /// Marks shards CLOSING (waiting for in-flight appends), persists the change with the new
     /// shards, then marks them CLOSED and adds the children. On failure the parents reopen.
-    async fn replace_shards(&self, topic: &Arc<Topic>, parents: &[Arc<Shard>], children: Vec<ShardRow>) -> Result<()> {
+    async fn replace_shards(
+        &self,
+        topic: &Arc<Topic>,
+        parents: &[Arc<Shard>],
+        children: Vec<ShardRow>,
+    ) -> Result<()> {
         for p in parents {
             let mut meta = p.meta.write();
             if meta.state != ShardState::Active {
@@ -84,7 +95,9 @@ impl Catalog {
         let closed_time = now_ms();
         let mut opened = Vec::new();
         let result = async {
-            self.meta.change_shards(topic.uid, &ids, closed_time, &children).await?;
+            self.meta
+                .change_shards(topic.uid, &ids, closed_time, &children)
+                .await?;
             for row in &children {
                 opened.push(self.open_shard(&topic.dir, row).await?);
             }
@@ -105,7 +118,13 @@ impl Catalog {
         Ok(())
     }
 
-    pub async fn split_shard(&self, project: &str, topic: &str, shard: &str, split_key: Option<&str>) -> Result<[NewShard; 2]> {
+    pub async fn split_shard(
+        &self,
+        project: &str,
+        topic: &str,
+        shard: &str,
+        split_key: Option<&str>,
+    ) -> Result<[NewShard; 2]> {
         let _guard = self.change_lock.lock().await;
         let topic = self.topic(project, topic)?;
         if topic.expand_mode == "extend" {
@@ -153,12 +172,26 @@ impl Catalog {
         let children = vec![row(first, begin, key), row(first + 1, key, end)];
         self.replace_shards(&topic, &[parent], children).await?;
         Ok([
-            NewShard { id: first, begin_key: begin, end_key: key },
-            NewShard { id: first + 1, begin_key: key, end_key: end },
+            NewShard {
+                id: first,
+                begin_key: begin,
+                end_key: key,
+            },
+            NewShard {
+                id: first + 1,
+                begin_key: key,
+                end_key: end,
+            },
         ])
     }
 
-    pub async fn merge_shards(&self, project: &str, topic: &str, shard: &str, adjacent: &str) -> Result<NewShard> {
+    pub async fn merge_shards(
+        &self,
+        project: &str,
+        topic: &str,
+        shard: &str,
+        adjacent: &str,
+    ) -> Result<NewShard> {
         let _guard = self.change_lock.lock().await;
         let topic = self.topic(project, topic)?;
         if topic.expand_mode == "extend" {
@@ -198,7 +231,11 @@ impl Catalog {
             closed_time: 0,
         };
         self.replace_shards(&topic, &[a, b], vec![child]).await?;
-        Ok(NewShard { id, begin_key: begin, end_key: end })
+        Ok(NewShard {
+            id,
+            begin_key: begin,
+            end_key: end,
+        })
     }
 
     /// Grows a topic to `target` shards. Allowed on extend-mode topics and on topics that were
@@ -207,11 +244,9 @@ impl Catalog {
         let _guard = self.change_lock.lock().await;
         let topic = self.topic(project, topic)?;
         let current = topic.shards.read().len() as i64;
-        let reshaped = topic
-            .shards
-            .read()
-            .iter()
-            .any(|s| s.meta.read().state != ShardState::Active || !s.meta.read().parents.is_empty());
+        let reshaped = topic.shards.read().iter().any(|s| {
+            s.meta.read().state != ShardState::Active || !s.meta.read().parents.is_empty()
+        });
         if reshaped {
             return Err(Error::InvalidOperation(format!(
                 "topic {} has been split or merged; it cannot be extended",
@@ -238,7 +273,9 @@ impl Catalog {
                 closed_time: 0,
             })
             .collect();
-        self.meta.change_shards(topic.uid, &[], 0, &children).await?;
+        self.meta
+            .change_shards(topic.uid, &[], 0, &children)
+            .await?;
         let range_keys: Vec<(String, String)> = ranges
             .iter()
             .map(|(b, e)| (hashkey::format_key(*b), hashkey::format_key(*e)))

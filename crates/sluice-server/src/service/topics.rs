@@ -9,8 +9,8 @@ use sluice_proto::schema::{Field, FieldType};
 use sluice_proto::{hashkey, RecordSchema};
 
 use super::catalog::{
-    key, now_secs, shard_meta_from_row, topic_dir, Catalog, RecordType, SchemaVersion,
-    Shard, Topic, TopicMeta,
+    key, now_secs, shard_meta_from_row, topic_dir, Catalog, RecordType, SchemaVersion, Shard,
+    Topic, TopicMeta,
 };
 use super::error::{Error, Result};
 use super::projects::{check_comment, check_name};
@@ -172,7 +172,11 @@ impl Catalog {
     }
 
     /// Opens the log of a new or existing shard.
-    pub async fn open_shard(&self, topic_dir: &std::path::Path, row: &ShardRow) -> Result<Arc<Shard>> {
+    pub async fn open_shard(
+        &self,
+        topic_dir: &std::path::Path,
+        row: &ShardRow,
+    ) -> Result<Arc<Shard>> {
         let dir = topic_dir.join(row.shard_id.to_string());
         let cfg = self.config.log_config();
         let log = tokio::task::spawn_blocking(move || ShardLog::open(&dir, cfg))
@@ -229,6 +233,7 @@ impl Catalog {
         let _guard = self.change_lock.lock().await;
         let topic = self.topic(project, name)?;
         self.meta.delete_topic(topic.uid).await?;
+        self.delete_topic_subscriptions(topic.uid).await?;
         if let Some(p) = self.projects.write().get_mut(&key(project)) {
             p.topics.remove(&key(name));
         }
@@ -243,7 +248,13 @@ impl Catalog {
     }
 
     /// Adds a nullable field at the end of a tuple topic's schema, as a new schema version.
-    pub async fn append_field(&self, project: &str, name: &str, field: &str, ty: &str) -> Result<()> {
+    pub async fn append_field(
+        &self,
+        project: &str,
+        name: &str,
+        field: &str,
+        ty: &str,
+    ) -> Result<()> {
         let field_type = FieldType::parse(ty).ok_or_else(|| {
             Error::InvalidParameter(format!("FieldType {ty:?} is not a DataHub field type"))
         })?;
@@ -254,9 +265,11 @@ impl Catalog {
                 "topic {name:?} is a BLOB topic and has no fields"
             )));
         }
-        let current = topic.meta.read().current_schema().ok_or_else(|| {
-            Error::Internal(format!("topic {name:?} has no current schema"))
-        })?;
+        let current = topic
+            .meta
+            .read()
+            .current_schema()
+            .ok_or_else(|| Error::Internal(format!("topic {name:?} has no current schema")))?;
         let mut schema = (*current).clone();
         schema.fields.push(Field {
             name: field.to_string(),
@@ -275,7 +288,13 @@ impl Catalog {
 
     /// Stores a new schema version (or finds an identical one) and returns its id.
     async fn add_schema_version(&self, topic: &Topic, schema: RecordSchema) -> Result<i32> {
-        if let Some(v) = topic.meta.read().schemas.iter().find(|v| *v.schema == schema) {
+        if let Some(v) = topic
+            .meta
+            .read()
+            .schemas
+            .iter()
+            .find(|v| *v.schema == schema)
+        {
             return Ok(v.version_id);
         }
         let next = topic
@@ -292,7 +311,9 @@ impl Catalog {
             create_time: now_secs(),
             creator: CREATOR.to_string(),
         };
-        self.meta.insert_schema(&schema_row(topic.uid, &version)).await?;
+        self.meta
+            .insert_schema(&schema_row(topic.uid, &version))
+            .await?;
         topic.meta.write().schemas.push(version);
         Ok(next)
     }
@@ -314,7 +335,13 @@ impl Catalog {
         self.add_schema_version(&topic, schema).await
     }
 
-    pub fn list_schemas(&self, project: &str, name: &str, page_number: i64, page_size: i64) -> Result<SchemaPage> {
+    pub fn list_schemas(
+        &self,
+        project: &str,
+        name: &str,
+        page_number: i64,
+        page_size: i64,
+    ) -> Result<SchemaPage> {
         let topic = self.tuple_topic(project, name)?;
         let all = topic.meta.read().schemas.clone();
         let total = all.len() as i64;
@@ -338,7 +365,13 @@ impl Catalog {
         })
     }
 
-    pub fn get_schema(&self, project: &str, name: &str, version_id: i64, text: Option<&str>) -> Result<SchemaVersion> {
+    pub fn get_schema(
+        &self,
+        project: &str,
+        name: &str,
+        version_id: i64,
+        text: Option<&str>,
+    ) -> Result<SchemaVersion> {
         let topic = self.tuple_topic(project, name)?;
         let meta = topic.meta.read();
         if version_id >= 0 {
@@ -378,7 +411,11 @@ impl Catalog {
             }
         }
         self.meta.delete_schema(topic.uid, version).await?;
-        topic.meta.write().schemas.retain(|v| v.version_id != version);
+        topic
+            .meta
+            .write()
+            .schemas
+            .retain(|v| v.version_id != version);
         Ok(())
     }
 }
