@@ -4,7 +4,7 @@ killed with SIGKILL mid-way, the way a consumer process dies).
 
 A consumer child (this file run as a script) reads with DatahubConsumer and appends one JSON line
 per record to its output file: {"shard", "seq", "key", "n", "t"}; it exits after `idle` seconds
-without records, or when killed."""
+without records (30 s more before the first one), or when killed."""
 
 import json
 import os
@@ -103,7 +103,8 @@ def wait_for(predicate, timeout, interval=0.2, what="condition"):
 def _child(endpoint, project, topic, sub_id, out_path, idle, session_timeout, delay):
     cfg = consumer_config(endpoint, int(session_timeout))
     consumer = DatahubConsumer(project, topic, sub_id, cfg)
-    last = time.monotonic()
+    # the first heartbeat comes 5 s after the join: allow a longer wait for the first record
+    last = time.monotonic() + 30
     with open(out_path, "a") as out:
         try:
             while time.monotonic() - last < idle:
