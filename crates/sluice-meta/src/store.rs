@@ -384,7 +384,7 @@ mod tests {
             creator: "root".into(),
         };
         let uid = store
-            .insert_topic(&t, &[shard.clone()], Some(&schema))
+            .insert_topic(&t, std::slice::from_ref(&shard), Some(&schema))
             .await
             .unwrap();
         let child = ShardRow {

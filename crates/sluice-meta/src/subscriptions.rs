@@ -211,7 +211,7 @@ mod tests {
         assert_eq!(offsets.len(), 2);
         assert_eq!(offsets[0], off);
         store
-            .delete_subscriptions(&[sub.sub_id.clone()])
+            .delete_subscriptions(std::slice::from_ref(&sub.sub_id))
             .await
             .unwrap();
         let (subs, offsets) = store.load_subscriptions().await.unwrap();

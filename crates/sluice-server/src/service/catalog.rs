@@ -217,7 +217,7 @@ impl Catalog {
             for row in snapshot.shards.iter().filter(|s| s.topic_uid == t.uid) {
                 let dir = topic_dir.join(row.shard_id.to_string());
                 let log = tokio::task::spawn_blocking({
-                    let cfg = log_config.clone();
+                    let cfg = log_config;
                     move || ShardLog::open(&dir, cfg)
                 })
                 .await

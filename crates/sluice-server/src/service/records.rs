@@ -221,6 +221,7 @@ impl Catalog {
             .cloned()
             .collect();
         let mut failed = Vec::new();
+        #[allow(clippy::type_complexity)]
         let mut groups: Vec<(Arc<Shard>, Vec<usize>, Vec<Vec<u8>>)> = Vec::new();
         let turn = rand::random::<usize>();
         for (index, item) in records.into_iter().enumerate() {

@@ -365,7 +365,7 @@ impl Catalog {
         let (_, sub) = self.subscription(project, topic, sub_id)?;
         let _guard = sub.offsets.lock().await;
         self.meta
-            .delete_subscriptions(&[sub.sub_id.clone()])
+            .delete_subscriptions(std::slice::from_ref(&sub.sub_id))
             .await?;
         self.subs.map.write().remove(&sub.sub_id);
         Ok(())
