@@ -1,5 +1,5 @@
 //! Sluice's metadata store: everything but records (projects, topics, schema versions, shards,
-//! connectors and their checkpoints).
+//! connectors and their checkpoints, subscriptions and their per-shard offsets).
 //!
 //! One type, [`MetaStore`], owns the storage; callers see plain row structs ([`rows`]) and typed
 //! errors ([`MetaError`]). The default backend is an embedded SQLite file reached through `sqlx`
@@ -10,11 +10,15 @@
 //!
 //! Layout: `store.rs` (the type and its queries), `rows.rs` (row structs), `schema.sql` (tables),
 //! `connectors.rs` + `connectors.sql` (connector definitions and per-shard checkpoints).
+//! `subscriptions.rs` + `subscriptions.sql` (subscriptions and their offsets; an offset is
+//! committed in one transaction per request, so it is durable before the commit is acknowledged).
 
 mod connectors;
 mod rows;
 mod store;
+mod subscriptions;
 
 pub use connectors::{CheckpointRow, ConnectorRow};
 pub use rows::{ProjectRow, SchemaRow, ShardRow, Snapshot, TopicRow};
 pub use store::{MetaError, MetaStore};
+pub use subscriptions::{OffsetRow, SubscriptionRow};

@@ -24,6 +24,7 @@ pub struct MetaStore {
 }
 
 const SCHEMA: &str = include_str!("schema.sql");
+const SUBSCRIPTIONS_SCHEMA: &str = include_str!("subscriptions.sql");
 
 fn parents_text(parents: &[u32]) -> String {
     serde_json::to_string(parents).expect("list of numbers serializes")
@@ -44,7 +45,8 @@ impl MetaStore {
             .await?;
         let statements = SCHEMA
             .split(';')
-            .chain(crate::connectors::CONNECTOR_SCHEMA.split(';'));
+            .chain(crate::connectors::CONNECTOR_SCHEMA.split(';'))
+            .chain(SUBSCRIPTIONS_SCHEMA.split(';'));
         for statement in statements.filter(|s| !s.trim().is_empty()) {
             sqlx::query(statement).execute(&pool).await?;
         }

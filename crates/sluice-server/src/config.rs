@@ -41,6 +41,11 @@ pub struct ServerConfig {
     pub retention_check_interval_secs: u64,
     /// Largest accepted difference between a request's Date header and the server clock.
     pub max_clock_skew_secs: u64,
+    /// Shortest consumer-group session timeout granted on join (a shorter request is raised
+    /// to it): pydatahub's consumer heartbeats only every 5 s while it owns no shard.
+    pub min_session_timeout_ms: i64,
+    /// Longest consumer-group session timeout granted on join.
+    pub max_session_timeout_ms: i64,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +62,8 @@ impl Default for ServerConfig {
             segment_bytes: 64 << 20,
             retention_check_interval_secs: 60,
             max_clock_skew_secs: 900,
+            min_session_timeout_ms: 10_000,
+            max_session_timeout_ms: 1_800_000,
         }
     }
 }
@@ -137,6 +144,16 @@ impl ServerConfig {
             self.retention_check_interval_secs >= 1,
             "retention_check_interval_secs",
             "must be at least 1",
+        )?;
+        check(
+            self.min_session_timeout_ms >= 6_000,
+            "min_session_timeout_ms",
+            "must be at least 6000 (the consumer heartbeats every 5 s while idle)",
+        )?;
+        check(
+            self.max_session_timeout_ms >= self.min_session_timeout_ms,
+            "max_session_timeout_ms",
+            "must be at least min_session_timeout_ms",
         )?;
         Ok(())
     }

@@ -1,10 +1,12 @@
 //! Sluice's HTTP API: the DataHub protocol over axum.
 //!
 //! - [`http`]: routes, authentication, request ids, body codecs, and one handler file per
-//!   resource (`projects`, `topics`, `shards`, `records`, `connectors`); errors become DataHub error codes in
+//!   resource (`projects`, `topics`, `shards`, `records`, `connectors`, `subscriptions`); errors
+//!   become DataHub error codes in
 //!   exactly one place, `http/error.rs`;
 //! - [`service`]: the domain logic, free of HTTP: the in-memory [`service::Catalog`] over the
-//!   meta store, topology changes, record routing, reads, cursors and retention;
+//!   meta store, topology changes, record routing, reads, cursors and retention, subscriptions
+//!   with their offsets, and consumer groups;
 //! - [`config`]: the server's tunables, validated at start.
 //!
 //! [`Server::open`] builds the state from a data directory; [`http::app`] turns it into a

@@ -8,6 +8,7 @@ mod json_records;
 mod projects;
 mod records;
 mod shards;
+mod subscriptions;
 mod topics;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,6 +67,21 @@ pub fn app(state: AppState) -> Router {
             get(connectors::get)
                 .post(connectors::post)
                 .delete(connectors::delete),
+        )
+        .route(
+            "/projects/{project}/topics/{topic}/subscriptions",
+            axum::routing::post(subscriptions::post_collection),
+        )
+        .route(
+            "/projects/{project}/topics/{topic}/subscriptions/{sub}",
+            get(subscriptions::get)
+                .post(subscriptions::group)
+                .put(subscriptions::update)
+                .delete(subscriptions::delete),
+        )
+        .route(
+            "/projects/{project}/topics/{topic}/subscriptions/{sub}/offsets",
+            axum::routing::post(subscriptions::post_offsets).put(subscriptions::put_offsets),
         )
         .fallback(unknown_route)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));

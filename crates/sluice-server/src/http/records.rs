@@ -1,5 +1,6 @@
 //! `/projects/{project}/topics/{topic}/shards/{shard}`: put by shard (protobuf, batch), get
-//! records (JSON, protobuf, batch), get cursor and metering.
+//! records (JSON, protobuf, batch; PB/batch reads may name a subscription in
+//! `x-datahub-sub-id`), get cursor and metering.
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use super::json_records::{out_record, tuple_from_text, GetRecordsOut};
 use super::AppState;
 use crate::service::catalog::{RecordType, Topic};
 use crate::service::records::{CursorKind, Route, RoutedRecord};
+use crate::service::subscriptions::Subscription;
 use crate::service::{Error, Result};
 
 /// The wire format a record call uses, from its Content-Type.
@@ -147,6 +149,11 @@ pub async fn post_shard(
     let raw = body::read_body(&headers, body, c.config.max_request_bytes).await?;
     let t: Arc<Topic> = c.topic(&project, &topic)?;
     let kind = ContentKind::of(&headers);
+    // A read on behalf of a subscription (PB/batch clients send its id).
+    let sub = match header_str(&headers, "x-datahub-sub-id").map(str::trim) {
+        Some(id) if !id.is_empty() && !is_pub(&headers) => Some(c.subscription_of(&t, id)?),
+        _ => None,
+    };
     match (request_action(&headers).as_str(), kind) {
         ("pub", ContentKind::Protobuf) => {
             let decode_topic = t.clone();
@@ -189,9 +196,20 @@ pub async fn post_shard(
             let req = pb::GetRecordsRequest::decode(body::unframe(&raw)?).map_err(|e| {
                 Error::InvalidParameter(format!("GetRecordsRequest does not decode: {e}"))
             })?;
+            if sub_must_wait(&s, &t, sub.as_deref(), &shard) {
+                return body::protobuf(&pb::GetRecordsResponse {
+                    next_cursor: req.cursor,
+                    record_count: 0,
+                    start_sequence: None,
+                    records: vec![],
+                    latest_sequence: None,
+                    latest_time: None,
+                });
+            }
             let read = c
                 .read_records(&t, &shard, &req.cursor, req.limit.unwrap_or(0) as i64)
-                .await?;
+                .await;
+            let read = note_read_end(&s, &t, sub.as_deref(), read).await?;
             let records: Vec<pb::RecordEntry> = read.items.into_iter().map(pb_entry).collect();
             body::protobuf(&pb::GetRecordsResponse {
                 next_cursor: read.next_cursor.encode(),
@@ -206,9 +224,20 @@ pub async fn post_shard(
             let req = pb::GetRecordsRequest::decode(body::unframe(&raw)?).map_err(|e| {
                 Error::InvalidParameter(format!("GetRecordsRequest does not decode: {e}"))
             })?;
+            if sub_must_wait(&s, &t, sub.as_deref(), &shard) {
+                return body::binary(&pb::GetBinaryRecordsResponse {
+                    next_cursor: req.cursor,
+                    record_count: 0,
+                    start_sequence: None,
+                    records: vec![],
+                    latest_sequence: None,
+                    latest_time: None,
+                });
+            }
             let read = c
                 .read_batches(&t, &shard, &req.cursor, req.limit.unwrap_or(0) as i64)
-                .await?;
+                .await;
+            let read = note_read_end(&s, &t, sub.as_deref(), read).await?;
             let records: Vec<pb::BinaryRecordEntry> = read
                 .items
                 .into_iter()
@@ -235,6 +264,28 @@ pub async fn post_shard(
         )),
         (_, ContentKind::Json) => json_shard_action(&s, &t, &shard, &raw).await,
     }
+}
+
+/// A subscription reads a child shard only after its parents were read to the end (order per
+/// key across a split or merge): until then its reads come back empty.
+fn sub_must_wait(s: &AppState, t: &Topic, sub: Option<&Subscription>, shard: &str) -> bool {
+    let (Some(sub), Ok(shard)) = (sub, t.shard_by_text(shard)) else {
+        return false;
+    };
+    s.catalog.parents_pending(t, sub, shard.id)
+}
+
+/// A subscription that reaches the end of a closed shard has read it to the end.
+async fn note_read_end<T>(
+    s: &AppState,
+    t: &Topic,
+    sub: Option<&Subscription>,
+    read: Result<T>,
+) -> Result<T> {
+    if let (Some(sub), Err(Error::ShardReadEnd(id))) = (sub, &read) {
+        s.catalog.mark_read_end(t, sub, &[*id]).await?;
+    }
+    read
 }
 
 async fn json_shard_action(

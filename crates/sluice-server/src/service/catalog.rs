@@ -1,5 +1,6 @@
 //! The in-memory catalog: projects, topics, schema versions and shards with their open logs.
 //!
+//! It also holds the subscriptions registry ([`super::subscriptions`]).
 //! Built from the meta store at start-up; every change is written to the meta store first and
 //! then applied here under the catalog's change lock, so readers never wait on SQLite.
 
@@ -153,6 +154,8 @@ pub struct Catalog {
     pub change_lock: tokio::sync::Mutex<()>,
     /// Connectors and their runtimes (`service/connectors.rs`).
     pub connectors: super::connectors::ConnectorRegistry,
+    /// Subscriptions, their offsets and consumer groups.
+    pub subs: super::subscriptions::Subscriptions,
 }
 
 pub fn key(name: &str) -> String {
@@ -253,7 +256,9 @@ impl Catalog {
                 p.topics.insert(key(&t.name), Arc::new(topic));
             }
         }
+        let subs = super::subscriptions::Subscriptions::load(&meta).await?;
         Ok(Catalog {
+            subs,
             meta,
             config,
             data_dir: data_dir.to_path_buf(),

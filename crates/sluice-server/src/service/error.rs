@@ -30,6 +30,18 @@ pub enum Error {
     ShardReadEnd(u32),
     #[error("{0}")]
     SeekOutOfRange(String),
+    #[error("The specified subscription {0:?} does not exist.")]
+    NoSuchSubscription(String),
+    #[error("The subscription {0:?} is offline.")]
+    SubscriptionOffline(String),
+    #[error("{0}")]
+    OffsetReseted(String),
+    #[error("{0}")]
+    OffsetSessionChanged(String),
+    #[error("{0}")]
+    OffsetSessionClosed(String),
+    #[error("{0}")]
+    NoSuchConsumer(String),
     #[error("{0}")]
     InvalidOperation(String),
     #[error("{0}")]

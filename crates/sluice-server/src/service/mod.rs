@@ -4,10 +4,12 @@ pub mod catalog;
 mod connector_source;
 pub mod connectors;
 pub mod error;
+pub mod groups;
 pub mod projects;
 pub mod records;
 pub mod retention;
 pub mod shards;
+pub mod subscriptions;
 pub mod topics;
 
 pub use catalog::Catalog;

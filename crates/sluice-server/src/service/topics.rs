@@ -235,6 +235,7 @@ impl Catalog {
         let topic = self.topic(project, name)?;
         self.drop_topic_connectors(topic.uid).await?;
         self.meta.delete_topic(topic.uid).await?;
+        self.delete_topic_subscriptions(topic.uid).await?;
         if let Some(p) = self.projects.write().get_mut(&key(project)) {
             p.topics.remove(&key(name));
         }

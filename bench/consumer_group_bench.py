@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Consumer-group benchmark (issue 4): pydatahub 2.29.0's high-level clients against Sluice.
+
+1. Failover: two group consumers share a 4-shard topic; one is killed with SIGKILL while
+   reading; the time from its death to the survivor's first record from one of its shards is
+   printed, next to the effective session timeout (the target is ≤ session timeout + 2 s).
+2. Throughput: the same N records (4 shards) read three ways in one run:
+   - group:  DatahubConsumer in a consumer group (join/heartbeat/offsets, auto-commit);
+   - shards: DatahubConsumer with explicit shard_ids (offsets, no group protocol);
+   - plain:  a loop of get_tuple_records over the shards (PB protocol, limit 1000).
+   Rates are records/s from the first record to the last, so the group's 5 s wait for its
+   first heartbeat (a client constant) is not counted.
+
+Usage: SLUICE_BIN=target/release/sluice <venv>/bin/python bench/consumer_group_bench.py [--records N]
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "compat"))
+
+from conftest import SluiceServer  # noqa: E402
+from consumer_util import SCHEMA, ConsumerProc, consumer_config, keyed_topic, producer, wait_for  # noqa: E402
+from datahub.client import DatahubConsumer  # noqa: E402
+from datahub.models import CursorType, TupleRecord  # noqa: E402
+from util import make_client  # noqa: E402
+
+
+def produce(endpoint, project, topic, n, batch=1000):
+    p = producer(endpoint, project, topic)
+    for lo in range(0, n, batch):
+        p.write([TupleRecord(schema=SCHEMA, values=["k%d" % (i % 8), i]) for i in range(lo, min(lo + batch, n))])
+    threading.Thread(target=p.close, daemon=True).start()
+
+
+def failover(srv, dh, workdir, run):
+    project = "bench_fail_%d" % run
+    dh.create_project(project, "")
+    topic, sub_id = keyed_topic(dh, project, shards=4)
+    produce(srv.endpoint, project, topic, 6000)
+    a = ConsumerProc(srv.endpoint, project, topic, sub_id, os.path.join(workdir, "a%d.jsonl" % run), idle=6, delay=0.005)
+    b = ConsumerProc(srv.endpoint, project, topic, sub_id, os.path.join(workdir, "b%d.jsonl" % run), idle=6, delay=0.005)
+    try:
+        wait_for(lambda: len({r["shard"] for r in a.records()}) == 2 and len({r["shard"] for r in b.records()}) == 2,
+                 60, what="both consumers reading")
+        time.sleep(2)
+        a.kill()
+        killed = time.time()
+        shards = {r["shard"] for r in a.records()}
+        first = wait_for(lambda: [r for r in b.records() if r["shard"] in shards and r["t"] > killed], 60,
+                         interval=0.05, what="takeover")
+        return min(r["t"] for r in first) - killed
+    finally:
+        for p in (a, b):
+            if p.proc.poll() is None:
+                p.kill()
+
+
+def timed_consumer(consumer, n):
+    count, start = 0, None
+    deadline = time.monotonic() + 30  # a group member waits ~5 s for its first heartbeat
+    while count < n:
+        rec = consumer.read(timeout=5)
+        if rec is None:
+            if start is None and time.monotonic() < deadline:
+                continue
+            raise SystemExit("consumer stalled after %d records" % count)
+        if start is None:
+            start = time.perf_counter()
+        count += 1
+    return (n - 1) / (time.perf_counter() - start)
+
+
+def throughput(srv, dh, n):
+    project = "bench_rate"
+    dh.create_project(project, "")
+    topic, sub_group = keyed_topic(dh, project, shards=4)
+    sub_shards = dh.create_subscription(project, topic, "explicit shards").sub_id
+    produce(srv.endpoint, project, topic, n)
+    cfg = consumer_config(srv.endpoint, fetch_limit=1000)
+    cfg.max_record_buffer_size = 1000
+    rates = {}
+
+    c = DatahubConsumer(project, topic, sub_group, cfg)
+    rates["group"] = timed_consumer(c, n)
+    c.close()
+
+    c = DatahubConsumer(project, topic, sub_shards, cfg, shard_ids=["0", "1", "2", "3"])
+    rates["shards"] = timed_consumer(c, n)
+    c.close()
+
+    pb = make_client(srv.endpoint, "pb", "lz4")
+    start, count = time.perf_counter(), 0
+    for shard in ["0", "1", "2", "3"]:
+        cursor = pb.get_cursor(project, topic, shard, CursorType.OLDEST).cursor
+        while True:
+            res = pb.get_tuple_records(project, topic, shard, SCHEMA, cursor, 1000)
+            if not res.records:
+                break
+            count += len(res.records)
+            cursor = res.next_cursor
+    rates["plain"] = count / (time.perf_counter() - start)
+    assert count == n, count
+    return rates
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records", type=int, default=40000)
+    ap.add_argument("--failover-runs", type=int, default=3)
+    args = ap.parse_args()
+    binary = os.environ.get("SLUICE_BIN")
+    if not binary:
+        raise SystemExit("set SLUICE_BIN to the sluice binary")
+    with tempfile.TemporaryDirectory() as work:
+        srv = SluiceServer(binary, os.path.join(work, "data"), os.path.join(work, "sluice.log")).start()
+        try:
+            dh = srv.client("json")
+            session = 10.0  # the server's minimum session timeout; the client asks for 6 s
+            times = [failover(srv, dh, work, i) for i in range(args.failover_runs)]
+            print("failover: session timeout %.1f s, death -> shards read by survivor: %s s (max %.2f, target <= %.1f)"
+                  % (session, ", ".join("%.2f" % t for t in times), max(times), session + 2))
+            rates = throughput(srv, dh, args.records)
+            print("throughput (%d records, 4 shards): group %.0f rec/s, explicit shards %.0f rec/s, "
+                  "plain get_records %.0f rec/s" % (args.records, rates["group"], rates["shards"], rates["plain"]))
+            print("group overhead vs plain get_records: %.1f%%; vs explicit-shard consumer: %.1f%%"
+                  % (100 * (1 - rates["group"] / rates["plain"]), 100 * (1 - rates["group"] / rates["shards"])))
+        finally:
+            srv.stop()
+
+
+if __name__ == "__main__":
+    main()

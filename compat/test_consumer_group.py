@@ -1,0 +1,179 @@
+"""Consumer groups through pydatahub's high-level clients (protocol doc §4.12-4.13): the
+producer writes, consumers in one group share the shards, every record is read once with
+auto-commit, a killed consumer's shards move after the session timeout, offsets survive a
+restart, and a split during consumption keeps the order per key."""
+
+import signal
+import time
+from collections import defaultdict
+
+import pytest
+from datahub.models import TupleRecord
+
+from consumer_util import SCHEMA, ConsumerProc, consumer_config, keyed_topic, produce, wait_for
+from datahub.client import DatahubConsumer
+
+SESSION_TIMEOUT_MS = 10_000  # the server's minimum: a shorter request is raised to it
+
+
+def by_n(records):
+    seen = defaultdict(list)
+    for r in records:
+        seen[r["n"]].append(r)
+    return seen
+
+
+def assert_exactly_once(records, n):
+    seen = by_n(records)
+    missing = sorted(set(range(n)) - set(seen))
+    dups = sorted(k for k, v in seen.items() if len(v) > 1)
+    assert not missing, "records never read: %s" % missing[:20]
+    assert not dups, "records read twice: %s" % [(k, seen[k]) for k in dups[:5]]
+    assert len(records) == n
+
+
+@pytest.mark.parametrize("consumers", [1, 2, 3])
+def test_group_reads_every_record_once(dh, endpoint, project, tmp_path, consumers):
+    topic, sub_id = keyed_topic(dh, project, shards=4)
+    n = 800
+    produce(endpoint, project, topic, n)
+    procs = [ConsumerProc(endpoint, project, topic, sub_id, tmp_path / ("c%d.jsonl" % i), idle=6)
+             for i in range(consumers)]
+    try:
+        wait_for(lambda: sum(len(p.records()) for p in procs) >= n, 60, what="all records read")
+        for p in procs:
+            assert p.wait(40) == 0, open(p.out_path + ".log").read()[-3000:]
+    finally:
+        for p in procs:
+            if p.proc.poll() is None:
+                p.kill()
+    all_records = [r for p in procs for r in p.records()]
+    assert_exactly_once(all_records, n)
+    # each shard was read by exactly one consumer, and the shards were shared evenly
+    owners = defaultdict(set)
+    for i, p in enumerate(procs):
+        for r in p.records():
+            owners[r["shard"]].add(i)
+    assert sorted(owners) == ["0", "1", "2", "3"]
+    assert all(len(v) == 1 for v in owners.values()), dict(owners)
+    per_consumer = [sum(1 for v in owners.values() if i in v) for i in range(consumers)]
+    assert max(per_consumer) - min(per_consumer) <= 1, per_consumer
+    # auto-commit stored the last record of every shard
+    offsets = dh.get_subscription_offset(project, topic, sub_id).offsets
+    for shard, o in offsets.items():
+        last = max(r["seq"] for r in all_records if r["shard"] == shard)
+        assert o.sequence == last, (shard, o, last)
+
+
+def test_killed_consumer_shards_move_after_session_timeout(dh, endpoint, project, tmp_path):
+    topic, sub_id = keyed_topic(dh, project, shards=4)
+    n = 1200
+    produce(endpoint, project, topic, n)
+    a = ConsumerProc(endpoint, project, topic, sub_id, tmp_path / "a.jsonl", idle=8, delay=0.02)
+    b = ConsumerProc(endpoint, project, topic, sub_id, tmp_path / "b.jsonl", idle=8, delay=0.02)
+    try:
+        # both own shards and A has committed at least once (commits come every ~5 s)
+        wait_for(lambda: len({r["shard"] for r in a.records()}) == 2 and len({r["shard"] for r in b.records()}) == 2,
+                 40, what="both consumers reading two shards each")
+        time.sleep(6)
+        a.kill()
+        killed_at = time.time()
+        a_records = a.records()
+        a_shards = sorted({r["shard"] for r in a_records})
+        committed = dh.get_subscription_offset(project, topic, sub_id, a_shards).offsets
+        wait_for(lambda: len(by_n(a_records + b.records())) >= n, 90, what="B reading everything")
+        assert b.wait(40) == 0
+    finally:
+        for p in (a, b):
+            if p.proc.poll() is None:
+                p.kill()
+    b_records = b.records()
+    seen = by_n(a_records + b_records)
+    assert sorted(seen) == list(range(n))
+    for shard in a_shards:
+        taken = [r for r in b_records if r["shard"] == shard]
+        assert taken, "B never read shard %s" % shard
+        # B resumes right after A's last commit: re-reads only what A had not committed
+        assert taken[0]["seq"] == committed[shard].sequence + 1, (shard, committed[shard], taken[0])
+        assert [r["seq"] for r in taken] == sorted(r["seq"] for r in taken)
+        a_last = max(r["seq"] for r in a_records if r["shard"] == shard)
+        assert committed[shard].sequence <= a_last
+        failover = taken[0]["t"] - killed_at
+        assert failover <= SESSION_TIMEOUT_MS / 1000 + 4, "shard %s moved after %.1fs" % (shard, failover)
+    # nothing B read on its own shards was read twice
+    for r in b_records:
+        if r["shard"] not in a_shards:
+            assert len(seen[r["n"]]) == 1
+
+
+def read_n(consumer, count, timeout=60):
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(out) < count and time.monotonic() < deadline:
+        rec = consumer.read(timeout=1)
+        if rec is not None:
+            out.append(rec.values[1])
+    return out
+
+
+def test_group_offsets_survive_restart(sluice_factory):
+    srv = sluice_factory("group-restart")
+    dh = srv.client("json")
+    dh.create_project("grp", "")
+    topic, sub_id = keyed_topic(dh, "grp", shards=2)
+    n = 300
+    produce(srv.endpoint, "grp", topic, n)
+
+    first = DatahubConsumer("grp", topic, sub_id, consumer_config(srv.endpoint))
+    try:
+        got = read_n(first, 120)
+    finally:
+        first.close()  # the final commit happens here
+    assert len(got) == 120
+    srv.restart(signal.SIGKILL)
+
+    second = DatahubConsumer("grp", topic, sub_id, consumer_config(srv.endpoint))
+    try:
+        rest = read_n(second, n - 120)
+        assert second.read(timeout=2) is None
+    finally:
+        second.close()
+    assert sorted(got + rest) == list(range(n))
+
+
+def test_split_during_consumption_keeps_order_per_key(dh, endpoint, project, tmp_path):
+    topic, sub_id = keyed_topic(dh, project, shards=1)
+    writer = dh  # JSON client: put_records routes by partition key (the producer cannot)
+    keys = ["key%d" % i for i in range(16)]
+
+    def put(lo, hi):
+        recs = []
+        for i in range(lo, hi):
+            rec = TupleRecord(schema=SCHEMA, values=[keys[i % len(keys)], i])
+            rec.partition_key = keys[i % len(keys)]
+            recs.append(rec)
+        result = writer.put_records(project, topic, recs)
+        assert result.failed_record_count == 0
+
+    for lo in range(0, 400, 100):
+        put(lo, lo + 100)
+    c = ConsumerProc(endpoint, project, topic, sub_id, tmp_path / "c.jsonl", idle=8, delay=0.01)
+    try:
+        wait_for(lambda: len(c.records()) >= 30, 40, what="consumer reading")
+        dh.split_shard(project, topic, "0")
+        dh.wait_shards_ready(project, topic, 10)
+        for lo in range(400, 800, 100):
+            put(lo, lo + 100)
+        wait_for(lambda: len(c.records()) >= 800, 90, what="all records read")
+        assert c.wait(40) == 0
+    finally:
+        if c.proc.poll() is None:
+            c.kill()
+    records = c.records()
+    assert_exactly_once(records, 800)
+    assert {r["shard"] for r in records} == {"0", "1", "2"}
+    per_key = defaultdict(list)
+    for r in records:
+        per_key[r["key"]].append(r["n"])
+    for key, ns in per_key.items():
+        assert ns == sorted(ns), "key %s read out of order: %s" % (key, ns)

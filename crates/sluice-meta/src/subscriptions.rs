@@ -1,0 +1,221 @@
+//! Subscriptions and their per-shard offsets.
+//!
+//! A subscription belongs to a topic (by uid). Each (subscription, shard) pair that was ever
+//! opened, committed, reset or read to its end has one offset row: the last consumed record
+//! (`sequence`, `timestamp`, `batch_index`; -1/-1 when nothing was consumed), the offset
+//! `version` (bumped by a reset), the `session_id` of the latest opener (-1: never opened) and
+//! whether the subscription has read the (closed) shard to its end.
+
+use sqlx::Row;
+
+use crate::store::{MetaError, MetaStore};
+
+/// A subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionRow {
+    pub sub_id: String,
+    pub topic_uid: i64,
+    pub comment: String,
+    /// 0 = inactive (offline), 1 = active.
+    pub state: i32,
+    /// Seconds since the epoch.
+    pub create_time: i64,
+    pub last_modify_time: i64,
+}
+
+/// The offset of one subscription on one shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetRow {
+    pub sub_id: String,
+    pub shard_id: u32,
+    pub sequence: i64,
+    /// Milliseconds since the epoch, -1 when unknown.
+    pub timestamp: i64,
+    pub batch_index: i64,
+    pub version: i64,
+    /// -1 until the first open.
+    pub session_id: i64,
+    pub read_end: bool,
+}
+
+impl MetaStore {
+    /// Every subscription and offset, for the server's in-memory registry.
+    pub async fn load_subscriptions(
+        &self,
+    ) -> Result<(Vec<SubscriptionRow>, Vec<OffsetRow>), MetaError> {
+        let subs = sqlx::query(
+            "SELECT sub_id, topic_uid, comment, state, create_time, last_modify_time \
+             FROM subscriptions ORDER BY create_time, sub_id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| SubscriptionRow {
+            sub_id: r.get(0),
+            topic_uid: r.get(1),
+            comment: r.get(2),
+            state: r.get(3),
+            create_time: r.get(4),
+            last_modify_time: r.get(5),
+        })
+        .collect();
+        let offsets = sqlx::query(
+            "SELECT sub_id, shard_id, sequence, timestamp, batch_index, version, session_id, \
+             read_end FROM sub_offsets ORDER BY sub_id, shard_id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| {
+            let shard: i64 = r.get(1);
+            let read_end: i64 = r.get(7);
+            OffsetRow {
+                sub_id: r.get(0),
+                shard_id: shard as u32,
+                sequence: r.get(2),
+                timestamp: r.get(3),
+                batch_index: r.get(4),
+                version: r.get(5),
+                session_id: r.get(6),
+                read_end: read_end != 0,
+            }
+        })
+        .collect();
+        Ok((subs, offsets))
+    }
+
+    pub async fn insert_subscription(&self, s: &SubscriptionRow) -> Result<(), MetaError> {
+        sqlx::query(
+            "INSERT INTO subscriptions (sub_id, topic_uid, comment, state, create_time, \
+             last_modify_time) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&s.sub_id)
+        .bind(s.topic_uid)
+        .bind(&s.comment)
+        .bind(s.state)
+        .bind(s.create_time)
+        .bind(s.last_modify_time)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Writes a subscription's comment, state and modification time.
+    pub async fn update_subscription(&self, s: &SubscriptionRow) -> Result<(), MetaError> {
+        sqlx::query(
+            "UPDATE subscriptions SET comment = ?, state = ?, last_modify_time = ? WHERE sub_id = ?",
+        )
+        .bind(&s.comment)
+        .bind(s.state)
+        .bind(s.last_modify_time)
+        .bind(&s.sub_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes subscriptions with their offsets, in one transaction.
+    pub async fn delete_subscriptions(&self, sub_ids: &[String]) -> Result<(), MetaError> {
+        let mut tx = self.pool.begin().await?;
+        for id in sub_ids {
+            for sql in [
+                "DELETE FROM sub_offsets WHERE sub_id = ?",
+                "DELETE FROM subscriptions WHERE sub_id = ?",
+            ] {
+                sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes offsets (insert or replace), all in one transaction: when this returns, they are
+    /// on disk.
+    pub async fn put_offsets(&self, rows: &[OffsetRow]) -> Result<(), MetaError> {
+        let mut tx = self.pool.begin().await?;
+        for o in rows {
+            sqlx::query(
+                "INSERT OR REPLACE INTO sub_offsets (sub_id, shard_id, sequence, timestamp, \
+                 batch_index, version, session_id, read_end) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&o.sub_id)
+            .bind(o.shard_id as i64)
+            .bind(o.sequence)
+            .bind(o.timestamp)
+            .bind(o.batch_index)
+            .bind(o.version)
+            .bind(o.session_id)
+            .bind(o.read_end as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn subscriptions_and_offsets_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let store = MetaStore::open(&path).await.unwrap();
+        let sub = SubscriptionRow {
+            sub_id: "17000000000001".into(),
+            topic_uid: 3,
+            comment: "c".into(),
+            state: 1,
+            create_time: 1,
+            last_modify_time: 1,
+        };
+        store.insert_subscription(&sub).await.unwrap();
+        let other = SubscriptionRow {
+            sub_id: "17000000000002".into(),
+            ..sub.clone()
+        };
+        store.insert_subscription(&other).await.unwrap();
+        let off = OffsetRow {
+            sub_id: sub.sub_id.clone(),
+            shard_id: 1,
+            sequence: 7,
+            timestamp: 99,
+            batch_index: 0,
+            version: 2,
+            session_id: 4,
+            read_end: true,
+        };
+        store
+            .put_offsets(&[
+                off.clone(),
+                OffsetRow {
+                    sub_id: other.sub_id.clone(),
+                    ..off.clone()
+                },
+            ])
+            .await
+            .unwrap();
+        let updated = SubscriptionRow {
+            state: 0,
+            comment: "d".into(),
+            ..sub.clone()
+        };
+        store.update_subscription(&updated).await.unwrap();
+        drop(store);
+
+        let store = MetaStore::open(&path).await.unwrap();
+        let (subs, offsets) = store.load_subscriptions().await.unwrap();
+        assert_eq!(subs, vec![updated, other.clone()]);
+        assert_eq!(offsets.len(), 2);
+        assert_eq!(offsets[0], off);
+        store
+            .delete_subscriptions(std::slice::from_ref(&sub.sub_id))
+            .await
+            .unwrap();
+        let (subs, offsets) = store.load_subscriptions().await.unwrap();
+        assert_eq!(subs, vec![other]);
+        assert_eq!(offsets.len(), 1);
+    }
+}

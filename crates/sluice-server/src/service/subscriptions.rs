@@ -1,0 +1,613 @@
+//! Subscriptions (protocol doc §4.10) and their offsets (§4.11).
+//!
+//! The registry is loaded from the meta store at start-up and mirrors it; every change is
+//! written to the meta store before it is applied here and acknowledged. Offsets per
+//! (subscription, shard) carry a session id (bumped by each `open`: only the latest opener may
+//! commit) and a version (bumped by each `reset`: commits made before it are refused). Each
+//! subscription also remembers which closed shards it has read to the end, so that children
+//! of a split or merge are read only after their parents (order per key survives).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use sluice_meta::{MetaStore, OffsetRow, SubscriptionRow};
+
+use super::catalog::{now_ms, now_secs, Catalog, ShardState, Topic};
+use super::error::{Error, Result};
+use super::groups::Group;
+use super::projects::check_comment;
+
+/// Subscription state: offline.
+pub const INACTIVE: i32 = 0;
+/// Subscription state: online.
+pub const ACTIVE: i32 = 1;
+
+/// One shard's offset of a subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offset {
+    pub sequence: i64,
+    pub timestamp: i64,
+    pub batch_index: i64,
+    pub version: i64,
+    /// -1 until the first open.
+    pub session_id: i64,
+    pub read_end: bool,
+}
+
+impl Default for Offset {
+    fn default() -> Self {
+        Offset {
+            sequence: -1,
+            timestamp: -1,
+            batch_index: 0,
+            version: 0,
+            session_id: -1,
+            read_end: false,
+        }
+    }
+}
+
+/// An offset as a commit or reset request carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetUpdate {
+    pub sequence: i64,
+    pub timestamp: i64,
+    pub batch_index: i64,
+    pub version: Option<i64>,
+    pub session_id: Option<i64>,
+}
+
+/// The mutable description of a subscription.
+#[derive(Debug, Clone)]
+pub struct SubMeta {
+    pub comment: String,
+    pub state: i32,
+    pub create_time: i64,
+    pub last_modify_time: i64,
+}
+
+/// A subscription with its offsets and consumer group.
+pub struct Subscription {
+    pub sub_id: String,
+    pub topic_uid: i64,
+    pub meta: Mutex<SubMeta>,
+    /// Serializes offset changes (check, write to the meta store, apply).
+    offsets: tokio::sync::Mutex<BTreeMap<u32, Offset>>,
+    /// Mirror of the `read_end` flags, readable without waiting.
+    read_end: RwLock<BTreeSet<u32>>,
+    pub group: Mutex<Group>,
+}
+
+impl Subscription {
+    pub fn check_online(&self) -> Result<()> {
+        if self.meta.lock().state == INACTIVE {
+            return Err(Error::SubscriptionOffline(self.sub_id.clone()));
+        }
+        Ok(())
+    }
+
+    pub fn read_end_set(&self) -> BTreeSet<u32> {
+        self.read_end.read().clone()
+    }
+
+    fn row(&self) -> SubscriptionRow {
+        let m = self.meta.lock();
+        SubscriptionRow {
+            sub_id: self.sub_id.clone(),
+            topic_uid: self.topic_uid,
+            comment: m.comment.clone(),
+            state: m.state,
+            create_time: m.create_time,
+            last_modify_time: m.last_modify_time,
+        }
+    }
+
+    fn offset_row(&self, shard: u32, o: &Offset) -> OffsetRow {
+        OffsetRow {
+            sub_id: self.sub_id.clone(),
+            shard_id: shard,
+            sequence: o.sequence,
+            timestamp: o.timestamp,
+            batch_index: o.batch_index,
+            version: o.version,
+            session_id: o.session_id,
+            read_end: o.read_end,
+        }
+    }
+}
+
+/// Every subscription, by id.
+pub struct Subscriptions {
+    map: RwLock<BTreeMap<String, Arc<Subscription>>>,
+    /// This server run's start time (ms); part of consumer ids, so that ids handed out before
+    /// a restart are never mistaken for new ones.
+    pub epoch: i64,
+}
+
+/// A subscription as list and get show it.
+pub struct SubView {
+    pub sub_id: String,
+    pub topic_name: String,
+    pub meta: SubMeta,
+}
+
+impl Subscriptions {
+    pub async fn load(meta: &MetaStore) -> Result<Subscriptions> {
+        let (subs, offsets) = meta.load_subscriptions().await?;
+        let mut by_sub: BTreeMap<String, BTreeMap<u32, Offset>> = BTreeMap::new();
+        for o in offsets {
+            by_sub.entry(o.sub_id.clone()).or_default().insert(
+                o.shard_id,
+                Offset {
+                    sequence: o.sequence,
+                    timestamp: o.timestamp,
+                    batch_index: o.batch_index,
+                    version: o.version,
+                    session_id: o.session_id,
+                    read_end: o.read_end,
+                },
+            );
+        }
+        let map = subs
+            .into_iter()
+            .map(|row| {
+                let offsets = by_sub.remove(&row.sub_id).unwrap_or_default();
+                let read_end = offsets
+                    .iter()
+                    .filter(|(_, o)| o.read_end)
+                    .map(|(s, _)| *s)
+                    .collect();
+                let sub = Subscription {
+                    sub_id: row.sub_id.clone(),
+                    topic_uid: row.topic_uid,
+                    meta: Mutex::new(SubMeta {
+                        comment: row.comment,
+                        state: row.state,
+                        create_time: row.create_time,
+                        last_modify_time: row.last_modify_time,
+                    }),
+                    offsets: tokio::sync::Mutex::new(offsets),
+                    read_end: RwLock::new(read_end),
+                    group: Mutex::new(Group::default()),
+                };
+                (row.sub_id, Arc::new(sub))
+            })
+            .collect();
+        Ok(Subscriptions {
+            map: RwLock::new(map),
+            epoch: now_ms(),
+        })
+    }
+
+    fn of_topic(&self, uid: i64) -> Vec<Arc<Subscription>> {
+        let mut subs: Vec<_> = self
+            .map
+            .read()
+            .values()
+            .filter(|s| s.topic_uid == uid)
+            .cloned()
+            .collect();
+        subs.sort_by(|a, b| {
+            let (ta, tb) = (a.meta.lock().create_time, b.meta.lock().create_time);
+            ta.cmp(&tb).then_with(|| a.sub_id.cmp(&b.sub_id))
+        });
+        subs
+    }
+}
+
+/// Shard ids as sent on the wire; ids that are not numbers name no shard and are skipped.
+pub fn parse_shard_ids(ids: &[String]) -> Vec<u32> {
+    ids.iter().filter_map(|s| s.trim().parse().ok()).collect()
+}
+
+impl Catalog {
+    /// The subscription `sub_id` of a topic.
+    pub fn subscription(
+        &self,
+        project: &str,
+        topic: &str,
+        sub_id: &str,
+    ) -> Result<(Arc<Topic>, Arc<Subscription>)> {
+        let t = self.topic(project, topic)?;
+        let sub = self.subscription_of(&t, sub_id)?;
+        Ok((t, sub))
+    }
+
+    pub fn subscription_of(&self, topic: &Topic, sub_id: &str) -> Result<Arc<Subscription>> {
+        self.subs
+            .map
+            .read()
+            .get(sub_id)
+            .filter(|s| s.topic_uid == topic.uid)
+            .cloned()
+            .ok_or_else(|| Error::NoSuchSubscription(sub_id.to_string()))
+    }
+
+    pub async fn create_subscription(
+        &self,
+        project: &str,
+        topic: &str,
+        comment: &str,
+    ) -> Result<String> {
+        check_comment(comment)?;
+        let t = self.topic(project, topic)?;
+        let now = now_secs();
+        let sub_id = loop {
+            let id = format!("{}{:05}", now_ms(), rand::random::<u32>() % 100_000);
+            if !self.subs.map.read().contains_key(&id) {
+                break id;
+            }
+        };
+        let row = SubscriptionRow {
+            sub_id: sub_id.clone(),
+            topic_uid: t.uid,
+            comment: comment.to_string(),
+            state: ACTIVE,
+            create_time: now,
+            last_modify_time: now,
+        };
+        self.meta.insert_subscription(&row).await?;
+        let sub = Subscription {
+            sub_id: sub_id.clone(),
+            topic_uid: t.uid,
+            meta: Mutex::new(SubMeta {
+                comment: row.comment,
+                state: ACTIVE,
+                create_time: now,
+                last_modify_time: now,
+            }),
+            offsets: tokio::sync::Mutex::new(BTreeMap::new()),
+            read_end: RwLock::new(BTreeSet::new()),
+            group: Mutex::new(Group::default()),
+        };
+        self.subs.map.write().insert(sub_id.clone(), Arc::new(sub));
+        Ok(sub_id)
+    }
+
+    pub fn get_subscription(&self, project: &str, topic: &str, sub_id: &str) -> Result<SubView> {
+        let (t, sub) = self.subscription(project, topic, sub_id)?;
+        let meta = sub.meta.lock().clone();
+        Ok(SubView {
+            sub_id: sub.sub_id.clone(),
+            topic_name: t.name.clone(),
+            meta,
+        })
+    }
+
+    /// One page (1-based) of a topic's subscriptions whose id or comment contains `search`
+    /// (case-insensitively), and the number of matches.
+    pub fn list_subscriptions(
+        &self,
+        project: &str,
+        topic: &str,
+        search: &str,
+        page_index: i64,
+        page_size: i64,
+    ) -> Result<(usize, Vec<SubView>)> {
+        if page_index < 1 || page_size < 0 {
+            return Err(Error::InvalidParameter(format!(
+                "PageIndex {page_index} must be at least 1 and PageSize {page_size} at least 0"
+            )));
+        }
+        let t = self.topic(project, topic)?;
+        let needle = search.to_lowercase();
+        let matching: Vec<SubView> = self
+            .subs
+            .of_topic(t.uid)
+            .into_iter()
+            .map(|s| SubView {
+                sub_id: s.sub_id.clone(),
+                topic_name: t.name.clone(),
+                meta: s.meta.lock().clone(),
+            })
+            .filter(|v| {
+                needle.is_empty()
+                    || v.sub_id.to_lowercase().contains(&needle)
+                    || v.meta.comment.to_lowercase().contains(&needle)
+            })
+            .collect();
+        let total = matching.len();
+        let skip = ((page_index - 1) as usize).saturating_mul(page_size as usize);
+        Ok((
+            total,
+            matching
+                .into_iter()
+                .skip(skip)
+                .take(page_size as usize)
+                .collect(),
+        ))
+    }
+
+    /// Changes the comment and/or the state (0 offline, 1 online).
+    pub async fn update_subscription(
+        &self,
+        project: &str,
+        topic: &str,
+        sub_id: &str,
+        comment: Option<String>,
+        state: Option<i64>,
+    ) -> Result<()> {
+        if let Some(c) = &comment {
+            check_comment(c)?;
+        }
+        if let Some(s) = state {
+            if s != INACTIVE as i64 && s != ACTIVE as i64 {
+                return Err(Error::InvalidParameter(format!(
+                    "State {s} is invalid: it must be 0 (INACTIVE) or 1 (ACTIVE)"
+                )));
+            }
+        }
+        let (_, sub) = self.subscription(project, topic, sub_id)?;
+        let _guard = sub.offsets.lock().await;
+        let mut row = sub.row();
+        if let Some(c) = comment {
+            row.comment = c;
+        }
+        if let Some(s) = state {
+            row.state = s as i32;
+        }
+        row.last_modify_time = now_secs();
+        self.meta.update_subscription(&row).await?;
+        let mut m = sub.meta.lock();
+        m.comment = row.comment;
+        m.state = row.state;
+        m.last_modify_time = row.last_modify_time;
+        Ok(())
+    }
+
+    pub async fn delete_subscription(
+        &self,
+        project: &str,
+        topic: &str,
+        sub_id: &str,
+    ) -> Result<()> {
+        let (_, sub) = self.subscription(project, topic, sub_id)?;
+        let _guard = sub.offsets.lock().await;
+        self.meta
+            .delete_subscriptions(std::slice::from_ref(&sub.sub_id))
+            .await?;
+        self.subs.map.write().remove(&sub.sub_id);
+        Ok(())
+    }
+
+    /// Removes every subscription of a topic being deleted, with its offsets.
+    pub async fn delete_topic_subscriptions(&self, topic_uid: i64) -> Result<()> {
+        let ids: Vec<String> = self
+            .subs
+            .of_topic(topic_uid)
+            .iter()
+            .map(|s| s.sub_id.clone())
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.meta.delete_subscriptions(&ids).await?;
+        let mut map = self.subs.map.write();
+        for id in ids {
+            map.remove(&id);
+        }
+        Ok(())
+    }
+
+    /// Whether some parent of `shard` has not been read to the end by the subscription.
+    pub fn parents_pending(&self, topic: &Topic, sub: &Subscription, shard: u32) -> bool {
+        let Some(s) = topic.shard(shard) else {
+            return false;
+        };
+        let parents = s.meta.read().parents.clone();
+        let read_end = sub.read_end.read();
+        parents
+            .iter()
+            .any(|p| !read_end.contains(p) && topic.shard(*p).is_some())
+    }
+
+    fn shard_ids(topic: &Topic, ids: &[String]) -> Result<Vec<u32>> {
+        ids.iter()
+            .map(|id| topic.shard_by_text(id).map(|s| s.id))
+            .collect()
+    }
+
+    /// Init-and-get: starts a new session on each shard and answers the offsets.
+    pub async fn open_offsets(
+        &self,
+        project: &str,
+        topic: &str,
+        sub_id: &str,
+        ids: &[String],
+    ) -> Result<Vec<(u32, Offset)>> {
+        let (t, sub) = self.subscription(project, topic, sub_id)?;
+        sub.check_online()?;
+        if ids.is_empty() {
+            return Err(Error::InvalidParameter("ShardIds must not be empty".into()));
+        }
+        let shards = Self::shard_ids(&t, ids)?;
+        for s in &shards {
+            if self.parents_pending(&t, &sub, *s) {
+                return Err(Error::InvalidOperation(format!(
+                    "shard {s} cannot be opened yet: subscription {sub_id} has not read its parent shards to the end"
+                )));
+            }
+        }
+        let mut offsets = sub.offsets.lock().await;
+        let mut out = Vec::new();
+        for s in shards {
+            let mut o = offsets.get(&s).copied().unwrap_or_default();
+            o.session_id += 1;
+            out.push((s, o));
+        }
+        let rows: Vec<OffsetRow> = out.iter().map(|(s, o)| sub.offset_row(*s, o)).collect();
+        self.meta.put_offsets(&rows).await?;
+        offsets.extend(out.iter().copied());
+        Ok(out)
+    }
+
+    /// The offsets of `ids`, or of every shard of the topic.
+    pub async fn get_offsets(
+        &self,
+        project: &str,
+        topic: &str,
+        sub_id: &str,
+        ids: Option<&[String]>,
+    ) -> Result<Vec<(u32, Offset)>> {
+        let (t, sub) = self.subscription(project, topic, sub_id)?;
+        let shards = match ids {
+            Some(ids) if !ids.is_empty() => Self::shard_ids(&t, ids)?,
+            _ => t.shards.read().iter().map(|s| s.id).collect(),
+        };
+        let offsets = sub.offsets.lock().await;
+        Ok(shards
+            .into_iter()
+            .map(|s| (s, offsets.get(&s).copied().unwrap_or_default()))
+            .collect())
+    }
+
+    /// Commits offsets of several shards at once: all are checked (session, version) before
+    /// any is written, and all are on disk before this returns.
+    pub async fn commit_offsets(
+        &self,
+        project: &str,
+        topic: &str,
+        sub_id: &str,
+        updates: &[(String, OffsetUpdate)],
+    ) -> Result<()> {
+        let (t, sub) = self.subscription(project, topic, sub_id)?;
+        sub.check_online()?;
+        let mut offsets = sub.offsets.lock().await;
+        let mut next = Vec::with_capacity(updates.len());
+        for (id, u) in updates {
+            let shard = t.shard_by_text(id)?.id;
+            let cur = match offsets.get(&shard) {
+                Some(o) if o.session_id >= 0 => *o,
+                _ => {
+                    return Err(Error::OffsetSessionClosed(format!(
+                        "no session is open on shard {shard}: call open (init offset) first"
+                    )))
+                }
+            };
+            if u.version.is_some_and(|v| v != cur.version) {
+                return Err(Error::OffsetReseted(format!(
+                    "the offset of shard {shard} was reset: version {} is current, not {}",
+                    cur.version,
+                    u.version.unwrap_or_default()
+                )));
+            }
+            if u.session_id.is_some_and(|s| s != cur.session_id) {
+                return Err(Error::OffsetSessionChanged(format!(
+                    "the session of shard {shard} changed: session {} is current, not {}",
+                    cur.session_id,
+                    u.session_id.unwrap_or_default()
+                )));
+            }
+            if u.sequence < -1 {
+                return Err(Error::InvalidParameter(format!(
+                    "Sequence {} of shard {shard} is invalid",
+                    u.sequence
+                )));
+            }
+            next.push((
+                shard,
+                Offset {
+                    sequence: u.sequence,
+                    timestamp: u.timestamp,
+                    batch_index: u.batch_index,
+                    ..cur
+                },
+            ));
+        }
+        let rows: Vec<OffsetRow> = next.iter().map(|(s, o)| sub.offset_row(*s, o)).collect();
+        self.meta.put_offsets(&rows).await?;
+        offsets.extend(next);
+        Ok(())
+    }
+
+    /// Resets offsets: new position, new version (commits made before are refused), and every
+    /// group member is told to reread from the new offsets.
+    pub async fn reset_offsets(
+        &self,
+        project: &str,
+        topic: &str,
+        sub_id: &str,
+        updates: &[(String, OffsetUpdate)],
+    ) -> Result<()> {
+        let (t, sub) = self.subscription(project, topic, sub_id)?;
+        let mut offsets = sub.offsets.lock().await;
+        let mut next = Vec::with_capacity(updates.len());
+        for (id, u) in updates {
+            let shard = t.shard_by_text(id)?.id;
+            if u.sequence < -1 || (u.sequence < 0 && u.timestamp < 0) {
+                return Err(Error::InvalidParameter(format!(
+                    "a reset of shard {shard} needs a Sequence or a Timestamp"
+                )));
+            }
+            let cur = offsets.get(&shard).copied().unwrap_or_default();
+            next.push((
+                shard,
+                Offset {
+                    sequence: u.sequence,
+                    timestamp: u.timestamp,
+                    batch_index: u.batch_index,
+                    version: cur.version + 1,
+                    read_end: false,
+                    ..cur
+                },
+            ));
+        }
+        let rows: Vec<OffsetRow> = next.iter().map(|(s, o)| sub.offset_row(*s, o)).collect();
+        self.meta.put_offsets(&rows).await?;
+        {
+            let mut read_end = sub.read_end.write();
+            for (s, _) in &next {
+                read_end.remove(s);
+            }
+        }
+        offsets.extend(next);
+        sub.group.lock().offsets_reset();
+        Ok(())
+    }
+
+    /// Records that the subscription has read these closed shards to their end (claims about
+    /// shards that are still open are ignored).
+    pub async fn mark_read_end(
+        &self,
+        topic: &Topic,
+        sub: &Subscription,
+        shards: &[u32],
+    ) -> Result<()> {
+        let new: Vec<u32> = {
+            let known = sub.read_end.read();
+            shards
+                .iter()
+                .copied()
+                .filter(|s| !known.contains(s))
+                .filter(|s| {
+                    topic
+                        .shard(*s)
+                        .is_some_and(|sh| sh.meta.read().state == ShardState::Closed)
+                })
+                .collect()
+        };
+        if new.is_empty() {
+            return Ok(());
+        }
+        let mut offsets = sub.offsets.lock().await;
+        let next: Vec<(u32, Offset)> = new
+            .iter()
+            .map(|s| {
+                let o = offsets.get(s).copied().unwrap_or_default();
+                (
+                    *s,
+                    Offset {
+                        read_end: true,
+                        ..o
+                    },
+                )
+            })
+            .collect();
+        let rows: Vec<OffsetRow> = next.iter().map(|(s, o)| sub.offset_row(*s, o)).collect();
+        self.meta.put_offsets(&rows).await?;
+        offsets.extend(next);
+        sub.read_end.write().extend(new);
+        Ok(())
+    }
+}
