@@ -13,20 +13,30 @@
 //! - `WriteMode` (optional, not sent by pydatahub): `INSERT_OR_UPDATE` (default) or
 //!   `INSERT_OR_IGNORE`, Hologres' names for the two modes.
 //!
-//! Writes: each flush is one transaction that streams the rows with `COPY ... FROM STDIN (FORMAT
-//! binary)` into a temporary staging table, then moves them with one `INSERT INTO t (cols)
-//! SELECT ... FROM staging ON CONFLICT (primary key) DO UPDATE SET <other columns> =
-//! EXCLUDED...` (upsert: the newest record for a key wins), or `DO NOTHING` in ignore mode. The
+//! Writes: rows are encoded in PostgreSQL's binary COPY format as they are written (see
+//! [`CopyBuffer`]). A flush first tries one `COPY t (cols) FROM STDIN (FORMAT binary)` straight
+//! into the table: COPY is all-or-nothing, and when it succeeds no key existed, so the result is
+//! what the upsert would have left. When a key exists (23505) nothing was written and the flush
+//! takes the upsert path: one transaction that COPYs into a temporary staging table, then runs
+//! `INSERT INTO t (cols) SELECT ... FROM staging ON CONFLICT (primary key) DO UPDATE SET <other
+//! columns> = EXCLUDED...` (upsert: the newest record for a key wins), or `DO NOTHING` in
+//! ignore mode. After a conflict the next 1, 2, 4 ... 64 flushes skip the straight COPY. The
 //! staging table (`pg_temp.sluice_stage`, `ON COMMIT DELETE ROWS`) is created once per
 //! connection, when the pool opens it, so every commit empties it and a rolled-back flush leaves
-//! nothing behind. Rows with equal keys inside one flush are collapsed to the last one before an
-//! upsert (PostgreSQL refuses to update a row twice in one statement). A table without a primary
-//! key gets plain INSERTs.
+//! nothing behind. Rows with equal keys inside one flush are collapsed first, to the last one
+//! for an upsert (PostgreSQL refuses to update a row twice in one statement) and to the first
+//! one for ignore. A table without a primary key gets plain INSERTs.
 //!
-//! Staging columns are int8 / float4 / float8 / bool / text (see [`Bind`]); text goes through an
-//! explicit cast to the column type unless the column is a string type (then the assignment cast
-//! keeps PostgreSQL's length checks: a too-long string is an error, never truncated). Records are
-//! encoded when they are written, so a value of the wrong kind is a bad record at `write`.
+//! Each value is encoded in its target column's binary type when the types match (integers
+//! into bigint/integer/smallint, with the range checked here; float4, float8, bool; text into
+//! text/varchar/char, whose length modifiers the server applies on COPY; TIMESTAMP into
+//! timestamp/timestamptz/date as µs or days since 2000-01-01); the staging column then has the
+//! target's exact type. Otherwise the staging column is int8 / float4 / float8 / bool / text and
+//! the INSERT converts: text through an explicit cast to a non-string column, everything else
+//! through the assignment cast, which keeps range and length checks strict. Only when every
+//! column matches (and the table is a plain or partitioned table without rules) is the straight
+//! COPY used. A value of the wrong kind or out of range is found at `write` and fails the next
+//! `flush` as a bad record, like a row the server refuses.
 //!
 //! A failed flush rolls back its transaction and drops the buffer; the runtime re-writes what
 //! it wants retried.
