@@ -1,4 +1,5 @@
-//! Sluice's metadata store: everything but records (projects, topics, schema versions, shards).
+//! Sluice's metadata store: everything but records (projects, topics, schema versions, shards,
+//! connectors and their checkpoints).
 //!
 //! One type, [`MetaStore`], owns the storage; callers see plain row structs ([`rows`]) and typed
 //! errors ([`MetaError`]). The default backend is an embedded SQLite file reached through `sqlx`
@@ -7,10 +8,13 @@
 //! shared backend (PostgreSQL) for several nodes can later replace the SQLite pool without
 //! touching callers.
 //!
-//! Layout: `store.rs` (the type and its queries), `rows.rs` (row structs), `schema.sql` (tables).
+//! Layout: `store.rs` (the type and its queries), `rows.rs` (row structs), `schema.sql` (tables),
+//! `connectors.rs` + `connectors.sql` (connector definitions and per-shard checkpoints).
 
+mod connectors;
 mod rows;
 mod store;
 
+pub use connectors::{CheckpointRow, ConnectorRow};
 pub use rows::{ProjectRow, SchemaRow, ShardRow, Snapshot, TopicRow};
 pub use store::{MetaError, MetaStore};

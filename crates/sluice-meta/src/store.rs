@@ -20,7 +20,7 @@ pub enum MetaError {
 /// The metadata store. Cheap to clone.
 #[derive(Clone)]
 pub struct MetaStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
 const SCHEMA: &str = include_str!("schema.sql");
@@ -42,7 +42,10 @@ impl MetaStore {
             .max_connections(1)
             .connect_with(options)
             .await?;
-        for statement in SCHEMA.split(';').filter(|s| !s.trim().is_empty()) {
+        let statements = SCHEMA
+            .split(';')
+            .chain(crate::connectors::CONNECTOR_SCHEMA.split(';'));
+        for statement in statements.filter(|s| !s.trim().is_empty()) {
             sqlx::query(statement).execute(&pool).await?;
         }
         Ok(MetaStore { pool })

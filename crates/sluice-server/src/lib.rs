@@ -1,7 +1,7 @@
 //! Sluice's HTTP API: the DataHub protocol over axum.
 //!
 //! - [`http`]: routes, authentication, request ids, body codecs, and one handler file per
-//!   resource (`projects`, `topics`, `shards`, `records`); errors become DataHub error codes in
+//!   resource (`projects`, `topics`, `shards`, `records`, `connectors`); errors become DataHub error codes in
 //!   exactly one place, `http/error.rs`;
 //! - [`service`]: the domain logic, free of HTTP: the in-memory [`service::Catalog`] over the
 //!   meta store, topology changes, record routing, reads, cursors and retention;

@@ -29,6 +29,7 @@ impl Server {
         })?;
         let meta = MetaStore::open(&data_dir.join("meta.db")).await?;
         let catalog = Arc::new(Catalog::load(meta, config.clone(), data_dir).await?);
+        catalog.start_connectors().await?;
         let stop = CancellationToken::new();
         let retention = tokio::spawn(retention::run(
             catalog.clone(),
@@ -60,6 +61,7 @@ impl Server {
     /// Stops background tasks and flushes every log.
     pub async fn shutdown(self) {
         self.stop.cancel();
+        self.state.catalog.stop_connectors().await;
         for t in self.tasks {
             let _ = t.await;
         }

@@ -136,6 +136,18 @@ pub fn binary<M: Message>(message: &M) -> Result<Response> {
     ))
 }
 
+/// Runs CPU-heavy decoding (large JSON or protobuf puts) on the blocking pool, so the async
+/// workers keep serving other requests meanwhile.
+pub async fn off_thread<T, F>(work: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Internal(format!("decoding task failed: {e}")))?
+}
+
 /// The protobuf message inside a framed request body.
 pub fn unframe(body: &[u8]) -> Result<&[u8]> {
     envelope::unwrap(body).map_err(|e| Error::MalformedRecord(e.to_string()))

@@ -19,6 +19,7 @@ pub fn error_code(err: &Error) -> ErrorCode {
         Error::NoSuchProject(_) => ErrorCode::NoSuchProject,
         Error::NoSuchTopic(_) => ErrorCode::NoSuchTopic,
         Error::NoSuchShard(_) => ErrorCode::NoSuchShard,
+        Error::NoSuchConnector(_) => ErrorCode::NoSuchConnector,
         Error::ProjectExists(_) => ErrorCode::ProjectAlreadyExist,
         Error::TopicExists(_) => ErrorCode::TopicAlreadyExist,
         Error::InvalidParameter(_) => ErrorCode::InvalidParameter,

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod body;
+mod connectors;
 pub mod error;
 mod json_records;
 mod projects;
@@ -55,6 +56,16 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/projects/{project}/topics/{topic}/shards/{shard}",
             axum::routing::post(records::post_shard),
+        )
+        .route(
+            "/projects/{project}/topics/{topic}/connectors",
+            get(connectors::list),
+        )
+        .route(
+            "/projects/{project}/topics/{topic}/connectors/{connector}",
+            get(connectors::get)
+                .post(connectors::post)
+                .delete(connectors::delete),
         )
         .fallback(unknown_route)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));

@@ -149,17 +149,21 @@ pub async fn post_shard(
     let kind = ContentKind::of(&headers);
     match (request_action(&headers).as_str(), kind) {
         ("pub", ContentKind::Protobuf) => {
-            let req = pb::PutRecordsRequest::decode(body::unframe(&raw)?).map_err(|e| {
-                Error::MalformedRecord(format!("PutRecordsRequest does not decode: {e}"))
-            })?;
-            let records = pb_put_records(&t, req.records, false)
-                .into_iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    r.map(|r| r.record)
-                        .map_err(|e| Error::MalformedRecord(format!("record {i}: {e}")))
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let decode_topic = t.clone();
+            let records = body::off_thread(move || {
+                let req = pb::PutRecordsRequest::decode(body::unframe(&raw)?).map_err(|e| {
+                    Error::MalformedRecord(format!("PutRecordsRequest does not decode: {e}"))
+                })?;
+                pb_put_records(&decode_topic, req.records, false)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        r.map(|r| r.record)
+                            .map_err(|e| Error::MalformedRecord(format!("record {i}: {e}")))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .await?;
             c.put_to_shard(&t, &shard, records).await?;
             body::protobuf(&pb::PutRecordsResponse {
                 failed_count: Some(0),

@@ -56,10 +56,14 @@ pub async fn post(
     let raw = body::read_body(&headers, body, c.config.max_request_bytes).await?;
     if is_pub(&headers) && ContentKind::of(&headers) == ContentKind::Protobuf {
         let t = c.topic(&project, &topic)?;
-        let req = pb::PutRecordsRequest::decode(body::unframe(&raw)?).map_err(|e| {
-            Error::MalformedRecord(format!("PutRecordsRequest does not decode: {e}"))
-        })?;
-        let records = pb_put_records(&t, req.records, true);
+        let decode_topic = t.clone();
+        let records = body::off_thread(move || {
+            let req = pb::PutRecordsRequest::decode(body::unframe(&raw)?).map_err(|e| {
+                Error::MalformedRecord(format!("PutRecordsRequest does not decode: {e}"))
+            })?;
+            Ok(pb_put_records(&decode_topic, req.records, true))
+        })
+        .await?;
         let failed = c.put_routed(&t, records).await?;
         return body::protobuf(&pb::PutRecordsResponse {
             failed_count: Some(failed.len() as i32),
@@ -79,8 +83,11 @@ pub async fn post(
             header_str(&headers, "content-type").unwrap_or("")
         )));
     }
-    let req: ShardsPost = serde_json::from_slice(&raw)
-        .map_err(|e| Error::InvalidParameter(format!("the request body is not valid: {e}")))?;
+    let req: ShardsPost = body::off_thread(move || {
+        serde_json::from_slice(&raw)
+            .map_err(|e| Error::InvalidParameter(format!("the request body is not valid: {e}")))
+    })
+    .await?;
     let action = req.action.as_deref().unwrap_or("").to_ascii_lowercase();
     let shard_arg = |cell: Option<super::json_records::Cell>, name: &str| {
         cell.and_then(|c| c.0)
@@ -90,12 +97,14 @@ pub async fn post(
         "pub" => {
             let t = c.topic(&project, &topic)?;
             let schema = t.meta.read().current_schema();
-            let records: Vec<Result<RoutedRecord>> = req
-                .records
-                .unwrap_or_default()
-                .into_iter()
-                .map(|r| r.into_routed(schema.as_deref()))
-                .collect();
+            let list = req.records.unwrap_or_default();
+            let records: Vec<Result<RoutedRecord>> = body::off_thread(move || {
+                Ok(list
+                    .into_iter()
+                    .map(|r| r.into_routed(schema.as_deref()))
+                    .collect())
+            })
+            .await?;
             let failed = c.put_routed(&t, records).await?;
             let list: Vec<_> = failed
                 .iter()

@@ -151,6 +151,8 @@ pub struct Catalog {
     pub projects: RwLock<BTreeMap<String, Project>>,
     /// Serializes metadata changes (create, delete, split...) so SQLite and memory agree.
     pub change_lock: tokio::sync::Mutex<()>,
+    /// Connectors and their runtimes (`service/connectors.rs`).
+    pub connectors: super::connectors::ConnectorRegistry,
 }
 
 pub fn key(name: &str) -> String {
@@ -257,6 +259,7 @@ impl Catalog {
             data_dir: data_dir.to_path_buf(),
             projects: RwLock::new(projects),
             change_lock: tokio::sync::Mutex::new(()),
+            connectors: Default::default(),
         })
     }
 

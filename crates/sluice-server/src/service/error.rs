@@ -14,6 +14,8 @@ pub enum Error {
     ProjectExists(String),
     #[error("The specified topic {0:?} already exists.")]
     TopicExists(String),
+    #[error("The specified connector {0:?} does not exist.")]
+    NoSuchConnector(String),
     #[error("{0}")]
     InvalidParameter(String),
     #[error("invalid record schema: {0}")]

@@ -93,16 +93,37 @@ fn join_error(e: tokio::task::JoinError) -> Error {
     Error::Internal(format!("background task failed: {e}"))
 }
 
+/// Encodes records of one put for the log, with the topic's schema taken once.
+pub struct RecordEncoder {
+    name: String,
+    record_type: RecordType,
+    version: i32,
+    schema: Option<Arc<RecordSchema>>,
+}
+
 impl Topic {
-    /// Checks a decoded record against the topic's current schema and encodes it for the log.
-    pub fn encode_record(&self, record: &Record, max_bytes: usize) -> Result<Vec<u8>> {
+    /// An encoder for the topic's current schema.
+    pub fn encoder(&self) -> RecordEncoder {
+        let meta = self.meta.read();
+        RecordEncoder {
+            name: self.name.clone(),
+            record_type: self.record_type,
+            version: meta.current_version,
+            schema: meta.current_schema(),
+        }
+    }
+}
+
+impl RecordEncoder {
+    /// Checks a decoded record against the schema and encodes it as a one-record batch.
+    pub fn encode(&self, record: &Record, max_bytes: usize) -> Result<Vec<u8>> {
         let bytes = match (&record.data, self.record_type) {
             (RecordData::Tuple(values), RecordType::Tuple) => {
-                let (version, schema) = {
-                    let meta = self.meta.read();
-                    (meta.current_version, meta.current_schema())
-                };
-                let schema = schema.ok_or_else(|| Error::Internal("topic has no schema".into()))?;
+                let version = self.version;
+                let schema = self
+                    .schema
+                    .as_deref()
+                    .ok_or_else(|| Error::Internal("topic has no schema".into()))?;
                 if values.len() != schema.len() {
                     return Err(Error::MalformedRecord(format!(
                         "the record has {} fields but topic {} has {}",
@@ -117,7 +138,7 @@ impl Topic {
                 }
                 batch::encode_batch(
                     std::slice::from_ref(record),
-                    Some(&schema),
+                    Some(schema),
                     version,
                     BatchCompression::None,
                 )
@@ -156,7 +177,9 @@ impl Topic {
         }
         Ok(bytes)
     }
+}
 
+impl Topic {
     /// The schema versions, for the batch codec.
     pub fn versions(&self) -> Versions {
         Versions(self.meta.read().schemas.clone())
@@ -197,12 +220,12 @@ impl Topic {
 }
 
 /// Appends encoded records to one shard if it is still active.
-fn append_to_shard(shard: &Shard, payloads: &[Vec<u8>]) -> Result<()> {
+fn append_to_shard<P: AsRef<[u8]>>(shard: &Shard, payloads: &[P]) -> Result<()> {
     let meta = shard.meta.read();
     if meta.state != ShardState::Active {
         return Err(Error::ShardNotActive(shard.id));
     }
-    let slices: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
+    let slices: Vec<&[u8]> = payloads.iter().map(|p| p.as_ref()).collect();
     shard.log.append(&slices, now_ms())?;
     drop(meta);
     Ok(())
@@ -223,26 +246,35 @@ impl Catalog {
             .filter(|s| s.meta.read().state == ShardState::Active)
             .cloned()
             .collect();
-        let mut failed = Vec::new();
-        let mut groups: Vec<ShardGroup> = Vec::new();
-        let turn = rand::random::<usize>();
-        for (index, item) in records.into_iter().enumerate() {
-            let placed = item.and_then(|r| {
-                let bytes = topic.encode_record(&r.record, self.config.max_record_bytes)?;
-                let shard = topic.route(&r.route, &active, turn.wrapping_add(index))?;
-                Ok((shard, bytes))
-            });
-            match placed {
-                Ok((shard, bytes)) => match groups.iter_mut().find(|g| g.0.id == shard.id) {
-                    Some(g) => {
-                        g.1.push(index);
-                        g.2.push(bytes);
-                    }
-                    None => groups.push((shard, vec![index], vec![bytes])),
-                },
-                Err(e) => failed.push((index, e)),
+        let max_record_bytes = self.config.max_record_bytes;
+        let topic = topic.clone();
+        // Encoding is CPU work: keep it off the async workers so other requests keep flowing.
+        let (mut failed, groups) = tokio::task::spawn_blocking(move || {
+            let mut failed = Vec::new();
+            let mut groups: Vec<ShardGroup> = Vec::new();
+            let turn = rand::random::<usize>();
+            let encoder = topic.encoder();
+            for (index, item) in records.into_iter().enumerate() {
+                let placed = item.and_then(|r| {
+                    let bytes = encoder.encode(&r.record, max_record_bytes)?;
+                    let shard = topic.route(&r.route, &active, turn.wrapping_add(index))?;
+                    Ok((shard, bytes))
+                });
+                match placed {
+                    Ok((shard, bytes)) => match groups.iter_mut().find(|g| g.0.id == shard.id) {
+                        Some(g) => {
+                            g.1.push(index);
+                            g.2.push(bytes);
+                        }
+                        None => groups.push((shard, vec![index], vec![bytes])),
+                    },
+                    Err(e) => failed.push((index, e)),
+                }
             }
-        }
+            (failed, groups)
+        })
+        .await
+        .map_err(join_error)?;
         let mut tasks = tokio::task::JoinSet::new();
         for (shard, indexes, payloads) in groups {
             tasks.spawn_blocking(move || (indexes, append_to_shard(&shard, &payloads)));
@@ -279,21 +311,25 @@ impl Catalog {
     ) -> Result<()> {
         self.check_put_count(records.len())?;
         let shard = topic.shard_by_text(shard)?;
-        let payloads = records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                topic
-                    .encode_record(r, self.config.max_record_bytes)
-                    .map_err(|e| Error::MalformedRecord(format!("record {i}: {e}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        if payloads.is_empty() {
+        if records.is_empty() {
             return Ok(());
         }
-        tokio::task::spawn_blocking(move || append_to_shard(&shard, &payloads))
-            .await
-            .map_err(join_error)?
+        let encoder = topic.encoder();
+        let max_record_bytes = self.config.max_record_bytes;
+        tokio::task::spawn_blocking(move || {
+            let payloads = records
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    encoder
+                        .encode(r, max_record_bytes)
+                        .map_err(|e| Error::MalformedRecord(format!("record {i}: {e}")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            append_to_shard(&shard, &payloads)
+        })
+        .await
+        .map_err(join_error)?
     }
 
     /// Put by shard (batch protocol): each batch is validated and stored byte for byte.
@@ -316,11 +352,10 @@ impl Catalog {
                 as usize;
         }
         self.check_put_count(total)?;
-        let payloads: Vec<Vec<u8>> = batches.iter().map(|b| b.to_vec()).collect();
-        if payloads.is_empty() {
+        if batches.is_empty() {
             return Ok(());
         }
-        tokio::task::spawn_blocking(move || append_to_shard(&shard, &payloads))
+        tokio::task::spawn_blocking(move || append_to_shard(&shard, &batches))
             .await
             .map_err(join_error)?
     }
@@ -347,13 +382,22 @@ impl Catalog {
         let max_bytes = self.config.max_read_bytes;
         let topic = topic.clone();
         tokio::task::spawn_blocking(move || {
-            let entries = shard.log.read(start.seq, limit, max_bytes)?;
+            let entries = read_entries(&shard, start.seq, limit + start.index as usize, max_bytes)?;
             let versions = topic.versions();
-            let current = topic.meta.read().current_schema();
+            let (current, current_version) = {
+                let meta = topic.meta.read();
+                (meta.current_schema(), meta.current_version)
+            };
             let mut items = Vec::new();
             let mut next = start;
             'entries: for entry in entries {
-                let decoded = decode_entry(&topic, &versions, current.as_deref(), &entry)?;
+                let decoded = decode_entry(
+                    &topic,
+                    &versions,
+                    current.as_deref(),
+                    current_version,
+                    &entry,
+                )?;
                 let count = decoded.len() as u32;
                 let skip = if entry.seq == start.seq {
                     start.index
@@ -403,7 +447,7 @@ impl Catalog {
         let max_bytes = self.config.max_read_bytes;
         let topic = topic.clone();
         tokio::task::spawn_blocking(move || {
-            let entries = shard.log.read(start.seq, limit, max_bytes)?;
+            let entries = read_entries(&shard, start.seq, limit + start.index as usize, max_bytes)?;
             let mut items = Vec::new();
             let mut records = 0usize;
             let mut next = start;
@@ -411,9 +455,7 @@ impl Catalog {
                 let (data, count) = if entry.seq == start.seq && start.index > 0 {
                     rest_of_entry(&topic, &entry, start.index)?
                 } else {
-                    let count = batch::parse_header(&entry.payload)
-                        .map(|h| h.record_count as usize)
-                        .unwrap_or(1);
+                    let count = entry_record_count(&entry.payload);
                     (entry.payload.clone(), count)
                 };
                 next = Cursor::new(shard.id, entry.seq + 1, 0);
@@ -486,6 +528,42 @@ impl Catalog {
     }
 }
 
+/// Reads the entries that hold the next `records` records from `from`, within `max_bytes`.
+///
+/// An entry holds one record (JSON/protobuf writes) or a whole batch (often 1000 records), so
+/// the log is asked for a few entries first and then for as many as the records per entry seen
+/// so far suggest: a batch reader never pulls megabytes it will not return.
+fn read_entries(shard: &Shard, from: u64, records: usize, max_bytes: usize) -> Result<Vec<Entry>> {
+    let mut out: Vec<Entry> = Vec::new();
+    let (mut seq, mut got, mut bytes) = (from, 0usize, 0usize);
+    let mut ask = records.clamp(1, 8);
+    while got < records && bytes < max_bytes {
+        let entries = shard.log.read(seq, ask, max_bytes - bytes)?;
+        if entries.is_empty() {
+            break;
+        }
+        for e in entries {
+            got += entry_record_count(&e.payload);
+            bytes += e.payload.len();
+            seq = e.seq + 1;
+            out.push(e);
+            if got >= records || bytes >= max_bytes {
+                break;
+            }
+        }
+        let per_entry = (got / out.len()).max(1);
+        ask = (records.saturating_sub(got).div_ceil(per_entry)).clamp(1, records.max(1));
+    }
+    Ok(out)
+}
+
+/// Records in a stored batch, from its header.
+fn entry_record_count(payload: &[u8]) -> usize {
+    batch::parse_header(payload)
+        .map(|h| h.record_count as usize)
+        .unwrap_or(1)
+}
+
 /// The same failure for each record of a failed shard append.
 fn clone_for_record(e: &Error, message: &str) -> Error {
     match e {
@@ -529,10 +607,11 @@ fn finish<T>(shard: &Shard, start: Cursor, items: Vec<T>, next: Cursor) -> ReadR
 }
 
 /// Decodes a stored batch into records shaped like the topic's current schema.
-fn decode_entry(
+pub(crate) fn decode_entry(
     topic: &Topic,
     versions: &Versions,
     current: Option<&RecordSchema>,
+    current_version: i32,
     entry: &Entry,
 ) -> Result<Vec<Record>> {
     let kind = match topic.record_type {
@@ -547,7 +626,13 @@ fn decode_entry(
     })?;
     Ok(decoded
         .into_iter()
-        .map(|(version, record)| reshape(record, versions.schema(version), current))
+        .map(|(version, record)| {
+            if version == current_version || topic.record_type == RecordType::Blob {
+                record
+            } else {
+                reshape(record, versions.schema(version), current)
+            }
+        })
         .collect())
 }
 

@@ -233,6 +233,7 @@ impl Catalog {
     pub async fn delete_topic(&self, project: &str, name: &str) -> Result<()> {
         let _guard = self.change_lock.lock().await;
         let topic = self.topic(project, name)?;
+        self.drop_topic_connectors(topic.uid).await?;
         self.meta.delete_topic(topic.uid).await?;
         if let Some(p) = self.projects.write().get_mut(&key(project)) {
             p.topics.remove(&key(name));

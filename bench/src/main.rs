@@ -1,0 +1,472 @@
+//! `sluice-bench`: Sluice's core benchmark (issue 2) with a NATS JetStream baseline in the same
+//! run. It starts its own `sluice serve` (default config: fsync before ack) and `nats-server`
+//! on private ports and data dirs, drives them, and writes a Markdown report.
+//!
+//! Phases: closed-loop puts per protocol (batch, protobuf, JSON) then read-back in the same
+//! protocol; open-loop puts at half each protocol's maximum for latency; idle RSS with
+//! 100 topics × 4 shards; JetStream publish + read-back. See bench/README.md.
+
+mod load;
+mod nats;
+mod procs;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use sluice_client::Client;
+
+use load::{Proto, PutStats, ReadStats, Raw, BATCH, PROJECT};
+use procs::Proc;
+
+#[derive(Parser)]
+#[command(about = "Sluice core benchmark with a NATS JetStream baseline")]
+struct Args {
+    /// The `sluice` binary to benchmark.
+    #[arg(long, default_value = "/root/.cache/sluice/target/release/sluice")]
+    sluice_bin: PathBuf,
+    /// The `nats-server` binary (default: found on PATH or /usr/sbin).
+    #[arg(long)]
+    nats_bin: Option<PathBuf>,
+    /// Skip the JetStream baseline.
+    #[arg(long)]
+    skip_nats: bool,
+    /// Records per batch/protobuf put run (and for JetStream).
+    #[arg(long, default_value_t = 2_000_000)]
+    records: u64,
+    /// Records for the JSON put run.
+    #[arg(long, default_value_t = 1_000_000)]
+    json_records: u64,
+    /// Concurrent writer tasks (each keeps one put in flight), round-robin over the 4 shards.
+    #[arg(long, default_value_t = 16)]
+    writers: usize,
+    /// Protocols to run, comma-separated (batch,protobuf,json).
+    #[arg(long, default_value = "batch,protobuf,json", value_delimiter = ',')]
+    protocols: Vec<String>,
+    /// Publisher tasks for JetStream (default: --writers).
+    #[arg(long)]
+    nats_writers: Option<usize>,
+    /// Seconds of each rate-limited latency run.
+    #[arg(long, default_value_t = 10)]
+    latency_secs: u64,
+    /// Topics for the idle-RSS check (4 shards each).
+    #[arg(long, default_value_t = 100)]
+    idle_topics: usize,
+    /// Where data dirs go (must be a real disk: fsync on tmpfs means nothing).
+    #[arg(long, default_value = "bench/out/work")]
+    work_dir: PathBuf,
+    /// The Markdown report.
+    #[arg(long, default_value = "bench/out/report.md")]
+    out: PathBuf,
+    /// If set, `perf record` the server during each put phase into this directory.
+    #[arg(long)]
+    perf_dir: Option<PathBuf>,
+}
+
+const SHARDS: u32 = 4;
+
+struct ProtoResult {
+    proto: Proto,
+    put: PutStats,
+    put_peak_kib: u64,
+    read: ReadStats,
+    read_peak_kib: u64,
+    put_anon_kib: u64,
+    read_anon_kib: u64,
+    load: (f64, f64),
+    /// Bytes the server read (syscalls) per record returned, in the read phase.
+    read_amp: f64,
+    body_bytes_per_record: f64,
+    half: Option<PutStats>,
+}
+
+fn ms(h: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn fmt_rate(r: f64) -> String {
+    let s = format!("{:.0}", r);
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+async fn perf_start(dir: &Option<PathBuf>, pid: u32, name: &str) -> Option<tokio::process::Child> {
+    let dir = dir.as_ref()?;
+    std::fs::create_dir_all(dir).ok()?;
+    tokio::process::Command::new("perf")
+        .args(["record", "-F", "499", "-g", "-p", &pid.to_string(), "-o"])
+        .arg(dir.join(format!("{name}.data")))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()
+}
+
+async fn perf_stop(child: Option<tokio::process::Child>) {
+    if let Some(mut c) = child {
+        if let Some(pid) = c.id() {
+            let _ = std::process::Command::new("kill").args(["-INT", &pid.to_string()]).status();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(60), c.wait()).await;
+    }
+}
+
+async fn topic_with_shards(client: &Client, topic: &str) -> anyhow::Result<Vec<String>> {
+    client
+        .create_topic(PROJECT, topic, SHARDS, 7, Some(&load::schema()), "bench")
+        .await?;
+    let shards: Vec<String> = client
+        .list_shards(PROJECT, topic)
+        .await?
+        .into_iter()
+        .map(|s| s.shard_id)
+        .collect();
+    anyhow::ensure!(shards.len() == SHARDS as usize, "topic {topic} has {} shards", shards.len());
+    Ok(shards)
+}
+
+fn parse_proto(s: &str) -> anyhow::Result<Proto> {
+    Ok(match s.trim().to_ascii_lowercase().as_str() {
+        "batch" => Proto::Batch,
+        "protobuf" | "pb" => Proto::Protobuf,
+        "json" => Proto::Json,
+        other => anyhow::bail!("unknown protocol {other:?}"),
+    })
+}
+
+fn du_bytes(p: &Path) -> u64 {
+    fn walk(p: &Path) -> u64 {
+        let Ok(rd) = std::fs::read_dir(p) else { return 0 };
+        rd.flatten()
+            .map(|e| match e.metadata() {
+                Ok(m) if m.is_dir() => walk(&e.path()),
+                Ok(m) => m.len(),
+                Err(_) => 0,
+            })
+            .sum()
+    }
+    walk(p)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let protos: Vec<Proto> = args.protocols.iter().map(|s| parse_proto(s)).collect::<anyhow::Result<_>>()?;
+    std::fs::create_dir_all(&args.work_dir)?;
+    let work = tempfile::Builder::new().prefix("run-").tempdir_in(&args.work_dir)?;
+    let schema = load::schema();
+    let log_dir = args.out.parent().unwrap_or(Path::new(".")).to_path_buf();
+    std::fs::create_dir_all(&log_dir)?;
+
+    // ---- Sluice: throughput, read-back, latency ----
+    let data = work.path().join("sluice");
+    let server = procs::start_sluice(&args.sluice_bin, &data, &log_dir.join("sluice.log")).await?;
+    let endpoint = format!("http://127.0.0.1:{}", server.port);
+    eprintln!("sluice serving at {endpoint} (pid {})", server.pid);
+    let client = Client::new(&endpoint, procs::ACCESS_ID, procs::ACCESS_KEY)?;
+    let raw = Raw::new(&endpoint)?;
+    client.create_project(PROJECT, "benchmark").await?;
+    let (rss0, _) = server.mem();
+
+    let mut results: Vec<ProtoResult> = Vec::new();
+    for &proto in &protos {
+        let topic = format!("t_{}", proto.name().to_ascii_lowercase());
+        let shards = topic_with_shards(&client, &topic).await?;
+        let pool = Arc::new(load::put_pool(proto, &topic, &shards, &schema, 16));
+        let body_bytes_per_record = pool[0][0].body.len() as f64 / BATCH as f64;
+        let n = if proto == Proto::Json { args.json_records } else { args.records };
+        // A short warm-up so connections exist; not counted.
+        load::put_closed(&raw, pool.clone(), (args.writers as u64).max(8), args.writers).await?;
+        server.reset_peak();
+        let load_before = procs::loadavg();
+        let sampler = procs::AnonSampler::start(server.pid);
+        let perf = perf_start(&args.perf_dir, server.pid, &format!("put-{}", proto.name().to_ascii_lowercase())).await;
+        let put = load::put_closed(&raw, pool.clone(), n / BATCH as u64, args.writers).await?;
+        perf_stop(perf).await;
+        let put_anon_kib = sampler.finish().await;
+        let (_, put_peak_kib) = server.mem();
+        eprintln!(
+            "{:>8} put : {} rec/s, {:.1} MB/s, p50 {:.2} ms, p99 {:.2} ms, peak RSS {:.1} MiB (anon {:.1})",
+            proto.name(),
+            fmt_rate(put.rate()),
+            put.mbps(),
+            ms(&put.lat, 0.5),
+            ms(&put.lat, 0.99),
+            mib(put_peak_kib),
+            mib(put_anon_kib)
+        );
+        // Warm-up puts count too: read everything that is there.
+        let warm = (args.writers as u64).max(8);
+        let mut expected = put.per_shard.clone();
+        for i in 0..warm {
+            expected[(i % SHARDS as u64) as usize] += BATCH as u64;
+        }
+        server.reset_peak();
+        let sampler = procs::AnonSampler::start(server.pid);
+        let rchar0 = procs::rchar_of(server.pid);
+        let perf = perf_start(&args.perf_dir, server.pid, &format!("read-{}", proto.name().to_ascii_lowercase())).await;
+        let read = load::read_all(&client, &raw, proto, &topic, &shards, &expected, &schema).await?;
+        perf_stop(perf).await;
+        let read_anon_kib = sampler.finish().await;
+        let read_amp = (procs::rchar_of(server.pid) - rchar0) as f64 / read.records.max(1) as f64;
+        let (_, read_peak_kib) = server.mem();
+        let load_after = procs::loadavg();
+        eprintln!(
+            "{:>8} read: {} rec/s ({} records), peak RSS {:.1} MiB (anon {:.1}), server read {:.0} B per record returned",
+            proto.name(),
+            fmt_rate(read.records as f64 / read.elapsed.as_secs_f64()),
+            read.records,
+            mib(read_peak_kib),
+            mib(read_anon_kib),
+            read_amp
+        );
+        results.push(ProtoResult {
+            proto,
+            put,
+            put_peak_kib,
+            read,
+            read_peak_kib,
+            put_anon_kib,
+            read_anon_kib,
+            load: (load_before, load_after),
+            read_amp,
+            body_bytes_per_record,
+            half: None,
+        });
+    }
+    for r in results.iter_mut() {
+        let topic = format!("lat_{}", r.proto.name().to_ascii_lowercase());
+        let shards = topic_with_shards(&client, &topic).await?;
+        let pool = Arc::new(load::put_pool(r.proto, &topic, &shards, &schema, 16));
+        let rate = r.put.rate() / 2.0;
+        let half = load::put_rate(&raw, pool, rate, Duration::from_secs(args.latency_secs)).await?;
+        eprintln!(
+            "{:>8} at {} rec/s (half max): achieved {} rec/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            r.proto.name(),
+            fmt_rate(rate),
+            fmt_rate(half.rate()),
+            ms(&half.lat, 0.5),
+            ms(&half.lat, 0.99),
+            ms(&half.lat, 1.0)
+        );
+        r.half = Some(half);
+    }
+    let (rss_after, _) = server.mem();
+    server.stop().await;
+    let disk = du_bytes(&data);
+
+    // ---- Sluice: idle RSS with many topics ----
+    let idle_data = work.path().join("sluice-idle");
+    let server = procs::start_sluice(&args.sluice_bin, &idle_data, &log_dir.join("sluice-idle.log")).await?;
+    let endpoint = format!("http://127.0.0.1:{}", server.port);
+    let client = Client::new(&endpoint, procs::ACCESS_ID, procs::ACCESS_KEY)?;
+    let raw = Raw::new(&endpoint)?;
+    let (idle_fresh, _) = server.mem();
+    client.create_project(PROJECT, "idle").await?;
+    let mut all_shards = Vec::new();
+    for i in 0..args.idle_topics {
+        let topic = format!("idle_{i:03}");
+        for s in topic_with_shards(&client, &topic).await? {
+            all_shards.push((topic.clone(), s));
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (idle_created, _) = server.mem();
+    // One small batch into every shard, so every shard log is open.
+    for (topic, shard) in &all_shards {
+        let pool = load::put_pool(Proto::Batch, topic, &[shard.clone()], &schema, 1);
+        raw.post(&pool[0][0]).await?;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (idle_written, _) = server.mem();
+    server.stop().await;
+    let server = procs::start_sluice(&args.sluice_bin, &idle_data, &log_dir.join("sluice-idle2.log")).await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (idle_restarted, _) = server.mem();
+    server.stop().await;
+    eprintln!(
+        "idle RSS: fresh {:.1} MiB; {} topics created {:.1} MiB; after a put per shard {:.1} MiB; after restart {:.1} MiB",
+        mib(idle_fresh),
+        args.idle_topics,
+        mib(idle_created),
+        mib(idle_written),
+        mib(idle_restarted)
+    );
+
+    // ---- NATS JetStream baseline ----
+    let mut nats_res: Option<(PutStats, u64, ReadStats, u64, String)> = None;
+    if !args.skip_nats {
+        match procs::find_nats(args.nats_bin.clone()) {
+            None => eprintln!("nats-server not found: skipping the baseline (apt-get install -y nats-server)"),
+            Some(bin) => {
+                let version = std::process::Command::new(&bin)
+                    .arg("--version")
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                    .unwrap_or_default();
+                let store = work.path().join("nats");
+                let ns: Proc = procs::start_nats(&bin, &store, &log_dir.join("nats.log")).await?;
+                let js = nats::setup(ns.port, SHARDS as usize).await?;
+                ns.reset_peak();
+                let put = nats::publish(&js, SHARDS as usize, args.records / BATCH as u64, args.nats_writers.unwrap_or(args.writers)).await?;
+                let (_, put_peak) = ns.mem();
+                eprintln!(
+                    "JetStream put : {} rec/s, {:.1} MB/s, p50 {:.2} ms, p99 {:.2} ms, peak RSS {:.1} MiB",
+                    fmt_rate(put.rate()),
+                    put.mbps(),
+                    ms(&put.lat, 0.5),
+                    ms(&put.lat, 0.99),
+                    mib(put_peak)
+                );
+                ns.reset_peak();
+                let read = nats::read(&js, &put.per_shard).await?;
+                let (_, read_peak) = ns.mem();
+                eprintln!(
+                    "JetStream read: {} rec/s ({} records)",
+                    fmt_rate(read.records as f64 / read.elapsed.as_secs_f64()),
+                    read.records
+                );
+                drop(js);
+                ns.stop().await;
+                nats_res = Some((put, put_peak, read, read_peak, version));
+            }
+        }
+    }
+
+    // ---- Report ----
+    let mut md = String::new();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| t.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_default();
+    let date = std::process::Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    writeln!(md, "# Sluice core benchmark\n")?;
+    writeln!(
+        md,
+        "{date}; {cores} cores ({cpu}), generator on the same machine; data on {}; \
+         4-shard TUPLE topic (bigint, 80-char string, double), 1000-record puts, \
+         {} writer tasks, fsync before ack (default config).\n",
+        args.work_dir.display(),
+        args.writers
+    )?;
+    writeln!(md, "| protocol | put records/s | put MB/s | put p50 ms | put p99 ms | server peak RSS put, MiB (anon) | read records/s | read MB/s | server peak RSS read, MiB (anon) | half-rate records/s | half-rate p50 ms | half-rate p99 ms | load avg before→after |")?;
+    writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")?;
+    for r in &results {
+        let rr = r.read.records as f64 / r.read.elapsed.as_secs_f64();
+        let h = r.half.as_ref().unwrap();
+        writeln!(
+            md,
+            "| Sluice {} | {} | {:.1} | {:.2} | {:.2} | {:.1} ({:.1}) | {} | {:.1} | {:.1} ({:.1}) | {} | {:.2} | {:.2} | {:.1}→{:.1} |",
+            r.proto.name(),
+            fmt_rate(r.put.rate()),
+            r.put.mbps(),
+            ms(&r.put.lat, 0.5),
+            ms(&r.put.lat, 0.99),
+            mib(r.put_peak_kib),
+            mib(r.put_anon_kib),
+            fmt_rate(rr),
+            rr * r.body_bytes_per_record / 1e6,
+            mib(r.read_peak_kib),
+            mib(r.read_anon_kib),
+            fmt_rate(h.rate()),
+            ms(&h.lat, 0.5),
+            ms(&h.lat, 0.99),
+            r.load.0,
+            r.load.1,
+        )?;
+    }
+    if let Some((put, pp, read, rp, _)) = &nats_res {
+        let rr = read.records as f64 / read.elapsed.as_secs_f64();
+        writeln!(
+            md,
+            "| JetStream (1 msg/record) | {} | {:.1} | {:.2} | {:.2} | {:.1} | {} | {:.1} | {:.1} | – | – | – | – |",
+            fmt_rate(put.rate()),
+            put.mbps(),
+            ms(&put.lat, 0.5),
+            ms(&put.lat, 0.99),
+            mib(*pp),
+            fmt_rate(rr),
+            read.bytes as f64 / read.elapsed.as_secs_f64() / 1e6,
+            mib(*rp),
+        )?;
+    }
+    writeln!(md)?;
+    writeln!(md, "MB/s counts request/response body bytes on the wire per record as put in that protocol ({}). Latency of a put = one 1000-record request; for JetStream, one window of 1000 publishes until its last ack. Half-rate runs are open-loop (latency from the scheduled start, {} s each).\n",
+        results.iter().map(|r| format!("{} {:.0} B", r.proto.name(), r.body_bytes_per_record)).collect::<Vec<_>>().join(", "),
+        args.latency_secs)?;
+    writeln!(
+        md,
+        "Idle RSS: fresh server {:.1} MiB; with {} topics × 4 shards created {:.1} MiB; after one put into each of the {} shards {:.1} MiB; after a restart with them {:.1} MiB. Throughput server: RSS at start {:.1} MiB, after all runs {:.1} MiB; data written {:.0} MB.\n",
+        mib(idle_fresh),
+        args.idle_topics,
+        mib(idle_created),
+        all_shards.len(),
+        mib(idle_written),
+        mib(idle_restarted),
+        mib(rss0),
+        mib(rss_after),
+        disk as f64 / 1e6
+    )?;
+
+    writeln!(md, "Server bytes read (rchar, includes request bodies) per record returned during the read phase: {}.\n",
+        results.iter().map(|r| format!("{} {:.0} B", r.proto.name(), r.read_amp)).collect::<Vec<_>>().join(", "))?;
+
+    // Targets
+    writeln!(md, "| target | measured | result |")?;
+    writeln!(md, "|---|---:|---|")?;
+    let met = |ok: bool| if ok { "met" } else { "NOT met" };
+    let get = |p: Proto| results.iter().find(|r| r.proto == p);
+    for (p, target) in [(Proto::Batch, 1_000_000.0), (Proto::Protobuf, 500_000.0), (Proto::Json, 250_000.0)] {
+        if let Some(r) = get(p) {
+            writeln!(md, "| {} in ≥ {} records/s | {} | {} |", p.name(), fmt_rate(target), fmt_rate(r.put.rate()), met(r.put.rate() >= target))?;
+        }
+    }
+    if let Some(r) = get(Proto::Batch) {
+        let rr = r.read.records as f64 / r.read.elapsed.as_secs_f64();
+        writeln!(md, "| batch reads ≥ 1,500,000 records/s | {} | {} |", fmt_rate(rr), met(rr >= 1_500_000.0))?;
+    }
+    for r in &results {
+        let h = r.half.as_ref().unwrap();
+        writeln!(md, "| p99 put ≤ 20 ms at half max ({}) | {:.2} ms | {} |", r.proto.name(), ms(&h.lat, 0.99), met(ms(&h.lat, 0.99) <= 20.0))?;
+    }
+    writeln!(md, "| idle RSS ≤ 32 MB, {} topics × 4 shards (created / written / restarted) | {:.1} / {:.1} / {:.1} MiB | {} |",
+        args.idle_topics, mib(idle_created), mib(idle_written), mib(idle_restarted),
+        met(idle_created.max(idle_written).max(idle_restarted) as f64 * 1024.0 <= 32e6))?;
+    if let Some((put, _, read, _, version)) = &nats_res {
+        writeln!(md)?;
+        writeln!(md, "Baseline: {version}, file storage, one stream per shard, async-nats publisher, {} tasks each publishing windows of 1000 and then awaiting the 1000 acks; read back with one pull consumer per stream (AckPolicy::None, 1000 per pull). nats-server 2.9 has no `sync_interval: always` (2.10+), so JetStream acks before fsync (it syncs every 2 min): the baseline is not held to Sluice's fsync-before-ack.\n", args.nats_writers.unwrap_or(args.writers))?;
+        writeln!(md, "| Sluice ÷ JetStream | put | read |")?;
+        writeln!(md, "|---|---:|---:|")?;
+        let nr = read.records as f64 / read.elapsed.as_secs_f64();
+        for r in &results {
+            let rr = r.read.records as f64 / r.read.elapsed.as_secs_f64();
+            writeln!(md, "| {} | {:.2}× | {:.2}× |", r.proto.name(), r.put.rate() / put.rate(), rr / nr)?;
+        }
+    }
+    if let Some(parent) = args.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&args.out, &md).with_context(|| format!("cannot write {}", args.out.display()))?;
+    println!("{md}");
+    drop(work);
+    Ok(())
+}

@@ -1,0 +1,383 @@
+//! One (connector, shard) task: read from the checkpoint, batch, write, flush, checkpoint.
+//!
+//! Delivery is at-least-once: the checkpoint moves only after `Sink::flush` succeeded, so a
+//! crash or stop re-delivers at most the batch in flight. A batch ends on an entry boundary,
+//! so a checkpoint is always a plain sequence.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_proto::{RecordData, RecordSchema, Value};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::status::{expired_message, now_ms, Checkpoint, ContextState};
+use super::{Backoff, Shared, SourceBatch, SourceError};
+use crate::sink::{Columns, Sink, SinkData, SinkError, SinkRecord};
+
+/// The task was cancelled (stop, reload, delete, shutdown).
+struct Cancelled;
+
+/// Records read but not yet delivered.
+#[derive(Default)]
+struct Buffer {
+    records: Vec<SinkRecord>,
+    bytes: usize,
+    first_at: Option<Instant>,
+    /// Checkpoint position once the buffer is delivered.
+    next_seq: u64,
+    last_time: i64,
+    last_seq: Option<u64>,
+}
+
+struct Task {
+    shared: Arc<Shared>,
+    shard: u32,
+    cp: Checkpoint,
+    cancel: CancellationToken,
+    sink: Option<Box<dyn Sink>>,
+    backoff: Backoff,
+}
+
+/// Runs until cancelled or, for a closed shard, until delivered to its end.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    shard: u32,
+    cp: Checkpoint,
+    cancel: CancellationToken,
+) {
+    let cfg = &shared.spec.config;
+    let backoff = Backoff::new(cfg.retry_base, cfg.retry_max);
+    let mut task = Task {
+        shared: shared.clone(),
+        shard,
+        cp,
+        cancel,
+        sink: None,
+        backoff,
+    };
+    shared.set_status(shard, ContextState::Executing, None);
+    tracing::debug!(connector = %shared.spec.name, shard, next_seq = cp.next_seq, "task started");
+    let _ = task.main_loop().await;
+}
+
+/// Projects a record onto the connector's columns (by field name).
+fn project(columns: &Columns, schema: Option<&RecordSchema>, data: RecordData) -> SinkData {
+    match (data, schema) {
+        (RecordData::Tuple(values), Some(schema)) => SinkData::Tuple(
+            columns
+                .names
+                .iter()
+                .map(|name| {
+                    schema
+                        .index_of(name)
+                        .and_then(|i| values.get(i).cloned())
+                        .unwrap_or(Value::Null)
+                })
+                .collect(),
+        ),
+        (RecordData::Tuple(values), None) => SinkData::Tuple(values),
+        (RecordData::Blob(b), _) => SinkData::Blob(b),
+    }
+}
+
+impl Task {
+    fn name(&self) -> &str {
+        &self.shared.spec.name
+    }
+
+    async fn sleep(&mut self, d: Duration) -> Result<(), Cancelled> {
+        tokio::select! {
+            _ = self.cancel.cancelled() => Err(Cancelled),
+            _ = tokio::time::sleep(d) => Ok(()),
+        }
+    }
+
+    fn hang(&self, message: String) {
+        let repeated = self
+            .shared
+            .status
+            .lock()
+            .expect("status lock")
+            .get(&self.shard)
+            .is_some_and(|s| s.state == ContextState::Hang && s.last_error == message);
+        if repeated {
+            tracing::debug!(connector = %self.name(), shard = self.shard, error = %message, "task still hangs");
+        } else {
+            tracing::warn!(connector = %self.name(), shard = self.shard, error = %message, "task hangs; retrying");
+        }
+        self.shared
+            .set_status(self.shard, ContextState::Hang, Some(message));
+    }
+
+    async fn main_loop(&mut self) -> Result<(), Cancelled> {
+        let cfg = self.shared.spec.config.clone();
+        // Open the sink first, so that a target that does not work shows up even on a shard
+        // with nothing to deliver.
+        self.open_sink().await?;
+        self.shared
+            .set_status(self.shard, ContextState::Executing, None);
+        let mut watch = self.shared.source.watch(self.shard);
+        let mut buf = Buffer {
+            next_seq: self.cp.next_seq,
+            last_time: self.cp.last_time,
+            ..Buffer::default()
+        };
+        loop {
+            if self.cancel.is_cancelled() {
+                return Err(Cancelled);
+            }
+            if let Some(w) = watch.as_mut() {
+                w.borrow_and_update();
+            }
+            let room = cfg
+                .max_batch_records
+                .saturating_sub(buf.records.len())
+                .max(1);
+            let byte_room = cfg.max_batch_bytes.saturating_sub(buf.bytes).max(1);
+            let read = self
+                .shared
+                .source
+                .read(self.shard, buf.next_seq, room, byte_room)
+                .await;
+            let got = match read {
+                Ok(batch) => self.add(&mut buf, batch),
+                Err(SourceError::Expired { requested, first }) => {
+                    if !buf.records.is_empty() {
+                        self.deliver(&mut buf).await?;
+                    }
+                    self.hang(expired_message(self.shard, requested, first));
+                    self.sleep(cfg.retry_max).await?;
+                    continue;
+                }
+                Err(SourceError::Gone(m)) => {
+                    tracing::info!(connector = %self.name(), shard = self.shard, reason = %m, "source gone; task ends");
+                    return Ok(());
+                }
+                Err(SourceError::Other(m)) => {
+                    self.hang(format!("cannot read shard {}: {m}", self.shard));
+                    let d = self.backoff.next_delay();
+                    self.sleep(d).await?;
+                    continue;
+                }
+            };
+            let full =
+                buf.records.len() >= cfg.max_batch_records || buf.bytes >= cfg.max_batch_bytes;
+            let aged = buf
+                .first_at
+                .is_some_and(|t| t.elapsed() >= cfg.max_batch_age);
+            if full || aged {
+                self.deliver(&mut buf).await?;
+                continue;
+            }
+            if got >= room {
+                continue; // more may be waiting right behind
+            }
+            // Caught up with the log.
+            if let Some(first_at) = buf.first_at {
+                let deadline = (Instant::now() + cfg.linger).min(first_at + cfg.max_batch_age);
+                if !self.wait_for_data(&mut watch, deadline).await? {
+                    self.deliver(&mut buf).await?;
+                }
+                continue;
+            }
+            if self.finish_if_closed(buf.next_seq).await? {
+                return Ok(());
+            }
+            let idle_until = Instant::now() + Duration::from_secs(1);
+            self.wait_for_data(&mut watch, idle_until).await?;
+        }
+    }
+
+    /// Waits until the shard grows or `deadline`; returns whether it grew.
+    async fn wait_for_data(
+        &mut self,
+        watch: &mut Option<tokio::sync::watch::Receiver<u64>>,
+        deadline: Instant,
+    ) -> Result<bool, Cancelled> {
+        let Some(w) = watch.as_mut() else {
+            self.sleep(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(50)),
+            )
+            .await?;
+            return Ok(true);
+        };
+        tokio::select! {
+            _ = self.cancel.cancelled() => Err(Cancelled),
+            r = w.changed() => {
+                if r.is_err() {
+                    // The log went away (topic deleted); poll slowly until cancelled.
+                    self.sleep(Duration::from_millis(200)).await?;
+                }
+                Ok(true)
+            }
+            _ = tokio::time::sleep_until(deadline) => Ok(false),
+        }
+    }
+
+    /// Adds a read's records to the buffer; returns the number of entries read.
+    fn add(&self, buf: &mut Buffer, batch: SourceBatch) -> usize {
+        let columns = &self.shared.spec.columns;
+        let n = batch.entries.len();
+        for entry in batch.entries {
+            for (i, record) in entry.records.into_iter().enumerate() {
+                buf.records.push(SinkRecord {
+                    shard_id: self.shard,
+                    sequence: entry.seq,
+                    batch_index: i as u32,
+                    system_time: entry.system_time,
+                    data: project(columns, batch.schema.as_deref(), record.data),
+                    attributes: record.attributes,
+                });
+            }
+            buf.bytes += entry.bytes;
+            buf.next_seq = entry.seq + 1;
+            buf.last_time = entry.system_time;
+            buf.last_seq = Some(entry.seq);
+            buf.first_at.get_or_insert_with(Instant::now);
+        }
+        n
+    }
+
+    /// For a closed shard read to its end: saves a finished checkpoint and returns true.
+    async fn finish_if_closed(&mut self, next_seq: u64) -> Result<bool, Cancelled> {
+        let Ok(shards) = self.shared.source.shards() else {
+            return Ok(false);
+        };
+        let Some(info) = shards.iter().find(|s| s.id == self.shard) else {
+            return Ok(false);
+        };
+        if !info.closed || next_seq < info.next_seq {
+            return Ok(false);
+        }
+        let mut cp = self.cp;
+        cp.next_seq = next_seq;
+        cp.finished = true;
+        cp.update_time = now_ms();
+        self.commit(cp).await?;
+        self.shared
+            .set_status(self.shard, ContextState::Finished, None);
+        self.shared.wake.notify_one();
+        tracing::info!(connector = %self.name(), shard = self.shard, "closed shard delivered to its end");
+        Ok(true)
+    }
+
+    async fn open_sink(&mut self) -> Result<(), Cancelled> {
+        while self.sink.is_none() {
+            let opening = (self.shared.spec.open_sink)(self.shared.spec.columns.clone());
+            // A target that hangs on connect must not hold up stop, reload or delete.
+            let opened = tokio::select! {
+                _ = self.cancel.cancelled() => return Err(Cancelled),
+                r = opening => r,
+            };
+            match opened {
+                Ok(sink) => self.sink = Some(sink),
+                Err(e) => {
+                    self.hang(e.to_string());
+                    let d = self.error_delay(&e);
+                    self.sleep(d).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn error_delay(&mut self, e: &SinkError) -> Duration {
+        let d = self.backoff.next_delay();
+        match e {
+            // A configuration problem is not fixed by hammering the target.
+            SinkError::Config(_) => d.max(self.shared.spec.config.retry_max / 2),
+            _ => d,
+        }
+    }
+
+    async fn write_flush(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
+        let sink = self.sink.as_mut().expect("sink is open");
+        sink.write(records).await?;
+        sink.flush().await
+    }
+
+    /// Delivers the buffer (retrying transient failures, discarding bad records) and then
+    /// commits the checkpoint.
+    async fn deliver(&mut self, buf: &mut Buffer) -> Result<(), Cancelled> {
+        let records = std::mem::take(&mut buf.records);
+        // Ranges of `records` still to deliver, the next one last (a stack).
+        let mut pending: Vec<std::ops::Range<usize>> = Vec::new();
+        pending.push(0..records.len());
+        let mut discarded = 0u64;
+        while let Some(range) = pending.pop() {
+            if range.is_empty() {
+                continue;
+            }
+            loop {
+                self.open_sink().await?;
+                match self.write_flush(&records[range.clone()]).await {
+                    Ok(()) => {
+                        self.backoff.reset();
+                        break;
+                    }
+                    Err(SinkError::BadRecord(m)) if range.len() == 1 => {
+                        let r = &records[range.start];
+                        tracing::warn!(connector = %self.name(), shard = self.shard, sequence = r.sequence,
+                            batch_index = r.batch_index, error = %m, "bad record discarded");
+                        discarded += 1;
+                        self.shared.set_status(
+                            self.shard,
+                            ContextState::Executing,
+                            Some(format!(
+                                "shard {} sequence {} discarded: {m}",
+                                self.shard, r.sequence
+                            )),
+                        );
+                        break;
+                    }
+                    Err(SinkError::BadRecord(_)) => {
+                        // Narrow down: deliver each half on its own (first half first).
+                        let mid = range.start + range.len() / 2;
+                        pending.push(mid..range.end);
+                        pending.push(range.start..mid);
+                        break;
+                    }
+                    Err(e) => {
+                        self.hang(e.to_string());
+                        if matches!(e, SinkError::Config(_)) {
+                            self.sink = None; // reopen with a fresh connection
+                        }
+                        let d = self.error_delay(&e);
+                        self.sleep(d).await?;
+                    }
+                }
+            }
+        }
+        let mut cp = self.cp;
+        cp.next_seq = buf.next_seq;
+        cp.last_time = buf.last_time;
+        cp.discard_count += discarded;
+        cp.update_time = now_ms();
+        self.commit(cp).await?;
+        buf.bytes = 0;
+        buf.first_at = None;
+        self.shared
+            .set_status(self.shard, ContextState::Executing, None);
+        Ok(())
+    }
+
+    /// Saves a checkpoint, retrying until it sticks.
+    async fn commit(&mut self, cp: Checkpoint) -> Result<(), Cancelled> {
+        loop {
+            match self.shared.source.save_checkpoint(cp).await {
+                Ok(()) => break,
+                Err(e) => {
+                    self.hang(format!("cannot save the checkpoint: {e}"));
+                    let d = self.backoff.next_delay();
+                    self.sleep(d).await?;
+                }
+            }
+        }
+        self.cp = cp;
+        self.shared.set_checkpoint(cp);
+        Ok(())
+    }
+}

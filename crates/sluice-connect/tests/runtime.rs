@@ -1,0 +1,435 @@
+//! The connector runtime against an in-memory source and a fake sink that can be told to fail
+//! transiently or to reject specific records.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sluice_connect::runtime::{
+    BoxFuture, Checkpoint, ConnectorRuntime, ConnectorSpec, ContextState, RuntimeConfig, ShardInfo,
+    ShardSource, SinkOpener, SourceBatch, SourceEntry, SourceError,
+};
+use sluice_connect::sink::{Columns, Sink, SinkData, SinkError, SinkRecord};
+use sluice_proto::{Field, FieldType, Record, RecordData, RecordSchema, Value};
+use tokio::sync::watch;
+
+/// What the fake sink has done, shared with the test.
+#[derive(Default)]
+struct SinkState {
+    /// Flushed records, in order.
+    flushed: Vec<SinkRecord>,
+    /// Sizes of the successful flushes.
+    batches: Vec<usize>,
+    /// Fail this many more flushes transiently.
+    transient_failures: usize,
+    /// Sequences the sink rejects as bad records.
+    bad: HashSet<u64>,
+}
+
+struct FakeSink {
+    state: Arc<Mutex<SinkState>>,
+    pending: Vec<SinkRecord>,
+}
+
+#[async_trait::async_trait]
+impl Sink for FakeSink {
+    async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
+        let st = self.state.lock().unwrap();
+        if let Some(r) = records.iter().find(|r| st.bad.contains(&r.sequence)) {
+            return Err(SinkError::BadRecord(format!(
+                "sequence {} is bad",
+                r.sequence
+            )));
+        }
+        self.pending.extend_from_slice(records);
+        Ok(())
+    }
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        let mut st = self.state.lock().unwrap();
+        if st.transient_failures > 0 {
+            st.transient_failures -= 1;
+            self.pending.clear();
+            return Err(SinkError::Transient("target is down".into()));
+        }
+        let n = self.pending.len();
+        st.flushed.append(&mut self.pending);
+        if n > 0 {
+            st.batches.push(n);
+        }
+        Ok(())
+    }
+}
+
+struct MemShard {
+    parents: Vec<u32>,
+    closed: bool,
+    entries: Vec<SourceEntry>,
+    tx: watch::Sender<u64>,
+}
+
+/// An in-memory topic with one BIGINT field `v`.
+struct MemSource {
+    shards: Mutex<HashMap<u32, MemShard>>,
+    saved: Mutex<Vec<Checkpoint>>,
+    sink: Arc<Mutex<SinkState>>,
+}
+
+fn schema() -> Arc<RecordSchema> {
+    Arc::new(RecordSchema {
+        fields: vec![Field {
+            name: "v".into(),
+            field_type: FieldType::Bigint,
+            comment: String::new(),
+            not_null: false,
+        }],
+    })
+}
+
+impl MemSource {
+    fn new(sink: Arc<Mutex<SinkState>>) -> Arc<MemSource> {
+        Arc::new(MemSource {
+            shards: Mutex::new(HashMap::new()),
+            saved: Mutex::new(Vec::new()),
+            sink,
+        })
+    }
+    fn add_shard(&self, id: u32, parents: Vec<u32>) {
+        let (tx, _) = watch::channel(0);
+        self.shards.lock().unwrap().insert(
+            id,
+            MemShard {
+                parents,
+                closed: false,
+                entries: Vec::new(),
+                tx,
+            },
+        );
+    }
+    fn put(&self, shard: u32, values: &[i64]) {
+        let mut shards = self.shards.lock().unwrap();
+        let s = shards.get_mut(&shard).unwrap();
+        for v in values {
+            let seq = s.entries.len() as u64;
+            s.entries.push(SourceEntry {
+                seq,
+                system_time: 1_000 + seq as i64,
+                records: vec![Record {
+                    data: RecordData::Tuple(vec![Value::Int(*v)]),
+                    attributes: vec![("k".into(), v.to_string())],
+                }],
+                bytes: 100,
+            });
+        }
+        s.tx.send_replace(s.entries.len() as u64);
+    }
+    fn close(&self, shard: u32) {
+        self.shards.lock().unwrap().get_mut(&shard).unwrap().closed = true;
+    }
+}
+
+impl ShardSource for MemSource {
+    fn shards(&self) -> Result<Vec<ShardInfo>, SourceError> {
+        let shards = self.shards.lock().unwrap();
+        let mut out: Vec<ShardInfo> = shards
+            .iter()
+            .map(|(id, s)| ShardInfo {
+                id: *id,
+                parents: s.parents.clone(),
+                closed: s.closed,
+                first_seq: 0,
+                next_seq: s.entries.len() as u64,
+            })
+            .collect();
+        out.sort_by_key(|s| s.id);
+        Ok(out)
+    }
+    fn read(
+        &self,
+        shard: u32,
+        from: u64,
+        max: usize,
+        max_bytes: usize,
+    ) -> BoxFuture<'_, Result<SourceBatch, SourceError>> {
+        // Like the shard log: at most `max` entries, stopping before `max_bytes` (but at least one).
+        let mut entries: Vec<SourceEntry> = Vec::new();
+        let mut bytes = 0;
+        for e in self.shards.lock().unwrap()[&shard]
+            .entries
+            .iter()
+            .skip(from as usize)
+            .take(max)
+        {
+            if !entries.is_empty() && bytes + e.bytes > max_bytes {
+                break;
+            }
+            bytes += e.bytes;
+            entries.push(e.clone());
+        }
+        Box::pin(async move {
+            Ok(SourceBatch {
+                schema: Some(schema()),
+                entries,
+            })
+        })
+    }
+    fn watch(&self, shard: u32) -> Option<watch::Receiver<u64>> {
+        Some(self.shards.lock().unwrap()[&shard].tx.subscribe())
+    }
+    fn seq_at_or_after_time(&self, _shard: u32, _t: i64) -> Option<u64> {
+        Some(0)
+    }
+    fn save_checkpoint(&self, cp: Checkpoint) -> BoxFuture<'_, Result<(), String>> {
+        // Commit after flush: every record before the checkpoint has been flushed (or discarded).
+        let st = self.sink.lock().unwrap();
+        let flushed: HashSet<u64> = st
+            .flushed
+            .iter()
+            .filter(|r| r.shard_id == cp.shard_id)
+            .map(|r| r.sequence)
+            .collect();
+        let missing = (0..cp.next_seq)
+            .filter(|s| !flushed.contains(s) && !st.bad.contains(s))
+            .count();
+        drop(st);
+        assert!(
+            cp.finished || missing == 0 || cp.next_seq == 0,
+            "checkpoint {cp:?} saved before {missing} records were flushed"
+        );
+        self.saved.lock().unwrap().push(cp);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+fn config() -> RuntimeConfig {
+    RuntimeConfig {
+        max_batch_records: 1000,
+        max_batch_bytes: 1 << 20,
+        max_batch_age: Duration::from_millis(200),
+        linger: Duration::from_millis(5),
+        retry_base: Duration::from_millis(10),
+        retry_max: Duration::from_millis(50),
+        topology_interval: Duration::from_millis(20),
+        worker_address: "test".into(),
+    }
+}
+
+fn start(
+    source: &Arc<MemSource>,
+    sink: &Arc<Mutex<SinkState>>,
+    cfg: RuntimeConfig,
+    cps: Vec<Checkpoint>,
+) -> ConnectorRuntime {
+    let state = sink.clone();
+    let open: SinkOpener = Arc::new(move |_cols| {
+        let state = state.clone();
+        Box::pin(async move {
+            Ok(Box::new(FakeSink {
+                state,
+                pending: Vec::new(),
+            }) as Box<dyn Sink>)
+        })
+    });
+    let spec = ConnectorSpec {
+        name: "test".into(),
+        columns: Arc::new(Columns {
+            names: vec!["v".into()],
+            types: vec![FieldType::Bigint],
+        }),
+        open_sink: open,
+        start_time: -1,
+        config: cfg,
+    };
+    ConnectorRuntime::start(spec, source.clone(), cps)
+}
+
+async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn flushed_values(sink: &Arc<Mutex<SinkState>>) -> Vec<i64> {
+    sink.lock()
+        .unwrap()
+        .flushed
+        .iter()
+        .map(|r| match &r.data {
+            SinkData::Tuple(v) => match v[0] {
+                Value::Int(x) => x,
+                _ => panic!("not a bigint"),
+            },
+            SinkData::Blob(_) => panic!("blob"),
+        })
+        .collect()
+}
+
+fn setup() -> (Arc<Mutex<SinkState>>, Arc<MemSource>) {
+    let sink = Arc::new(Mutex::new(SinkState::default()));
+    let source = MemSource::new(sink.clone());
+    source.add_shard(0, vec![]);
+    (sink, source)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_by_count_and_bytes() {
+    let (sink, source) = setup();
+    source.put(0, &(0..10).collect::<Vec<_>>());
+    let cfg = RuntimeConfig {
+        max_batch_records: 3,
+        ..config()
+    };
+    let rt = start(&source, &sink, cfg, vec![]);
+    wait_until("10 records", || flushed_values(&sink).len() == 10).await;
+    assert_eq!(sink.lock().unwrap().batches, vec![3, 3, 3, 1]);
+    rt.stop().await;
+
+    let (sink, source) = setup();
+    source.put(0, &(0..10).collect::<Vec<_>>());
+    let cfg = RuntimeConfig {
+        max_batch_bytes: 400, // four 100-byte entries
+        ..config()
+    };
+    let rt = start(&source, &sink, cfg, vec![]);
+    wait_until("10 records", || flushed_values(&sink).len() == 10).await;
+    assert_eq!(sink.lock().unwrap().batches, vec![4, 4, 2]);
+    assert_eq!(flushed_values(&sink), (0..10).collect::<Vec<_>>());
+    let attrs = sink.lock().unwrap().flushed[3].attributes.clone();
+    assert_eq!(attrs, vec![("k".to_string(), "3".to_string())]);
+    rt.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_by_age_under_a_trickle() {
+    let (sink, source) = setup();
+    let cfg = RuntimeConfig {
+        linger: Duration::from_secs(60),
+        max_batch_age: Duration::from_millis(150),
+        ..config()
+    };
+    let rt = start(&source, &sink, cfg, vec![]);
+    let began = Instant::now();
+    for i in 0..8 {
+        source.put(0, &[i]);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    wait_until("8 records", || flushed_values(&sink).len() == 8).await;
+    // Records kept coming faster than the linger, yet nothing waited much beyond the age.
+    assert!(began.elapsed() < Duration::from_secs(2));
+    let batches = sink.lock().unwrap().batches.clone();
+    assert!(
+        batches.len() >= 2 && batches.iter().all(|b| *b <= 5),
+        "{batches:?}"
+    );
+    rt.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failures_hang_then_recover() {
+    let (sink, source) = setup();
+    sink.lock().unwrap().transient_failures = 4;
+    source.put(0, &[1, 2, 3]);
+    let rt = start(&source, &sink, config(), vec![]);
+    wait_until("a HANG status", || {
+        rt.task_status()
+            .get(&0)
+            .is_some_and(|s| s.state == ContextState::Hang && s.last_error.contains("down"))
+    })
+    .await;
+    wait_until("recovery", || flushed_values(&sink) == vec![1, 2, 3]).await;
+    wait_until("EXECUTING", || {
+        rt.task_status()[&0].state == ContextState::Executing
+    })
+    .await;
+    assert_eq!(rt.checkpoints()[&0].next_seq, 3);
+    rt.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_records_are_isolated_and_counted() {
+    let (sink, source) = setup();
+    sink.lock().unwrap().bad = [3u64, 7].into_iter().collect();
+    source.put(0, &(0..10).collect::<Vec<_>>());
+    let rt = start(&source, &sink, config(), vec![]);
+    wait_until("checkpoint at 10", || {
+        rt.checkpoints().get(&0).is_some_and(|c| c.next_seq == 10)
+    })
+    .await;
+    let mut got = flushed_values(&sink);
+    got.sort();
+    got.dedup();
+    assert_eq!(got, vec![0, 1, 2, 4, 5, 6, 8, 9]);
+    assert_eq!(rt.checkpoints()[&0].discard_count, 2);
+    assert!(rt.task_status()[&0].last_error.contains("sequence 7"));
+    rt.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoint_only_after_flush_and_restart_resumes_there() {
+    let (sink, source) = setup();
+    sink.lock().unwrap().transient_failures = usize::MAX;
+    source.put(0, &[0, 1, 2, 3]);
+    let rt = start(&source, &sink, config(), vec![]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        source.saved.lock().unwrap().is_empty(),
+        "checkpoint saved without a flush"
+    );
+    sink.lock().unwrap().transient_failures = 0;
+    wait_until("checkpoint at 4", || rt.checkpoints()[&0].next_seq == 4).await;
+    let cps: Vec<Checkpoint> = rt.checkpoints().into_values().collect();
+    rt.stop().await;
+
+    // Stopped: new records wait; a restart from the checkpoint delivers only them.
+    source.put(0, &[4, 5]);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(flushed_values(&sink), vec![0, 1, 2, 3]);
+    let rt = start(&source, &sink, config(), cps);
+    wait_until("6 records", || flushed_values(&sink).len() == 6).await;
+    assert_eq!(flushed_values(&sink), vec![0, 1, 2, 3, 4, 5]);
+
+    // Reload restarts from the checkpoint without re-delivering.
+    rt.reload(Some(0));
+    source.put(0, &[6]);
+    wait_until("7 records", || flushed_values(&sink).len() == 7).await;
+    rt.stop().await;
+
+    // An offset moved back (what update_connector_offset does while stopped) re-delivers.
+    let rt = start(&source, &sink, config(), vec![Checkpoint::at(0, 5)]);
+    wait_until("re-delivery", || flushed_values(&sink).len() == 9).await;
+    assert_eq!(&flushed_values(&sink)[7..], &[5, 6]);
+    rt.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_parents_finish_before_children_start() {
+    let (sink, source) = setup();
+    source.put(0, &(0..50).collect::<Vec<_>>());
+    source.close(0);
+    source.add_shard(1, vec![0]);
+    source.add_shard(2, vec![0]);
+    source.put(1, &[100, 101]);
+    source.put(2, &[200]);
+    sink.lock().unwrap().transient_failures = 3; // slow the parent down
+    let rt = start(
+        &source,
+        &sink,
+        RuntimeConfig {
+            max_batch_records: 7,
+            ..config()
+        },
+        vec![],
+    );
+    wait_until("all records", || flushed_values(&sink).len() == 53).await;
+    let order = flushed_values(&sink);
+    let last_parent = order.iter().rposition(|v| *v < 100).unwrap();
+    let first_child = order.iter().position(|v| *v >= 100).unwrap();
+    assert!(last_parent < first_child, "{order:?}");
+    wait_until("parent FINISHED", || {
+        rt.task_status()[&0].state == ContextState::Finished
+    })
+    .await;
+    assert!(rt.checkpoints()[&0].finished);
+    rt.stop().await;
+}

@@ -1,0 +1,251 @@
+//! `/projects/{p}/topics/{t}/connectors` and `.../connectors/{id}` (protocol doc §4.9): list,
+//! create (the path segment is the type string), get (`?donetime` for the done time),
+//! delete, and the POST actions `updateconfig`, `Status`, `Reload`, `appendfield`,
+//! `UpdateState` and `UpdateShardContext`. `{id}` may also be a type string naming the
+//! topic's single connector of that type.
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::{json, Map, Value as Json};
+use sluice_connect::sinks::partition_config_text;
+use sluice_proto::sign;
+
+use super::body::{self, JsonFields};
+use super::AppState;
+use crate::service::connectors::NewConnector;
+use crate::service::{Error, Result};
+
+type ConnectorPath = Path<(String, String, String)>;
+
+pub async fn list(
+    State(s): State<AppState>,
+    Path((project, topic)): Path<(String, String)>,
+) -> Result<Response> {
+    body::json(&json!({ "Connectors": s.catalog.list_connectors(&project, &topic).await? }))
+}
+
+pub async fn get(
+    State(s): State<AppState>,
+    Path((project, topic, id)): ConnectorPath,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let c = &s.catalog;
+    let wants_done_time = query.unwrap_or_default().split('&').any(|kv| {
+        kv.split('=')
+            .next()
+            .unwrap_or("")
+            .eq_ignore_ascii_case("donetime")
+    });
+    if wants_done_time {
+        let d = c.connector_done_time(&project, &topic, &id).await?;
+        return body::json(&json!({
+            "DoneTime": d.done_time,
+            "TimeZone": d.time_zone,
+            "TimeWindow": d.time_window,
+        }));
+    }
+    let v = c.get_connector(&project, &topic, &id).await?;
+    let config: Json = serde_json::from_str(&v.row.config).unwrap_or_else(|_| json!({}));
+    let contexts: Vec<Json> = v
+        .shard_contexts
+        .iter()
+        .map(|(shard, start, end, current)| {
+            json!({
+                "ShardId": shard.to_string(),
+                "StartSequence": start,
+                "EndSequence": end,
+                "CurrentSequence": current,
+            })
+        })
+        .collect();
+    body::json(&json!({
+        "ConnectorId": v.row.connector_id,
+        "ClusterAddress": v.worker,
+        "Type": v.row.kind,
+        "State": v.row.state,
+        "Creator": v.row.creator,
+        "Owner": v.row.creator,
+        "CreateTime": v.row.create_time,
+        "LastModifyTime": v.row.last_modify_time,
+        "ColumnFields": v.row.column_fields,
+        "ExtraInfo": {},
+        "ShardContexts": contexts,
+        "Config": config,
+    }))
+}
+
+pub async fn delete(
+    State(s): State<AppState>,
+    Path((project, topic, id)): ConnectorPath,
+) -> Result<Response> {
+    s.catalog.delete_connector(&project, &topic, &id).await?;
+    body::ok()
+}
+
+pub async fn post(
+    State(s): State<AppState>,
+    Path((project, topic, id)): ConnectorPath,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let raw = body::read_body(&headers, body, s.catalog.config.max_request_bytes).await?;
+    let req = body::parse_json(&raw)?;
+    let c = &s.catalog;
+    match req.action().as_str() {
+        "create" => {
+            let new = NewConnector {
+                kind: id,
+                column_fields: column_fields(&req)?,
+                config: config_of(&req, &raw)?,
+                start_time: req.opt_i64("SinkStartTime")?.unwrap_or(-1),
+                creator: creator(&headers),
+            };
+            let connector_id = c.create_connector(&project, &topic, new).await?;
+            body::json(&json!({ "ConnectorId": connector_id }))
+        }
+        "updateconfig" => {
+            let config = config_of(&req, &raw)?;
+            c.update_connector_config(&project, &topic, &id, &config)
+                .await?;
+            body::ok()
+        }
+        "status" => {
+            let shard = req.opt_str("ShardId")?;
+            let reports = c
+                .connector_shard_status(&project, &topic, &id, shard.as_deref())
+                .await?;
+            let infos: Map<String, Json> = reports
+                .iter()
+                .map(|r| (r.shard_id.to_string(), r.to_json()))
+                .collect();
+            body::json(&json!({ "ShardStatusInfos": infos }))
+        }
+        "reload" => {
+            let shard = req.opt_str("ShardId")?;
+            c.reload_connector(&project, &topic, &id, shard.as_deref())
+                .await?;
+            body::ok()
+        }
+        "appendfield" => {
+            let field = req.req_str("FieldName")?;
+            c.append_connector_field(&project, &topic, &id, &field)
+                .await?;
+            body::ok()
+        }
+        "updatestate" => {
+            let state = req.req_str("State")?;
+            c.update_connector_state(&project, &topic, &id, &state)
+                .await?;
+            body::ok()
+        }
+        "updateshardcontext" => {
+            let shard = req.opt_str("ShardId")?;
+            c.update_connector_offset(
+                &project,
+                &topic,
+                &id,
+                shard.as_deref(),
+                req.opt_i64("CurrentSequence")?,
+                req.opt_i64("CurrentTime")?,
+            )
+            .await?;
+            body::ok()
+        }
+        other => Err(Error::InvalidParameter(format!(
+            "unknown connector Action {other:?}"
+        ))),
+    }
+}
+
+fn column_fields(req: &Json) -> Result<Vec<String>> {
+    let bad = || Error::InvalidParameter("ColumnFields must be a list of field names".into());
+    match req.get("ColumnFields") {
+        None | Some(Json::Null) => Ok(Vec::new()),
+        Some(Json::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(bad))
+            .collect(),
+        Some(_) => Err(bad()),
+    }
+}
+
+/// The request's `Config` object, with an ODPS `PartitionConfig` object turned into its
+/// ordered string form (serde_json objects do not keep key order, the request's does).
+fn config_of(req: &Json, raw: &[u8]) -> Result<Json> {
+    let mut config = match req.get("Config") {
+        Some(Json::Object(m)) => Json::Object(m.clone()),
+        Some(_) => {
+            return Err(Error::InvalidParameter(
+                "Config must be a JSON object".into(),
+            ))
+        }
+        None => return Err(Error::InvalidParameter("Config is missing".into())),
+    };
+    if config.get("PartitionConfig").is_some_and(Json::is_object) {
+        let ordered: OrderedBody = serde_json::from_slice(raw)
+            .map_err(|e| Error::InvalidParameter(format!("Config.PartitionConfig: {e}")))?;
+        if let Some(pairs) = ordered
+            .config
+            .and_then(|c| c.partition_config)
+            .and_then(|p| p.0)
+        {
+            config["PartitionConfig"] = Json::String(partition_config_text(&pairs));
+        }
+    }
+    Ok(config)
+}
+
+/// The AccessId that signed the request.
+fn creator(headers: &HeaderMap) -> String {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(sign::parse_authorization)
+        .map(|(id, _)| id.trim().to_string())
+        .unwrap_or_default()
+}
+
+#[derive(Deserialize)]
+struct OrderedBody {
+    #[serde(rename = "Config", default)]
+    config: Option<OrderedConfig>,
+}
+
+#[derive(Deserialize)]
+struct OrderedConfig {
+    #[serde(rename = "PartitionConfig", default)]
+    partition_config: Option<OrderedPairs>,
+}
+
+/// A JSON object's string entries in document order (None for anything else).
+struct OrderedPairs(Option<Vec<(String, String)>>);
+
+impl<'de> Deserialize<'de> for OrderedPairs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OrderedPairs;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of partition formats")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<OrderedPairs, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, Json>()? {
+                    match v {
+                        Json::String(s) => out.push((k, s)),
+                        _ => return Ok(OrderedPairs(None)),
+                    }
+                }
+                Ok(OrderedPairs(Some(out)))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}

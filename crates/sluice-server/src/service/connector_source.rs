@@ -1,0 +1,137 @@
+//! The connector runtime's view of a topic: [`TopicSource`] implements
+//! `sluice_connect::runtime::ShardSource` over the topic's shard logs and the meta store.
+
+use std::sync::Arc;
+
+use sluice_connect::runtime::{
+    BoxFuture, Checkpoint, ShardInfo, ShardSource, SourceBatch, SourceEntry, SourceError,
+};
+use sluice_log::LogError;
+use sluice_meta::{CheckpointRow, MetaStore};
+use tokio::sync::watch;
+
+use super::catalog::{RecordType, ShardState, Topic};
+use super::records::decode_entry;
+
+/// One connector's access to its topic.
+pub struct TopicSource {
+    pub topic: Arc<Topic>,
+    pub meta: MetaStore,
+    pub connector_id: String,
+}
+
+pub fn checkpoint_row(cp: &Checkpoint) -> CheckpointRow {
+    CheckpointRow {
+        shard_id: cp.shard_id,
+        next_seq: cp.next_seq,
+        last_time: cp.last_time,
+        discard_count: cp.discard_count,
+        finished: cp.finished,
+        update_time: cp.update_time,
+    }
+}
+
+pub fn checkpoint_of(row: &CheckpointRow) -> Checkpoint {
+    Checkpoint {
+        shard_id: row.shard_id,
+        next_seq: row.next_seq,
+        last_time: row.last_time,
+        discard_count: row.discard_count,
+        finished: row.finished,
+        update_time: row.update_time,
+    }
+}
+
+/// The shards of a topic as the runtime sees them.
+pub fn shard_infos(topic: &Topic) -> Vec<ShardInfo> {
+    topic
+        .shards
+        .read()
+        .iter()
+        .map(|s| {
+            let meta = s.meta.read();
+            ShardInfo {
+                id: s.id,
+                parents: meta.parents.clone(),
+                closed: meta.state == ShardState::Closed,
+                first_seq: s.log.first_seq(),
+                next_seq: s.log.next_seq(),
+            }
+        })
+        .collect()
+}
+
+impl ShardSource for TopicSource {
+    fn shards(&self) -> Result<Vec<ShardInfo>, SourceError> {
+        Ok(shard_infos(&self.topic))
+    }
+
+    fn read(
+        &self,
+        shard: u32,
+        from_seq: u64,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> BoxFuture<'_, Result<SourceBatch, SourceError>> {
+        let topic = self.topic.clone();
+        Box::pin(async move {
+            let shard = topic
+                .shard(shard)
+                .ok_or_else(|| SourceError::Gone(format!("shard {shard} no longer exists")))?;
+            tokio::task::spawn_blocking(move || {
+                let entries =
+                    shard
+                        .log
+                        .read(from_seq, max_entries, max_bytes)
+                        .map_err(|e| match e {
+                            LogError::OutOfRange { requested, first } => {
+                                SourceError::Expired { requested, first }
+                            }
+                            LogError::Closed => {
+                                SourceError::Gone(format!("shard {} was deleted", shard.id))
+                            }
+                            other => SourceError::Other(other.to_string()),
+                        })?;
+                let versions = topic.versions();
+                let schema = match topic.record_type {
+                    RecordType::Tuple => topic.meta.read().current_schema(),
+                    RecordType::Blob => None,
+                };
+                let mut out = Vec::with_capacity(entries.len());
+                for entry in entries {
+                    let records = decode_entry(&topic, &versions, schema.as_deref(), &entry)
+                        .map_err(|e| SourceError::Other(e.to_string()))?;
+                    out.push(SourceEntry {
+                        seq: entry.seq,
+                        system_time: entry.system_time,
+                        records,
+                        bytes: entry.payload.len(),
+                    });
+                }
+                Ok(SourceBatch {
+                    schema,
+                    entries: out,
+                })
+            })
+            .await
+            .map_err(|e| SourceError::Other(format!("read task failed: {e}")))?
+        })
+    }
+
+    fn watch(&self, shard: u32) -> Option<watch::Receiver<u64>> {
+        self.topic.shard(shard).map(|s| s.log.watch())
+    }
+
+    fn seq_at_or_after_time(&self, shard: u32, t_ms: i64) -> Option<u64> {
+        self.topic.shard(shard)?.log.seq_at_or_after_time(t_ms)
+    }
+
+    fn save_checkpoint(&self, cp: Checkpoint) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            self.meta
+                .save_checkpoints(self.topic.uid, &self.connector_id, &[checkpoint_row(&cp)])
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
