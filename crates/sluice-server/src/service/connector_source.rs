@@ -93,14 +93,24 @@ impl ShardSource for TopicSource {
                             other => SourceError::Other(other.to_string()),
                         })?;
                 let versions = topic.versions();
-                let schema = match topic.record_type {
-                    RecordType::Tuple => topic.meta.read().current_schema(),
-                    RecordType::Blob => None,
+                let (schema, current_version) = {
+                    let meta = topic.meta.read();
+                    let schema = match topic.record_type {
+                        RecordType::Tuple => meta.current_schema(),
+                        RecordType::Blob => None,
+                    };
+                    (schema, meta.current_version)
                 };
                 let mut out = Vec::with_capacity(entries.len());
                 for entry in entries {
-                    let records = decode_entry(&topic, &versions, schema.as_deref(), &entry)
-                        .map_err(|e| SourceError::Other(e.to_string()))?;
+                    let records = decode_entry(
+                        &topic,
+                        &versions,
+                        schema.as_deref(),
+                        current_version,
+                        &entry,
+                    )
+                    .map_err(|e| SourceError::Other(e.to_string()))?;
                     out.push(SourceEntry {
                         seq: entry.seq,
                         system_time: entry.system_time,
