@@ -145,19 +145,6 @@ def db(request):
     return MySQL() if request.param == "mysql" else Postgres()
 
 
-@pytest.fixture
-def connectors_available(dh, project):
-    """Issue 3 is split: this suite needs the connector runtime (part a). Until that is merged the
-    server has no connector routes; say so as an expected failure instead of a confusing error."""
-    topic = create_tuple_topic(dh, project, all_types_schema(), shards=1, prefix="probe")
-    try:
-        dh.list_connector(project, topic)
-    except DatahubException as e:
-        if "connector" in str(e).lower() or getattr(e, "status_code", 0) in (404, 405, 501):
-            pytest.xfail("connector API not in this server yet (issue 3 part a): %s" % e)
-        raise
-
-
 def new_table(db, prefix):
     table = "%s_%d_%d" % (prefix, os.getpid(), int(time.time() * 1000) % 10_000_000)
     db.run("DROP TABLE IF EXISTS %s" % table)
@@ -171,7 +158,7 @@ def create(dh, project, topic, db, table, ignore=False, start_time=-1):
 
 
 @pytest.mark.parametrize("ignore", [False, True], ids=["replace", "ignore"])
-def test_every_type_arrives_equal(dh, project, db, ignore, connectors_available):
+def test_every_type_arrives_equal(dh, project, db, ignore):
     if ignore and db.kind == "postgres":
         pytest.skip("the Hologres config has no Ignore field")
     schema = all_types_schema()
@@ -189,7 +176,7 @@ def test_every_type_arrives_equal(dh, project, db, ignore, connectors_available)
     assert db.run(db.select.format(t=table)) == [expected_text(i) for i in range(n)]
 
 
-def test_stop_reset_to_time_and_start(dh, project, db, connectors_available):
+def test_stop_reset_to_time_and_start(dh, project, db):
     schema = all_types_schema()
     topic = create_tuple_topic(dh, project, schema, shards=SHARDS)
     table = new_table(db, "cr")
@@ -213,7 +200,7 @@ def test_stop_reset_to_time_and_start(dh, project, db, connectors_available):
     assert ids_in(db, table) == list(range(40)) + list(range(200, 240))
 
 
-def test_sink_outage_hangs_then_catches_up(dh, project, db, connectors_available):
+def test_sink_outage_hangs_then_catches_up(dh, project, db):
     schema = all_types_schema()
     topic = create_tuple_topic(dh, project, schema, shards=SHARDS)
     table = new_table(db, "co")
@@ -241,7 +228,7 @@ def test_sink_outage_hangs_then_catches_up(dh, project, db, connectors_available
     wait_for(executing, "all shards back to CONTEXT_EXECUTING")
 
 
-def test_constraint_violation_is_discarded_and_counted(dh, project, db, connectors_available):
+def test_constraint_violation_is_discarded_and_counted(dh, project, db):
     schema = all_types_schema()
     topic = create_tuple_topic(dh, project, schema, shards=1)
     table = new_table(db, "cd")
@@ -261,7 +248,7 @@ def test_constraint_violation_is_discarded_and_counted(dh, project, db, connecto
     assert ids_in(db, table) == want
 
 
-def test_sigkill_mid_sync_loses_nothing(sluice_factory, db, connectors_available):
+def test_sigkill_mid_sync_loses_nothing(sluice_factory, db):
     srv = sluice_factory("connector-crash")
     client = srv.client("json", "lz4")
     project = "pcrash%d" % (int(time.time() * 1000) % 1_000_000)

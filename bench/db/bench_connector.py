@@ -67,7 +67,7 @@ def throughput(kind, rows):
         cfg = DatabaseConnectorConfig(db.host, db.port, db.database, db.user, db.password, "bench_conn", False)
         ctype = ConnectorType.SINK_MYSQL
     else:
-        cfg = HologresConnectorConfig(db.database, "bench_conn", "%s:%s" % (db.host, db.port), "", AuthMode.AK,
+        cfg = HologresConnectorConfig(db.database, "bench_conn", "%s:%s" % (db.host, db.port), "local", AuthMode.AK,
                                       "MICROSECOND", db.user, db.password)
         ctype = ConnectorType.SINK_HOLOGRES
     started = time.time()

@@ -350,3 +350,90 @@ async fn configuration_problems_are_config_errors() {
         other => panic!("expected Config, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn existing_keys_go_through_the_upsert_in_any_order_of_flushes() {
+    // A flush whose keys are all new is COPYed straight into the table; one that meets an
+    // existing key falls back to the staging table and ON CONFLICT, and the flushes after it
+    // skip the straight COPY for a while. Every path must give the same rows.
+    let pool = admin().await;
+    recreate(&pool, "pg_paths", "id bigint PRIMARY KEY, v text NOT NULL").await;
+    let mut sink = open(config("pg_paths"), kv_columns()).await.unwrap();
+    let flushes: [&[(i64, &str)]; 6] = [
+        &[(1, "a"), (2, "a")],
+        &[(2, "b"), (3, "b"), (3, "b2")],
+        &[(4, "c")],
+        &[(5, "d"), (5, "d2")],
+        &[(6, "e")],
+        &[(1, "f"), (7, "g")],
+    ];
+    for rows in flushes {
+        let rows = rows
+            .iter()
+            .map(|(k, v)| vec![Value::Int(*k), s(v)])
+            .collect();
+        sink.write(&records(rows)).await.unwrap();
+        sink.flush().await.unwrap();
+    }
+    let expect: Vec<(i64, String)> = [
+        (1, "f"),
+        (2, "b"),
+        (3, "b2"),
+        (4, "c"),
+        (5, "d2"),
+        (6, "e"),
+        (7, "g"),
+    ]
+    .iter()
+    .map(|(k, v)| (*k, v.to_string()))
+    .collect();
+    assert_eq!(kv_rows(&pool, "pg_paths").await, expect);
+
+    // A unique index other than the primary key refuses a row on either path.
+    sqlx::query("CREATE UNIQUE INDEX pg_paths_v ON pg_paths (v)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    for rows in [vec![(8, "c")], vec![(1, "g"), (9, "e")]] {
+        let rows = rows
+            .iter()
+            .map(|(k, v)| vec![Value::Int(*k), s(v)])
+            .collect();
+        sink.write(&records(rows)).await.unwrap();
+        match sink.flush().await {
+            Err(SinkError::BadRecord(msg)) => assert!(msg.contains("23505"), "{msg}"),
+            other => panic!("expected BadRecord, got {other:?}"),
+        }
+    }
+    assert_eq!(kv_rows(&pool, "pg_paths").await, expect);
+}
+
+#[tokio::test]
+async fn timestamps_before_year_one_are_bad_records() {
+    let pool = admin().await;
+    recreate(&pool, "pg_early", "id bigint PRIMARY KEY, ts timestamptz").await;
+    let cols = columns(&[("id", FieldType::Bigint), ("ts", FieldType::Timestamp)]);
+    let mut sink = open(config("pg_early"), cols).await.unwrap();
+    sink.write(&records(vec![
+        vec![Value::Int(1), Value::Int(-62_135_596_800_000_000)],
+        vec![Value::Int(2), Value::Int(-62_135_596_800_000_001)],
+    ]))
+    .await
+    .unwrap();
+    match sink.flush().await {
+        Err(SinkError::BadRecord(msg)) => assert!(msg.contains("sequence 1"), "{msg}"),
+        other => panic!("expected BadRecord, got {other:?}"),
+    }
+    sink.write(&records(vec![vec![
+        Value::Int(1),
+        Value::Int(-62_135_596_800_000_000),
+    ]]))
+    .await
+    .unwrap();
+    sink.flush().await.unwrap();
+    let got: String = sqlx::query_scalar("SELECT (ts AT TIME ZONE 'UTC')::text FROM pg_early")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(got, "0001-01-01 00:00:00");
+}

@@ -1,6 +1,6 @@
 //! Sink throughput against a hand-written bulk baseline, into the same table in the same run.
 //!
-//! usage: sinkbench mysql|postgres [ROWS] [SHARDS] [BATCH]
+//! usage: sinkbench mysql|postgres [ROWS] [SHARDS] [BATCH] [overwrite]
 //!
 //! Reads the SLUICE_TEST_MYSQL_* / SLUICE_TEST_PG_* variables that scripts/services.sh exports.
 //! Rows are ~100 bytes: (id BIGINT, ts TIMESTAMP → DATETIME(6)/timestamp, s ~80 chars).
@@ -9,6 +9,10 @@
 //!   PostgreSQL: COPY FROM STDIN);
 //! - sink: SHARDS sink instances (one per shard, as the connector runtime runs them), each
 //!   called with `write(BATCH rows)` then `flush()`.
+//!
+//! With `overwrite`, the sink rounds start from a table that already holds every key (filled,
+//! untimed, by the baseline method), so every row the sink writes replaces an existing one: the
+//! re-delivery / update case. The baseline rounds still start empty.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -216,16 +220,24 @@ async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let kind = args.get(1).map(String::as_str).unwrap_or("");
     if kind != "mysql" && kind != "postgres" {
-        bail!("usage: sinkbench mysql|postgres [ROWS] [SHARDS] [BATCH]");
+        bail!("usage: sinkbench mysql|postgres [ROWS] [SHARDS] [BATCH] [overwrite]");
     }
     let rows: i64 = args.get(2).map_or(Ok(1_000_000), |s| s.parse())?;
     let shards: i64 = args.get(3).map_or(Ok(4), |s| s.parse())?;
     let batch: usize = args.get(4).map_or(Ok(5_000), |s| s.parse())?;
+    let overwrite = args.get(5).map(String::as_str) == Some("overwrite");
     let url = env(if kind == "mysql" { "SLUICE_TEST_MYSQL_URL" } else { "SLUICE_TEST_PG_URL" })?;
     let mut results = Vec::new();
     // Alternate so neither side always runs on a warmer server.
     for (round, method) in ["baseline", "sink", "baseline", "sink"].iter().enumerate() {
         reset_table(kind, &url).await?;
+        if overwrite && *method == "sink" {
+            if kind == "mysql" {
+                mysql_baseline(&url, rows, shards).await?;
+            } else {
+                pg_baseline(&url, rows, shards).await?;
+            }
+        }
         let started = Instant::now();
         match *method {
             "baseline" if kind == "mysql" => mysql_baseline(&url, rows, shards).await?,
@@ -238,7 +250,8 @@ async fn main() -> Result<()> {
             bail!("{method}: {n} rows in the table, expected {rows}");
         }
         let rate = rows as f64 / secs;
-        println!("{kind} round {round} {method:8} {rows} rows {shards} shards: {secs:.2} s, {rate:.0} rows/s");
+        let what = if overwrite && *method == "sink" { "sink (overwrite)" } else { method };
+        println!("{kind} round {round} {what:16} {rows} rows {shards} shards: {secs:.2} s, {rate:.0} rows/s");
         results.push((*method, rate));
     }
     let best = |m: &str| {

@@ -11,6 +11,7 @@
 mod config;
 pub mod datahub;
 pub mod mysql;
+mod pg_copy;
 pub mod postgres;
 mod sql_util;
 

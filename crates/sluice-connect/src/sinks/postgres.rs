@@ -13,29 +13,44 @@
 //! - `WriteMode` (optional, not sent by pydatahub): `INSERT_OR_UPDATE` (default) or
 //!   `INSERT_OR_IGNORE`, Hologres' names for the two modes.
 //!
-//! Writes: `INSERT INTO t (cols) SELECT ... FROM UNNEST($1::int8[], $2::text[], ...)` with
-//! `ON CONFLICT (primary key) DO UPDATE SET <other columns> = EXCLUDED...` (upsert: the newest
-//! record for a key wins), or `DO NOTHING` in ignore mode. One array parameter per column, so a
-//! statement carries thousands of rows with a constant number of parameters. Rows with equal
-//! keys inside one flush are collapsed to the last one before an upsert (PostgreSQL refuses to
-//! update a row twice in one statement). A table without a primary key gets plain INSERTs.
+//! Writes: rows are encoded in PostgreSQL's binary COPY format as they are written (see
+//! [`CopyBuffer`]). A flush first tries one `COPY t (cols) FROM STDIN (FORMAT binary)` straight
+//! into the table: COPY is all-or-nothing, and when it succeeds no key existed, so the result is
+//! what the upsert would have left. When a key exists (23505) nothing was written and the flush
+//! takes the upsert path: one transaction that COPYs into a temporary staging table, then runs
+//! `INSERT INTO t (cols) SELECT ... FROM staging ON CONFLICT (primary key) DO UPDATE SET <other
+//! columns> = EXCLUDED...` (upsert: the newest record for a key wins), or `DO NOTHING` in
+//! ignore mode. After a conflict the next 1, 2, 4 ... 64 flushes skip the straight COPY. The
+//! staging table (`pg_temp.sluice_stage`, `ON COMMIT DELETE ROWS`) is created once per
+//! connection, when the pool opens it, so every commit empties it and a rolled-back flush leaves
+//! nothing behind. Rows with equal keys inside one flush are collapsed first, to the last one
+//! for an upsert (PostgreSQL refuses to update a row twice in one statement) and to the first
+//! one for ignore. A table without a primary key gets plain INSERTs.
 //!
-//! Values bind as int8 / float4 / float8 / bool / text arrays; text goes through an explicit
-//! cast to the column type unless the column is a string type (then the assignment cast keeps
-//! PostgreSQL's length checks: a too-long string is an error, never truncated).
+//! Each value is encoded in its target column's binary type when the types match (integers
+//! into bigint/integer/smallint, with the range checked here; float4, float8, bool; text into
+//! text/varchar/char, whose length modifiers the server applies on COPY; TIMESTAMP into
+//! timestamp/timestamptz/date as µs or days since 2000-01-01); the staging column then has the
+//! target's exact type. Otherwise the staging column is int8 / float4 / float8 / bool / text and
+//! the INSERT converts: text through an explicit cast to a non-string column, everything else
+//! through the assignment cast, which keeps range and length checks strict. Only when every
+//! column matches (and the table is a plain or partitioned table without rules) is the straight
+//! COPY used. A value of the wrong kind or out of range is found at `write` and fails the next
+//! `flush` as a bad record, like a row the server refuses.
 //!
 //! A failed flush rolls back its transaction and drops the buffer; the runtime re-writes what
 //! it wants retried.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value as Json;
-use sluice_proto::{FieldType, Value};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Executor, Row};
+use sluice_proto::FieldType;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Connection, Executor, Row};
 
-use super::sql_util::{date_text, datetime_text, opt_str_field, str_field};
+use super::pg_copy::{Bind, CopyBuffer};
+use super::sql_util::{opt_str_field, str_field};
 use crate::sink::{SharedColumns, Sink, SinkData, SinkError, SinkRecord};
 
 /// Connection and mode of a PostgreSQL-protocol sink, validated.
@@ -120,68 +135,52 @@ pub fn parse_config(config: &Json) -> Result<PostgresConfig, String> {
     })
 }
 
-const MAX_ROWS_PER_STATEMENT: usize = 5000;
-const MAX_BYTES_PER_STATEMENT: usize = 8 << 20;
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// How one connector column is bound (the array element type).
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Bind {
-    Int,
-    F32,
-    F64,
-    Bool,
-    Text,
-    /// TIMESTAMP into timestamp/timestamptz/date: text in UTC.
-    DateTime {
-        tz: bool,
-    },
-    Date,
-}
-
-impl Bind {
-    fn array_type(self) -> &'static str {
-        match self {
-            Bind::Int => "int8[]",
-            Bind::F32 => "float4[]",
-            Bind::F64 => "float8[]",
-            Bind::Bool => "bool[]",
-            Bind::Text | Bind::DateTime { .. } | Bind::Date => "text[]",
-        }
-    }
-}
-
-/// One column of buffered values, typed like its bind.
-enum ColumnData {
-    Int(Vec<Option<i64>>),
-    F32(Vec<Option<f32>>),
-    F64(Vec<Option<f64>>),
-    Bool(Vec<Option<bool>>),
-    Text(Vec<Option<String>>),
-}
+const STAGING: &str = "pg_temp.sluice_stage";
+/// After a direct COPY met an existing key, the next flushes go straight to the upsert: at
+/// first 1, doubling with every further conflict up to this many.
+const MAX_DIRECT_PAUSE: u32 = 64;
 
 struct PostgresSink {
     pool: PgPool,
     where_: String,
-    binds: Vec<Bind>,
-    unit: i64,
-    sql: String,
-    /// Indexes of the primary-key columns when rows must be collapsed by key before a write.
-    dedupe_key: Option<Vec<usize>>,
-    rows: Vec<Vec<Value>>,
-    bytes: usize,
+    names: Vec<String>,
+    /// `COPY t (cols) FROM STDIN (FORMAT binary)` when every column is encoded in its target
+    /// column's own binary format and the table takes COPY like INSERT (a plain or partitioned
+    /// table without rules).
+    direct_sql: Option<String>,
+    /// `COPY staging FROM STDIN (FORMAT binary)`.
+    staging_sql: String,
+    /// `INSERT INTO t ... SELECT ... FROM staging [ON CONFLICT ...]`.
+    insert_sql: String,
+    /// Primary-key columns (connector column indexes) when rows are collapsed by key before a
+    /// write, and whether the last (upsert) or the first (ignore) row of a key stays.
+    dedupe: Option<(Vec<usize>, bool)>,
+    /// Flushes left that skip the direct COPY, and the length of the last such pause.
+    direct_pause: (u32, u32),
+    rows: CopyBuffer,
+    /// A value that cannot go into its column (wrong kind, out of range), found by `write`:
+    /// the next `flush` fails with it as a bad record and drops the buffer, like a flush that
+    /// the database refused.
+    refused: Option<String>,
 }
 
 fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+fn sqlstate(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
 /// Maps a driver error onto what the runtime should do about it, by SQLSTATE.
 fn classify(context: &str, e: sqlx::Error) -> SinkError {
     let mut msg = format!("{context}: {e}");
-    match &e {
-        sqlx::Error::Database(db) => {
-            let state = db.code().map(|c| c.into_owned()).unwrap_or_default();
+    match sqlstate(&e) {
+        Some(state) => {
             msg.push_str(&format!(" (SQLSTATE {state})"));
             let class = state.get(..2).unwrap_or("");
             match (class, state.as_str()) {
@@ -193,12 +192,56 @@ fn classify(context: &str, e: sqlx::Error) -> SinkError {
                 _ => SinkError::Transient(msg),
             }
         }
-        sqlx::Error::Configuration(_) | sqlx::Error::ColumnNotFound(_) => SinkError::Config(msg),
-        _ => SinkError::Transient(msg),
+        None => match e {
+            sqlx::Error::Configuration(_) | sqlx::Error::ColumnNotFound(_) => {
+                SinkError::Config(msg)
+            }
+            _ => SinkError::Transient(msg),
+        },
     }
 }
 
-/// Connects (pooled, reconnecting), finds the table, its column types and primary key.
+/// A column of the target table.
+struct Col {
+    name: String,
+    /// `format_type`: the type with its modifier, e.g. `character varying(100)`.
+    type_name: String,
+    typname: String,
+    category: String,
+    key: bool,
+}
+
+/// How a connector column of topic type `ty` goes into table column `c`: the encoding, and
+/// whether the encoding is the column's own binary format (else it is the staging column's,
+/// cast by the INSERT).
+fn bind_for(ty: FieldType, c: &Col) -> (Bind, bool) {
+    let t = c.typname.as_str();
+    match ty {
+        FieldType::Bigint | FieldType::Integer | FieldType::Smallint | FieldType::Tinyint => {
+            match t {
+                "int4" => (Bind::Int4, true),
+                "int2" => (Bind::Int2, true),
+                _ => (Bind::Int8, t == "int8"),
+            }
+        }
+        FieldType::Timestamp => match t {
+            "timestamp" | "timestamptz" => (Bind::Timestamp, true),
+            "date" => (Bind::Date, true),
+            "int4" => (Bind::Int4, true),
+            "int2" => (Bind::Int2, true),
+            _ => (Bind::Int8, t == "int8"),
+        },
+        FieldType::Double => (Bind::F64, t == "float8"),
+        FieldType::Float => (Bind::F32, t == "float4"),
+        FieldType::Boolean => (Bind::Bool, t == "bool"),
+        FieldType::String | FieldType::Decimal => {
+            (Bind::Text, matches!(t, "text" | "varchar" | "bpchar"))
+        }
+    }
+}
+
+/// Finds the table, its column types and primary key, then opens the pool (reconnecting; each
+/// connection gets the staging table when it opens).
 pub async fn open(
     config: PostgresConfig,
     columns: SharedColumns,
@@ -207,6 +250,7 @@ pub async fn open(
         "postgres {}:{}/{} table {}",
         config.host, config.port, config.database, config.table
     );
+    let ctx = |e| classify(&where_, e);
     let mut options = PgConnectOptions::new()
         .host(&config.host)
         .port(config.port)
@@ -217,38 +261,29 @@ pub async fn open(
     if let Some(p) = &config.password {
         options = options.password(p);
     }
-    let pool = PgPoolOptions::new()
-        .min_connections(0)
-        .max_connections(2)
-        .acquire_timeout(Duration::from_secs(5))
-        .idle_timeout(Duration::from_secs(300))
-        .test_before_acquire(true)
-        .after_connect(|conn, _meta| {
-            Box::pin(async move {
-                conn.execute("SET TIME ZONE 'UTC'").await?;
-                Ok(())
-            })
-        })
-        .connect_with(options)
-        .await
-        .map_err(|e| classify(&where_, e))?;
-
+    // The table is looked up on a connection of its own: the pool's connections need the
+    // staging table's layout, which depends on what this finds.
+    let mut conn = PgConnection::connect_with(&options).await.map_err(ctx)?;
     let oid: Option<i64> = sqlx::query_scalar("SELECT to_regclass($1)::oid::int8")
         .bind(&config.table)
-        .fetch_one(&pool)
+        .fetch_one(&mut conn)
         .await
-        .map_err(|e| classify(&where_, e))?;
+        .map_err(ctx)?;
     let Some(oid) = oid else {
         return Err(SinkError::Config(format!(
             "{where_}: the table does not exist"
         )));
     };
-    // The canonical, quoted name of what to_regclass found (never the raw config text).
-    let qualified: String = sqlx::query_scalar("SELECT $1::oid::regclass::text")
-        .bind(oid)
-        .fetch_one(&pool)
-        .await
-        .map_err(|e| classify(&where_, e))?;
+    // The canonical, quoted name of what to_regclass found (never the raw config text), and
+    // whether COPY into it behaves like INSERT.
+    let (qualified, copy_ok): (String, bool) = sqlx::query_as(
+        "SELECT $1::oid::regclass::text, relkind IN ('r', 'p') AND NOT relhasrules \
+         FROM pg_class WHERE oid = $1::oid",
+    )
+    .bind(oid)
+    .fetch_one(&mut conn)
+    .await
+    .map_err(ctx)?;
     let rows = sqlx::query(
         "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), t.typname::text, \
                 t.typcategory::text, \
@@ -258,32 +293,28 @@ pub async fn open(
          WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
     )
     .bind(oid)
-    .fetch_all(&pool)
+    .fetch_all(&mut conn)
     .await
-    .map_err(|e| classify(&where_, e))?;
-    struct Col {
-        name: String,
-        type_name: String,
-        typname: String,
-        category: String,
-        key: bool,
-    }
+    .map_err(ctx)?;
+    // Ignore errors: the pool's own connect below reports any that matter.
+    let _ = conn.close().await;
     let mut table_cols = Vec::new();
     for r in &rows {
         let get = |i| r.try_get::<String, _>(i);
         table_cols.push(Col {
-            name: get(0).map_err(|e| classify(&where_, e))?,
-            type_name: get(1).map_err(|e| classify(&where_, e))?,
-            typname: get(2).map_err(|e| classify(&where_, e))?,
-            category: get(3).map_err(|e| classify(&where_, e))?,
-            key: r.try_get(4).map_err(|e| classify(&where_, e))?,
+            name: get(0).map_err(ctx)?,
+            type_name: get(1).map_err(ctx)?,
+            typname: get(2).map_err(ctx)?,
+            category: get(3).map_err(ctx)?,
+            key: r.try_get(4).map_err(ctx)?,
         });
     }
     let mut names = Vec::new();
     let mut exprs = Vec::new();
-    let mut arrays = Vec::new();
+    let mut staging = Vec::new();
     let mut binds = Vec::new();
     let mut used = Vec::new();
+    let mut all_direct = copy_ok;
     for (i, (name, ty)) in columns.names.iter().zip(&columns.types).enumerate() {
         let col = table_cols
             .iter()
@@ -296,32 +327,24 @@ pub async fn open(
             })?;
         let c = &table_cols[col];
         used.push(col);
-        let bind = match ty {
-            FieldType::Bigint | FieldType::Integer | FieldType::Smallint | FieldType::Tinyint => {
-                Bind::Int
-            }
-            FieldType::Timestamp => match c.typname.as_str() {
-                "timestamp" => Bind::DateTime { tz: false },
-                "timestamptz" => Bind::DateTime { tz: true },
-                "date" => Bind::Date,
-                _ => Bind::Int,
-            },
-            FieldType::Double => Bind::F64,
-            FieldType::Float => Bind::F32,
-            FieldType::Boolean => Bind::Bool,
-            FieldType::String | FieldType::Decimal => Bind::Text,
-        };
+        let (bind, direct) = bind_for(*ty, c);
+        all_direct &= direct;
         let u = format!("u.c{i}");
-        // Text into a non-string column needs an explicit cast; everything else uses the
-        // assignment cast, which keeps length and range checks strict.
-        let text_source = matches!(bind, Bind::Text | Bind::DateTime { .. } | Bind::Date);
-        exprs.push(if text_source && c.category != "S" {
-            format!("CAST({u} AS {})", c.type_name)
+        if direct {
+            // The staging column has the target's type and modifier: nothing left to convert.
+            staging.push(format!("c{i} {}", c.type_name));
+            exprs.push(u);
         } else {
-            u
-        });
+            staging.push(format!("c{i} {}", bind.base_type()));
+            // Text into a non-string column needs an explicit cast; everything else uses the
+            // assignment cast, which keeps length and range checks strict.
+            exprs.push(if bind == Bind::Text && c.category != "S" {
+                format!("CAST({u} AS {})", c.type_name)
+            } else {
+                u
+            });
+        }
         names.push(quote_ident(&c.name));
-        arrays.push(format!("${}::{}", i + 1, bind.array_type()));
         binds.push(bind);
     }
     if names.is_empty() {
@@ -329,19 +352,15 @@ pub async fn open(
             "{where_}: the connector has no columns"
         )));
     }
-    let aliases: Vec<String> = (0..names.len()).map(|i| format!("c{i}")).collect();
-    let mut sql = format!(
-        "INSERT INTO {} AS t ({}) SELECT {} FROM UNNEST({}) AS u({})",
-        qualified,
+    let mut insert_sql = format!(
+        "INSERT INTO {qualified} AS t ({}) SELECT {} FROM {STAGING} AS u",
         names.join(", "),
         exprs.join(", "),
-        arrays.join(", "),
-        aliases.join(", ")
     );
     let key_cols: Vec<usize> = (0..table_cols.len())
         .filter(|&i| table_cols[i].key)
         .collect();
-    let mut dedupe_key = None;
+    let mut dedupe = None;
     if !key_cols.is_empty() {
         let key_names: Vec<String> = key_cols
             .iter()
@@ -355,206 +374,182 @@ pub async fn open(
                 format!("{n} = EXCLUDED.{n}")
             })
             .collect();
-        if config.ignore || updates.is_empty() {
-            sql.push_str(&format!(
-                " ON CONFLICT ({}) DO NOTHING",
-                key_names.join(", ")
-            ));
-        } else {
-            sql.push_str(&format!(
+        let update = !config.ignore && !updates.is_empty();
+        if update {
+            insert_sql.push_str(&format!(
                 " ON CONFLICT ({}) DO UPDATE SET {}",
                 key_names.join(", "),
                 updates.join(", ")
             ));
-            // Collapse equal keys only when the connector supplies every key column.
-            let positions: Option<Vec<usize>> = key_cols
-                .iter()
-                .map(|k| used.iter().position(|u| u == k))
-                .collect();
-            dedupe_key = positions;
+        } else {
+            insert_sql.push_str(&format!(
+                " ON CONFLICT ({}) DO NOTHING",
+                key_names.join(", ")
+            ));
         }
+        // Collapse equal keys only when the connector supplies every key column: the last
+        // row wins an upsert, the first one an ignore (as DO NOTHING would decide).
+        let positions: Option<Vec<usize>> = key_cols
+            .iter()
+            .map(|k| used.iter().position(|u| u == k))
+            .collect();
+        dedupe = positions.map(|p| (p, update));
     }
+
+    let create: Arc<str> = format!(
+        "CREATE TEMPORARY TABLE {} ({}) ON COMMIT DELETE ROWS",
+        STAGING.trim_start_matches("pg_temp."),
+        staging.join(", ")
+    )
+    .into();
+    let pool = PgPoolOptions::new()
+        .min_connections(0)
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(5))
+        .idle_timeout(Duration::from_secs(300))
+        .test_before_acquire(true)
+        .after_connect(move |conn, _meta| {
+            let create = create.clone();
+            Box::pin(async move {
+                conn.execute("SET TIME ZONE 'UTC'").await?;
+                conn.execute(&*create).await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+        .map_err(ctx)?;
     Ok(Box::new(PostgresSink {
         pool,
         where_,
-        binds,
-        unit: config.timestamp_unit_micros,
-        sql,
-        dedupe_key,
-        rows: Vec::new(),
-        bytes: 0,
+        names: columns.names.clone(),
+        direct_sql: all_direct.then(|| {
+            format!(
+                "COPY {qualified} ({}) FROM STDIN (FORMAT binary)",
+                names.join(", ")
+            )
+        }),
+        staging_sql: format!("COPY {STAGING} FROM STDIN (FORMAT binary)"),
+        insert_sql,
+        dedupe,
+        direct_pause: (0, 0),
+        refused: None,
+        rows: CopyBuffer::new(binds, config.timestamp_unit_micros),
     }))
 }
 
-fn value_size(v: &Value) -> usize {
-    match v {
-        Value::Str(s) | Value::Decimal(s) => s.len() + 4,
-        _ => 9,
-    }
-}
-
-/// A hashable identity for a value (floats by bits).
-fn key_part(v: &Value) -> String {
-    match v {
-        Value::Null => "n".into(),
-        Value::Bool(b) => format!("b{b}"),
-        Value::Int(n) => format!("i{n}"),
-        Value::Float(f) => format!("f{}", f.to_bits()),
-        Value::Double(d) => format!("d{}", d.to_bits()),
-        Value::Str(s) => format!("s{s}"),
-        Value::Decimal(s) => format!("m{s}"),
-    }
+/// Streams COPY data into `conn` with statement `sql`.
+async fn copy_in(conn: &mut PgConnection, sql: &str, data: &[u8]) -> Result<(), sqlx::Error> {
+    let mut copy = conn.copy_in_raw(sql).await?;
+    // On a send error `copy` is dropped, which tells the server the COPY failed.
+    copy.send(data).await?;
+    copy.finish().await.map(|_| ())
 }
 
 impl PostgresSink {
-    fn column(&self, rows: &[&Vec<Value>], i: usize) -> Result<ColumnData, String> {
-        let wrong = |v: &Value| format!("column {i}: value {v:?} does not fit {:?}", self.binds[i]);
-        macro_rules! collect {
-            ($variant:ident, $pat:pat => $e:expr) => {{
-                let mut out = Vec::with_capacity(rows.len());
-                for r in rows {
-                    out.push(match &r[i] {
-                        Value::Null => None,
-                        $pat => Some($e),
-                        v => return Err(wrong(v)),
-                    });
-                }
-                ColumnData::$variant(out)
-            }};
+    /// Rows straight into the table with one COPY, which is all-or-nothing. Ok(false) when a
+    /// row's key already exists (or another unique index refuses a row): nothing was written,
+    /// and the upsert decides.
+    async fn write_direct(&self, sql: &str, data: &[u8]) -> Result<bool, SinkError> {
+        let mut conn = self.pool.acquire().await.map_err(|e| self.error(e))?;
+        match copy_in(&mut conn, sql, data).await {
+            Ok(()) => Ok(true),
+            Err(e) if sqlstate(&e).as_deref() == Some("23505") => Ok(false),
+            Err(e) => Err(self.error(e)),
         }
-        Ok(match self.binds[i] {
-            Bind::Int => collect!(Int, Value::Int(n) => *n),
-            Bind::F32 => collect!(F32, Value::Float(f) => *f),
-            Bind::F64 => collect!(F64, Value::Double(d) => *d),
-            Bind::Bool => collect!(Bool, Value::Bool(b) => *b),
-            Bind::Text => collect!(Text, Value::Str(s) | Value::Decimal(s) => s.clone()),
-            Bind::DateTime { tz } => {
-                let mut out = Vec::with_capacity(rows.len());
-                for r in rows {
-                    out.push(match &r[i] {
-                        Value::Null => None,
-                        Value::Int(n) => {
-                            let us = n.checked_mul(self.unit).ok_or_else(|| wrong(&r[i]))?;
-                            let text = datetime_text(us);
-                            Some(if tz { text + "+00" } else { text })
-                        }
-                        v => return Err(wrong(v)),
-                    });
-                }
-                ColumnData::Text(out)
-            }
-            Bind::Date => {
-                let mut out = Vec::with_capacity(rows.len());
-                for r in rows {
-                    out.push(match &r[i] {
-                        Value::Null => None,
-                        Value::Int(n) => Some(date_text(
-                            n.checked_mul(self.unit).ok_or_else(|| wrong(&r[i]))?,
-                        )),
-                        v => return Err(wrong(v)),
-                    });
-                }
-                ColumnData::Text(out)
-            }
-        })
     }
 
-    async fn write_all(&self, rows: &[&Vec<Value>]) -> Result<(), SinkError> {
-        let ctx = |e| classify(&self.where_, e);
-        let mut tx = self.pool.begin().await.map_err(ctx)?;
-        let mut start = 0;
-        while start < rows.len() {
-            let mut end = start;
-            let mut bytes = 0;
-            while end < rows.len()
-                && end - start < MAX_ROWS_PER_STATEMENT
-                && (end == start || bytes < MAX_BYTES_PER_STATEMENT)
-            {
-                bytes += rows[end].iter().map(value_size).sum::<usize>();
-                end += 1;
+    /// One transaction: COPY into the staging table, then INSERT ... SELECT from it.
+    async fn write_staged(&self, data: &[u8]) -> Result<(), SinkError> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.error(e))?;
+        copy_in(&mut tx, &self.staging_sql, data)
+            .await
+            .map_err(|e| self.error(e))?;
+        sqlx::query(&self.insert_sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.error(e))?;
+        tx.commit().await.map_err(|e| self.error(e))
+    }
+
+    fn bad(&self, record: &SinkRecord, why: &str) -> SinkError {
+        SinkError::BadRecord(format!(
+            "{}: record shard {} sequence {}: {why}",
+            self.where_, record.shard_id, record.sequence
+        ))
+    }
+
+    fn error(&self, e: sqlx::Error) -> SinkError {
+        classify(&self.where_, e)
+    }
+
+    async fn write_all(&mut self, data: Vec<u8>) -> Result<(), SinkError> {
+        if let Some(sql) = &self.direct_sql {
+            let (left, last) = self.direct_pause;
+            if left > 0 {
+                self.direct_pause.0 -= 1;
+            } else if self.write_direct(sql, &data).await? {
+                self.direct_pause = (0, 0);
+                return Ok(());
+            } else {
+                let pause = (last * 2).clamp(1, MAX_DIRECT_PAUSE);
+                self.direct_pause = (pause, pause);
             }
-            let chunk = &rows[start..end];
-            let mut query = sqlx::query(&self.sql);
-            for i in 0..self.binds.len() {
-                let data = self
-                    .column(chunk, i)
-                    .map_err(|why| SinkError::BadRecord(format!("{}: {why}", self.where_)))?;
-                query = match data {
-                    ColumnData::Int(v) => query.bind(v),
-                    ColumnData::F32(v) => query.bind(v),
-                    ColumnData::F64(v) => query.bind(v),
-                    ColumnData::Bool(v) => query.bind(v),
-                    ColumnData::Text(v) => query.bind(v),
-                };
-            }
-            query.execute(&mut *tx).await.map_err(ctx)?;
-            start = end;
         }
-        tx.commit().await.map_err(ctx)
+        self.write_staged(&data).await
     }
 }
 
 #[async_trait::async_trait]
 impl Sink for PostgresSink {
     async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
-        let mut converted = Vec::with_capacity(records.len());
+        // A record of the wrong shape fails the call (nothing of it is buffered); a value that
+        // does not fit its column fails the next flush.
         for record in records {
-            let bad = |why: String| {
-                SinkError::BadRecord(format!(
-                    "{}: record shard {} sequence {}: {why}",
-                    self.where_, record.shard_id, record.sequence
-                ))
+            let problem = match &record.data {
+                SinkData::Tuple(values) if values.len() == self.rows.columns() => None,
+                SinkData::Tuple(values) => Some(format!(
+                    "{} values for {} columns",
+                    values.len(),
+                    self.rows.columns()
+                )),
+                SinkData::Blob(_) => Some("BLOB records cannot be written to a table".into()),
             };
-            match &record.data {
-                SinkData::Tuple(values) if values.len() == self.binds.len() => {
-                    converted.push(values.clone())
-                }
-                SinkData::Tuple(values) => {
-                    return Err(bad(format!(
-                        "{} values for {} columns",
-                        values.len(),
-                        self.binds.len()
-                    )))
-                }
-                SinkData::Blob(_) => {
-                    return Err(bad("BLOB records cannot be written to a table".into()))
-                }
+            if let Some(why) = problem {
+                return Err(self.bad(record, &why));
             }
         }
-        for row in converted {
-            self.bytes += row.iter().map(value_size).sum::<usize>();
-            self.rows.push(row);
+        for record in records {
+            let SinkData::Tuple(values) = &record.data else {
+                continue;
+            };
+            if let Err(why) = self.rows.push_row(values, &self.names) {
+                if self.refused.is_none() {
+                    self.refused = Some(self.bad(record, &why).to_string());
+                }
+            }
         }
         Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), SinkError> {
-        if self.rows.is_empty() {
+        if let Some(why) = self.refused.take() {
+            self.rows.clear();
+            return Err(SinkError::BadRecord(why));
+        }
+        if self.rows.rows() == 0 {
             return Ok(());
         }
-        let rows = std::mem::take(&mut self.rows);
-        self.bytes = 0;
-        let mut kept: Vec<&Vec<Value>> = Vec::with_capacity(rows.len());
-        match &self.dedupe_key {
-            Some(key) => {
-                // Keep the last row per key, in the order of those last rows.
-                let mut last: HashMap<Vec<String>, usize> = HashMap::with_capacity(rows.len());
-                for (i, row) in rows.iter().enumerate() {
-                    last.insert(key.iter().map(|&k| key_part(&row[k])).collect(), i);
-                }
-                let mut keep: Vec<usize> = last.into_values().collect();
-                keep.sort_unstable();
-                kept.extend(keep.into_iter().map(|i| &rows[i]));
-            }
-            None => kept.extend(rows.iter()),
+        if let Some((key, last)) = &self.dedupe {
+            self.rows.keep_one_per_key(key, *last);
         }
-        match tokio::time::timeout(FLUSH_TIMEOUT, self.write_all(&kept)).await {
+        let rows = self.rows.rows();
+        let data = self.rows.take_data();
+        match tokio::time::timeout(FLUSH_TIMEOUT, self.write_all(data)).await {
             Ok(result) => result,
             Err(_) => Err(SinkError::Transient(format!(
-                "{}: writing {} rows took longer than {:?}",
-                self.where_,
-                kept.len(),
-                FLUSH_TIMEOUT
+                "{}: writing {rows} rows took longer than {:?}",
+                self.where_, FLUSH_TIMEOUT
             ))),
         }
     }
