@@ -90,9 +90,15 @@ start_services() {
 }
 
 build_server() {
-  stage "cargo build --release -p sluice"
-  cargo build --release -p sluice
   SLUICE_BIN="$CARGO_TARGET_DIR/release/sluice"
+  if [ "${1:-}" = "from-tests" ] && [ -x "$SLUICE_BIN" ]; then
+    # `cargo test --workspace` has just built the binary for the crash test, with the same
+    # features; building `-p sluice` alone would unify features differently and rebuild the deps.
+    stage "server binary (built by cargo test)"
+  else
+    stage "cargo build --release -p sluice"
+    cargo build --release -p sluice
+  fi
   if [ ! -x "$SLUICE_BIN" ]; then
     echo "error: $SLUICE_BIN was not built" >&2
     exit 1
@@ -144,7 +150,7 @@ run_compat() {
 case "$MODE" in
   all)
     rust_checks
-    build_server
+    build_server from-tests
     python_venv
     # shellcheck disable=SC2086
     run_compat ${PYTEST_ARGS:-}

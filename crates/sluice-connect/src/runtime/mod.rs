@@ -127,7 +127,7 @@ pub struct RuntimeConfig {
 impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
-            max_batch_records: 1000,
+            max_batch_records: 5000,
             max_batch_bytes: 4 << 20,
             max_batch_age: Duration::from_millis(500),
             linger: Duration::from_millis(5),
