@@ -8,8 +8,13 @@
    - group:  DatahubConsumer in a consumer group (join/heartbeat/offsets, auto-commit);
    - shards: DatahubConsumer with explicit shard_ids (offsets, no group protocol);
    - plain:  a loop of get_tuple_records over the shards (PB protocol, limit 1000).
-   Rates are records/s from the first record to the last, so the group's 5 s wait for its
-   first heartbeat (a client constant) is not counted.
+   Rates are records/s from the first record to the N-th, so the group's wait for its first
+   assignment (client constants: first heartbeat 5 s after join, then a 2 s poll) is not counted.
+   The topic holds N + --extra records, so that no shard runs dry inside the timed window:
+   when a shard returns an empty read, pydatahub's ShardReader queues a 2 s pause that blocks
+   read() even while other shards have buffered records (and OffsetSelectStrategy re-selects
+   dry shards every 10 s), so reading a finite backlog to its very end measures those pauses,
+   not throughput (see README-consumers.md and bench/consumer_profile.py).
 
 Usage: SLUICE_BIN=target/release/sluice <venv>/bin/python bench/consumer_group_bench.py [--records N]
 """
@@ -76,30 +81,31 @@ def timed_consumer(consumer, n):
     return (n - 1) / (time.perf_counter() - start)
 
 
-def throughput(srv, dh, n):
-    project = "bench_rate"
+def throughput(srv, dh, n, extra, run):
+    project = "bench_rate_%d" % run
     dh.create_project(project, "")
     topic, sub_group = keyed_topic(dh, project, shards=4)
     sub_shards = dh.create_subscription(project, topic, "explicit shards").sub_id
-    produce(srv.endpoint, project, topic, n)
+    produce(srv.endpoint, project, topic, n + extra)
+    # fetch_limit 1000 = the server's max_read_records; it is the only ConsumerConfig knob on the
+    # read path (pydatahub 2.29.0 stores max_record_buffer_size but never uses it)
     cfg = consumer_config(srv.endpoint, fetch_limit=1000)
-    cfg.max_record_buffer_size = 1000
     rates = {}
-
-    c = DatahubConsumer(project, topic, sub_group, cfg)
-    rates["group"] = timed_consumer(c, n)
-    c.close()
-
-    c = DatahubConsumer(project, topic, sub_shards, cfg, shard_ids=["0", "1", "2", "3"])
-    rates["shards"] = timed_consumer(c, n)
-    c.close()
+    # alternate which consumer goes first, so neither always meets a cold server or page cache
+    for kind in (["group", "shards"] if run % 2 == 0 else ["shards", "group"]):
+        if kind == "group":
+            c = DatahubConsumer(project, topic, sub_group, cfg)
+        else:
+            c = DatahubConsumer(project, topic, sub_shards, cfg, shard_ids=["0", "1", "2", "3"])
+        rates[kind] = timed_consumer(c, n)
+        c.close()
 
     pb = make_client(srv.endpoint, "pb", "lz4")
     start, count = time.perf_counter(), 0
     for shard in ["0", "1", "2", "3"]:
         cursor = pb.get_cursor(project, topic, shard, CursorType.OLDEST).cursor
-        while True:
-            res = pb.get_tuple_records(project, topic, shard, SCHEMA, cursor, 1000)
+        while count < n:
+            res = pb.get_tuple_records(project, topic, shard, SCHEMA, cursor, min(1000, n - count))
             if not res.records:
                 break
             count += len(res.records)
@@ -112,6 +118,9 @@ def throughput(srv, dh, n):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=40000)
+    ap.add_argument("--extra", type=int, default=8000,
+                    help="records written beyond the N read (keeps every shard non-empty while timed)")
+    ap.add_argument("--rate-runs", type=int, default=3)
     ap.add_argument("--failover-runs", type=int, default=3)
     args = ap.parse_args()
     binary = os.environ.get("SLUICE_BIN")
@@ -125,11 +134,18 @@ def main():
             times = [failover(srv, dh, work, i) for i in range(args.failover_runs)]
             print("failover: session timeout %.1f s, death -> shards read by survivor: %s s (max %.2f, target <= %.1f)"
                   % (session, ", ".join("%.2f" % t for t in times), max(times), session + 2))
-            rates = throughput(srv, dh, args.records)
-            print("throughput (%d records, 4 shards): group %.0f rec/s, explicit shards %.0f rec/s, "
-                  "plain get_records %.0f rec/s" % (args.records, rates["group"], rates["shards"], rates["plain"]))
-            print("group overhead vs plain get_records: %.1f%%; vs explicit-shard consumer: %.1f%%"
-                  % (100 * (1 - rates["group"] / rates["plain"]), 100 * (1 - rates["group"] / rates["shards"])))
+            runs = []
+            for i in range(args.rate_runs):
+                rates = throughput(srv, dh, args.records, args.extra, i)
+                runs.append(rates)
+                print("throughput run %d (%d of %d records, 4 shards): group %.0f rec/s, explicit shards %.0f rec/s, "
+                      "plain get_records %.0f rec/s" % (i + 1, args.records, args.records + args.extra, rates["group"],
+                                                        rates["shards"], rates["plain"]), flush=True)
+            med = {k: sorted(r[k] for r in runs)[len(runs) // 2] for k in runs[0]}
+            print("median: group %.0f, explicit shards %.0f, plain %.0f rec/s" % (med["group"], med["shards"], med["plain"]))
+            print("group overhead vs explicit-shard consumer (same SDK read path): %.1f%%; "
+                  "consumer (group) vs plain get_records loop: %.1f%%"
+                  % (100 * (1 - med["group"] / med["shards"]), 100 * (1 - med["group"] / med["plain"])))
         finally:
             srv.stop()
 
