@@ -4,10 +4,6 @@
 
 mod serve;
 
-/// mimalloc: many small per-record allocations on the put path, and memory returned to the OS.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
