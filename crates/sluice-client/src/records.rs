@@ -43,6 +43,11 @@ fn decode_error(e: impl std::fmt::Display) -> ClientError {
     ClientError::Decode(e.to_string())
 }
 
+/// The protobuf message inside a framed response.
+fn unframe<M: Message + Default>(bytes: &[u8]) -> Result<M, ClientError> {
+    M::decode(envelope::unwrap(bytes).map_err(decode_error)?).map_err(decode_error)
+}
+
 /// A record as protobuf: text values for tuples, one value for blobs.
 fn pb_entry(record: &Record, shard_id: Option<&str>) -> pb::RecordEntry {
     let data = match &record.data {
@@ -79,6 +84,25 @@ fn pb_entry(record: &Record, shard_id: Option<&str>) -> pb::RecordEntry {
 }
 
 impl Client {
+    /// A framed protobuf or batch record call (`action` is `pub` or `sub`).
+    async fn framed<M: Message>(
+        &self,
+        path: &str,
+        content_type: &str,
+        action: &str,
+        message: &M,
+    ) -> Result<Bytes, ClientError> {
+        self.send(
+            Method::POST,
+            path,
+            None,
+            content_type,
+            &[("x-datahub-request-action", action.to_string())],
+            envelope::wrap(&message.encode_to_vec()),
+        )
+        .await
+    }
+
     pub async fn get_cursor(
         &self,
         project: &str,
@@ -124,17 +148,14 @@ impl Client {
                 .collect(),
         };
         let bytes = self
-            .send(
-                Method::POST,
+            .framed(
                 &format!("/projects/{project}/topics/{topic}/shards"),
-                None,
                 "application/x-protobuf",
-                &[("x-datahub-request-action", "pub".into())],
-                envelope::wrap(&req.encode_to_vec()),
+                "pub",
+                &req,
             )
             .await?;
-        let resp = pb::PutRecordsResponse::decode(envelope::unwrap(&bytes).map_err(decode_error)?)
-            .map_err(decode_error)?;
+        let resp = unframe::<pb::PutRecordsResponse>(&bytes)?;
         Ok(resp
             .failed_records
             .into_iter()
@@ -153,13 +174,11 @@ impl Client {
         let req = pb::PutRecordsRequest {
             records: records.iter().map(|r| pb_entry(r, None)).collect(),
         };
-        self.send(
-            Method::POST,
+        self.framed(
             &shard_path(project, topic, shard),
-            None,
             "application/x-protobuf",
-            &[("x-datahub-request-action", "pub".into())],
-            envelope::wrap(&req.encode_to_vec()),
+            "pub",
+            &req,
         )
         .await?;
         Ok(())
@@ -197,13 +216,11 @@ impl Client {
                 data: Some(Bytes::from(data)),
             }],
         };
-        self.send(
-            Method::POST,
+        self.framed(
             &shard_path(project, topic, shard),
-            None,
             "application/x-binary",
-            &[("x-datahub-request-action", "pub".into())],
-            envelope::wrap(&req.encode_to_vec()),
+            "pub",
+            &req,
         )
         .await?;
         Ok(())
@@ -261,17 +278,14 @@ impl Client {
             limit: Some(limit),
         };
         let bytes = self
-            .send(
-                Method::POST,
+            .framed(
                 &shard_path(project, topic, shard),
-                None,
                 "application/x-protobuf",
-                &[("x-datahub-request-action", "sub".into())],
-                envelope::wrap(&req.encode_to_vec()),
+                "sub",
+                &req,
             )
             .await?;
-        let resp = pb::GetRecordsResponse::decode(envelope::unwrap(&bytes).map_err(decode_error)?)
-            .map_err(decode_error)?;
+        let resp = unframe::<pb::GetRecordsResponse>(&bytes)?;
         let mut out = Vec::with_capacity(resp.records.len());
         for e in resp.records {
             let data = match schema {
@@ -323,18 +337,14 @@ impl Client {
             limit: Some(limit),
         };
         let bytes = self
-            .send(
-                Method::POST,
+            .framed(
                 &shard_path(project, topic, shard),
-                None,
                 "application/x-binary",
-                &[("x-datahub-request-action", "sub".into())],
-                envelope::wrap(&req.encode_to_vec()),
+                "sub",
+                &req,
             )
             .await?;
-        let resp =
-            pb::GetBinaryRecordsResponse::decode(envelope::unwrap(&bytes).map_err(decode_error)?)
-                .map_err(decode_error)?;
+        let resp = unframe::<pb::GetBinaryRecordsResponse>(&bytes)?;
         let batches = resp
             .records
             .into_iter()

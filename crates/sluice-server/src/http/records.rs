@@ -193,9 +193,7 @@ pub async fn post_shard(
             })
         }
         ("sub", ContentKind::Protobuf) => {
-            let req = pb::GetRecordsRequest::decode(body::unframe(&raw)?).map_err(|e| {
-                Error::InvalidParameter(format!("GetRecordsRequest does not decode: {e}"))
-            })?;
+            let req = get_request(&raw)?;
             if sub_must_wait(&s, &t, sub.as_deref(), &shard) {
                 return body::protobuf(&pb::GetRecordsResponse {
                     next_cursor: req.cursor,
@@ -221,9 +219,7 @@ pub async fn post_shard(
             })
         }
         ("sub", ContentKind::Binary) => {
-            let req = pb::GetRecordsRequest::decode(body::unframe(&raw)?).map_err(|e| {
-                Error::InvalidParameter(format!("GetRecordsRequest does not decode: {e}"))
-            })?;
+            let req = get_request(&raw)?;
             if sub_must_wait(&s, &t, sub.as_deref(), &shard) {
                 return body::binary(&pb::GetBinaryRecordsResponse {
                     next_cursor: req.cursor,
@@ -264,6 +260,12 @@ pub async fn post_shard(
         )),
         (_, ContentKind::Json) => json_shard_action(&s, &t, &shard, &raw).await,
     }
+}
+
+/// The `GetRecordsRequest` of a protobuf or batch read.
+fn get_request(raw: &[u8]) -> Result<pb::GetRecordsRequest> {
+    pb::GetRecordsRequest::decode(body::unframe(raw)?)
+        .map_err(|e| Error::InvalidParameter(format!("GetRecordsRequest does not decode: {e}")))
 }
 
 /// A subscription reads a child shard only after its parents were read to the end (order per
