@@ -8,6 +8,7 @@
 //! of a split or merge are read only after their parents (order per key survives).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -196,6 +197,22 @@ impl Subscriptions {
     }
 }
 
+/// A new subscription id: the creation time in milliseconds followed by five digits, strictly
+/// increasing within a process so that ids (and listings, which order by creation) follow the
+/// order in which subscriptions were created even when several are created in one millisecond.
+fn next_subscription_id() -> u64 {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let floor = (now_ms().max(0) as u64) * 100_000;
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = floor.max(last + 1);
+        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
+}
+
 /// Shard ids as sent on the wire; ids that are not numbers name no shard and are skipped.
 pub fn parse_shard_ids(ids: &[String]) -> Vec<u32> {
     ids.iter().filter_map(|s| s.trim().parse().ok()).collect()
@@ -234,7 +251,7 @@ impl Catalog {
         let t = self.topic(project, topic)?;
         let now = now_secs();
         let sub_id = loop {
-            let id = format!("{}{:05}", now_ms(), rand::random::<u32>() % 100_000);
+            let id = next_subscription_id().to_string();
             if !self.subs.map.read().contains_key(&id) {
                 break id;
             }
@@ -609,5 +626,22 @@ impl Catalog {
         offsets.extend(next);
         sub.read_end.write().extend(new);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscription_ids_follow_creation_order_within_a_millisecond() {
+        let ids: Vec<u64> = (0..10_000).map(|_| next_subscription_id()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids not increasing");
+        let ms = ids[0] / 100_000;
+        assert!(
+            (now_ms() as u64).abs_diff(ms) < 60_000,
+            "id does not carry the time"
+        );
+        assert_eq!(ids[0].to_string().len(), 18);
     }
 }
