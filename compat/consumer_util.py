@@ -4,7 +4,8 @@ killed with SIGKILL mid-way, the way a consumer process dies).
 
 A consumer child (this file run as a script) reads with DatahubConsumer and appends one JSON line
 per record to its output file: {"shard", "seq", "key", "n", "t"}; it exits after `idle` seconds
-without records (30 s more before the first one), or when killed."""
+without records (30 s more before the first one), or when killed. A read() that raises is logged
+and retried, and the child then exits with READ_FAILED instead of 0."""
 
 import json
 import os
@@ -102,15 +103,26 @@ def wait_for(predicate, timeout, interval=0.2, what="condition"):
     raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
 
 
+# The child's exit status when read() raised at least once (it reads on after each failure).
+READ_FAILED = 4
+
+
 def _child(endpoint, project, topic, sub_id, out_path, idle, session_timeout, delay):
     cfg = consumer_config(endpoint, int(session_timeout))
     consumer = DatahubConsumer(project, topic, sub_id, cfg)
     # the first heartbeat comes 5 s after the join: allow a longer wait for the first record
     last = time.monotonic() + 30
+    failed_reads = 0
     with open(out_path, "a") as out:
         try:
             while time.monotonic() - last < idle:
-                rec = consumer.read(timeout=1)
+                try:
+                    rec = consumer.read(timeout=1)
+                except Exception as e:  # as an application would: note it and read on
+                    failed_reads += 1
+                    print("read failed: %r" % (e,), flush=True)
+                    time.sleep(0.5)
+                    continue
                 if rec is None:
                     continue
                 last = time.monotonic()
@@ -121,8 +133,9 @@ def _child(endpoint, project, topic, sub_id, out_path, idle, session_timeout, de
                     time.sleep(delay)
         finally:
             consumer.close()
+    return READ_FAILED if failed_reads else 0
 
 
 if __name__ == "__main__":
-    _child(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], float(sys.argv[6]),
-           sys.argv[7], float(sys.argv[8]))
+    sys.exit(_child(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], float(sys.argv[6]),
+                    sys.argv[7], float(sys.argv[8])))

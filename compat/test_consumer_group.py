@@ -10,7 +10,7 @@ from collections import defaultdict
 import pytest
 from datahub.models import TupleRecord
 
-from consumer_util import SCHEMA, ConsumerProc, consumer_config, keyed_topic, produce, wait_for
+from consumer_util import READ_FAILED, SCHEMA, ConsumerProc, consumer_config, keyed_topic, produce, wait_for
 from datahub.client import DatahubConsumer
 
 SESSION_TIMEOUT_MS = 10_000  # the server's minimum: a shorter request is raised to it
@@ -174,6 +174,94 @@ def test_split_during_consumption_keeps_order_per_key(dh, endpoint, project, tmp
     assert {r["shard"] for r in records} == {"0", "1", "2"}
     per_key = defaultdict(list)
     for r in records:
+        per_key[r["key"]].append(r["n"])
+    for key, ns in per_key.items():
+        assert ns == sorted(ns), "key %s read out of order: %s" % (key, ns)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_consumers_stay_up_across_a_server_restart(sluice_factory, tmp_path, sig):
+    """The group outlives a restart of Sluice: consumers that keep running through it keep their
+    consumer ids and shards, nothing is lost and nothing is read twice.
+
+    A restart leaves the port closed for ~10 ms. pydatahub 2.29.0 does not retry a refused
+    connection: its heartbeat and offset threads die and read() raises, after which the consumer
+    rejoins (re-reading what it had not committed). If one of the consumers' requests happened to
+    fall into that gap (the child logs the refused connection), only "nothing lost" can hold."""
+    srv = sluice_factory("group-live-restart")
+    dh = srv.client("json")
+    dh.create_project("live", "")
+    topic, sub_id = keyed_topic(dh, "live", shards=4)
+    produce(srv.endpoint, "live", topic, 800)
+    a = ConsumerProc(srv.endpoint, "live", topic, sub_id, tmp_path / "a.jsonl", idle=10, delay=0.01)
+    b = ConsumerProc(srv.endpoint, "live", topic, sub_id, tmp_path / "b.jsonl", idle=10, delay=0.01)
+    try:
+        wait_for(lambda: len({r["shard"] for r in a.records()}) == 2 and len({r["shard"] for r in b.records()}) == 2,
+                 40, what="both consumers reading two shards each")
+        shards_before = [{r["shard"] for r in p.records()} for p in (a, b)]
+        srv.restart(sig)
+        produce(srv.endpoint, "live", topic, 400, start=800)
+        wait_for(lambda: len(by_n(a.records() + b.records())) >= 1200, 120, what="every record read")
+        codes = [p.wait(60) for p in (a, b)]
+    finally:
+        for p in (a, b):
+            if p.proc.poll() is None:
+                p.kill()
+    records = a.records() + b.records()
+    assert sorted(by_n(records)) == list(range(1200)), "records lost across the restart"
+    child_logs = [open(p.out_path + ".log").read() for p in (a, b)]
+    if any("Connection refused" in log for log in child_logs):
+        print("a consumer request fell into the restart gap; checked for no loss only")
+        assert set(codes) <= {0, READ_FAILED}, child_logs
+        return
+    assert codes == [0, 0], child_logs
+    assert_exactly_once(records, 1200)
+    # each consumer kept its shards through the restart, without rejoining
+    assert [{r["shard"] for r in p.records()} for p in (a, b)] == shards_before
+    assert open(srv.log_path).read().count("consumer joined") == 2, "a consumer had to rejoin after the restart"
+
+
+def test_split_with_two_consumers_hands_children_out_after_their_parent(dh, endpoint, project, tmp_path):
+    """Two consumers share a 2-shard topic; shard 0 splits while they read. The children go to
+    whichever consumer the group picks, but only after the parent was read to its end, so every
+    key's records are read in order even when a key moves to the other consumer."""
+    topic, sub_id = keyed_topic(dh, project, shards=2)
+    keys = ["key%d" % i for i in range(16)]
+
+    def put(lo, hi):
+        recs = []
+        for i in range(lo, hi):
+            rec = TupleRecord(schema=SCHEMA, values=[keys[i % len(keys)], i])
+            rec.partition_key = keys[i % len(keys)]
+            recs.append(rec)
+        assert dh.put_records(project, topic, recs).failed_record_count == 0
+
+    for lo in range(0, 600, 100):
+        put(lo, lo + 100)
+    procs = [ConsumerProc(endpoint, project, topic, sub_id, tmp_path / ("c%d.jsonl" % i), idle=10, delay=0.01)
+             for i in range(2)]
+    try:
+        wait_for(lambda: all(len(p.records()) >= 20 for p in procs), 40, what="both consumers reading")
+        dh.split_shard(project, topic, "0")
+        dh.wait_shards_ready(project, topic, 10)
+        for lo in range(600, 1200, 100):
+            put(lo, lo + 100)
+        wait_for(lambda: len(by_n([r for p in procs for r in p.records()])) >= 1200, 90, what="all records read")
+        for p in procs:
+            assert p.wait(60) == 0, open(p.out_path + ".log").read()[-3000:]
+    finally:
+        for p in procs:
+            if p.proc.poll() is None:
+                p.kill()
+    records = [r for p in procs for r in p.records()]
+    assert_exactly_once(records, 1200)
+    assert {r["shard"] for r in records} == {"0", "1", "2", "3"}
+    parent_done = max(r["t"] for r in records if r["shard"] == "0")
+    for child in ("2", "3"):
+        assert min(r["t"] for r in records if r["shard"] == child) >= parent_done, \
+            "child shard %s was read before its parent was read to the end" % child
+    per_key = defaultdict(list)
+    for r in sorted(records, key=lambda r: r["t"]):
         per_key[r["key"]].append(r["n"])
     for key, ns in per_key.items():
         assert ns == sorted(ns), "key %s read out of order: %s" % (key, ns)

@@ -11,14 +11,17 @@
 //! Layout: `store.rs` (the type and its queries), `rows.rs` (row structs), `schema.sql` (tables),
 //! `connectors.rs` + `connectors.sql` (connector definitions and per-shard checkpoints).
 //! `subscriptions.rs` + `subscriptions.sql` (subscriptions and their offsets; an offset is
-//! committed in one transaction per request, so it is durable before the commit is acknowledged).
+//! committed in one transaction per request, so it is durable before the commit is acknowledged);
+//! `consumer_groups.rs` (each subscription's consumer group, so that it outlives a restart).
 
 mod connectors;
+mod consumer_groups;
 mod rows;
 mod store;
 mod subscriptions;
 
 pub use connectors::{CheckpointRow, ConnectorRow};
+pub use consumer_groups::ConsumerGroupRow;
 pub use rows::{ProjectRow, SchemaRow, ShardRow, Snapshot, TopicRow};
 pub use store::{MetaError, MetaStore};
 pub use subscriptions::{OffsetRow, SubscriptionRow};

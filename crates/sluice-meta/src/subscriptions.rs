@@ -114,12 +114,13 @@ impl MetaStore {
         Ok(())
     }
 
-    /// Removes subscriptions with their offsets, in one transaction.
+    /// Removes subscriptions with their offsets and consumer groups, in one transaction.
     pub async fn delete_subscriptions(&self, sub_ids: &[String]) -> Result<(), MetaError> {
         let mut tx = self.pool.begin().await?;
         for id in sub_ids {
             for sql in [
                 "DELETE FROM sub_offsets WHERE sub_id = ?",
+                "DELETE FROM consumer_groups WHERE sub_id = ?",
                 "DELETE FROM subscriptions WHERE sub_id = ?",
             ] {
                 sqlx::query(sql).bind(id).execute(&mut *tx).await?;

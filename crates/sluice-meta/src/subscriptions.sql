@@ -18,3 +18,8 @@ CREATE TABLE IF NOT EXISTS sub_offsets (
     read_end INTEGER NOT NULL,
     PRIMARY KEY (sub_id, shard_id)
 );
+CREATE TABLE IF NOT EXISTS consumer_groups (
+    sub_id TEXT NOT NULL PRIMARY KEY,
+    generation INTEGER NOT NULL,
+    state TEXT NOT NULL
+);

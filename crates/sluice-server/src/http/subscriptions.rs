@@ -194,7 +194,7 @@ pub async fn group(
     match req.action().as_str() {
         "joingroup" => {
             let timeout = req.opt_i64("SessionTimeout")?.unwrap_or(60_000);
-            let j = c.join_group(&project, &topic, &sub, timeout)?;
+            let j = c.join_group(&project, &topic, &sub, timeout).await?;
             body::json(&json!({
                 "ConsumerId": j.consumer_id,
                 "VersionId": j.version_id,
@@ -232,7 +232,7 @@ pub async fn group(
         }
         "leavegroup" => {
             let (id, version) = member(&req)?;
-            c.leave_group(&project, &topic, &sub, &id, version)?;
+            c.leave_group(&project, &topic, &sub, &id, version).await?;
             body::ok()
         }
         other => Err(Error::InvalidParameter(format!(

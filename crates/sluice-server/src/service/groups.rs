@@ -1,8 +1,10 @@
 //! Consumer groups (protocol doc §4.12): the group of a subscription shares the topic's
 //! readable shards among its live members.
 //!
-//! State lives in memory (after a restart, consumers get `NoSuchConsumer` and rejoin). The
-//! assignment is recomputed on every heartbeat and is
+//! The state lives in memory and every change of it (a join, a leave, a timeout, a new
+//! assignment or hand-over) is written to the metadata store before the request that caused it is
+//! answered (`stored.rs`), so consumers that keep running through a restart of the server keep
+//! their ids and shards. The assignment is recomputed on every heartbeat and is
 //! - balanced: every member gets ⌊k/n⌋ or ⌈k/n⌉ of the k readable shards;
 //! - sticky: a member keeps what it was assigned as long as that fits its quota, so a join or a
 //!   leave moves as few shards as possible;
@@ -15,6 +17,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
+
+mod stored;
+
+use sluice_meta::ConsumerGroupRow;
 
 use super::catalog::{Catalog, Topic};
 use super::error::{Error, Result};
@@ -40,6 +46,9 @@ pub struct Group {
     plan_version: i64,
     /// Which member holds each shard, as far as the server knows.
     owner: BTreeMap<u32, String>,
+    /// How many changes were stored, and the last stored state (see `stored.rs`).
+    generation: i64,
+    saved_state: String,
 }
 
 /// The answer to a join.
@@ -241,7 +250,21 @@ impl Catalog {
         format!("{}-{}", sub.sub_id, self.subs.epoch)
     }
 
-    pub fn join_group(
+    /// Writes the subscription's group to the metadata store if it changed.
+    pub(crate) async fn save_group(&self, sub: &Subscription) -> Result<()> {
+        let change = sub.group.lock().take_changes();
+        if let Some((generation, state)) = change {
+            let row = ConsumerGroupRow {
+                sub_id: sub.sub_id.clone(),
+                generation,
+                state,
+            };
+            self.meta.save_consumer_group(&row).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn join_group(
         &self,
         project: &str,
         topic: &str,
@@ -256,6 +279,7 @@ impl Catalog {
         );
         let prefix = self.group_member_prefix(&sub);
         let joined = sub.group.lock().join(&prefix, timeout, Instant::now());
+        self.save_group(&sub).await?;
         tracing::info!(sub = %sub.sub_id, consumer = %joined.consumer_id, timeout, "consumer joined");
         Ok(joined)
     }
@@ -276,10 +300,12 @@ impl Catalog {
             .await?;
         let readable = readable_shards(&t, &sub.read_end_set());
         let hold = parse_shard_ids(hold);
-        let (plan, shards) =
+        let result =
             sub.group
                 .lock()
-                .heartbeat(consumer_id, version, &hold, &readable, Instant::now())?;
+                .heartbeat(consumer_id, version, &hold, &readable, Instant::now());
+        self.save_group(&sub).await?;
+        let (plan, shards) = result?;
         Ok((plan, shards.iter().map(u32::to_string).collect()))
     }
 
@@ -303,10 +329,11 @@ impl Catalog {
             .group
             .lock()
             .sync(consumer_id, version, &release, Instant::now());
+        self.save_group(&sub).await?;
         result
     }
 
-    pub fn leave_group(
+    pub async fn leave_group(
         &self,
         project: &str,
         topic: &str,
@@ -315,7 +342,9 @@ impl Catalog {
         version: i64,
     ) -> Result<()> {
         let (_, sub) = self.subscription(project, topic, sub_id)?;
-        sub.group.lock().leave(consumer_id, version)?;
+        let result = sub.group.lock().leave(consumer_id, version);
+        self.save_group(&sub).await?;
+        result?;
         tracing::info!(sub = %sub.sub_id, consumer = %consumer_id, "consumer left");
         Ok(())
     }

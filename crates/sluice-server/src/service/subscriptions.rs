@@ -136,6 +136,20 @@ pub struct SubView {
 impl Subscriptions {
     pub async fn load(meta: &MetaStore) -> Result<Subscriptions> {
         let (subs, offsets) = meta.load_subscriptions().await?;
+        let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+        let now = std::time::Instant::now();
+        for row in meta.load_consumer_groups().await? {
+            match Group::restore(row.generation, &row.state, now) {
+                Ok(group) => {
+                    groups.insert(row.sub_id, group);
+                }
+                Err(e) => tracing::warn!(
+                    sub = %row.sub_id,
+                    error = %e,
+                    "the stored consumer group is unreadable; its consumers will rejoin"
+                ),
+            }
+        }
         let mut by_sub: BTreeMap<String, BTreeMap<u32, Offset>> = BTreeMap::new();
         for o in offsets {
             by_sub.entry(o.sub_id.clone()).or_default().insert(
@@ -170,7 +184,7 @@ impl Subscriptions {
                     }),
                     offsets: tokio::sync::Mutex::new(offsets),
                     read_end: RwLock::new(read_end),
-                    group: Mutex::new(Group::default()),
+                    group: Mutex::new(groups.remove(&row.sub_id).unwrap_or_default()),
                 };
                 (row.sub_id, Arc::new(sub))
             })
@@ -580,6 +594,7 @@ impl Catalog {
         }
         offsets.extend(next);
         sub.group.lock().offsets_reset();
+        self.save_group(&sub).await?;
         Ok(())
     }
 
