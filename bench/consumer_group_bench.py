@@ -7,7 +7,11 @@
 2. Throughput: the same N records (4 shards) read three ways in one run:
    - group:  DatahubConsumer in a consumer group (join/heartbeat/offsets, auto-commit);
    - shards: DatahubConsumer with explicit shard_ids (offsets, no group protocol);
-   - plain:  a loop of get_tuple_records over the shards (PB protocol, limit 1000).
+   - plain:  a loop of get_tuple_records over the shards (PB protocol, limit 1000);
+   - protocol: the same loop as a group member speaking the group protocol itself with
+     pydatahub's low-level calls: join, heartbeat for its assignment and every session/6,
+     open offsets (session), get_tuple_records with the sub-id header, commit every 5 s and at
+     the end, leave. This is what the group protocol costs when the client is not the bottleneck.
    Rates are records/s from the first record to the N-th, so the group's wait for its first
    assignment (client constants: first heartbeat 5 s after join, then a 2 s poll) is not counted.
    The topic holds N + --extra records, so that no shard runs dry inside the timed window:
@@ -32,7 +36,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "compat"))
 from conftest import SluiceServer  # noqa: E402
 from consumer_util import SCHEMA, ConsumerProc, consumer_config, keyed_topic, producer, wait_for  # noqa: E402
 from datahub.client import DatahubConsumer  # noqa: E402
-from datahub.models import CursorType, TupleRecord  # noqa: E402
+from datahub.models import CursorType, OffsetWithSession, TupleRecord  # noqa: E402
 from util import make_client  # noqa: E402
 
 
@@ -112,7 +116,51 @@ def throughput(srv, dh, n, extra, run):
             cursor = res.next_cursor
     rates["plain"] = count / (time.perf_counter() - start)
     assert count == n, count
+    rates["protocol"] = group_protocol_loop(pb, project, topic, dh.create_subscription(project, topic, "lean").sub_id, n)
     return rates
+
+
+def group_protocol_loop(pb, project, topic, sub_id, n, session_ms=10_000, commit_every=5.0):
+    """Reads n records as the only member of a group, speaking the protocol directly."""
+    joined = pb.join_group(project, topic, sub_id, session_ms)
+    consumer, version = joined.consumer_id, joined.version_id
+    beat_every = joined.session_timeout / 6000.0
+    shards = []
+    while len(shards) < 4:
+        shards = sorted(pb.heart_beat(project, topic, sub_id, consumer, version, shards, []).shard_list, key=int)
+    opened = pb.init_and_get_subscription_offset(project, topic, sub_id, shards).offsets
+    last = {}
+    start, count = time.perf_counter(), 0
+    next_beat, next_commit = time.monotonic() + beat_every, time.monotonic() + commit_every
+
+    def commit():
+        pb.update_subscription_offset(project, topic, sub_id, {
+            s: OffsetWithSession(seq, ts, opened[s].version, opened[s].session_id) for s, (seq, ts) in last.items()})
+
+    for shard in shards:
+        cursor = pb.get_cursor(project, topic, shard, CursorType.OLDEST).cursor
+        while count < n:
+            res = pb.get_tuple_records(project, topic, shard, SCHEMA, cursor, min(1000, n - count), sub_id=sub_id)
+            if not res.records:
+                break
+            count += len(res.records)
+            cursor = res.next_cursor
+            tail = res.records[-1]
+            last[shard] = (tail.sequence, tail.system_time)
+            now = time.monotonic()
+            if now >= next_beat:
+                pb.heart_beat(project, topic, sub_id, consumer, version, shards, [])
+                next_beat = now + beat_every
+            if now >= next_commit:
+                commit()
+                next_commit = now + commit_every
+    commit()
+    rate = count / (time.perf_counter() - start)
+    pb.leave_group(project, topic, sub_id, consumer, version)
+    assert count == n, count
+    committed = pb.get_subscription_offset(project, topic, sub_id).offsets
+    assert all(committed[s].sequence == last[s][0] for s in last), "the commits did not land"
+    return rate
 
 
 def main():
@@ -139,10 +187,14 @@ def main():
                 rates = throughput(srv, dh, args.records, args.extra, i)
                 runs.append(rates)
                 print("throughput run %d (%d of %d records, 4 shards): group %.0f rec/s, explicit shards %.0f rec/s, "
-                      "plain get_records %.0f rec/s" % (i + 1, args.records, args.records + args.extra, rates["group"],
-                                                        rates["shards"], rates["plain"]), flush=True)
+                      "plain get_records %.0f rec/s, group protocol loop %.0f rec/s"
+                      % (i + 1, args.records, args.records + args.extra, rates["group"], rates["shards"],
+                         rates["plain"], rates["protocol"]), flush=True)
             med = {k: sorted(r[k] for r in runs)[len(runs) // 2] for k in runs[0]}
-            print("median: group %.0f, explicit shards %.0f, plain %.0f rec/s" % (med["group"], med["shards"], med["plain"]))
+            print("median: group %.0f, explicit shards %.0f, plain %.0f, group protocol loop %.0f rec/s"
+                  % (med["group"], med["shards"], med["plain"], med["protocol"]))
+            print("group protocol loop vs plain get_records loop (same client, same shards): %.1f%% overhead"
+                  % (100 * (1 - med["protocol"] / med["plain"])))
             print("group overhead vs explicit-shard consumer (same SDK read path): %.1f%%; "
                   "consumer (group) vs plain get_records loop: %.1f%%"
                   % (100 * (1 - med["group"] / med["shards"]), 100 * (1 - med["group"] / med["plain"])))
