@@ -8,6 +8,7 @@ compression (NONE, LZ4, ZLIB, DEFLATE). Durability tests start their own private
 
 import atexit
 import collections
+import json
 import ctypes
 import os
 import signal
@@ -71,7 +72,7 @@ def sluice_bin():
 class SluiceServer:
     """One `sluice serve` process on a fixed port and data dir; can be stopped and started again."""
 
-    def __init__(self, binary, data_dir, log_path, access_id=ACCESS_ID, access_key=ACCESS_KEY):
+    def __init__(self, binary, data_dir, log_path, access_id=ACCESS_ID, access_key=ACCESS_KEY, config=None):
         self.binary = binary
         self.data_dir = str(data_dir)
         self.log_path = str(log_path)
@@ -81,6 +82,12 @@ class SluiceServer:
         self.endpoint = "http://127.0.0.1:%d" % self.port
         self.proc = None
         self._log = None
+        self.config_path = None
+        if config:
+            # a `--config` TOML file next to the data dir, e.g. {"connector_batch_records": 5}
+            self.config_path = str(data_dir) + ".toml"
+            with open(self.config_path, "w") as f:
+                f.writelines("%s = %s\n" % (k, json.dumps(v)) for k, v in config.items())
 
     @property
     def pid(self):
@@ -105,6 +112,8 @@ class SluiceServer:
         self._log.flush()
         cmd = [self.binary, "serve", "--listen", "127.0.0.1:%d" % self.port, "--data-dir", self.data_dir,
                "--access-id", self.access_id, "--access-key", self.access_key]
+        if self.config_path:
+            cmd += ["--config", self.config_path]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
                                      preexec_fn=_die_with_parent)
         _LIVE_SERVERS.add(self)
@@ -199,8 +208,8 @@ def sluice_factory(tmp_path):
     binary = sluice_bin()
     started = []
 
-    def start(name="private"):
-        srv = SluiceServer(binary, tmp_path / (name + "-data"), tmp_path / (name + ".log"))
+    def start(name="private", config=None):
+        srv = SluiceServer(binary, tmp_path / (name + "-data"), tmp_path / (name + ".log"), config=config)
         started.append(srv)
         return srv.start()
 

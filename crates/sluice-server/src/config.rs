@@ -46,6 +46,12 @@ pub struct ServerConfig {
     pub min_session_timeout_ms: i64,
     /// Longest consumer-group session timeout granted on join.
     pub max_session_timeout_ms: i64,
+    /// A connector task writes to its sink once it has buffered this many records ...
+    pub connector_batch_records: usize,
+    /// ... or this many bytes ...
+    pub connector_batch_bytes: usize,
+    /// ... or once its oldest buffered record has waited this long.
+    pub connector_batch_age_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +70,9 @@ impl Default for ServerConfig {
             max_clock_skew_secs: 900,
             min_session_timeout_ms: 10_000,
             max_session_timeout_ms: 1_800_000,
+            connector_batch_records: 5000,
+            connector_batch_bytes: 4 << 20,
+            connector_batch_age_ms: 500,
         }
     }
 }
@@ -155,6 +164,21 @@ impl ServerConfig {
             "max_session_timeout_ms",
             "must be at least min_session_timeout_ms",
         )?;
+        check(
+            (1..=100_000).contains(&self.connector_batch_records),
+            "connector_batch_records",
+            "must be between 1 and 100000",
+        )?;
+        check(
+            (1024..=1 << 30).contains(&self.connector_batch_bytes),
+            "connector_batch_bytes",
+            "must be between 1 KiB and 1 GiB",
+        )?;
+        check(
+            (1..=600_000).contains(&self.connector_batch_age_ms),
+            "connector_batch_age_ms",
+            "must be between 1 and 600000",
+        )?;
         Ok(())
     }
 
@@ -186,5 +210,23 @@ mod tests {
         let ok = ServerConfig::from_toml("fsync = \"interval\"\nsegment_bytes = 8192").unwrap();
         assert_eq!(ok.fsync, FsyncPolicy::Interval);
         assert_eq!(ok.segment_bytes, 8192);
+    }
+
+    #[test]
+    fn connector_batching_is_configurable_and_checked() {
+        let ok = ServerConfig::from_toml(
+            "connector_batch_records = 20\nconnector_batch_bytes = 65536\nconnector_batch_age_ms = 50",
+        )
+        .unwrap();
+        assert_eq!(ok.connector_batch_records, 20);
+        assert_eq!(ok.connector_batch_bytes, 65536);
+        assert_eq!(ok.connector_batch_age_ms, 50);
+        for (text, field) in [
+            ("connector_batch_records = 0", "connector_batch_records"),
+            ("connector_batch_bytes = 10", "connector_batch_bytes"),
+            ("connector_batch_age_ms = 0", "connector_batch_age_ms"),
+        ] {
+            assert_eq!(ServerConfig::from_toml(text).unwrap_err().field, field);
+        }
     }
 }

@@ -8,8 +8,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value as Json;
+
 use sluice_connect::runtime::status::{self, Checkpoint, LogView, ShardReport};
 use sluice_connect::runtime::{ConnectorRuntime, ConnectorSpec, RuntimeConfig, SinkOpener};
 use sluice_connect::sink::Columns;
@@ -117,6 +119,9 @@ fn check_columns(topic: &Topic, columns: &[String]) -> Result<Columns> {
 impl Catalog {
     fn runtime_config(&self, worker: &str) -> RuntimeConfig {
         RuntimeConfig {
+            max_batch_records: self.config.connector_batch_records,
+            max_batch_bytes: self.config.connector_batch_bytes,
+            max_batch_age: Duration::from_millis(self.config.connector_batch_age_ms),
             worker_address: worker.to_string(),
             ..RuntimeConfig::default()
         }
