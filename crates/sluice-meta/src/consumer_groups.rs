@@ -36,16 +36,19 @@ impl MetaStore {
         )
     }
 
-    /// Stores a group's state unless a newer generation is already stored.
+    /// Stores a group's state unless a newer generation is already stored or the subscription
+    /// is gone (a heartbeat racing with a delete leaves nothing behind).
     pub async fn save_consumer_group(&self, row: &ConsumerGroupRow) -> Result<(), MetaError> {
         sqlx::query(
-            "INSERT INTO consumer_groups (sub_id, generation, state) VALUES (?, ?, ?) \
+            "INSERT INTO consumer_groups (sub_id, generation, state) SELECT ?, ?, ? \
+             WHERE EXISTS (SELECT 1 FROM subscriptions WHERE sub_id = ?) \
              ON CONFLICT (sub_id) DO UPDATE SET generation = excluded.generation, \
              state = excluded.state WHERE excluded.generation > consumer_groups.generation",
         )
         .bind(&row.sub_id)
         .bind(row.generation)
         .bind(&row.state)
+        .bind(&row.sub_id)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -65,44 +68,46 @@ mod tests {
         }
     }
 
+    fn sub(sub_id: &str) -> SubscriptionRow {
+        SubscriptionRow {
+            sub_id: sub_id.into(),
+            topic_uid: 1,
+            comment: String::new(),
+            state: 1,
+            create_time: 1,
+            last_modify_time: 1,
+        }
+    }
+
     #[tokio::test]
     async fn newest_generation_wins_survives_reopen_and_dies_with_its_subscription() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("meta.db");
         let store = MetaStore::open(&path).await.unwrap();
-        store
-            .save_consumer_group(&row("s1", 2, "two"))
-            .await
-            .unwrap();
-        store
-            .save_consumer_group(&row("s1", 1, "one"))
-            .await
-            .unwrap();
-        store
-            .save_consumer_group(&row("s2", 5, "five"))
-            .await
-            .unwrap();
-        store
-            .save_consumer_group(&row("s2", 6, "six"))
-            .await
-            .unwrap();
+        store.insert_subscription(&sub("s1")).await.unwrap();
+        store.insert_subscription(&sub("s2")).await.unwrap();
+        for saved in [
+            row("s1", 2, "two"),
+            row("s1", 1, "one"),
+            row("s2", 5, "five"),
+            row("s2", 6, "six"),
+            row("nobody", 1, "no such subscription"),
+        ] {
+            store.save_consumer_group(&saved).await.unwrap();
+        }
         drop(store);
 
         let store = MetaStore::open(&path).await.unwrap();
         let groups = store.load_consumer_groups().await.unwrap();
         assert_eq!(groups, vec![row("s1", 2, "two"), row("s2", 6, "six")]);
 
-        let sub = SubscriptionRow {
-            sub_id: "s1".into(),
-            topic_uid: 1,
-            comment: String::new(),
-            state: 1,
-            create_time: 1,
-            last_modify_time: 1,
-        };
-        store.insert_subscription(&sub).await.unwrap();
         store
             .delete_subscriptions(&["s1".to_string()])
+            .await
+            .unwrap();
+        // a heartbeat that lost the race with the delete writes nothing back
+        store
+            .save_consumer_group(&row("s1", 3, "late"))
             .await
             .unwrap();
         let groups = store.load_consumer_groups().await.unwrap();
