@@ -106,6 +106,18 @@ def test_killed_consumer_shards_move_after_session_timeout(dh, endpoint, project
             assert len(seen[r["n"]]) == 1
 
 
+def put_by_key(dh, project, topic, lo, hi, keys=16):
+    """Records n = lo..hi-1 with key "key<n % keys>", routed by that partition key (the JSON
+    client's put_records routes by partition key; the producer cannot)."""
+    recs = []
+    for i in range(lo, hi):
+        key = "key%d" % (i % keys)
+        rec = TupleRecord(schema=SCHEMA, values=[key, i])
+        rec.partition_key = key
+        recs.append(rec)
+    assert dh.put_records(project, topic, recs).failed_record_count == 0
+
+
 def read_n(consumer, count, timeout=60):
     out = []
     deadline = time.monotonic() + timeout
@@ -143,17 +155,9 @@ def test_group_offsets_survive_restart(sluice_factory):
 
 def test_split_during_consumption_keeps_order_per_key(dh, endpoint, project, tmp_path):
     topic, sub_id = keyed_topic(dh, project, shards=1)
-    writer = dh  # JSON client: put_records routes by partition key (the producer cannot)
-    keys = ["key%d" % i for i in range(16)]
 
     def put(lo, hi):
-        recs = []
-        for i in range(lo, hi):
-            rec = TupleRecord(schema=SCHEMA, values=[keys[i % len(keys)], i])
-            rec.partition_key = keys[i % len(keys)]
-            recs.append(rec)
-        result = writer.put_records(project, topic, recs)
-        assert result.failed_record_count == 0
+        put_by_key(dh, project, topic, lo, hi)
 
     for lo in range(0, 400, 100):
         put(lo, lo + 100)
@@ -226,15 +230,9 @@ def test_split_with_two_consumers_hands_children_out_after_their_parent(dh, endp
     whichever consumer the group picks, but only after the parent was read to its end, so every
     key's records are read in order even when a key moves to the other consumer."""
     topic, sub_id = keyed_topic(dh, project, shards=2)
-    keys = ["key%d" % i for i in range(16)]
 
     def put(lo, hi):
-        recs = []
-        for i in range(lo, hi):
-            rec = TupleRecord(schema=SCHEMA, values=[keys[i % len(keys)], i])
-            rec.partition_key = keys[i % len(keys)]
-            recs.append(rec)
-        assert dh.put_records(project, topic, recs).failed_record_count == 0
+        put_by_key(dh, project, topic, lo, hi)
 
     for lo in range(0, 600, 100):
         put(lo, lo + 100)
