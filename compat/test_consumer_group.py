@@ -8,6 +8,7 @@ import time
 from collections import defaultdict
 
 import pytest
+from datahub.exceptions import DatahubException
 from datahub.models import TupleRecord
 
 from consumer_util import READ_FAILED, SCHEMA, ConsumerProc, consumer_config, keyed_topic, produce, wait_for
@@ -263,3 +264,41 @@ def test_split_with_two_consumers_hands_children_out_after_their_parent(dh, endp
         per_key[r["key"]].append(r["n"])
     for key, ns in per_key.items():
         assert ns == sorted(ns), "key %s read out of order: %s" % (key, ns)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_group_members_and_assignment_survive_a_restart(sluice_factory, sig):
+    """The group protocol itself (pydatahub's low-level calls): members joined before a restart
+    heartbeat after it with the same ids and versions and get the same shards; a new member
+    joins with a fresh id; a member that left before the restart stays gone."""
+    srv = sluice_factory("group-protocol-restart")
+    dh = srv.client("pb")
+    dh.create_project("grp", "")
+    topic, sub_id = keyed_topic(dh, "grp", shards=4)
+    members = [dh.join_group("grp", topic, sub_id, 30000) for _ in range(3)]
+    held = {m.consumer_id: [] for m in members}
+    for _ in range(3):  # until the assignment settles: each holds what it was granted
+        for m in members:
+            held[m.consumer_id] = dh.heart_beat("grp", topic, sub_id, m.consumer_id, m.version_id,
+                                                held[m.consumer_id], []).shard_list
+    gone = members.pop()
+    dh.leave_group("grp", topic, sub_id, gone.consumer_id, gone.version_id)
+    for _ in range(3):
+        for m in members:
+            held[m.consumer_id] = dh.heart_beat("grp", topic, sub_id, m.consumer_id, m.version_id,
+                                                held[m.consumer_id], []).shard_list
+    before = {m.consumer_id: sorted(held[m.consumer_id], key=int) for m in members}
+    assert sorted(s for v in before.values() for s in v) == ["0", "1", "2", "3"]
+    assert all(len(v) == 2 for v in before.values()), before
+
+    srv.restart(sig)
+    dh = srv.client("pb")
+    after = {m.consumer_id: sorted(dh.heart_beat("grp", topic, sub_id, m.consumer_id, m.version_id,
+                                                 before[m.consumer_id], []).shard_list, key=int)
+             for m in members}
+    assert after == before
+    with pytest.raises(DatahubException) as e:
+        dh.heart_beat("grp", topic, sub_id, gone.consumer_id, gone.version_id, [], [])
+    assert e.value.error_code == "NoSuchConsumer"
+    newcomer = dh.join_group("grp", topic, sub_id, 30000)
+    assert newcomer.consumer_id not in held and newcomer.version_id > max(m.version_id for m in members + [gone])
