@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The connector benchmark of issue 3 in one command: starts MariaDB and PostgreSQL on private
+# ports (scripts/services.sh), builds and starts a release `sluice serve`, then in one session
+#   1. bench_connector.py throughput mysql|postgres, RUNS times each (1,000,000 rows, 4 shards),
+#   2. bench_connector.py latency (1,000 records/s into MariaDB for DURATION seconds),
+#   3. sinkbench mysql|postgres 1000000 4 5000 (the bulk baselines and the sinks alone),
+# against the same database servers, and prints every figure; the best connector run is compared
+# with the best baseline round, as sinkbench compares its own rounds.
+#
+#   bash bench/db/run.sh            # RUNS=3 DURATION=30 ROWS=1000000 by default
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cd "$root"
+RUNS="${RUNS:-3}"
+DURATION="${DURATION:-30}"
+export ROWS="${ROWS:-1000000}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/sluice/target}"
+BENCH_TARGET="${BENCH_TARGET:-/root/.cache/sluice/target-bench}"
+
+cargo build --release -q -p sluice
+(cd "$here/sinkbench" && CARGO_TARGET_DIR="$BENCH_TARGET" cargo build --release -q)
+venv="$(bash scripts/test.sh venv | awk '/^venv:/ {print $2}')"
+py="$venv/bin/python"
+[ -x "$py" ] || { echo "no python venv at $venv" >&2; exit 1; }
+
+# shellcheck source=../../scripts/services.sh
+source scripts/services.sh
+data="$(mktemp -d /tmp/sluice-dbbench.XXXXXX)"
+sluice_pid=""
+cleanup() {
+  [ -n "$sluice_pid" ] && kill "$sluice_pid" 2>/dev/null && wait "$sluice_pid" 2>/dev/null
+  services_stop
+  rm -rf "$data"
+}
+trap cleanup EXIT
+services_start
+
+port="$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+"$CARGO_TARGET_DIR/release/sluice" serve --listen "127.0.0.1:$port" --data-dir "$data/sluice" \
+  --access-id sluiceCompatId --access-key sluiceCompatKey0123456789 >"$data/sluice.log" 2>&1 &
+sluice_pid=$!
+export SLUICE_ENDPOINT="http://127.0.0.1:$port"
+for _ in $(seq 100); do curl -fs "$SLUICE_ENDPOINT/health" >/dev/null && break; sleep 0.1; done
+
+echo "== $(uptime)"
+for kind in mysql postgres; do
+  for i in $(seq "$RUNS"); do
+    "$py" "$here/bench_connector.py" throughput "$kind" | grep connector
+  done
+done
+DURATION="$DURATION" "$py" "$here/bench_connector.py" latency
+kill "$sluice_pid"; wait "$sluice_pid" 2>/dev/null || true; sluice_pid=""
+for kind in mysql postgres; do
+  "$BENCH_TARGET/release/sinkbench" "$kind" "$ROWS" 4 5000
+done
+echo "== $(uptime)"
