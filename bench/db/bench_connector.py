@@ -75,6 +75,9 @@ def throughput(kind, rows):
     # primary-key lookups keeps the watcher off the database's CPU; a COUNT(*) every 200 ms scans
     # the whole table each time and slowed MariaDB's inserts measurably.
     last_ids = ",".join(str(i) for i in range(max(0, rows - SHARDS), rows))
+    # let the database finish the previous round's DROP (InnoDB purge, checkpoints) and the server
+    # its fsyncs before the clock starts
+    time.sleep(float(os.environ.get("SETTLE_SECS", "3")))
     started = time.time()
     dh.create_connector(project, name, ctype, names, cfg, -1)
     while int(db.run("SELECT COUNT(*) FROM bench_conn WHERE id IN (%s)" % last_ids)[0][0]) < min(rows, SHARDS):

@@ -61,17 +61,40 @@ pub(crate) async fn run(
     let _ = task.main_loop().await;
 }
 
+/// Where each of the connector's columns sits in the records of one schema, worked out once per
+/// read instead of once per value.
+struct Projection {
+    /// Field index of each column (None: the schema has no such field, the column gets NULL).
+    positions: Vec<Option<usize>>,
+    /// The columns are exactly the schema's fields in order: values move over untouched.
+    identity: bool,
+}
+
+impl Projection {
+    fn new(columns: &Columns, schema: Option<&RecordSchema>) -> Option<Projection> {
+        let schema = schema?;
+        let positions: Vec<Option<usize>> =
+            columns.names.iter().map(|n| schema.index_of(n)).collect();
+        let identity = positions.len() == schema.len()
+            && positions.iter().enumerate().all(|(i, p)| *p == Some(i));
+        Some(Projection {
+            positions,
+            identity,
+        })
+    }
+}
+
 /// Projects a record onto the connector's columns (by field name).
-fn project(columns: &Columns, schema: Option<&RecordSchema>, data: RecordData) -> SinkData {
-    match (data, schema) {
-        (RecordData::Tuple(values), Some(schema)) => SinkData::Tuple(
-            columns
-                .names
+fn project(projection: Option<&Projection>, data: RecordData) -> SinkData {
+    match (data, projection) {
+        (RecordData::Tuple(values), Some(p)) if p.identity && values.len() == p.positions.len() => {
+            SinkData::Tuple(values)
+        }
+        (RecordData::Tuple(values), Some(p)) => SinkData::Tuple(
+            p.positions
                 .iter()
-                .map(|name| {
-                    schema
-                        .index_of(name)
-                        .and_then(|i| values.get(i).cloned())
+                .map(|pos| {
+                    pos.and_then(|i| values.get(i).cloned())
                         .unwrap_or(Value::Null)
                 })
                 .collect(),
@@ -219,7 +242,7 @@ impl Task {
 
     /// Adds a read's records to the buffer; returns the number of entries read.
     fn add(&self, buf: &mut Buffer, batch: SourceBatch) -> usize {
-        let columns = &self.shared.spec.columns;
+        let projection = Projection::new(&self.shared.spec.columns, batch.schema.as_deref());
         let n = batch.entries.len();
         for entry in batch.entries {
             for (i, record) in entry.records.into_iter().enumerate() {
@@ -228,7 +251,7 @@ impl Task {
                     sequence: entry.seq,
                     batch_index: i as u32,
                     system_time: entry.system_time,
-                    data: project(columns, batch.schema.as_deref(), record.data),
+                    data: project(projection.as_ref(), record.data),
                     attributes: record.attributes,
                 });
             }
@@ -379,5 +402,67 @@ impl Task {
         self.cp = cp;
         self.shared.set_checkpoint(cp);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_proto::FieldType;
+
+    fn schema(names: &[&str]) -> RecordSchema {
+        let fields: Vec<String> = names
+            .iter()
+            .map(|n| format!(r#"{{"name":"{n}","type":"STRING"}}"#))
+            .collect();
+        RecordSchema::parse(&format!(r#"{{"fields":[{}]}}"#, fields.join(","))).unwrap()
+    }
+
+    fn columns(names: &[&str]) -> Columns {
+        Columns {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            types: vec![FieldType::String; names.len()],
+        }
+    }
+
+    fn row(values: &[&str]) -> RecordData {
+        RecordData::Tuple(values.iter().map(|v| Value::Str(v.to_string())).collect())
+    }
+
+    fn tuple(values: &[Option<&str>]) -> SinkData {
+        SinkData::Tuple(
+            values
+                .iter()
+                .map(|v| v.map_or(Value::Null, |s| Value::Str(s.to_string())))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn projection_maps_columns_by_name() {
+        let s = schema(&["a", "b", "c"]);
+        let same = Projection::new(&columns(&["a", "b", "c"]), Some(&s)).unwrap();
+        assert!(same.identity);
+        assert_eq!(
+            project(Some(&same), row(&["1", "2", "3"])),
+            tuple(&[Some("1"), Some("2"), Some("3")])
+        );
+        let picked = Projection::new(&columns(&["c", "a", "gone"]), Some(&s)).unwrap();
+        assert!(!picked.identity);
+        assert_eq!(
+            project(Some(&picked), row(&["1", "2", "3"])),
+            tuple(&[Some("3"), Some("1"), None])
+        );
+        let prefix = Projection::new(&columns(&["a", "b"]), Some(&s)).unwrap();
+        assert!(
+            !prefix.identity,
+            "a prefix of the fields is not the identity"
+        );
+        assert_eq!(
+            project(Some(&prefix), row(&["1", "2", "3"])),
+            tuple(&[Some("1"), Some("2")])
+        );
+        assert!(Projection::new(&columns(&["a"]), None).is_none());
+        assert_eq!(project(None, row(&["x"])), tuple(&[Some("x")]));
     }
 }
