@@ -31,6 +31,16 @@ SHARDS = 4
 TEXT = "abcdefghijklmnopqrstuvwxyz-ABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789"
 
 
+def server_cpu_secs():
+    """CPU seconds (user + system) the server process has used, if SLUICE_PID names it."""
+    pid = os.environ.get("SLUICE_PID")
+    if not pid:
+        return None
+    with open("/proc/%s/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def client():
     return DataHub(ACCESS_ID, ACCESS_KEY, os.environ["SLUICE_ENDPOINT"], user_agent="sluice-bench")
 
@@ -78,14 +88,17 @@ def throughput(kind, rows):
     # let the database finish the previous round's DROP (InnoDB purge, checkpoints) and the server
     # its fsyncs before the clock starts
     time.sleep(float(os.environ.get("SETTLE_SECS", "3")))
+    cpu0 = server_cpu_secs()
     started = time.time()
     dh.create_connector(project, name, ctype, names, cfg, -1)
     while int(db.run("SELECT COUNT(*) FROM bench_conn WHERE id IN (%s)" % last_ids)[0][0]) < min(rows, SHARDS):
         time.sleep(0.05)
     secs = time.time() - started
+    cpu = server_cpu_secs()
     count = int(db.run("SELECT COUNT(*) FROM bench_conn")[0][0])
     assert count == rows, "expected %d rows, found %d" % (rows, count)
-    print("%s connector: %d rows in %.2f s = %.0f rows/s" % (kind, rows, secs, rows / secs))
+    print("%s connector: %d rows in %.2f s = %.0f rows/s%s" % (
+        kind, rows, secs, rows / secs, "" if cpu is None else "; server CPU %.2f s" % (cpu - cpu0)))
 
 
 def latency(duration, rate=1000):

@@ -37,9 +37,10 @@ trap cleanup EXIT
 services_start
 
 port="$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-"$CARGO_TARGET_DIR/release/sluice" serve --listen "127.0.0.1:$port" --data-dir "$data/sluice" \
+"${SLUICE_BIN:-$CARGO_TARGET_DIR/release/sluice}" serve --listen "127.0.0.1:$port" --data-dir "$data/sluice" \
   --access-id sluiceCompatId --access-key sluiceCompatKey0123456789 >"$data/sluice.log" 2>&1 &
 sluice_pid=$!
+export SLUICE_PID="$sluice_pid"   # bench_connector.py reports the server's CPU seconds per run
 export SLUICE_ENDPOINT="http://127.0.0.1:$port"
 for _ in $(seq 100); do curl -fs "$SLUICE_ENDPOINT/health" >/dev/null && break; sleep 0.1; done
 
