@@ -8,8 +8,8 @@ compression (NONE, LZ4, ZLIB, DEFLATE). Durability tests start their own private
 
 import atexit
 import collections
-import json
 import ctypes
+import json
 import os
 import signal
 import socket
