@@ -1,4 +1,4 @@
-//! Connector definitions and their per-shard checkpoints (tables in `connectors.sql`).
+//! Connector definitions and their per-shard checkpoints (tables in `migrations/`).
 //!
 //! A checkpoint says where a connector's task for one shard resumes: `next_seq` is the first
 //! sequence not yet written and flushed to the sink; it is saved only after a flush.
@@ -6,8 +6,6 @@
 use sqlx::Row;
 
 use crate::store::{MetaError, MetaStore};
-
-pub(crate) const CONNECTOR_SCHEMA: &str = include_str!("connectors.sql");
 
 /// A connector as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,24 +79,29 @@ impl MetaStore {
 
     /// Inserts a new connector or replaces the stored definition of an existing one.
     pub async fn upsert_connector(&self, c: &ConnectorRow) -> Result<(), MetaError> {
-        sqlx::query(
-            "INSERT OR REPLACE INTO connectors (topic_uid, connector_id, kind, state, \
+        self.write(|tx| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT OR REPLACE INTO connectors (topic_uid, connector_id, kind, state, \
              column_fields, config, creator, start_time, create_time, last_modify_time) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(c.topic_uid)
-        .bind(&c.connector_id)
-        .bind(&c.kind)
-        .bind(&c.state)
-        .bind(columns_text(&c.column_fields))
-        .bind(&c.config)
-        .bind(&c.creator)
-        .bind(c.start_time)
-        .bind(c.create_time)
-        .bind(c.last_modify_time)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+                )
+                .bind(c.topic_uid)
+                .bind(&c.connector_id)
+                .bind(&c.kind)
+                .bind(&c.state)
+                .bind(columns_text(&c.column_fields))
+                .bind(&c.config)
+                .bind(&c.creator)
+                .bind(c.start_time)
+                .bind(c.create_time)
+                .bind(c.last_modify_time)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Removes a connector and its checkpoints in one transaction.
@@ -107,32 +110,40 @@ impl MetaStore {
         topic_uid: i64,
         connector_id: &str,
     ) -> Result<(), MetaError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM connectors WHERE topic_uid = ? AND connector_id = ?")
-            .bind(topic_uid)
-            .bind(connector_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM connector_checkpoints WHERE topic_uid = ? AND connector_id = ?")
-            .bind(topic_uid)
-            .bind(connector_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        self.write(|tx| {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM connectors WHERE topic_uid = ? AND connector_id = ?")
+                    .bind(topic_uid)
+                    .bind(connector_id)
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query(
+                    "DELETE FROM connector_checkpoints WHERE topic_uid = ? AND connector_id = ?",
+                )
+                .bind(topic_uid)
+                .bind(connector_id)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Removes every connector of a topic and their checkpoints.
     pub async fn delete_topic_connectors(&self, topic_uid: i64) -> Result<(), MetaError> {
-        let mut tx = self.pool.begin().await?;
-        for table in ["connectors", "connector_checkpoints"] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE topic_uid = ?"))
-                .bind(topic_uid)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.write(|tx| {
+            Box::pin(async move {
+                for table in ["connectors", "connector_checkpoints"] {
+                    sqlx::query(&format!("DELETE FROM {table} WHERE topic_uid = ?"))
+                        .bind(topic_uid)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// The checkpoints of one connector, by shard.
@@ -169,9 +180,10 @@ impl MetaStore {
         connector_id: &str,
         checkpoints: &[CheckpointRow],
     ) -> Result<(), MetaError> {
-        let mut tx = self.pool.begin().await?;
-        for c in checkpoints {
-            sqlx::query(
+        self.write(|tx| {
+            Box::pin(async move {
+                for c in checkpoints {
+                    sqlx::query(
                 "INSERT OR REPLACE INTO connector_checkpoints (topic_uid, connector_id, shard_id, \
                  next_seq, last_time, discard_count, finished, update_time) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -184,11 +196,13 @@ impl MetaStore {
             .bind(c.discard_count as i64)
             .bind(i64::from(c.finished))
             .bind(c.update_time)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 }
 

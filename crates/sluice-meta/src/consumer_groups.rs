@@ -39,19 +39,24 @@ impl MetaStore {
     /// Stores a group's state unless a newer generation is already stored or the subscription
     /// is gone (a heartbeat racing with a delete leaves nothing behind).
     pub async fn save_consumer_group(&self, row: &ConsumerGroupRow) -> Result<(), MetaError> {
-        sqlx::query(
-            "INSERT INTO consumer_groups (sub_id, generation, state) SELECT ?, ?, ? \
+        self.write(|tx| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO consumer_groups (sub_id, generation, state) SELECT ?, ?, ? \
              WHERE EXISTS (SELECT 1 FROM subscriptions WHERE sub_id = ?) \
              ON CONFLICT (sub_id) DO UPDATE SET generation = excluded.generation, \
              state = excluded.state WHERE excluded.generation > consumer_groups.generation",
-        )
-        .bind(&row.sub_id)
-        .bind(row.generation)
-        .bind(&row.state)
-        .bind(&row.sub_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+                )
+                .bind(&row.sub_id)
+                .bind(row.generation)
+                .bind(&row.state)
+                .bind(&row.sub_id)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 }
 

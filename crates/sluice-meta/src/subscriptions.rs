@@ -85,57 +85,68 @@ impl MetaStore {
     }
 
     pub async fn insert_subscription(&self, s: &SubscriptionRow) -> Result<(), MetaError> {
-        sqlx::query(
-            "INSERT INTO subscriptions (sub_id, topic_uid, comment, state, create_time, \
+        self.write(|tx| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO subscriptions (sub_id, topic_uid, comment, state, create_time, \
              last_modify_time) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&s.sub_id)
-        .bind(s.topic_uid)
-        .bind(&s.comment)
-        .bind(s.state)
-        .bind(s.create_time)
-        .bind(s.last_modify_time)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+                )
+                .bind(&s.sub_id)
+                .bind(s.topic_uid)
+                .bind(&s.comment)
+                .bind(s.state)
+                .bind(s.create_time)
+                .bind(s.last_modify_time)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Writes a subscription's comment, state and modification time.
     pub async fn update_subscription(&self, s: &SubscriptionRow) -> Result<(), MetaError> {
-        sqlx::query(
+        self.write(|tx| Box::pin(async move {
+sqlx::query(
             "UPDATE subscriptions SET comment = ?, state = ?, last_modify_time = ? WHERE sub_id = ?",
         )
         .bind(&s.comment)
         .bind(s.state)
         .bind(s.last_modify_time)
         .bind(&s.sub_id)
-        .execute(&self.pool)
+        .execute(&mut **tx)
         .await?;
         Ok(())
+})).await
     }
 
     /// Removes subscriptions with their offsets and consumer groups, in one transaction.
     pub async fn delete_subscriptions(&self, sub_ids: &[String]) -> Result<(), MetaError> {
-        let mut tx = self.pool.begin().await?;
-        for id in sub_ids {
-            for sql in [
-                "DELETE FROM sub_offsets WHERE sub_id = ?",
-                "DELETE FROM consumer_groups WHERE sub_id = ?",
-                "DELETE FROM subscriptions WHERE sub_id = ?",
-            ] {
-                sqlx::query(sql).bind(id).execute(&mut *tx).await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(())
+        self.write(|tx| {
+            Box::pin(async move {
+                for id in sub_ids {
+                    for sql in [
+                        "DELETE FROM sub_offsets WHERE sub_id = ?",
+                        "DELETE FROM consumer_groups WHERE sub_id = ?",
+                        "DELETE FROM subscriptions WHERE sub_id = ?",
+                    ] {
+                        sqlx::query(sql).bind(id).execute(&mut **tx).await?;
+                    }
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Writes offsets (insert or replace), all in one transaction: when this returns, they are
     /// on disk.
     pub async fn put_offsets(&self, rows: &[OffsetRow]) -> Result<(), MetaError> {
-        let mut tx = self.pool.begin().await?;
-        for o in rows {
-            sqlx::query(
+        self.write(|tx| {
+            Box::pin(async move {
+                for o in rows {
+                    sqlx::query(
                 "INSERT OR REPLACE INTO sub_offsets (sub_id, shard_id, sequence, timestamp, \
                  batch_index, version, session_id, read_end) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             )
@@ -147,11 +158,13 @@ impl MetaStore {
             .bind(o.version)
             .bind(o.session_id)
             .bind(o.read_end as i64)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 }
 

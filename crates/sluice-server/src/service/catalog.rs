@@ -120,6 +120,10 @@ pub struct Topic {
     pub dir: PathBuf,
     pub meta: RwLock<TopicMeta>,
     pub shards: RwLock<Vec<Arc<Shard>>>,
+    /// Held for reading by a routed put from routing to append, and for writing by a split,
+    /// merge or extend while it switches shards, so routing sees the shards before or after a
+    /// switch, never parents closing with their children not there yet.
+    pub topology: tokio::sync::RwLock<()>,
 }
 
 impl Topic {
@@ -251,6 +255,7 @@ impl Catalog {
                     current_version,
                 }),
                 shards: RwLock::new(shards),
+                topology: tokio::sync::RwLock::new(()),
             };
             if let Some(p) = projects.get_mut(&key(&t.project)) {
                 p.topics.insert(key(&t.name), Arc::new(topic));
@@ -266,6 +271,24 @@ impl Catalog {
             change_lock: tokio::sync::Mutex::new(()),
             connectors: Default::default(),
         })
+    }
+
+    /// Creates the log of a shard that is being added (topic create, split, merge, extend), in
+    /// the caller's metadata transaction, before its COMMIT. A directory already there is a
+    /// leftover of a change that never committed (its id is free in the store): it is removed
+    /// first, so a new shard never starts with someone else's records.
+    pub(crate) fn create_shard_log(&self, topic_dir: &Path, row: &ShardRow) -> Result<Arc<Shard>> {
+        let dir = topic_dir.join(row.shard_id.to_string());
+        if dir.exists() {
+            tracing::warn!(dir = %dir.display(), "removing a shard directory no topic owns");
+            sluice_log::remove_log(&dir)?;
+        }
+        let log = ShardLog::open(&dir, self.config.log_config())?;
+        Ok(Arc::new(Shard {
+            id: row.shard_id,
+            meta: RwLock::new(shard_meta_from_row(row)?),
+            log: Arc::new(log),
+        }))
     }
 
     /// Looks a topic up by project and topic name.

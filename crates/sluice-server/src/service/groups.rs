@@ -3,7 +3,8 @@
 //!
 //! The state lives in memory and every change of it (a join, a leave, a timeout, a new
 //! assignment or hand-over) is written to the metadata store before the request that caused it is
-//! answered (`stored.rs`), so consumers that keep running through a restart of the server keep
+//! answered, and counts as saved only once that write succeeded; if it fails, the request fails
+//! and the next one writes the change again (`stored.rs`), so consumers that keep running through a restart of the server keep
 //! their ids and shards. The assignment is recomputed on every heartbeat and is
 //! - balanced: every member gets ⌊k/n⌋ or ⌈k/n⌉ of the k readable shards;
 //! - sticky: a member keeps what it was assigned as long as that fits its quota, so a join or a
@@ -46,8 +47,10 @@ pub struct Group {
     plan_version: i64,
     /// Which member holds each shard, as far as the server knows.
     owner: BTreeMap<u32, String>,
-    /// How many changes were stored, and the last stored state (see `stored.rs`).
+    /// The last generation handed out for a save, the last one known to be on disk, and the
+    /// state saved with it (see `stored.rs`).
     generation: i64,
+    saved_generation: i64,
     saved_state: String,
 }
 
@@ -259,7 +262,10 @@ impl Catalog {
                 generation,
                 state,
             };
+            // Counted as saved only once it is on disk; a failed save fails the request, and
+            // the next request that touches the group writes the change again.
             self.meta.save_consumer_group(&row).await?;
+            sub.group.lock().saved(row.generation, row.state);
         }
         Ok(())
     }

@@ -239,6 +239,9 @@ impl Catalog {
         records: Vec<Result<RoutedRecord>>,
     ) -> Result<Vec<(usize, Error)>> {
         self.check_put_count(records.len())?;
+        // Routing and appending see one topology: a split or merge waits for this put, and
+        // this put for it (see `Topic::topology`).
+        let _topology = topic.topology.read().await;
         let active: Vec<Arc<Shard>> = topic
             .shards
             .read()

@@ -1,7 +1,8 @@
 //! Shard topology: list, split, merge, extend (protocol doc §4.4, §6.1–6.2).
 //!
 //! New shards are ACTIVE from the first list that contains them; closed shards stay listed,
-//! readable to their end, and reject writes.
+//! readable to their end, and reject writes. A change is one metadata transaction, and the new
+//! shards' logs exist before it commits; routed puts wait while shards are switched.
 
 use std::sync::Arc;
 
@@ -76,34 +77,32 @@ impl Catalog {
         Ok(())
     }
 
-    /// Marks shards CLOSING (waiting for in-flight appends), persists the change with the new
-    /// shards, then marks them CLOSED and adds the children. On failure the parents reopen.
+    /// Switches `parents` for `children` atomically. Routed puts wait while it runs (the
+    /// topic's topology lock), so they see the parents or the children, never neither. The
+    /// parents are marked CLOSING (waiting for in-flight appends); the children's logs are
+    /// created inside the metadata transaction, before its COMMIT; then the parents are CLOSED
+    /// and the children added. On failure nothing is committed, the parents reopen and the
+    /// children's directories are removed.
     async fn replace_shards(
         &self,
         topic: &Arc<Topic>,
         parents: &[Arc<Shard>],
         children: Vec<ShardRow>,
     ) -> Result<()> {
+        let _switch = topic.topology.write().await;
         for p in parents {
-            let mut meta = p.meta.write();
-            if meta.state != ShardState::Active {
+            if p.meta.read().state != ShardState::Active {
                 return Err(Error::ShardNotActive(p.id));
             }
-            meta.state = ShardState::Closing;
+        }
+        for p in parents {
+            p.meta.write().state = ShardState::Closing;
         }
         let ids: Vec<u32> = parents.iter().map(|p| p.id).collect();
         let closed_time = now_ms();
-        let mut opened = Vec::new();
-        let result = async {
-            self.meta
-                .change_shards(topic.uid, &ids, closed_time, &children)
-                .await?;
-            for row in &children {
-                opened.push(self.open_shard(&topic.dir, row).await?);
-            }
-            Ok::<(), Error>(())
-        }
-        .await;
+        let result = self
+            .add_shards(topic, &ids, closed_time, &children, &[])
+            .await;
         for p in parents {
             let mut meta = p.meta.write();
             if result.is_ok() {
@@ -113,9 +112,38 @@ impl Catalog {
                 meta.state = ShardState::Active;
             }
         }
-        result?;
-        topic.shards.write().extend(opened);
+        topic.shards.write().extend(result?);
         Ok(())
+    }
+
+    /// Commits a topology change with the logs of the `created` shards made before the COMMIT;
+    /// returns those shards, or removes their directories if nothing was committed.
+    async fn add_shards(
+        &self,
+        topic: &Topic,
+        closed: &[u32],
+        closed_time: i64,
+        created: &[ShardRow],
+        ranges: &[(String, String)],
+    ) -> Result<Vec<Arc<Shard>>> {
+        let result = self
+            .meta
+            .change_shards(topic.uid, closed, closed_time, created, ranges, || {
+                created
+                    .iter()
+                    .map(|row| self.create_shard_log(&topic.dir, row))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .await;
+        if result.is_err() {
+            for row in created {
+                let dir = topic.shard_dir(row.shard_id);
+                if let Err(e) = sluice_log::remove_log(&dir) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the directory of a shard that was not created");
+                }
+            }
+        }
+        result
     }
 
     pub async fn split_shard(
@@ -273,18 +301,14 @@ impl Catalog {
                 closed_time: 0,
             })
             .collect();
-        self.meta
-            .change_shards(topic.uid, &[], 0, &children)
-            .await?;
         let range_keys: Vec<(String, String)> = ranges
             .iter()
             .map(|(b, e)| (hashkey::format_key(*b), hashkey::format_key(*e)))
             .collect();
-        self.meta.rerange_shards(topic.uid, &range_keys).await?;
-        let mut opened = Vec::new();
-        for row in &children {
-            opened.push(self.open_shard(&topic.dir, row).await?);
-        }
+        let _switch = topic.topology.write().await;
+        let opened = self
+            .add_shards(&topic, &[], 0, &children, &range_keys)
+            .await?;
         for s in topic.shards.read().iter() {
             let mut m = s.meta.write();
             let (b, e) = ranges[s.id as usize];

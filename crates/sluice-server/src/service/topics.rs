@@ -3,14 +3,12 @@
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use sluice_log::ShardLog;
 use sluice_meta::{SchemaRow, ShardRow, TopicRow};
 use sluice_proto::schema::{Field, FieldType};
 use sluice_proto::{hashkey, RecordSchema};
 
 use super::catalog::{
-    key, now_secs, shard_meta_from_row, topic_dir, Catalog, RecordType, SchemaVersion, Shard,
-    Topic, TopicMeta,
+    key, now_secs, topic_dir, Catalog, RecordType, SchemaVersion, Topic, TopicMeta,
 };
 use super::error::{Error, Result};
 use super::projects::{check_comment, check_name};
@@ -140,15 +138,36 @@ impl Catalog {
             creator: CREATOR.to_string(),
         });
         let schema_rows = first_version.as_ref().map(|v| schema_row(0, v));
-        let uid = self
+        // The shard logs are made inside the metadata transaction, before its COMMIT: a topic
+        // is either committed with its logs or not there at all (and its directory removed).
+        let mut made_dir = None;
+        let created = self
             .meta
-            .insert_topic(&row, &shard_rows, schema_rows.as_ref())
-            .await?;
-        let dir = topic_dir(&self.data_dir, uid);
-        let mut shards = Vec::with_capacity(shard_rows.len());
-        for r in &shard_rows {
-            shards.push(self.open_shard(&dir, r).await?);
-        }
+            .insert_topic(&row, &shard_rows, schema_rows.as_ref(), |uid| {
+                let dir = topic_dir(&self.data_dir, uid);
+                if dir.exists() {
+                    tracing::warn!(dir = %dir.display(), "removing a topic directory no topic owns");
+                    sluice_log::remove_log(&dir)?;
+                }
+                made_dir = Some(dir.clone());
+                let shards = shard_rows
+                    .iter()
+                    .map(|r| self.create_shard_log(&dir, r))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok::<_, Error>((dir, shards))
+            })
+            .await;
+        let (uid, (dir, shards)) = match created {
+            Ok(created) => created,
+            Err(e) => {
+                if let Some(dir) = made_dir {
+                    if let Err(rm) = sluice_log::remove_log(&dir) {
+                        tracing::warn!(dir = %dir.display(), error = %rm, "cannot remove the directory of a topic that was not created");
+                    }
+                }
+                return Err(e);
+            }
+        };
         let topic = Topic {
             uid,
             project: row.project.clone(),
@@ -165,29 +184,12 @@ impl Catalog {
                 schemas: first_version.into_iter().collect(),
             }),
             shards: RwLock::new(shards),
+            topology: tokio::sync::RwLock::new(()),
         };
         if let Some(p) = self.projects.write().get_mut(&key(project)) {
             p.topics.insert(key(name), Arc::new(topic));
         }
         Ok(())
-    }
-
-    /// Opens the log of a new or existing shard.
-    pub async fn open_shard(
-        &self,
-        topic_dir: &std::path::Path,
-        row: &ShardRow,
-    ) -> Result<Arc<Shard>> {
-        let dir = topic_dir.join(row.shard_id.to_string());
-        let cfg = self.config.log_config();
-        let log = tokio::task::spawn_blocking(move || ShardLog::open(&dir, cfg))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))??;
-        Ok(Arc::new(Shard {
-            id: row.shard_id,
-            meta: RwLock::new(shard_meta_from_row(row)?),
-            log: Arc::new(log),
-        }))
     }
 
     pub fn list_topics(&self, project: &str) -> Result<Vec<String>> {

@@ -28,8 +28,9 @@ struct StoredMember {
 }
 
 impl Group {
-    /// The group's state if it changed since the last call (or since it was restored), with a
-    /// generation that increases with every change.
+    /// The group's state if it differs from the last state saved, with a new generation (one
+    /// more than any handed out before). Nothing counts as saved until [`Group::saved`] says
+    /// so: if the write fails, the next call offers the change again.
     pub fn take_changes(&mut self) -> Option<(i64, String)> {
         let stored = StoredGroup {
             joins: self.joins,
@@ -52,8 +53,17 @@ impl Group {
             return None;
         }
         self.generation += 1;
-        self.saved_state = state.clone();
         Some((self.generation, state))
+    }
+
+    /// Records that `state`, handed out at `generation` by [`Group::take_changes`], is on
+    /// disk. A save that finishes after a newer one changes nothing (the store keeps the
+    /// newer generation too).
+    pub fn saved(&mut self, generation: i64, state: String) {
+        if generation > self.saved_generation {
+            self.saved_generation = generation;
+            self.saved_state = state;
+        }
     }
 
     /// The group stored as `state` at `generation`, its members seen `now`.
@@ -79,6 +89,7 @@ impl Group {
             plan_version: stored.plan_version,
             owner: stored.owner,
             generation,
+            saved_generation: generation,
             saved_state: state.to_string(),
         })
     }
@@ -102,6 +113,7 @@ mod tests {
             .heartbeat(&b.consumer_id, b.version_id, &[], &readable, t0)
             .unwrap();
         let (generation, state) = g.take_changes().expect("joins changed the group");
+        g.saved(generation, state.clone());
         assert!(g.take_changes().is_none(), "nothing changed since");
 
         let later = t0 + Duration::from_secs(60); // long after every session would have expired
@@ -146,6 +158,7 @@ mod tests {
             .unwrap();
         assert!(b_first.is_empty());
         let (generation, state) = g.take_changes().unwrap();
+        g.saved(generation, state.clone());
         let mut r = Group::restore(generation, &state, t0).unwrap();
         let (_, b_after) = r
             .heartbeat(&b.consumer_id, b.version_id, &[], &readable, t0)
@@ -154,6 +167,35 @@ mod tests {
             b_after.is_empty(),
             "B was granted a shard A still holds: {b_after:?}"
         );
+    }
+
+    /// Issue 7, finding 10: a change whose save failed stays unsaved, so the next save writes
+    /// it again; only a save that succeeded counts, and an older save finishing late does not
+    /// undo a newer one.
+    #[test]
+    fn a_failed_save_is_offered_again_until_one_succeeds() {
+        let t0 = Instant::now();
+        let mut g = Group::default();
+        g.join("p", 10_000, t0);
+        let (first_gen, first) = g.take_changes().expect("a join is a change");
+        // the write of `first` failed: nothing is marked saved
+        let (retry_gen, retry) = g
+            .take_changes()
+            .expect("the unsaved change is offered again");
+        assert_eq!(retry, first);
+        assert!(retry_gen > first_gen, "every save gets a new generation");
+        g.saved(retry_gen, retry.clone());
+        assert!(g.take_changes().is_none(), "saved now");
+
+        g.join("p", 10_000, t0);
+        let (older_gen, older) = g.take_changes().unwrap();
+        g.join("p", 10_000, t0);
+        let (newer_gen, newer) = g.take_changes().unwrap();
+        g.saved(newer_gen, newer.clone());
+        g.saved(older_gen, older); // finished late
+        assert!(g.take_changes().is_none(), "the newer save stands");
+        let restored = Group::restore(newer_gen, &newer, t0).unwrap();
+        assert_eq!(restored.member_count(), 3);
     }
 
     #[test]
