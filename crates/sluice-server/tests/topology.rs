@@ -73,7 +73,7 @@ async fn writer(
             .enumerate()
             .map(|(i, id)| {
                 let data = b64.encode(id);
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     let key = format!("{:032X}", (batch as u128 * 7919 + i as u128) << 96);
                     json!({"Data": data, "HashKey": key})
                 } else {
