@@ -80,7 +80,8 @@ struct Ledger {
     /// The last offset sequence whose commit was acknowledged.
     offset_acked: i64,
     offset_failed: usize,
-    joins_ok: usize,
+    /// Consumers whose join was acknowledged: (id, version).
+    joins_ok: Vec<(String, i64)>,
     joins_failed: usize,
     records_ok: Vec<String>,
     records_failed: Vec<String>,
@@ -231,7 +232,7 @@ async fn changes_while_full(s: &Sluice, sub: &str, reserve: &Path, l: &mut Ledge
         } else {
             l.offset_failed += 1;
         }
-        let (status, _) = s
+        let (status, v) = s
             .call(
                 "POST",
                 &format!("{P}/topics/base/subscriptions/{sub}"),
@@ -239,7 +240,10 @@ async fn changes_while_full(s: &Sluice, sub: &str, reserve: &Path, l: &mut Ledge
             )
             .await;
         if status == 200 {
-            l.joins_ok += 1;
+            l.joins_ok.push((
+                v["ConsumerId"].as_str().unwrap().to_string(),
+                v["VersionId"].as_i64().unwrap(),
+            ));
         } else {
             l.joins_failed += 1;
         }
@@ -377,6 +381,20 @@ async fn run() {
         assert!(!stored.contains(id), "failed record {id} is there");
     }
     assert_eq!(s.read_topic(&format!("{P}/topics/after")).await, after);
+    for (consumer, version) in &l.joins_ok {
+        let (status, v) = s
+            .call(
+                "POST",
+                &format!("{P}/topics/base/subscriptions/{sub}"),
+                json!({"Action": "heartBeat", "ConsumerId": consumer, "VersionId": version,
+                       "HoldShardList": [], "ReadEndShardList": []}),
+            )
+            .await;
+        assert_eq!(
+            status, 200,
+            "consumer {consumer} joined, then vanished: {v}"
+        );
+    }
     eprintln!(
         "disk full: {} topics ok, {} failed; {} splits ok; {} subscriptions ok, {} failed; \
          offset commits failed {}; joins ok {}, failed {}; records ok {}, failed {}",
@@ -386,7 +404,7 @@ async fn run() {
         l.subs_ok.len(),
         l.subs_failed,
         l.offset_failed,
-        l.joins_ok,
+        l.joins_ok.len(),
         l.joins_failed,
         l.records_ok.len(),
         l.records_failed.len()
