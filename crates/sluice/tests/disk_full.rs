@@ -185,6 +185,53 @@ async fn topics(s: &Sluice) -> Vec<String> {
     names
 }
 
+const GROUP_SHARDS: u32 = 6;
+
+/// Joins the consumer group of `sub`; the consumer's id and version, or None if it failed.
+async fn join(s: &Sluice, topic: &str, sub: &str) -> Option<(String, i64)> {
+    let (status, v) = s
+        .call(
+            "POST",
+            &format!("{P}/topics/{topic}/subscriptions/{sub}"),
+            json!({"Action": "joinGroup", "SessionTimeout": 60000}),
+        )
+        .await;
+    (status == 200).then(|| {
+        (
+            v["ConsumerId"].as_str().unwrap().to_string(),
+            v["VersionId"].as_i64().unwrap(),
+        )
+    })
+}
+
+/// Heartbeats every member a few rounds, each holding what it was given; the shards granted
+/// to them in the end, sorted.
+async fn settle(s: &Sluice, topic: &str, sub: &str, members: &[(String, i64)]) -> Vec<String> {
+    let mut held: Vec<Vec<String>> = vec![Vec::new(); members.len()];
+    for _ in 0..4 {
+        for (i, (consumer, version)) in members.iter().enumerate() {
+            let (status, v) = s
+                .call(
+                    "POST",
+                    &format!("{P}/topics/{topic}/subscriptions/{sub}"),
+                    json!({"Action": "heartBeat", "ConsumerId": consumer, "VersionId": version,
+                           "HoldShardList": held[i], "ReadEndShardList": []}),
+                )
+                .await;
+            assert_eq!(status, 200, "heartbeat of {consumer}: {v}");
+            held[i] = v["ShardList"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_str().unwrap().to_string())
+                .collect();
+        }
+    }
+    let mut all: Vec<String> = held.concat();
+    all.sort_by_key(|x| x.parse::<u32>().unwrap());
+    all
+}
+
 /// Metadata changes and puts while the disk is full.
 async fn changes_while_full(s: &Sluice, sub: &str, reserve: &Path, l: &mut Ledger) {
     for round in 0..12 {
@@ -286,6 +333,18 @@ async fn run() {
     open_offsets(&s, "base", &sub).await;
     assert_eq!(commit_offset(&s, "base", &sub, 7).await.0, 200);
 
+    assert_eq!(create_topic(&s, "grp", GROUP_SHARDS).await.0, 200);
+    let (status, v) = s
+        .call(
+            "POST",
+            &format!("{P}/topics/grp/subscriptions"),
+            json!({"Action": "create", "Comment": "group"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let grp_sub = v["SubId"].as_str().unwrap().to_string();
+    let mut members = vec![join(&s, "grp", &grp_sub).await.expect("join")];
+
     // A little space is held back and freed halfway, so that some changes made while the
     // disk is (nearly) full succeed and some fail.
     let reserve = fs.dir.join("reserve");
@@ -297,6 +356,14 @@ async fn run() {
         ..Ledger::default()
     };
     changes_while_full(&s, &sub, &reserve, &mut l).await;
+    fill(&fs.dir.join("filler2"));
+    let mut failed_joins = 0;
+    for _ in 0..6 {
+        match join(&s, "grp", &grp_sub).await {
+            Some(m) => members.push(m),
+            None => failed_joins += 1,
+        }
+    }
     assert!(s.alive(), "the server died on a full disk");
     assert!(
         l.failures() > 0,
@@ -305,6 +372,13 @@ async fn run() {
 
     // Space again: every change must work, and last.
     std::fs::remove_file(&filler).unwrap();
+    std::fs::remove_file(fs.dir.join("filler2")).unwrap();
+    // a join with space again saves the group (with whatever else memory holds)
+    members.push(
+        join(&s, "grp", &grp_sub)
+            .await
+            .expect("join after the disk was freed"),
+    );
     let (status, v) = create_topic(&s, "after", 1).await;
     assert_eq!(status, 200, "create after the disk was freed: {v}");
     let after: Vec<String> = (0..50).map(|i| format!("after-{i}")).collect();
@@ -342,7 +416,8 @@ async fn run() {
     s.kill();
 
     let s = Sluice::start(&data).await;
-    let mut want_topics: Vec<String> = ["after".to_string(), "base".to_string()]
+    let mut want_topics: Vec<String> = ["after", "base", "grp"]
+        .map(String::from)
         .into_iter()
         .chain(l.topics_ok.iter().cloned())
         .collect();
@@ -381,6 +456,17 @@ async fn run() {
         assert!(!stored.contains(id), "failed record {id} is there");
     }
     assert_eq!(s.read_topic(&format!("{P}/topics/after")).await, after);
+    // The group holds exactly the consumers whose join was acknowledged: between them they
+    // get every shard. A member whose join failed but stayed in memory would be assigned
+    // shards that nobody reads.
+    assert!(failed_joins > 0, "no join failed on the full disk");
+    let granted = settle(&s, "grp", &grp_sub, &members).await;
+    assert_eq!(
+        granted,
+        (0..GROUP_SHARDS).map(|i| i.to_string()).collect::<Vec<_>>(),
+        "{failed_joins} joins failed on the full disk, {} members were acknowledged",
+        members.len()
+    );
     for (consumer, version) in &l.joins_ok {
         let (status, v) = s
             .call(

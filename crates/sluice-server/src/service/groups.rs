@@ -3,9 +3,9 @@
 //!
 //! The state lives in memory and every change of it (a join, a leave, a timeout, a new
 //! assignment or hand-over) is written to the metadata store before the request that caused it is
-//! answered, and counts as saved only once that write succeeded; if it fails, the request fails
-//! and the next one writes the change again (`stored.rs`), so consumers that keep running through a restart of the server keep
-//! their ids and shards. The assignment is recomputed on every heartbeat and is
+//! answered (`Catalog::change_group`, `stored.rs`), so consumers that keep running through a
+//! restart of the server keep their ids and shards; if that write fails, the request fails and
+//! the group is put back as it was, so memory never holds a state the store does not. The assignment is recomputed on every heartbeat and is
 //! - balanced: every member gets ⌊k/n⌋ or ⌈k/n⌉ of the k readable shards;
 //! - sticky: a member keeps what it was assigned as long as that fits its quota, so a join or a
 //!   leave moves as few shards as possible;
@@ -28,7 +28,7 @@ use super::error::{Error, Result};
 use super::subscriptions::{parse_shard_ids, Subscription};
 
 /// One consumer of a group.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Member {
     version: i64,
     timeout: Duration,
@@ -40,7 +40,7 @@ struct Member {
 }
 
 /// The group state of one subscription.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Group {
     members: BTreeMap<String, Member>,
     joins: i64,
@@ -253,21 +253,39 @@ impl Catalog {
         format!("{}-{}", sub.sub_id, self.subs.epoch)
     }
 
-    /// Writes the subscription's group to the metadata store if it changed.
-    pub(crate) async fn save_group(&self, sub: &Subscription) -> Result<()> {
-        let change = sub.group.lock().take_changes();
-        if let Some((generation, state)) = change {
+    /// Applies `change` to the subscription's group and writes the result to the metadata
+    /// store before returning. If the write fails, the group is put back as it was and the
+    /// error returned, so memory never holds a group state the store does not (changes of one
+    /// group are serialized by `group_save`).
+    pub(crate) async fn change_group<T>(
+        &self,
+        sub: &Subscription,
+        change: impl FnOnce(&mut Group) -> T,
+    ) -> Result<T> {
+        let _saving = sub.group_save.lock().await;
+        let (before, out, pending) = {
+            let mut group = sub.group.lock();
+            let before = group.clone();
+            let out = change(&mut group);
+            (before, out, group.take_changes())
+        };
+        if let Some((generation, state)) = pending {
             let row = ConsumerGroupRow {
                 sub_id: sub.sub_id.clone(),
                 generation,
                 state,
             };
-            // Counted as saved only once it is on disk; a failed save fails the request, and
-            // the next request that touches the group writes the change again.
-            self.meta.save_consumer_group(&row).await?;
+            if let Err(e) = self.meta.save_consumer_group(&row).await {
+                let mut group = sub.group.lock();
+                // keep the generation counter moving: a later save must outrank this one
+                let generation = group.generation;
+                *group = before;
+                group.generation = generation;
+                return Err(e.into());
+            }
             sub.group.lock().saved(row.generation, row.state);
         }
-        Ok(())
+        Ok(out)
     }
 
     pub async fn join_group(
@@ -284,8 +302,9 @@ impl Catalog {
             self.config.max_session_timeout_ms,
         );
         let prefix = self.group_member_prefix(&sub);
-        let joined = sub.group.lock().join(&prefix, timeout, Instant::now());
-        self.save_group(&sub).await?;
+        let joined = self
+            .change_group(&sub, |g| g.join(&prefix, timeout, Instant::now()))
+            .await?;
         tracing::info!(sub = %sub.sub_id, consumer = %joined.consumer_id, timeout, "consumer joined");
         Ok(joined)
     }
@@ -306,12 +325,11 @@ impl Catalog {
             .await?;
         let readable = readable_shards(&t, &sub.read_end_set());
         let hold = parse_shard_ids(hold);
-        let result =
-            sub.group
-                .lock()
-                .heartbeat(consumer_id, version, &hold, &readable, Instant::now());
-        self.save_group(&sub).await?;
-        let (plan, shards) = result?;
+        let (plan, shards) = self
+            .change_group(&sub, |g| {
+                g.heartbeat(consumer_id, version, &hold, &readable, Instant::now())
+            })
+            .await??;
         Ok((plan, shards.iter().map(u32::to_string).collect()))
     }
 
@@ -331,12 +349,10 @@ impl Catalog {
         self.mark_read_end(&t, &sub, &read_end).await?;
         let mut release = parse_shard_ids(release);
         release.extend(read_end);
-        let result = sub
-            .group
-            .lock()
-            .sync(consumer_id, version, &release, Instant::now());
-        self.save_group(&sub).await?;
-        result
+        self.change_group(&sub, |g| {
+            g.sync(consumer_id, version, &release, Instant::now())
+        })
+        .await?
     }
 
     pub async fn leave_group(
@@ -348,9 +364,8 @@ impl Catalog {
         version: i64,
     ) -> Result<()> {
         let (_, sub) = self.subscription(project, topic, sub_id)?;
-        let result = sub.group.lock().leave(consumer_id, version);
-        self.save_group(&sub).await?;
-        result?;
+        self.change_group(&sub, |g| g.leave(consumer_id, version))
+            .await??;
         tracing::info!(sub = %sub.sub_id, consumer = %consumer_id, "consumer left");
         Ok(())
     }

@@ -78,6 +78,8 @@ pub struct Subscription {
     /// Mirror of the `read_end` flags, readable without waiting.
     read_end: RwLock<BTreeSet<u32>>,
     pub group: Mutex<Group>,
+    /// Held while the group is changed and saved (`Catalog::change_group`).
+    pub group_save: tokio::sync::Mutex<()>,
 }
 
 impl Subscription {
@@ -185,6 +187,7 @@ impl Subscriptions {
                     offsets: tokio::sync::Mutex::new(offsets),
                     read_end: RwLock::new(read_end),
                     group: Mutex::new(groups.remove(&row.sub_id).unwrap_or_default()),
+                    group_save: tokio::sync::Mutex::new(()),
                 };
                 (row.sub_id, Arc::new(sub))
             })
@@ -291,6 +294,7 @@ impl Catalog {
             offsets: tokio::sync::Mutex::new(BTreeMap::new()),
             read_end: RwLock::new(BTreeSet::new()),
             group: Mutex::new(Group::default()),
+            group_save: tokio::sync::Mutex::new(()),
         };
         self.subs.map.write().insert(sub_id.clone(), Arc::new(sub));
         Ok(sub_id)
@@ -593,8 +597,7 @@ impl Catalog {
             }
         }
         offsets.extend(next);
-        sub.group.lock().offsets_reset();
-        self.save_group(&sub).await?;
+        self.change_group(&sub, Group::offsets_reset).await?;
         Ok(())
     }
 
