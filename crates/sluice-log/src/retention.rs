@@ -34,9 +34,10 @@ impl ShardLog {
         if removed.is_empty() {
             return Ok(0);
         }
-        // Readers open sealed segments under the index lock, so none can start on these now;
-        // reads already under way keep their open handles.
+        // Readers take segment handles under the index lock, so none can start on these now;
+        // reads already under way keep their handles.
         for &base in &removed {
+            self.cfg.files.remove(self.file_key(base));
             match std::fs::remove_file(segment_path(&self.dir, base)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}

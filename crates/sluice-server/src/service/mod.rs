@@ -5,6 +5,7 @@ mod connector_source;
 pub mod connectors;
 pub mod error;
 pub mod groups;
+pub mod health;
 pub mod projects;
 pub mod records;
 pub mod retention;

@@ -8,13 +8,14 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use sluice_log::Entry;
+use sluice_log::{Entry, LogError};
 use sluice_proto::batch::{self, BatchCompression, SchemaLookup, TopicKind};
 use sluice_proto::cursor::Cursor;
 use sluice_proto::{hashkey, Record, RecordData, RecordSchema, Value};
 
 use super::catalog::{now_ms, Catalog, RecordType, SchemaVersion, Shard, ShardState, Topic};
 use super::error::{Error, Result};
+use super::health::WriteHealth;
 
 /// Where a routed record goes (protocol doc §6.2, in priority order).
 #[derive(Debug, Clone)]
@@ -219,16 +220,28 @@ impl Topic {
     }
 }
 
-/// Appends encoded records to one shard if it is still active.
-fn append_to_shard<P: AsRef<[u8]>>(shard: &Shard, payloads: &[P]) -> Result<()> {
+/// Appends encoded records to one shard if it is still active, at system time `now` (ms).
+fn append_to_shard<P: AsRef<[u8]>>(shard: &Shard, payloads: &[P], now: i64) -> Result<()> {
     let meta = shard.meta.read();
     if meta.state != ShardState::Active {
         return Err(Error::ShardNotActive(shard.id));
     }
     let slices: Vec<&[u8]> = payloads.iter().map(|p| p.as_ref()).collect();
-    shard.log.append(&slices, now_ms())?;
+    shard.log.append(&slices, now)?;
     drop(meta);
     Ok(())
+}
+
+/// Notes an append's outcome in `health`: a storage failure starts (or continues) a failure
+/// episode, a success ends one.
+fn note_append(health: &WriteHealth, result: &Result<()>) {
+    match result {
+        Ok(()) => health.succeeded(),
+        Err(Error::Storage(
+            e @ (LogError::Io(_) | LogError::Poisoned(_) | LogError::Corrupt { .. }),
+        )) => health.failed(&e.to_string()),
+        Err(_) => {}
+    }
 }
 
 impl Catalog {
@@ -276,11 +289,13 @@ impl Catalog {
         .await
         .map_err(join_error)?;
         let mut tasks = tokio::task::JoinSet::new();
+        let now = self.config.clock.now_ms();
         for (shard, indexes, payloads) in groups {
-            tasks.spawn_blocking(move || (indexes, append_to_shard(&shard, &payloads)));
+            tasks.spawn_blocking(move || (indexes, append_to_shard(&shard, &payloads, now)));
         }
         while let Some(done) = tasks.join_next().await {
             let (indexes, result) = done.map_err(join_error)?;
+            note_append(&self.write_health, &result);
             if let Err(e) = result {
                 let message = e.to_string();
                 for i in indexes {
@@ -316,7 +331,8 @@ impl Catalog {
         }
         let encoder = topic.encoder();
         let max_record_bytes = self.config.max_record_bytes;
-        tokio::task::spawn_blocking(move || {
+        let now = self.config.clock.now_ms();
+        let result = tokio::task::spawn_blocking(move || {
             let payloads = records
                 .iter()
                 .enumerate()
@@ -326,10 +342,12 @@ impl Catalog {
                         .map_err(|e| Error::MalformedRecord(format!("record {i}: {e}")))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            append_to_shard(&shard, &payloads)
+            append_to_shard(&shard, &payloads, now)
         })
         .await
-        .map_err(join_error)?
+        .map_err(join_error)?;
+        note_append(&self.write_health, &result);
+        result
     }
 
     /// Put by shard (batch protocol): each batch is validated and stored byte for byte.
@@ -345,19 +363,48 @@ impl Catalog {
             RecordType::Tuple => TopicKind::Tuple(&versions),
             RecordType::Blob => TopicKind::Blob,
         };
-        let mut total = 0usize;
+        // The limits hold on what the batches expand to: their record blocks are compressed.
+        // Declared sizes are checked first, so an oversized batch is not even decompressed.
+        let (max_request, max_record) =
+            (self.config.max_request_bytes, self.config.max_record_bytes);
+        let too_large = |size: usize| {
+            Error::InvalidParameter(format!(
+                "the batches of the put are {size} bytes uncompressed, more than max_request_bytes ({max_request})"
+            ))
+        };
+        let declared: usize = batches
+            .iter()
+            .map(|b| batch::parse_header(b).map_or(0, |h| h.raw_size as usize + batch::HEADER_SIZE))
+            .sum();
+        if declared > max_request {
+            return Err(too_large(declared));
+        }
+        let (mut total, mut raw) = (0usize, 0usize);
         for (i, b) in batches.iter().enumerate() {
-            total += batch::validate_batch(b, kind)
-                .map_err(|e| Error::MalformedRecord(format!("batch {i}: {e}")))?
-                as usize;
+            let sizes = batch::validate_batch_sizes(b, kind)
+                .map_err(|e| Error::MalformedRecord(format!("batch {i}: {e}")))?;
+            if sizes.largest_record > max_record {
+                return Err(Error::InvalidParameter(format!(
+                    "batch {i} holds a record of {} bytes uncompressed, more than max_record_bytes ({max_record})",
+                    sizes.largest_record
+                )));
+            }
+            total += sizes.records as usize;
+            raw += sizes.raw_bytes;
+        }
+        if raw > max_request {
+            return Err(too_large(raw));
         }
         self.check_put_count(total)?;
         if batches.is_empty() {
             return Ok(());
         }
-        tokio::task::spawn_blocking(move || append_to_shard(&shard, &batches))
+        let now = self.config.clock.now_ms();
+        let result = tokio::task::spawn_blocking(move || append_to_shard(&shard, &batches, now))
             .await
-            .map_err(join_error)?
+            .map_err(join_error)?;
+        note_append(&self.write_health, &result);
+        result
     }
 
     fn read_limit(&self, limit: i64) -> usize {
@@ -390,6 +437,8 @@ impl Catalog {
             };
             let mut items = Vec::new();
             let mut next = start;
+            // Approximate bytes of the response so far (see `response_bytes`).
+            let mut used = 0usize;
             'entries: for entry in entries {
                 let decoded = decode_entry(
                     &topic,
@@ -406,6 +455,12 @@ impl Catalog {
                 };
                 for (i, record) in decoded.into_iter().enumerate().skip(skip as usize) {
                     let i = i as u32;
+                    let size = response_bytes(&record);
+                    if !items.is_empty() && used + size > max_bytes {
+                        // `next` already points at this record.
+                        break 'entries;
+                    }
+                    used += size;
                     let here = Cursor::new(shard.id, entry.seq, i);
                     next = if i + 1 < count {
                         Cursor::new(shard.id, entry.seq, i + 1)
@@ -451,25 +506,44 @@ impl Catalog {
             let mut items = Vec::new();
             let mut records = 0usize;
             let mut next = start;
+            // Uncompressed bytes of the batches so far: what the reader decodes.
+            let mut used = 0usize;
             for entry in entries {
-                let (data, count) = if entry.seq == start.seq && start.index > 0 {
-                    rest_of_entry(&topic, &entry, start.index)?
+                let from = if entry.seq == start.seq {
+                    start.index
                 } else {
-                    let count = entry_record_count(&entry.payload);
-                    (entry.payload.clone(), count)
+                    0
                 };
-                next = Cursor::new(shard.id, entry.seq + 1, 0);
+                let raw = entry_raw_bytes(&entry.payload);
+                let (data, count, first, end) = if from == 0 && used + raw <= max_bytes {
+                    let count = entry_record_count(&entry.payload);
+                    used += raw;
+                    (entry.payload.clone(), count, 0, None)
+                } else if items.is_empty() {
+                    // Resuming inside a batch, or a stored batch larger than a whole response:
+                    // serve the part that fits, re-encoded.
+                    let budget = max_bytes - used;
+                    let part = slice_of_entry(&topic, &entry, from, budget, limit.max(1))?;
+                    used += part.data.len();
+                    (part.data, part.count, from, part.end)
+                } else {
+                    break;
+                };
+                next = match end {
+                    Some(index) => Cursor::new(shard.id, entry.seq, index),
+                    None => Cursor::new(shard.id, entry.seq + 1, 0),
+                };
                 if count > 0 {
                     items.push(ReadEntry {
                         seq: entry.seq,
                         system_time: entry.system_time,
                         data,
-                        cursor: Cursor::new(shard.id, entry.seq, 0),
+                        cursor: Cursor::new(shard.id, entry.seq, first),
                         next_cursor: next,
                     });
                 }
                 records += count;
-                if records >= limit {
+                if records >= limit || end.is_some() || used >= max_bytes {
                     break;
                 }
             }
@@ -528,7 +602,8 @@ impl Catalog {
     }
 }
 
-/// Reads the entries that hold the next `records` records from `from`, within `max_bytes`.
+/// Reads the entries that hold the next `records` records from `from`, within `max_bytes` of
+/// uncompressed batches (stopping after the entry that reaches it).
 ///
 /// An entry holds one record (JSON/protobuf writes) or a whole batch (often 1000 records), so
 /// the log is asked for a few entries first and then for as many as the records per entry seen
@@ -544,7 +619,8 @@ fn read_entries(shard: &Shard, from: u64, records: usize, max_bytes: usize) -> R
         }
         for e in entries {
             got += entry_record_count(&e.payload);
-            bytes += e.payload.len();
+            // Count what the entry decodes to: a compressed batch may expand a hundredfold.
+            bytes += entry_raw_bytes(&e.payload);
             seq = e.seq + 1;
             out.push(e);
             if got >= records || bytes >= max_bytes {
@@ -555,6 +631,39 @@ fn read_entries(shard: &Shard, from: u64, records: usize, max_bytes: usize) -> R
         ask = (records.saturating_sub(got).div_ceil(per_entry)).clamp(1, records.max(1));
     }
     Ok(out)
+}
+
+/// Uncompressed size of a stored batch (header plus raw payload), from its header.
+fn entry_raw_bytes(payload: &[u8]) -> usize {
+    batch::parse_header(payload).map_or(payload.len(), |h| batch::HEADER_SIZE + h.raw_size as usize)
+}
+
+/// About how many bytes a record takes in a read response: its values as text (BLOB bytes as
+/// base64, the way JSON carries them), its attributes, and an allowance for the cursors,
+/// sequence and time around it. Reads stop before this sum passes `max_read_bytes`.
+fn response_bytes(record: &Record) -> usize {
+    const PER_RECORD: usize = 128;
+    const PER_VALUE: usize = 4;
+    let data = match &record.data {
+        RecordData::Blob(b) => b.len().div_ceil(3) * 4,
+        RecordData::Tuple(values) => values
+            .iter()
+            .map(|v| {
+                PER_VALUE
+                    + match v {
+                        Value::Null | Value::Bool(_) => 5,
+                        Value::Int(_) | Value::Float(_) | Value::Double(_) => 24,
+                        Value::Str(s) | Value::Decimal(s) => s.len(),
+                    }
+            })
+            .sum(),
+    };
+    let attributes: usize = record
+        .attributes
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 2 * PER_VALUE)
+        .sum();
+    PER_RECORD + data + attributes
 }
 
 /// Records in a stored batch, from its header.
@@ -660,8 +769,24 @@ fn reshape(record: Record, from: Option<&RecordSchema>, to: Option<&RecordSchema
     }
 }
 
-/// Re-encodes the records of an entry from `index` on (a batch reader resuming mid-entry).
-fn rest_of_entry(topic: &Topic, entry: &Entry, index: u32) -> Result<(Bytes, usize)> {
+/// Part of a stored batch, re-encoded (see [`slice_of_entry`]).
+struct EntrySlice {
+    data: Bytes,
+    count: usize,
+    /// Index of the first record left out, if any was.
+    end: Option<u32>,
+}
+
+/// Re-encodes the records of an entry from `index` on, as many as fit in `budget` bytes (by
+/// [`response_bytes`], at least one) and at most `max_records`: a batch reader resuming
+/// mid-entry, or reading a stored batch larger than one response.
+fn slice_of_entry(
+    topic: &Topic,
+    entry: &Entry,
+    index: u32,
+    budget: usize,
+    max_records: usize,
+) -> Result<EntrySlice> {
     let versions = topic.versions();
     let kind = match topic.record_type {
         RecordType::Tuple => TopicKind::Tuple(&versions),
@@ -673,12 +798,33 @@ fn rest_of_entry(topic: &Topic, entry: &Entry, index: u32) -> Result<(Bytes, usi
             entry.seq
         ))
     })?;
-    let rest: Vec<(i32, Record)> = decoded.into_iter().skip(index as usize).collect();
-    let Some(version) = rest.first().map(|(v, _)| *v) else {
-        return Ok((Bytes::new(), 0));
+    let total = decoded.len();
+    let mut rest = decoded.into_iter().skip(index as usize).peekable();
+    let Some(version) = rest.peek().map(|(v, _)| *v) else {
+        return Ok(EntrySlice {
+            data: Bytes::new(),
+            count: 0,
+            end: None,
+        });
     };
-    let records: Vec<Record> = rest.into_iter().map(|(_, r)| r).collect();
+    let mut records: Vec<Record> = Vec::new();
+    let mut used = 0usize;
+    // One batch carries one schema version: stop where it changes.
+    while let Some((v, record)) = rest.next_if(|(v, _)| *v == version) {
+        let size = response_bytes(&record);
+        if !records.is_empty() && (used + size > budget || records.len() >= max_records) {
+            break;
+        }
+        debug_assert_eq!(v, version);
+        used += size;
+        records.push(record);
+    }
+    let end_index = index as usize + records.len();
     let schema = versions.schema(version).cloned();
     let bytes = batch::encode_batch(&records, schema.as_ref(), version, BatchCompression::None);
-    Ok((Bytes::from(bytes), records.len()))
+    Ok(EntrySlice {
+        data: Bytes::from(bytes),
+        count: records.len(),
+        end: (end_index < total).then_some(end_index as u32),
+    })
 }
