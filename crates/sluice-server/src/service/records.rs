@@ -642,7 +642,7 @@ fn entry_raw_bytes(payload: &[u8]) -> usize {
 /// base64, the way JSON carries them), its attributes, and an allowance for the cursors,
 /// sequence and time around it. Reads stop before this sum passes `max_read_bytes`.
 fn response_bytes(record: &Record) -> usize {
-    const PER_RECORD: usize = 128;
+    const PER_RECORD: usize = 192;
     const PER_VALUE: usize = 4;
     let data = match &record.data {
         RecordData::Blob(b) => b.len().div_ceil(3) * 4,
