@@ -17,12 +17,16 @@
 //! * Handles are handed out as `Arc<File>` under the cache lock, so eviction only drops the
 //!   cache's reference: an in-flight `pwrite`, `pread` or `fsync` keeps its descriptor open until
 //!   it finishes, and the descriptor closes when the last user drops it.
-//! * Durability does not depend on the cache: a log keeps its own reference to the handle it
-//!   last wrote through until a sync covered that write, and fsyncs that very handle, so a frame
-//!   written through a handle that was evicted since is still fsync'd before it is acknowledged.
-//!   The process therefore holds at most `capacity` cached descriptors, plus one per log with an
-//!   unsynced write (a few, briefly, in [`FsyncMode::Always`](crate::FsyncMode::Always)), plus
-//!   those of reads under way.
+//! * Durability does not depend on the cache: in [`FsyncMode::Always`](crate::FsyncMode::Always)
+//!   a log keeps its own reference to the handle it last wrote through until a sync covered that
+//!   write, and fsyncs that very handle, so a frame written through a handle that was evicted
+//!   since is still fsync'd before it is acknowledged. Such appends take a *write slot* first
+//!   (before any lock of the log) and hold it until durable; at most half the capacity of slots
+//!   exist, so pinned handles stay bounded too. (In the relaxed modes nothing is pinned: a later
+//!   sync may go through a reopened handle, and the kernel writes back the file's dirty pages
+//!   whichever descriptor asks.)
+//! * The process therefore holds at most `capacity` cached descriptors, plus `capacity / 2`
+//!   pinned by appends in flight, plus those of reads under way (one per segment a read spans).
 //! * A segment deleted by retention, and every segment of a closed or dropped log, is removed from
 //!   the cache at once, so a deleted file's space is not held by a cached descriptor.
 //! * A miss opens the file outside the cache lock; if another thread cached the same segment
@@ -39,7 +43,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use hashlink::LruCache;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 /// Capacity of [`FileCache::global`] until [`FileCache::set_capacity`] changes it.
 pub const DEFAULT_MAX_OPEN_FILES: usize = 1024;
@@ -51,6 +55,19 @@ pub(crate) type FileKey = (u64, u64);
 pub struct FileCache {
     lru: Mutex<LruCache<FileKey, Arc<File>>>,
     opens: AtomicU64,
+    /// Appends in flight (each may pin one handle until its sync), bounded by half the capacity.
+    writes: Mutex<usize>,
+    write_done: Condvar,
+}
+
+/// Permission for one append to pin a handle until its sync; released on drop.
+pub(crate) struct WriteSlot<'a>(&'a FileCache);
+
+impl Drop for WriteSlot<'_> {
+    fn drop(&mut self) {
+        *self.0.writes.lock() -= 1;
+        self.0.write_done.notify_one();
+    }
 }
 
 impl std::fmt::Debug for FileCache {
@@ -77,6 +94,8 @@ impl FileCache {
         FileCache {
             lru: Mutex::new(LruCache::new(capacity.max(1))),
             opens: AtomicU64::new(0),
+            writes: Mutex::new(0),
+            write_done: Condvar::new(),
         }
     }
 
@@ -124,6 +143,18 @@ impl FileCache {
     /// Number of files opened through the cache so far (misses).
     pub fn open_count(&self) -> u64 {
         self.opens.load(Ordering::Relaxed)
+    }
+
+    /// Waits until fewer than half the capacity (at least one) of durable appends are in flight,
+    /// and takes a slot. Taken before any lock of the log, held until the append is durable.
+    pub(crate) fn write_slot(&self) -> WriteSlot<'_> {
+        let max = (self.capacity() / 2).max(1);
+        let mut writes = self.writes.lock();
+        while *writes >= max {
+            self.write_done.wait(&mut writes);
+        }
+        *writes += 1;
+        WriteSlot(self)
     }
 
     /// The cached handle of `key`, opening `path` (read-write if `write`) on a miss.

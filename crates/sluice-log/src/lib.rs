@@ -62,13 +62,16 @@
 //! time), grouped by segment; sequence and time lookups are binary searches and need no I/O.
 //! A log holds no file descriptor of its own: segment files, active and sealed, are opened on
 //! demand through the process-wide [`FileCache`] (an LRU bounded by its capacity, see `files.rs`),
-//! except that the handle of the last unsynced write is kept until a sync covers it. No buffers
+//! except that in [`FsyncMode::Always`] the handle of the last unsynced write is kept until a
+//! sync covers it (appends in flight are bounded by the cache's write slots). No buffers
 //! are kept between calls: a new, empty log costs about a kilobyte (mostly the watch channel).
 //! Opening reads every segment once, one file at a time, with a transient 256 KiB buffer.
 //!
 //! # Concurrency
 //!
-//! `ShardLog` is `Send + Sync`. Appenders serialize only for the `pwrite` of their frame; then
+//! `ShardLog` is `Send + Sync`. In [`FsyncMode::Always`] an append first takes a write slot of
+//! its [`FileCache`] (waiting if half the cache's capacity of appends are in flight,
+//! process-wide). Appenders serialize only for the `pwrite` of their frame; then
 //! each waits until a sync covers its frame. One waiter runs `fdatasync` for everybody written so
 //! far while the others wait on a condition variable (group commit), so many concurrent appends
 //! share few fsyncs. Readers plan under a short shared lock on the index and then read with

@@ -50,8 +50,9 @@ struct ReadCursor {
 
 /// State of the active segment, owned by the append lock.
 pub(crate) struct Writer {
-    /// The handle the last write went through, kept (even if the file cache evicted it) until a
-    /// sync covered that write, so that the sync goes through the very descriptor that wrote.
+    /// In [`FsyncMode::Always`], the handle the last write went through, kept (even if the file
+    /// cache evicted it) until a sync covered that write, so that the sync goes through the very
+    /// descriptor that wrote.
     pub unsynced: Option<Arc<File>>,
     pub base_seq: u64,
     pub size: u64,
@@ -188,6 +189,8 @@ impl ShardLog {
     /// share one fsync). `system_time_ms` is clamped to be `>=` the last frame's time.
     pub fn append(&self, payloads: &[&[u8]], system_time_ms: i64) -> Result<AppendInfo, LogError> {
         let mut frame = PendingFrame::encode(payloads)?;
+        // Bounds the handles pinned by appends waiting for their sync (see `files.rs`).
+        let _slot = (self.cfg.fsync == FsyncMode::Always).then(|| self.cfg.files.write_slot());
         let info = {
             let mut w = self.writer.lock();
             self.check_writable()?;
@@ -208,7 +211,7 @@ impl ShardLog {
                 }
                 return Err(e.into());
             }
-            if self.cfg.fsync != FsyncMode::Never {
+            if self.cfg.fsync == FsyncMode::Always {
                 w.unsynced = Some(file);
             }
             let end = base + u64::from(frame.count());
