@@ -467,3 +467,26 @@ async fn disk_full_shows_on_health_until_a_write_succeeds() {
     assert_eq!(h.health().await, json!({"status": "ok"}));
     h.server.shutdown().await;
 }
+
+#[test]
+fn open_file_and_segment_age_keys_are_validated_by_name() {
+    let ok = ServerConfig::from_toml("max_open_segment_files = 64\nsegment_max_age_secs = 600")
+        .unwrap();
+    assert_eq!(ok.max_open_segment_files, 64);
+    assert_eq!(
+        ok.log_config().segment_max_age,
+        Some(Duration::from_secs(600))
+    );
+    let default = ServerConfig::default();
+    assert_eq!(default.max_open_segment_files, 1024);
+    assert_eq!(default.segment_max_age_secs, 3600);
+    for (text, field) in [
+        ("max_open_segment_files = 2", "max_open_segment_files"),
+        ("segment_max_age_secs = 0", "segment_max_age_secs"),
+        ("segment_max_age_secs = 99999999", "segment_max_age_secs"),
+    ] {
+        assert_eq!(ServerConfig::from_toml(text).unwrap_err().field, field);
+    }
+    // The clock is a test seam, not a key.
+    assert!(ServerConfig::from_toml("clock = 1").is_err());
+}

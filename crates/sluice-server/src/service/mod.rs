@@ -7,6 +7,7 @@ pub mod error;
 pub mod groups;
 pub mod health;
 pub mod projects;
+pub mod reads;
 pub mod records;
 pub mod retention;
 pub mod shards;
