@@ -470,8 +470,8 @@ async fn disk_full_shows_on_health_until_a_write_succeeds() {
 
 #[test]
 fn open_file_and_segment_age_keys_are_validated_by_name() {
-    let ok = ServerConfig::from_toml("max_open_segment_files = 64\nsegment_max_age_secs = 600")
-        .unwrap();
+    let ok =
+        ServerConfig::from_toml("max_open_segment_files = 64\nsegment_max_age_secs = 600").unwrap();
     assert_eq!(ok.max_open_segment_files, 64);
     assert_eq!(
         ok.log_config().segment_max_age,
