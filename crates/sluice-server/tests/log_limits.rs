@@ -288,6 +288,47 @@ async fn reads_of_large_stored_batches_are_bounded_and_page_through_everything()
     );
     assert!(responses >= all.len() * (8 << 10) / MAX_READ);
 
+    // Protobuf: the same bound on the framed response.
+    let mut cursor = h.oldest().await.as_str().unwrap().to_string();
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let mut responses = 0;
+    loop {
+        let req = pb::GetRecordsRequest {
+            cursor: cursor.clone(),
+            limit: Some(1000),
+        };
+        let (s, body) = h
+            .send(signed(
+                SHARD,
+                "application/x-protobuf",
+                &[("x-datahub-request-action", "sub")],
+                envelope::wrap(&req.encode_to_vec()),
+            ))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        let resp = pb::GetRecordsResponse::decode(envelope::unwrap(&body).unwrap()).unwrap();
+        if resp.records.is_empty() {
+            break;
+        }
+        responses += 1;
+        assert!(
+            body.len() <= MAX_READ + (12 << 10),
+            "a protobuf read of {} bytes",
+            body.len()
+        );
+        for r in resp.records {
+            got.push(r.data.data[0].value.clone().unwrap());
+        }
+        cursor = resp.next_cursor;
+        assert!(responses < 1000, "paging does not end");
+    }
+    assert!(
+        got == all,
+        "protobuf paging returned {} of {} records, or out of order",
+        got.len(),
+        all.len()
+    );
+
     // Batch protocol: the uncompressed batches of a response stay within the limit (a batch
     // larger than a response is served in parts, re-encoded).
     let mut cursor = h.oldest().await.as_str().unwrap().to_string();
