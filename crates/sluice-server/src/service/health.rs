@@ -66,4 +66,42 @@ mod tests {
         h.failed("again");
         assert_eq!(h.degraded().as_deref(), Some("again"));
     }
+
+    #[test]
+    fn each_episode_is_logged_once_at_its_start_and_once_at_its_end() {
+        #[derive(Clone, Default)]
+        struct Lines(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Lines::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let h = WriteHealth::default();
+            h.succeeded();
+            for _ in 0..100 {
+                h.failed("No space left on device (os error 28)");
+            }
+            h.succeeded();
+            h.succeeded();
+            h.failed("Input/output error");
+        });
+        let text = String::from_utf8(out.0.lock().clone()).unwrap();
+        assert_eq!(text.matches("writes failing").count(), 2, "{text}");
+        assert_eq!(text.matches("writes recovered").count(), 1, "{text}");
+        assert!(
+            text.contains("writes failing: No space left on device"),
+            "{text}"
+        );
+    }
 }
