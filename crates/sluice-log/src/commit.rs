@@ -3,12 +3,14 @@
 //! State is a watermark `synced` (one past the last sequence known durable) and a `syncing`
 //! flag. A waiter whose frame is not yet covered either waits on the condition variable (if a
 //! sync is running) or becomes the syncer: it notes the writer's current end (`next_seq`) and
-//! active file under the append lock, runs `sync_data` without any lock, then raises `synced`
-//! to that end and wakes everybody. Frames appended while a sync runs are covered by the next
+//! the handle the last write went through (pinned by the writer, see `files.rs`) under the append
+//! lock, runs `sync_data` on it without any lock, then raises `synced` to that end and wakes
+//! everybody. Frames appended while a sync runs are covered by the next
 //! one, so N concurrent appenders cost about two fsyncs instead of N.
 
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -71,9 +73,21 @@ impl ShardLog {
             drop(st);
             let (file, upto) = {
                 let w = self.writer.lock();
-                (w.file.clone(), w.next_seq)
+                (self.active_file(&w), w.next_seq)
             };
-            let res = self.fsync(&file);
+            let res = match file {
+                Ok(file) => self.fsync(&file).inspect(|()| {
+                    // The pinned handle may go back to the cache's care once nothing written
+                    // through it is unsynced.
+                    let mut w = self.writer.lock();
+                    if w.next_seq == upto
+                        && w.unsynced.as_ref().is_some_and(|f| Arc::ptr_eq(f, &file))
+                    {
+                        w.unsynced = None;
+                    }
+                }),
+                Err(e) => Err(LogError::Io(e)),
+            };
             st = self.commit.state.lock();
             st.syncing = false;
             if res.is_ok() && upto > st.synced {

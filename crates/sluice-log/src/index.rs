@@ -4,6 +4,7 @@ use std::fs::File;
 use std::sync::Arc;
 
 use crate::frame::frame_payload_bytes;
+use crate::shard::ShardLog;
 
 /// Index entry of one frame (16 bytes). The frame's entry count and length follow from the next
 /// frame's entry (or the segment's end).
@@ -26,8 +27,6 @@ pub(crate) struct SegmentIndex {
     /// Bytes of frames in the segment file.
     pub size: u64,
     pub frames: Vec<FrameMeta>,
-    /// Open handle, kept for the active segment only; sealed segments are opened per read.
-    pub file: Option<Arc<File>>,
 }
 
 impl SegmentIndex {
@@ -138,11 +137,11 @@ impl Index {
 
     /// Plans a read of entries `from..visible`, bounded by `max_entries` entries and (at least)
     /// `max_bytes` of payload, as spans of whole frames. `from` must be retained and `< visible`.
-    /// Sealed segments are opened here, so call with the index lock held: retention cannot
-    /// delete a file between planning and opening it.
+    /// Segment files are taken from the log's file cache here, so call with the index lock held:
+    /// retention cannot delete a file between planning and opening it.
     pub fn plan_read(
         &self,
-        dir: &std::path::Path,
+        log: &ShardLog,
         from: u64,
         visible: u64,
         max_entries: usize,
@@ -168,12 +167,12 @@ impl Index {
             match spans.last_mut() {
                 Some(sp) if sp.seg_base == seg.base_seq => sp.len = end - sp.offset,
                 _ => {
-                    let file = match &seg.file {
-                        Some(f) => f.clone(),
-                        None => {
-                            Arc::new(File::open(crate::segment::segment_path(dir, seg.base_seq))?)
-                        }
-                    };
+                    // The last segment is the active one: opened read-write, for the writer.
+                    let file = log.cfg.files.get(
+                        log.file_key(seg.base_seq),
+                        &crate::segment::segment_path(&log.dir, seg.base_seq),
+                        si + 1 == self.segments.len(),
+                    )?;
                     spans.push(Span {
                         seg_base: seg.base_seq,
                         file,
@@ -213,7 +212,6 @@ mod tests {
                     time,
                 })
                 .collect(),
-            file: None,
         }
     }
 

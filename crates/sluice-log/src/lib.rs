@@ -41,9 +41,10 @@
 //!   previous frame's is clamped up to it. (On open the clamp starts from the newest retained
 //!   frame; if retention removed every frame, the next append's time is taken as given.)
 //! * A frame never spans segments. Before a frame is written, if the active segment is not empty
-//!   and the frame would take it past [`LogConfig::segment_bytes`], the active segment is fsync'd,
-//!   sealed, and a new one named after the next sequence is created (and the directory fsync'd).
-//!   A single frame larger than `segment_bytes` gets a segment of its own.
+//!   and the frame would take it past [`LogConfig::segment_bytes`], or the frame's system time is
+//!   [`LogConfig::segment_max_age`] or more past the active segment's first frame, the active
+//!   segment is fsync'd, sealed, and a new one named after the next sequence is created (and the
+//!   directory fsync'd). A single frame larger than `segment_bytes` gets a segment of its own.
 //! * Only the active segment can end in a torn or partial frame. On [`ShardLog::open`] every
 //!   segment is scanned and every frame checked (header, length, CRC, entry structure, sequence
 //!   continuity, time order). A bad frame in the active segment, and everything after it, is cut
@@ -59,19 +60,25 @@
 //!
 //! The index keeps 16 bytes per frame (sequence and file offset relative to the segment, system
 //! time), grouped by segment; sequence and time lookups are binary searches and need no I/O.
-//! Only the active segment's file stays open; sealed segments are opened per read. No buffers
-//! are kept between calls: a new, empty log costs about a kilobyte (mostly the watch channel)
-//! plus one file descriptor. Opening reads every segment once, with a transient 256 KiB buffer.
+//! A log holds no file descriptor of its own: segment files, active and sealed, are opened on
+//! demand through the process-wide [`FileCache`] (an LRU bounded by its capacity, see `files.rs`),
+//! except that in [`FsyncMode::Always`] the handle of the last unsynced write is kept until a
+//! sync covers it (appends in flight are bounded by the cache's write slots). No buffers
+//! are kept between calls: a new, empty log costs about a kilobyte (mostly the watch channel).
+//! Opening reads every segment once, one file at a time, with a transient 256 KiB buffer.
 //!
 //! # Concurrency
 //!
-//! `ShardLog` is `Send + Sync`. Appenders serialize only for the `pwrite` of their frame; then
+//! `ShardLog` is `Send + Sync`. In [`FsyncMode::Always`] an append first takes a write slot of
+//! its [`FileCache`] (waiting if half the cache's capacity of appends are in flight,
+//! process-wide). Appenders serialize only for the `pwrite` of their frame; then
 //! each waits until a sync covers its frame. One waiter runs `fdatasync` for everybody written so
 //! far while the others wait on a condition variable (group commit), so many concurrent appends
 //! share few fsyncs. Readers plan under a short shared lock on the index and then read with
 //! positional reads (`pread`) without holding any lock.
 
 mod commit;
+mod files;
 mod frame;
 mod index;
 mod retention;
@@ -83,6 +90,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+pub use crate::files::{FileCache, DEFAULT_MAX_OPEN_FILES};
 pub use crate::frame::MAX_FRAME_BYTES;
 pub use crate::retention::remove_log;
 pub use crate::shard::ShardLog;
@@ -101,12 +109,18 @@ pub enum FsyncMode {
 }
 
 /// Configuration of one shard log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub struct LogConfig {
     /// Roll to a new segment when the next frame would take the active one past this size.
     pub segment_bytes: u64,
     /// Durability mode.
     pub fsync: FsyncMode,
+    /// Roll to a new segment when the next frame's system time is this much (or more) past the
+    /// active segment's first frame, so that retention, which deletes whole sealed segments,
+    /// can remove old records of a slow shard. `None`: roll by size only.
+    pub segment_max_age: Option<Duration>,
+    /// The open-file cache the log takes its segment handles from (see [`FileCache`]).
+    pub files: &'static FileCache,
 }
 
 impl Default for LogConfig {
@@ -114,9 +128,22 @@ impl Default for LogConfig {
         LogConfig {
             segment_bytes: 64 << 20,
             fsync: FsyncMode::Always,
+            segment_max_age: Some(Duration::from_secs(3600)),
+            files: FileCache::global(),
         }
     }
 }
+
+impl PartialEq for LogConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.segment_bytes == other.segment_bytes
+            && self.fsync == other.fsync
+            && self.segment_max_age == other.segment_max_age
+            && std::ptr::eq(self.files, other.files)
+    }
+}
+
+impl Eq for LogConfig {}
 
 /// Errors of the log.
 #[derive(thiserror::Error, Debug)]

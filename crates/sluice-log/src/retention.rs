@@ -13,8 +13,9 @@ impl ShardLog {
     /// [`first_seq`](Self::first_seq) is the base of the oldest remaining segment and reads below
     /// it fail with [`LogError::OutOfRange`].
     ///
-    /// An active segment never expires on its own; call [`roll`](Self::roll) first to seal it
-    /// if an idle shard's last segment should go too.
+    /// An active segment never expires on its own: appends seal it once it is
+    /// [`LogConfig::segment_max_age`](crate::LogConfig::segment_max_age) old, and an idle
+    /// shard's last segment needs a [`roll`](Self::roll) first if it should go too.
     pub fn enforce_retention(&self, cutoff_ms: i64) -> Result<usize, LogError> {
         if self.closed.load(std::sync::atomic::Ordering::Acquire) {
             return Err(LogError::Closed);
@@ -34,9 +35,10 @@ impl ShardLog {
         if removed.is_empty() {
             return Ok(0);
         }
-        // Readers open sealed segments under the index lock, so none can start on these now;
-        // reads already under way keep their open handles.
+        // Readers take segment handles under the index lock, so none can start on these now;
+        // reads already under way keep their handles.
         for &base in &removed {
+            self.cfg.files.remove(self.file_key(base));
             match std::fs::remove_file(segment_path(&self.dir, base)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}

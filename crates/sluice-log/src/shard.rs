@@ -19,6 +19,8 @@ use crate::{AppendInfo, Entry, FsyncMode, LogConfig, LogError};
 
 /// One shard's append-only log. See the crate docs for format, invariants and concurrency.
 pub struct ShardLog {
+    /// Process-unique id, the first half of this log's [`FileCache`](crate::FileCache) keys.
+    pub(crate) id: u64,
     pub(crate) dir: PathBuf,
     pub(crate) cfg: LogConfig,
     /// Append state; held while a frame is written (and while a segment rolls).
@@ -48,11 +50,16 @@ struct ReadCursor {
 
 /// State of the active segment, owned by the append lock.
 pub(crate) struct Writer {
-    pub file: Arc<File>,
+    /// In [`FsyncMode::Always`], the handle the last write went through, kept (even if the file
+    /// cache evicted it) until a sync covered that write, so that the sync goes through the very
+    /// descriptor that wrote.
+    pub unsynced: Option<Arc<File>>,
     pub base_seq: u64,
     pub size: u64,
     pub next_seq: u64,
     pub last_time: Option<i64>,
+    /// System time of the active segment's first frame (drives rolling by age).
+    pub first_time: Option<i64>,
 }
 
 impl ShardLog {
@@ -72,6 +79,7 @@ impl ShardLog {
         let mut last_time: Option<i64> = None;
         let mut dir_dirty = false;
         let mut active: Option<File> = None;
+        let mut first_time: Option<i64> = None;
         for (i, &base) in bases.iter().enumerate() {
             let path = segment_path(dir, base);
             let is_last = i + 1 == bases.len();
@@ -112,12 +120,12 @@ impl ShardLog {
             }
             expected = Some(scan.end_seq);
             last_time = scan.last_time;
+            first_time = scan.frames.first().map(|f| f.time);
             segments.push(SegmentIndex {
                 base_seq: base,
                 end_seq: scan.end_seq,
                 size: scan.valid_len,
                 frames: scan.frames,
-                file: None,
             });
             if is_last {
                 active = Some(file);
@@ -133,8 +141,8 @@ impl ShardLog {
                     end_seq: 0,
                     size: 0,
                     frames: Vec::new(),
-                    file: None,
                 });
+                first_time = None;
                 f
             }
         };
@@ -145,20 +153,22 @@ impl ShardLog {
             // Whatever a previous process left in the page cache is about to become visible.
             active.sync_data()?;
         }
-        let active = Arc::new(active);
-        let seg = segments.last_mut().expect("at least one segment");
-        seg.file = Some(active.clone());
+        let id = crate::files::next_log_id();
+        let seg = segments.last().expect("at least one segment");
+        cfg.files.insert((id, seg.base_seq), Arc::new(active));
         let writer = Writer {
-            file: active,
+            unsynced: None,
             base_seq: seg.base_seq,
             size: seg.size,
             next_seq: seg.end_seq,
             last_time,
+            first_time,
         };
         let next = writer.next_seq;
         let total_bytes = segments.iter().map(|s| s.size).sum();
         tracing::debug!(dir = %dir.display(), segments = segments.len(), next_seq = next, "opened shard log");
         Ok(ShardLog {
+            id,
             dir: dir.to_path_buf(),
             cfg,
             writer: Mutex::new(writer),
@@ -179,24 +189,30 @@ impl ShardLog {
     /// share one fsync). `system_time_ms` is clamped to be `>=` the last frame's time.
     pub fn append(&self, payloads: &[&[u8]], system_time_ms: i64) -> Result<AppendInfo, LogError> {
         let mut frame = PendingFrame::encode(payloads)?;
+        // Bounds the handles pinned by appends waiting for their sync (see `files.rs`).
+        let _slot = (self.cfg.fsync == FsyncMode::Always).then(|| self.cfg.files.write_slot());
         let info = {
             let mut w = self.writer.lock();
             self.check_writable()?;
             let time = w
                 .last_time
                 .map_or(system_time_ms, |t| t.max(system_time_ms));
-            if w.size > 0 && self.needs_roll(&w, frame.len()) {
+            if w.size > 0 && self.needs_roll(&w, frame.len(), time) {
                 self.roll_locked(&mut w)?;
             }
             let base = w.next_seq;
             let offset = w.size;
-            if let Err(e) = w.file.write_all_at(frame.finish(base, time), offset) {
+            let file = self.active_file(&w)?;
+            if let Err(e) = file.write_all_at(frame.finish(base, time), offset) {
                 // Cut off whatever part of the frame reached the file, so that it cannot end up
                 // inside a sealed segment later.
-                if let Err(e2) = w.file.set_len(offset) {
+                if let Err(e2) = file.set_len(offset) {
                     self.set_poison(format!("write failed ({e}) and truncation failed ({e2})"));
                 }
                 return Err(e.into());
+            }
+            if self.cfg.fsync == FsyncMode::Always {
+                w.unsynced = Some(file);
             }
             let end = base + u64::from(frame.count());
             let meta = FrameMeta {
@@ -208,6 +224,7 @@ impl ShardLog {
             w.size += frame.len();
             w.next_seq = end;
             w.last_time = Some(time);
+            w.first_time.get_or_insert(time);
             if self.cfg.fsync != FsyncMode::Always {
                 self.publish(end);
             }
@@ -258,7 +275,7 @@ impl ShardLog {
             if from_seq >= visible || max_entries == 0 {
                 return Ok(Vec::new());
             }
-            ix.plan_read(&self.dir, from_seq, visible, max_entries, max_bytes)?
+            ix.plan_read(self, from_seq, visible, max_entries, max_bytes)?
         };
         let mut cur = ReadCursor {
             from_seq,
@@ -412,9 +429,29 @@ impl ShardLog {
             self.closed.store(true, Ordering::Release);
             w.next_seq
         };
-        match self.cfg.fsync {
+        let res = match self.cfg.fsync {
             FsyncMode::Never => Ok(()),
             _ => self.wait_durable(target),
+        };
+        self.writer.lock().unsynced = None;
+        self.cfg.files.remove_log(self.id);
+        res
+    }
+
+    /// The cache key of one of this log's segments.
+    pub(crate) fn file_key(&self, base: u64) -> crate::files::FileKey {
+        (self.id, base)
+    }
+
+    /// A handle on the active segment: the one of the last unsynced write, or the cached one.
+    pub(crate) fn active_file(&self, w: &Writer) -> io::Result<Arc<File>> {
+        match &w.unsynced {
+            Some(f) => Ok(f.clone()),
+            None => self.cfg.files.get(
+                self.file_key(w.base_seq),
+                &segment_path(&self.dir, w.base_seq),
+                true,
+            ),
         }
     }
 
@@ -433,16 +470,23 @@ impl ShardLog {
         let _ = self.poison.set(reason);
     }
 
-    fn needs_roll(&self, w: &Writer, frame_len: u64) -> bool {
+    fn needs_roll(&self, w: &Writer, frame_len: u64, time: i64) -> bool {
         let limit = self.cfg.segment_bytes.min(u64::from(u32::MAX));
-        w.size + frame_len > limit || w.next_seq - w.base_seq > u64::from(u32::MAX)
+        let too_old = match (self.cfg.segment_max_age, w.first_time) {
+            (Some(age), Some(first)) => {
+                time.saturating_sub(first) >= i64::try_from(age.as_millis()).unwrap_or(i64::MAX)
+            }
+            _ => false,
+        };
+        w.size + frame_len > limit || w.next_seq - w.base_seq > u64::from(u32::MAX) || too_old
     }
 
     /// Seals the active segment (fsync'd first) and starts a new one at `w.next_seq`.
     fn roll_locked(&self, w: &mut Writer) -> Result<(), LogError> {
         let syncs = self.cfg.fsync != FsyncMode::Never;
         if syncs {
-            self.fsync(&w.file)?;
+            let file = self.active_file(w)?;
+            self.fsync(&file)?;
         }
         let base = w.next_seq;
         let file = create_segment(&self.dir, base)?;
@@ -452,11 +496,10 @@ impl ShardLog {
                 return Err(e.into());
             }
         }
-        let file = Arc::new(file);
+        self.cfg.files.insert(self.file_key(base), Arc::new(file));
         {
             let mut ix = self.index.write();
             if let Some(old) = ix.segments.last_mut() {
-                old.file = None;
                 old.frames.shrink_to_fit();
             }
             ix.segments.push(SegmentIndex {
@@ -464,12 +507,12 @@ impl ShardLog {
                 end_seq: base,
                 size: 0,
                 frames: Vec::new(),
-                file: Some(file.clone()),
             });
         }
-        w.file = file;
+        w.unsynced = None;
         w.base_seq = base;
         w.size = 0;
+        w.first_time = None;
         if syncs {
             // Everything up to the new base is in the sealed, fsync'd segment.
             self.mark_synced(base);
@@ -486,6 +529,7 @@ impl Drop for ShardLog {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "sync on drop failed");
             }
         }
+        self.cfg.files.remove_log(self.id);
     }
 }
 

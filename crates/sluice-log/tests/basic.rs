@@ -299,6 +299,7 @@ fn interval_and_always_modes() {
     let lazy = LogConfig {
         segment_bytes: 1 << 20,
         fsync: FsyncMode::Interval(Duration::from_secs(3600)),
+        ..LogConfig::default()
     };
     let log = open(tmp.path(), lazy);
     for i in 0..5 {
@@ -316,6 +317,7 @@ fn interval_and_always_modes() {
     let eager = LogConfig {
         segment_bytes: 1 << 20,
         fsync: FsyncMode::Interval(Duration::ZERO),
+        ..LogConfig::default()
     };
     let log = open(tmp.path(), eager);
     log.append(&[b"y"], 9).unwrap();

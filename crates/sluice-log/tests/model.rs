@@ -157,6 +157,9 @@ fn run(ops: Vec<Op>, segment_bytes: u64, fsync: FsyncMode, dir: &Path) {
     let cfg = LogConfig {
         segment_bytes,
         fsync,
+        // The model rolls by size only.
+        segment_max_age: None,
+        ..LogConfig::default()
     };
     let mut log = ShardLog::open(dir, cfg).unwrap();
     let mut m = Model::new(segment_bytes);

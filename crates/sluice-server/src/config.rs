@@ -52,6 +52,15 @@ pub struct ServerConfig {
     pub connector_batch_bytes: usize,
     /// ... or once its oldest buffered record has waited this long.
     pub connector_batch_age_ms: u64,
+    // issue 7: log
+    /// Most segment files kept open at once, process-wide (an LRU shared by all shards).
+    pub max_open_segment_files: usize,
+    /// A shard's active segment is sealed once its first record is this old, so that retention
+    /// removes records within the topic's lifecycle plus this margin.
+    pub segment_max_age_secs: u64,
+    /// Source of "now" for record system times and retention (a test seam; not a config key).
+    #[serde(skip)]
+    pub clock: crate::clock::Clock,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +82,10 @@ impl Default for ServerConfig {
             connector_batch_records: 5000,
             connector_batch_bytes: 4 << 20,
             connector_batch_age_ms: 500,
+            // issue 7: log
+            max_open_segment_files: sluice_log::DEFAULT_MAX_OPEN_FILES,
+            segment_max_age_secs: 3600,
+            clock: crate::clock::Clock::default(),
         }
     }
 }
@@ -179,12 +192,30 @@ impl ServerConfig {
             "connector_batch_age_ms",
             "must be between 1 and 600000",
         )?;
+        // issue 7: log
+        check(
+            (16..=1 << 20).contains(&self.max_open_segment_files),
+            "max_open_segment_files",
+            "must be between 16 and 1048576",
+        )?;
+        check(
+            (60..=7 * 24 * 3600).contains(&self.segment_max_age_secs),
+            "segment_max_age_secs",
+            "must be between 60 and 604800 (7 days)",
+        )?;
         Ok(())
     }
 
     pub fn log_config(&self) -> sluice_log::LogConfig {
         sluice_log::LogConfig {
             segment_bytes: self.segment_bytes,
+            // issue 7: log (segment files open at once, segment age)
+            segment_max_age: Some(Duration::from_secs(self.segment_max_age_secs)),
+            files: {
+                let files = sluice_log::FileCache::global();
+                files.set_capacity(self.max_open_segment_files);
+                files
+            },
             fsync: match self.fsync {
                 FsyncPolicy::Always => sluice_log::FsyncMode::Always,
                 FsyncPolicy::Interval => {

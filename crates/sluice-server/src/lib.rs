@@ -12,6 +12,7 @@
 //! [`Server::open`] builds the state from a data directory; [`http::app`] turns it into a
 //! router, which tests drive with `oneshot` and the binary serves.
 
+pub mod clock;
 pub mod config;
 pub mod http;
 pub mod server;

@@ -10,6 +10,8 @@ pub fn cfg(segment_bytes: u64) -> LogConfig {
     LogConfig {
         segment_bytes,
         fsync: FsyncMode::Never,
+        segment_max_age: None,
+        ..LogConfig::default()
     }
 }
 

@@ -29,7 +29,7 @@ pub fn decode_batch(bytes: &[u8], kind: TopicKind) -> Result<Vec<(i32, Record)>,
     let (header, payload) = payload(bytes)?;
     let capacity = (header.record_count as usize).min(payload.len() / MIN_RECORD);
     let mut out = Vec::with_capacity(capacity);
-    walk(&payload, header.record_count, kind, |view| {
+    walk(&payload, header.record_count, kind, |view, _| {
         let data = match kind {
             TopicKind::Blob => match view.fields.first() {
                 Some(FieldRef::Blob(b)) => RecordData::Blob(b.to_vec()),
@@ -52,9 +52,33 @@ pub fn decode_batch(bytes: &[u8], kind: TopicKind) -> Result<Vec<(i32, Record)>,
 /// Same validation as [`decode_batch`] without materializing values (the put fast path);
 /// returns the record count.
 pub fn validate_batch(bytes: &[u8], kind: TopicKind) -> Result<u32, BatchError> {
+    validate_batch_sizes(bytes, kind).map(|s| s.records)
+}
+
+/// What a valid batch holds once decompressed, from [`validate_batch_sizes`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchSizes {
+    /// Number of records.
+    pub records: u32,
+    /// The batch's size uncompressed: header plus raw payload.
+    pub raw_bytes: usize,
+    /// Encoded size of the largest record (its `total_size`).
+    pub largest_record: usize,
+}
+
+/// [`validate_batch`], also reporting the uncompressed sizes (for limits that must hold on
+/// what a batch expands to, not on its compressed form).
+pub fn validate_batch_sizes(bytes: &[u8], kind: TopicKind) -> Result<BatchSizes, BatchError> {
     let (header, payload) = payload(bytes)?;
-    walk(&payload, header.record_count, kind, |_| {})?;
-    Ok(header.record_count)
+    let mut largest_record = 0;
+    walk(&payload, header.record_count, kind, |_, size| {
+        largest_record = largest_record.max(size)
+    })?;
+    Ok(BatchSizes {
+        records: header.record_count,
+        raw_bytes: HEADER_SIZE + payload.len(),
+        largest_record,
+    })
 }
 
 /// Checks the header and returns the uncompressed payload.
@@ -180,12 +204,13 @@ fn i32_at(b: &[u8], at: usize) -> Option<i32> {
     u32_at(b, at).map(|v| v as i32)
 }
 
-/// Visits every record of the payload, checking everything; `each` sees only valid records.
+/// Visits every record of the payload, checking everything; `each` sees only valid records, with
+/// their encoded size.
 fn walk<'a>(
     payload: &'a [u8],
     record_count: u32,
     kind: TopicKind,
-    mut each: impl FnMut(&RecordView<'a>),
+    mut each: impl FnMut(&RecordView<'a>, usize),
 ) -> Result<(), BatchError> {
     let mut view = RecordView {
         schema_version: 0,
@@ -201,7 +226,7 @@ fn walk<'a>(
             });
         }
         let size = read_record(&payload[pos..], pos, index, kind, &mut view)?;
-        each(&view);
+        each(&view, size);
         pos += size;
     }
     if pos != payload.len() {

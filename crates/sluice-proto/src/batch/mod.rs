@@ -19,7 +19,7 @@ mod encode;
 #[cfg(test)]
 mod tests;
 
-pub use decode::{decode_batch, validate_batch};
+pub use decode::{decode_batch, validate_batch, validate_batch_sizes, BatchSizes};
 pub use encode::encode_batch;
 
 /// Size of the batch header.

@@ -92,8 +92,14 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn health() -> &'static str {
-    "ok"
+/// Liveness: always 200 while the server answers. The body says whether record writes are
+/// failing: `{"status":"ok"}`, or `{"status":"degraded","reason":...}` until a write succeeds.
+async fn health(State(state): State<AppState>) -> crate::service::Result<Response> {
+    let body = match state.catalog.write_health.degraded() {
+        None => serde_json::json!({"status": "ok"}),
+        Some(reason) => serde_json::json!({"status": "degraded", "reason": reason}),
+    };
+    body::json(&body)
 }
 
 async fn unknown_route(req: Request) -> Error {

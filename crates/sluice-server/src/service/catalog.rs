@@ -160,6 +160,9 @@ pub struct Catalog {
     pub connectors: super::connectors::ConnectorRegistry,
     /// Subscriptions, their offsets and consumer groups.
     pub subs: super::subscriptions::Subscriptions,
+    // issue 7: log
+    /// Whether record writes are failing (for `/health` and episode logging).
+    pub write_health: super::health::WriteHealth,
 }
 
 pub fn key(name: &str) -> String {
@@ -270,6 +273,8 @@ impl Catalog {
             projects: RwLock::new(projects),
             change_lock: tokio::sync::Mutex::new(()),
             connectors: Default::default(),
+            // issue 7: log
+            write_health: Default::default(),
         })
     }
 

@@ -1,4 +1,4 @@
-//! Records: routing and appending puts, reading by cursor, cursors and metering.
+//! Records: routing and appending puts, cursors and metering (reading is in `reads.rs`).
 //!
 //! Every log entry is one batch in the batch binary format: a batch-protocol put is stored
 //! byte for byte as one entry (one sequence, protocol doc §4.7), and each JSON or protobuf
@@ -8,13 +8,15 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use sluice_log::Entry;
+use sluice_log::LogError;
 use sluice_proto::batch::{self, BatchCompression, SchemaLookup, TopicKind};
 use sluice_proto::cursor::Cursor;
-use sluice_proto::{hashkey, Record, RecordData, RecordSchema, Value};
+use sluice_proto::{hashkey, Record, RecordData, RecordSchema};
 
 use super::catalog::{now_ms, Catalog, RecordType, SchemaVersion, Shard, ShardState, Topic};
 use super::error::{Error, Result};
+use super::health::WriteHealth;
+pub(crate) use super::reads::decode_entry;
 
 /// Where a routed record goes (protocol doc §6.2, in priority order).
 #[derive(Debug, Clone)]
@@ -89,7 +91,7 @@ pub struct CursorAnswer {
 type ShardGroup = (Arc<Shard>, Vec<usize>, Vec<Vec<u8>>);
 
 /// A blocking join error is an internal error.
-fn join_error(e: tokio::task::JoinError) -> Error {
+pub(crate) fn join_error(e: tokio::task::JoinError) -> Error {
     Error::Internal(format!("background task failed: {e}"))
 }
 
@@ -219,16 +221,28 @@ impl Topic {
     }
 }
 
-/// Appends encoded records to one shard if it is still active.
-fn append_to_shard<P: AsRef<[u8]>>(shard: &Shard, payloads: &[P]) -> Result<()> {
+/// Appends encoded records to one shard if it is still active, at system time `now` (ms).
+fn append_to_shard<P: AsRef<[u8]>>(shard: &Shard, payloads: &[P], now: i64) -> Result<()> {
     let meta = shard.meta.read();
     if meta.state != ShardState::Active {
         return Err(Error::ShardNotActive(shard.id));
     }
     let slices: Vec<&[u8]> = payloads.iter().map(|p| p.as_ref()).collect();
-    shard.log.append(&slices, now_ms())?;
+    shard.log.append(&slices, now)?;
     drop(meta);
     Ok(())
+}
+
+/// Notes an append's outcome in `health`: a storage failure starts (or continues) a failure
+/// episode, a success ends one.
+fn note_append(health: &WriteHealth, result: &Result<()>) {
+    match result {
+        Ok(()) => health.succeeded(),
+        Err(Error::Storage(
+            e @ (LogError::Io(_) | LogError::Poisoned(_) | LogError::Corrupt { .. }),
+        )) => health.failed(&e.to_string()),
+        Err(_) => {}
+    }
 }
 
 impl Catalog {
@@ -279,11 +293,13 @@ impl Catalog {
         .await
         .map_err(join_error)?;
         let mut tasks = tokio::task::JoinSet::new();
+        let now = self.config.clock.now_ms();
         for (shard, indexes, payloads) in groups {
-            tasks.spawn_blocking(move || (indexes, append_to_shard(&shard, &payloads)));
+            tasks.spawn_blocking(move || (indexes, append_to_shard(&shard, &payloads, now)));
         }
         while let Some(done) = tasks.join_next().await {
             let (indexes, result) = done.map_err(join_error)?;
+            note_append(&self.write_health, &result);
             if let Err(e) = result {
                 let message = e.to_string();
                 for i in indexes {
@@ -319,7 +335,8 @@ impl Catalog {
         }
         let encoder = topic.encoder();
         let max_record_bytes = self.config.max_record_bytes;
-        tokio::task::spawn_blocking(move || {
+        let now = self.config.clock.now_ms();
+        let result = tokio::task::spawn_blocking(move || {
             let payloads = records
                 .iter()
                 .enumerate()
@@ -329,10 +346,12 @@ impl Catalog {
                         .map_err(|e| Error::MalformedRecord(format!("record {i}: {e}")))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            append_to_shard(&shard, &payloads)
+            append_to_shard(&shard, &payloads, now)
         })
         .await
-        .map_err(join_error)?
+        .map_err(join_error)?;
+        note_append(&self.write_health, &result);
+        result
     }
 
     /// Put by shard (batch protocol): each batch is validated and stored byte for byte.
@@ -348,138 +367,48 @@ impl Catalog {
             RecordType::Tuple => TopicKind::Tuple(&versions),
             RecordType::Blob => TopicKind::Blob,
         };
-        let mut total = 0usize;
+        // The limits hold on what the batches expand to: their record blocks are compressed.
+        // Declared sizes are checked first, so an oversized batch is not even decompressed.
+        let (max_request, max_record) =
+            (self.config.max_request_bytes, self.config.max_record_bytes);
+        let too_large = |size: usize| {
+            Error::InvalidParameter(format!(
+                "the batches of the put are {size} bytes uncompressed, more than max_request_bytes ({max_request})"
+            ))
+        };
+        let declared: usize = batches
+            .iter()
+            .map(|b| batch::parse_header(b).map_or(0, |h| h.raw_size as usize + batch::HEADER_SIZE))
+            .sum();
+        if declared > max_request {
+            return Err(too_large(declared));
+        }
+        let (mut total, mut raw) = (0usize, 0usize);
         for (i, b) in batches.iter().enumerate() {
-            total += batch::validate_batch(b, kind)
-                .map_err(|e| Error::MalformedRecord(format!("batch {i}: {e}")))?
-                as usize;
+            let sizes = batch::validate_batch_sizes(b, kind)
+                .map_err(|e| Error::MalformedRecord(format!("batch {i}: {e}")))?;
+            if sizes.largest_record > max_record {
+                return Err(Error::InvalidParameter(format!(
+                    "batch {i} holds a record of {} bytes uncompressed, more than max_record_bytes ({max_record})",
+                    sizes.largest_record
+                )));
+            }
+            total += sizes.records as usize;
+            raw += sizes.raw_bytes;
+        }
+        if raw > max_request {
+            return Err(too_large(raw));
         }
         self.check_put_count(total)?;
         if batches.is_empty() {
             return Ok(());
         }
-        tokio::task::spawn_blocking(move || append_to_shard(&shard, &batches))
+        let now = self.config.clock.now_ms();
+        let result = tokio::task::spawn_blocking(move || append_to_shard(&shard, &batches, now))
             .await
-            .map_err(join_error)?
-    }
-
-    fn read_limit(&self, limit: i64) -> usize {
-        if limit <= 0 {
-            self.config.max_read_records
-        } else {
-            (limit as usize).min(self.config.max_read_records)
-        }
-    }
-
-    /// Reads records from a cursor for JSON and protobuf readers.
-    pub async fn read_records(
-        &self,
-        topic: &Arc<Topic>,
-        shard: &str,
-        cursor: &str,
-        limit: i64,
-    ) -> Result<ReadResult<ReadRecord>> {
-        let shard = topic.shard_by_text(shard)?;
-        let start = check_cursor(&shard, cursor)?;
-        let limit = self.read_limit(limit);
-        let max_bytes = self.config.max_read_bytes;
-        let topic = topic.clone();
-        tokio::task::spawn_blocking(move || {
-            let entries = read_entries(&shard, start.seq, limit + start.index as usize, max_bytes)?;
-            let versions = topic.versions();
-            let (current, current_version) = {
-                let meta = topic.meta.read();
-                (meta.current_schema(), meta.current_version)
-            };
-            let mut items = Vec::new();
-            let mut next = start;
-            'entries: for entry in entries {
-                let decoded = decode_entry(
-                    &topic,
-                    &versions,
-                    current.as_deref(),
-                    current_version,
-                    &entry,
-                )?;
-                let count = decoded.len() as u32;
-                let skip = if entry.seq == start.seq {
-                    start.index
-                } else {
-                    0
-                };
-                for (i, record) in decoded.into_iter().enumerate().skip(skip as usize) {
-                    let i = i as u32;
-                    let here = Cursor::new(shard.id, entry.seq, i);
-                    next = if i + 1 < count {
-                        Cursor::new(shard.id, entry.seq, i + 1)
-                    } else {
-                        Cursor::new(shard.id, entry.seq + 1, 0)
-                    };
-                    items.push(ReadRecord {
-                        seq: entry.seq,
-                        system_time: entry.system_time,
-                        record,
-                        cursor: here,
-                        next_cursor: next,
-                    });
-                    if items.len() >= limit {
-                        break 'entries;
-                    }
-                }
-                if count <= skip {
-                    next = Cursor::new(shard.id, entry.seq + 1, 0);
-                }
-            }
-            Ok(finish(&shard, start, items, next))
-        })
-        .await
-        .map_err(join_error)?
-    }
-
-    /// Reads stored batches from a cursor for batch readers; `limit` counts records.
-    pub async fn read_batches(
-        &self,
-        topic: &Arc<Topic>,
-        shard: &str,
-        cursor: &str,
-        limit: i64,
-    ) -> Result<ReadResult<ReadEntry>> {
-        let shard = topic.shard_by_text(shard)?;
-        let start = check_cursor(&shard, cursor)?;
-        let limit = self.read_limit(limit);
-        let max_bytes = self.config.max_read_bytes;
-        let topic = topic.clone();
-        tokio::task::spawn_blocking(move || {
-            let entries = read_entries(&shard, start.seq, limit + start.index as usize, max_bytes)?;
-            let mut items = Vec::new();
-            let mut records = 0usize;
-            let mut next = start;
-            for entry in entries {
-                let (data, count) = if entry.seq == start.seq && start.index > 0 {
-                    rest_of_entry(&topic, &entry, start.index)?
-                } else {
-                    let count = entry_record_count(&entry.payload);
-                    (entry.payload.clone(), count)
-                };
-                next = Cursor::new(shard.id, entry.seq + 1, 0);
-                if count > 0 {
-                    items.push(ReadEntry {
-                        seq: entry.seq,
-                        system_time: entry.system_time,
-                        data,
-                        cursor: Cursor::new(shard.id, entry.seq, 0),
-                        next_cursor: next,
-                    });
-                }
-                records += count;
-                if records >= limit {
-                    break;
-                }
-            }
-            Ok(finish(&shard, start, items, next))
-        })
-        .await
-        .map_err(join_error)?
+            .map_err(join_error)?;
+        note_append(&self.write_health, &result);
+        result
     }
 
     /// Get-cursor (protocol doc §4.5, §6.3).
@@ -531,157 +460,10 @@ impl Catalog {
     }
 }
 
-/// Reads the entries that hold the next `records` records from `from`, within `max_bytes`.
-///
-/// An entry holds one record (JSON/protobuf writes) or a whole batch (often 1000 records), so
-/// the log is asked for a few entries first and then for as many as the records per entry seen
-/// so far suggest: a batch reader never pulls megabytes it will not return.
-fn read_entries(shard: &Shard, from: u64, records: usize, max_bytes: usize) -> Result<Vec<Entry>> {
-    let mut out: Vec<Entry> = Vec::new();
-    let (mut seq, mut got, mut bytes) = (from, 0usize, 0usize);
-    let mut ask = records.clamp(1, 8);
-    while got < records && bytes < max_bytes {
-        let entries = shard.log.read(seq, ask, max_bytes - bytes)?;
-        if entries.is_empty() {
-            break;
-        }
-        for e in entries {
-            got += entry_record_count(&e.payload);
-            bytes += e.payload.len();
-            seq = e.seq + 1;
-            out.push(e);
-            if got >= records || bytes >= max_bytes {
-                break;
-            }
-        }
-        let per_entry = (got / out.len()).max(1);
-        ask = (records.saturating_sub(got).div_ceil(per_entry)).clamp(1, records.max(1));
-    }
-    Ok(out)
-}
-
-/// Records in a stored batch, from its header.
-fn entry_record_count(payload: &[u8]) -> usize {
-    batch::parse_header(payload)
-        .map(|h| h.record_count as usize)
-        .unwrap_or(1)
-}
-
 /// The same failure for each record of a failed shard append.
 fn clone_for_record(e: &Error, message: &str) -> Error {
     match e {
         Error::ShardNotActive(id) => Error::ShardNotActive(*id),
         _ => Error::Internal(message.to_string()),
     }
-}
-
-/// Validates a cursor against the shard: its own, not expired, not past the end; and at the
-/// end of a closed shard, the read-end error consumers wait for.
-fn check_cursor(shard: &Shard, text: &str) -> Result<Cursor> {
-    let cursor = Cursor::decode(text, shard.id).map_err(|e| Error::InvalidCursor(e.to_string()))?;
-    let (first, next) = (shard.log.first_seq(), shard.log.next_seq());
-    if cursor.seq < first {
-        return Err(Error::InvalidCursor(format!(
-            "it points at sequence {}, which has expired (oldest is {first})",
-            cursor.seq
-        )));
-    }
-    if cursor.seq > next {
-        return Err(Error::InvalidCursor(format!(
-            "it points at sequence {}, past the shard's end {next}",
-            cursor.seq
-        )));
-    }
-    if cursor.seq == next && shard.meta.read().state == ShardState::Closed {
-        return Err(Error::ShardReadEnd(shard.id));
-    }
-    Ok(cursor)
-}
-
-fn finish<T>(shard: &Shard, start: Cursor, items: Vec<T>, next: Cursor) -> ReadResult<T> {
-    let next_seq = shard.log.next_seq();
-    ReadResult {
-        items,
-        start_seq: start.seq,
-        next_cursor: next,
-        latest_seq: next_seq as i64 - 1,
-        latest_time: shard.log.last_time().unwrap_or(0),
-    }
-}
-
-/// Decodes a stored batch into records shaped like the topic's current schema.
-pub(crate) fn decode_entry(
-    topic: &Topic,
-    versions: &Versions,
-    current: Option<&RecordSchema>,
-    current_version: i32,
-    entry: &Entry,
-) -> Result<Vec<Record>> {
-    let kind = match topic.record_type {
-        RecordType::Tuple => TopicKind::Tuple(versions),
-        RecordType::Blob => TopicKind::Blob,
-    };
-    let decoded = batch::decode_batch(&entry.payload, kind).map_err(|e| {
-        Error::Internal(format!(
-            "stored batch at sequence {} is unreadable: {e}",
-            entry.seq
-        ))
-    })?;
-    Ok(decoded
-        .into_iter()
-        .map(|(version, record)| {
-            if version == current_version || topic.record_type == RecordType::Blob {
-                record
-            } else {
-                reshape(record, versions.schema(version), current)
-            }
-        })
-        .collect())
-}
-
-/// Maps a record written under an older schema version onto the current one, by field name;
-/// fields the old version lacks read as NULL.
-fn reshape(record: Record, from: Option<&RecordSchema>, to: Option<&RecordSchema>) -> Record {
-    let (Some(from), Some(to), RecordData::Tuple(values)) = (from, to, &record.data) else {
-        return record;
-    };
-    if from == to {
-        return record;
-    }
-    let values = to
-        .fields
-        .iter()
-        .map(|f| {
-            from.index_of(&f.name)
-                .and_then(|i| values.get(i).cloned())
-                .unwrap_or(Value::Null)
-        })
-        .collect();
-    Record {
-        data: RecordData::Tuple(values),
-        attributes: record.attributes,
-    }
-}
-
-/// Re-encodes the records of an entry from `index` on (a batch reader resuming mid-entry).
-fn rest_of_entry(topic: &Topic, entry: &Entry, index: u32) -> Result<(Bytes, usize)> {
-    let versions = topic.versions();
-    let kind = match topic.record_type {
-        RecordType::Tuple => TopicKind::Tuple(&versions),
-        RecordType::Blob => TopicKind::Blob,
-    };
-    let decoded = batch::decode_batch(&entry.payload, kind).map_err(|e| {
-        Error::Internal(format!(
-            "stored batch at sequence {} is unreadable: {e}",
-            entry.seq
-        ))
-    })?;
-    let rest: Vec<(i32, Record)> = decoded.into_iter().skip(index as usize).collect();
-    let Some(version) = rest.first().map(|(v, _)| *v) else {
-        return Ok((Bytes::new(), 0));
-    };
-    let records: Vec<Record> = rest.into_iter().map(|(_, r)| r).collect();
-    let schema = versions.schema(version).cloned();
-    let bytes = batch::encode_batch(&records, schema.as_ref(), version, BatchCompression::None);
-    Ok((Bytes::from(bytes), records.len()))
 }

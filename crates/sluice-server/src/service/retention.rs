@@ -5,13 +5,19 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::catalog::{now_ms, Catalog};
+use super::catalog::Catalog;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
-/// Runs one retention pass over every shard; returns the number of segments removed.
+/// Runs one retention pass over every shard, at the time of the catalog's clock; returns the
+/// number of segments removed.
+///
+/// A segment goes once its newest record is older than the topic's lifecycle. Appends seal the
+/// active segment once it is `segment_max_age_secs` old, and this pass seals an idle shard's
+/// active segment once all of it has expired, so a record leaves within the lifecycle plus that
+/// age (plus one check interval).
 pub fn enforce_once(catalog: &Catalog) -> usize {
-    let now = now_ms();
+    let now = catalog.config.clock.now_ms();
     let mut removed = 0;
     for topic in catalog.all_topics() {
         let cutoff = now - topic.meta.read().lifecycle_days * DAY_MS;

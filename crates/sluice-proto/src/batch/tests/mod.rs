@@ -450,3 +450,28 @@ fn compression_code_one_reads_zlib_or_stored_bytes() {
         RecordData::Blob(vec![7; 300])
     );
 }
+
+#[test]
+fn sizes_are_those_of_the_uncompressed_batch() {
+    let blob = |n: usize| Record {
+        data: RecordData::Blob(vec![b'z'; n]),
+        attributes: vec![],
+    };
+    let records = [blob(10), blob(300_000), blob(20)];
+    let plain = encode_batch(&records, None, -1, BatchCompression::None);
+    let zipped = encode_batch(&records, None, -1, BatchCompression::Zlib);
+    assert!(zipped.len() < plain.len() / 10);
+    let largest =
+        encode_batch(&records[1..2], None, -1, BatchCompression::None).len() - HEADER_SIZE;
+    for bytes in [&plain, &zipped] {
+        let sizes = validate_batch_sizes(bytes, TopicKind::Blob).unwrap();
+        assert_eq!(
+            sizes,
+            BatchSizes {
+                records: 3,
+                raw_bytes: plain.len(),
+                largest_record: largest,
+            }
+        );
+    }
+}
