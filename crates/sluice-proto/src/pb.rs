@@ -180,7 +180,10 @@ fn varint(buf: &mut &[u8]) -> Result<u64, ScanError> {
 }
 
 /// Calls `on_field(tag, payload)` for each length-delimited field of `buf` and skips the rest.
-fn walk(mut buf: &[u8], mut on_field: impl FnMut(u64, &[u8]) -> Result<(), ScanError>) -> Result<(), ScanError> {
+fn walk(
+    mut buf: &[u8],
+    mut on_field: impl FnMut(u64, &[u8]) -> Result<(), ScanError>,
+) -> Result<(), ScanError> {
     while !buf.is_empty() {
         let key = varint(&mut buf)?;
         match key & 7 {
@@ -189,7 +192,9 @@ fn walk(mut buf: &[u8], mut on_field: impl FnMut(u64, &[u8]) -> Result<(), ScanE
             }
             1 | 5 => {
                 let n = if key & 7 == 1 { 8 } else { 4 };
-                buf = buf.get(n..).ok_or(ScanError("truncated fixed-width field"))?;
+                buf = buf
+                    .get(n..)
+                    .ok_or(ScanError("truncated fixed-width field"))?;
             }
             2 => {
                 let len = varint(&mut buf)?;

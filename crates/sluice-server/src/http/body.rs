@@ -114,9 +114,8 @@ pub fn too_many_records(n: usize, max: usize) -> Error {
 /// records, and grows the request's charge to what decoding and converting it will build.
 pub async fn budget_pb_put(charge: &mut Charge, raw: &[u8], max_records: usize) -> Result<()> {
     let message = unframe(raw)?;
-    let scan = pb::scan_put_records(message, max_records).map_err(|e| {
-        Error::MalformedRecord(format!("PutRecordsRequest does not decode: {e}"))
-    })?;
+    let scan = pb::scan_put_records(message, max_records)
+        .map_err(|e| Error::MalformedRecord(format!("PutRecordsRequest does not decode: {e}")))?;
     if scan.records > max_records {
         return Err(too_many_records(scan.records, max_records));
     }

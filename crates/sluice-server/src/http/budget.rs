@@ -35,7 +35,9 @@ pub struct Charge {
 
 impl MemoryBudget {
     pub fn new(bytes: usize) -> Arc<MemoryBudget> {
-        let total_units = u32::try_from(bytes.div_ceil(UNIT)).unwrap_or(u32::MAX).max(1);
+        let total_units = u32::try_from(bytes.div_ceil(UNIT))
+            .unwrap_or(u32::MAX)
+            .max(1);
         Arc::new(MemoryBudget {
             permits: Arc::new(Semaphore::new(total_units as usize)),
             total_units,

@@ -89,7 +89,10 @@ pub async fn serve(
             }
         };
         if at_limit && permits.available_permits() >= (limit / 10).max(1) {
-            tracing::info!(max_connections = limit, "connections are below the limit again");
+            tracing::info!(
+                max_connections = limit,
+                "connections are below the limit again"
+            );
             at_limit = false;
         }
         let stream = tokio::select! {
@@ -127,7 +130,10 @@ pub async fn serve(
     graceful.cancel();
     tracker.close();
     let deadline = config.shutdown_deadline();
-    if tokio::time::timeout(deadline, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(deadline, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!(
             open = tracker.len(),
             deadline_ms = deadline.as_millis() as u64,
