@@ -157,26 +157,33 @@ mod tests {
     async fn growing_gives_back_before_waiting() {
         let budget = MemoryBudget::new(100 * UNIT);
         let mut a = budget.charge(40 * UNIT).await;
-        let b = budget.charge(40 * UNIT).await;
-        // 30 more do not fit: `a` gives its 40 back while it waits, so `b` (or anyone) can
-        // proceed, instead of two half-charged requests waiting for each other.
+        let mut b = budget.charge(40 * UNIT).await;
+        // Both grow to 70: had each kept its 40 while waiting for 30 more, neither would ever
+        // get them. Giving back first lets one through, then the other.
         let grow_a = tokio::spawn(async move {
             a.grow_to(70 * UNIT).await;
             a
         });
-        tokio::time::timeout(Duration::from_secs(5), async {
-            while budget.available_bytes() != 60 * UNIT {
-                tokio::task::yield_now().await;
+        let grow_b = tokio::spawn(async move {
+            b.grow_to(70 * UNIT).await;
+            b
+        });
+        let limit = Duration::from_secs(5);
+        let (mut grow_a, mut grow_b) = (grow_a, grow_b);
+        let (first, second) = tokio::time::timeout(limit, async move {
+            tokio::select! {
+                a = &mut grow_a => (a, grow_b),
+                b = &mut grow_b => (b, grow_a),
             }
         })
         .await
-        .expect("the waiting charge gave its share back");
-        drop(b);
-        let a = tokio::time::timeout(Duration::from_secs(5), grow_a)
+        .expect("no deadlock");
+        drop(first.unwrap());
+        let second = tokio::time::timeout(limit, second)
             .await
-            .expect("the grown charge proceeds")
+            .expect("no deadlock")
             .unwrap();
-        assert_eq!(budget.available_bytes(), 30 * UNIT);
-        drop(a);
+        drop(second);
+        assert_eq!(budget.available_bytes(), 100 * UNIT);
     }
 }
