@@ -135,16 +135,16 @@ fn raise_fd_limit() -> anyhow::Result<u64> {
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
             let e = std::io::Error::last_os_error();
             tracing::warn!(soft = before, hard = lim.rlim_max, error = %e, "cannot raise the open-file limit");
-            return Ok(before as u64);
+            return Ok(before);
         }
     }
     tracing::info!(
-        soft_before = before as u64,
-        soft = lim.rlim_cur as u64,
-        hard = lim.rlim_max as u64,
+        soft_before = before,
+        soft = lim.rlim_cur,
+        hard = lim.rlim_max,
         "open-file limit"
     );
-    Ok(lim.rlim_cur as u64)
+    Ok(lim.rlim_cur)
 }
 
 /// Makes the data dir private: what is created from now on (umask 077), and what exists
