@@ -7,8 +7,10 @@
 //! waits while holding the old one (it gives it back and waits for the whole new amount), so
 //! waiting requests cannot deadlock each other.
 //!
-//! When the budget becomes entirely free again after large requests, glibc is asked to hand
-//! freed memory back to the system (`malloc_trim`), so an idle server's RSS falls back.
+//! After a large request, and when the budget becomes entirely free again, glibc is asked to
+//! hand freed memory back to the system (`malloc_trim`, one at a time): decoding runs on the
+//! blocking pool's threads, each with its own malloc arena, and without trimming every arena
+//! keeps the high-water mark of the largest request it ever decoded.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,12 +21,45 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 const UNIT: usize = 1024;
 /// Requests charged at least this much make the next idle moment trim the heap.
 const TRIM_AFTER: usize = 1 << 20;
+/// Requests charged at least this much trim the heap when they end.
+const TRIM_AT_END: usize = 32 << 20;
 
 /// Bytes that in-flight requests may hold at once.
 pub struct MemoryBudget {
     permits: Arc<Semaphore>,
     total_units: u32,
     trim_pending: AtomicBool,
+    trimmer: Arc<Trimmer>,
+}
+
+/// At most one `malloc_trim` at a time; a request for one during a trim makes it run again.
+#[derive(Default)]
+struct Trimmer {
+    running: AtomicBool,
+    requested: AtomicBool,
+}
+
+impl Trimmer {
+    fn request(self: &Arc<Self>) {
+        self.requested.store(true, Ordering::Release);
+        if self.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            self.running.store(false, Ordering::Release);
+            return;
+        };
+        let me = self.clone();
+        handle.spawn_blocking(move || loop {
+            while me.requested.swap(false, Ordering::AcqRel) {
+                trim_heap();
+            }
+            me.running.store(false, Ordering::Release);
+            if !me.requested.load(Ordering::Acquire) || me.running.swap(true, Ordering::AcqRel) {
+                return;
+            }
+        });
+    }
 }
 
 /// One request's share of the budget; given back on drop.
@@ -42,6 +77,7 @@ impl MemoryBudget {
             permits: Arc::new(Semaphore::new(total_units as usize)),
             total_units,
             trim_pending: AtomicBool::new(false),
+            trimmer: Arc::default(),
         })
     }
 
@@ -100,14 +136,12 @@ impl Charge {
 
 impl Drop for Charge {
     fn drop(&mut self) {
-        self.permit = None;
+        let held = self.permit.take().map_or(0, |p| p.num_permits() * UNIT);
         let b = &self.budget;
-        if b.permits.available_permits() == b.total_units as usize
-            && b.trim_pending.swap(false, Ordering::Relaxed)
-        {
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn_blocking(trim_heap);
-            }
+        let idle = b.permits.available_permits() == b.total_units as usize
+            && b.trim_pending.swap(false, Ordering::Relaxed);
+        if held >= TRIM_AT_END || idle {
+            b.trimmer.request();
         }
     }
 }
