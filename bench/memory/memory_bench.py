@@ -177,7 +177,8 @@ def main():
         time.sleep(1)
         fresh = rss_kib(proc.pid, "VmRSS")
         print(f"## {label}\n")
-        print(f"fresh server RSS: {fresh / 1024:.0f} MiB\n")
+        print(f"fresh server RSS: {fresh / 1024:.0f} MiB "
+              f"(anonymous {rss_kib(proc.pid, 'RssAnon') / 1024:.0f} MiB)\n")
         print("| scenario | body MiB | statuses | peak RSS MiB | wall s |")
         print("|---|---|---|---|---|")
         for name, path, body, ctype, extra in bodies():
@@ -212,8 +213,9 @@ def main():
         if proc.poll() is None:
             time.sleep(args.idle_secs)
             idle = rss_kib(proc.pid, "VmRSS")
+            anon = rss_kib(proc.pid, "RssAnon")
             print(f"\nidle RSS {args.idle_secs} s after the load: {idle / 1024:.0f} MiB "
-                  f"({idle / max(fresh, 1):.1f}x the fresh server's)\n")
+                  f"({idle / max(fresh, 1):.1f}x the fresh server's; anonymous {anon / 1024:.0f} MiB)\n")
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

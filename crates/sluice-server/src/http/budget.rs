@@ -7,8 +7,8 @@
 //! waits while holding the old one (it gives it back and waits for the whole new amount), so
 //! waiting requests cannot deadlock each other.
 //!
-//! After a large request, and when the budget becomes entirely free again, glibc is asked to
-//! hand freed memory back to the system (`malloc_trim`, one at a time): decoding runs on the
+//! After a large request, and when the budget becomes entirely free again (then 2 s and 12 s
+//! later), glibc is asked to hand freed memory back to the system (`malloc_trim`, one at a time): decoding runs on the
 //! blocking pool's threads, each with its own malloc arena, and without trimming every arena
 //! keeps the high-water mark of the largest request it ever decoded.
 
@@ -21,6 +21,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 const UNIT: usize = 1024;
 /// Requests charged at least this much make the next idle moment trim the heap.
 const TRIM_AFTER: usize = 1 << 20;
+/// When, after the budget went idle, the heap is trimmed again (each delay after the last).
+const LATE_TRIMS: [std::time::Duration; 2] = [
+    std::time::Duration::from_secs(2),
+    std::time::Duration::from_secs(10),
+];
 /// Requests charged at least this much trim the heap when they end.
 const TRIM_AT_END: usize = 32 << 20;
 
@@ -142,6 +147,23 @@ impl Drop for Charge {
             && b.trim_pending.swap(false, Ordering::Relaxed);
         if held >= TRIM_AT_END || idle {
             b.trimmer.request();
+        }
+        if idle {
+            // What the request's connection still held (buffers, the response) is freed just
+            // after it, and the blocking pool's idle threads (with their malloc caches) exit
+            // 10 s later: trim again then, if the budget is still idle.
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                let budget = b.clone();
+                handle.spawn(async move {
+                    for delay in LATE_TRIMS {
+                        tokio::time::sleep(delay).await;
+                        if budget.permits.available_permits() != budget.total_units as usize {
+                            return;
+                        }
+                        budget.trimmer.request();
+                    }
+                });
+            }
         }
     }
 }

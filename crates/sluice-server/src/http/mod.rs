@@ -1,4 +1,6 @@
-//! The HTTP edge: routes, authentication and request ids, and one file per API resource.
+//! The HTTP edge: routes, authentication, request ids and head limits, and one file per API
+//! resource; `listen` is the accept loop (connection limit, timeouts, shutdown deadline) and
+//! `budget` the memory budget of in-flight request bodies.
 
 pub mod auth;
 pub mod body;
