@@ -280,8 +280,8 @@ async fn protobuf_put_counts_records_before_decoding() {
     };
     let h = harness(config).await;
     h.blob_topic().await;
-    // 101 entries that prost cannot decode (each lacks the required `data` field): a decoder
-    // that ran first would answer MalformedRecord; counting first answers with the limit.
+    // 101 entries with no value at all (a BLOB record needs one): decoding first would answer
+    // MalformedRecord for record 0; counting first answers with the limit.
     let message: Vec<u8> = [0x0a, 0x00].repeat(101);
     let extra = [("x-datahub-request-action", "pub")];
     for path in [

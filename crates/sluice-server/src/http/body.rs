@@ -53,7 +53,15 @@ pub async fn read_body(s: &AppState, headers: &HeaderMap, body: Body) -> Result<
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    let mut charge = s.budget.charge(declared.unwrap_or(limit)).await;
+    // A body without a declared length (chunked) is charged for the most it may be.
+    let expected = declared
+        .or_else(|| {
+            let hint = axum::body::HttpBody::size_hint(&body);
+            hint.upper().map(|n| n as usize)
+        })
+        .unwrap_or(limit)
+        .min(limit);
+    let mut charge = s.budget.charge(expected).await;
     let timeout = config.body_read_timeout();
     let raw = tokio::time::timeout(timeout, collect(body, limit, declared.unwrap_or(0)))
         .await
