@@ -23,7 +23,7 @@ pub struct ServeArgs {
     /// Where metadata and shard logs live.
     #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
     data_dir: PathBuf,
-    /// Root AccessId (with --access-key). Without both, one is generated on first start and kept in the data dir.
+    /// Root AccessId (with --access-key or --access-key-file). Without them, one is generated on first start and kept in the data dir.
     #[arg(long, env = "SLUICE_ACCESS_ID", requires = "access_key")]
     access_id: Option<String>,
     /// Root AccessKey secret (visible in the process list: prefer the env var or --access-key-file).
