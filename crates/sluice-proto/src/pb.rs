@@ -138,6 +138,125 @@ pub struct GetBinaryRecordsResponse {
     pub latest_time: Option<i64>,
 }
 
+/// What a put request holds, counted by walking its protobuf tags without decoding it, so a
+/// request's size in memory is known (and can be refused or budgeted) before prost allocates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PutScan {
+    /// Entries of the top-level repeated field 1 (records, or batches for the batch protocol).
+    pub records: usize,
+    /// `FieldData` values inside the records (`PutRecordsRequest` only).
+    pub fields: usize,
+    /// Attribute pairs inside the records (`PutRecordsRequest` only).
+    pub attributes: usize,
+}
+
+/// A put request whose protobuf framing is broken.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("the protobuf message is malformed: {0}")]
+pub struct ScanError(&'static str);
+
+impl PutScan {
+    /// Bytes the decoded request takes at most: its structs plus its payload, counting one
+    /// allocation's overhead (16 bytes) per value and growth slack of the vectors (2x).
+    pub fn decoded_bytes(&self, encoded_len: usize) -> usize {
+        let structs = self.records * std::mem::size_of::<RecordEntry>()
+            + self.fields * std::mem::size_of::<FieldData>()
+            + self.attributes * std::mem::size_of::<StringPair>();
+        2 * structs + 16 * (self.fields + 2 * self.attributes) + encoded_len
+    }
+}
+
+fn varint(buf: &mut &[u8]) -> Result<u64, ScanError> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = buf.split_first().ok_or(ScanError("truncated varint"))?;
+        *buf = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err(ScanError("varint longer than 10 bytes"))
+}
+
+/// Calls `on_field(tag, payload)` for each length-delimited field of `buf` and skips the rest.
+fn walk(
+    mut buf: &[u8],
+    mut on_field: impl FnMut(u64, &[u8]) -> Result<(), ScanError>,
+) -> Result<(), ScanError> {
+    while !buf.is_empty() {
+        let key = varint(&mut buf)?;
+        match key & 7 {
+            0 => {
+                varint(&mut buf)?;
+            }
+            1 | 5 => {
+                let n = if key & 7 == 1 { 8 } else { 4 };
+                buf = buf
+                    .get(n..)
+                    .ok_or(ScanError("truncated fixed-width field"))?;
+            }
+            2 => {
+                let len = varint(&mut buf)?;
+                let len = usize::try_from(len).map_err(|_| ScanError("length out of range"))?;
+                if len > buf.len() {
+                    return Err(ScanError("a length runs past the end"));
+                }
+                let (payload, rest) = buf.split_at(len);
+                buf = rest;
+                on_field(key >> 3, payload)?;
+            }
+            _ => return Err(ScanError("unsupported wire type")),
+        }
+    }
+    Ok(())
+}
+
+/// Counts a `PutRecordsRequest`'s records, their values and attributes, refusing more than
+/// `max_records` records before looking further.
+pub fn scan_put_records(buf: &[u8], max_records: usize) -> Result<PutScan, ScanError> {
+    let mut scan = PutScan::default();
+    walk(buf, |tag, _| {
+        if tag == 1 {
+            scan.records += 1;
+        }
+        Ok(())
+    })?;
+    if scan.records > max_records {
+        return Ok(scan);
+    }
+    walk(buf, |tag, entry| {
+        if tag != 1 {
+            return Ok(());
+        }
+        walk(entry, |tag, inner| {
+            match tag {
+                8 => walk(inner, |t, _| {
+                    scan.attributes += usize::from(t == 1);
+                    Ok(())
+                })?,
+                9 => walk(inner, |t, _| {
+                    scan.fields += usize::from(t == 1);
+                    Ok(())
+                })?,
+                _ => {}
+            }
+            Ok(())
+        })
+    })?;
+    Ok(scan)
+}
+
+/// Counts the entries (batches) of a `PutBinaryRecordsRequest`.
+pub fn scan_put_binary_records(buf: &[u8]) -> Result<PutScan, ScanError> {
+    let mut scan = PutScan::default();
+    walk(buf, |tag, _| {
+        scan.records += usize::from(tag == 1);
+        Ok(())
+    })?;
+    Ok(scan)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +284,35 @@ mod tests {
             failed_records: vec![],
         };
         assert_eq!(resp.encode_to_vec(), vec![0x08, 0x00]);
+    }
+
+    #[test]
+    fn scan_counts_without_decoding() {
+        let bytes = [
+            0x0a, 0x15, 0x42, 0x08, 0x0a, 0x06, 0x0a, 0x01, b'k', 0x12, 0x01, b'v', 0x4a, 0x09,
+            0x0a, 0x07, 0x0a, 0x05, b'h', b'e', b'l', b'l', b'o',
+        ];
+        let one = scan_put_records(&bytes, 10).unwrap();
+        assert_eq!((one.records, one.fields, one.attributes), (1, 1, 1));
+        // A million empty records (2 bytes each) are counted and refused by count alone.
+        let empty: Vec<u8> = [0x0a, 0x00].repeat(1_000_000);
+        let many = scan_put_records(&empty, 10_000).unwrap();
+        assert_eq!(many.records, 1_000_000);
+        // Values are counted inside each record.
+        let mut wide = PutRecordsRequest::default();
+        wide.records.push(RecordEntry {
+            data: RecordData {
+                data: vec![FieldData { value: None }; 500],
+            },
+            ..Default::default()
+        });
+        let wide = wide.encode_to_vec();
+        let scan = scan_put_records(&wide, 10).unwrap();
+        assert_eq!((scan.records, scan.fields), (1, 500));
+        assert!(scan.decoded_bytes(wide.len()) >= 500 * std::mem::size_of::<FieldData>());
+        // Broken framing is an error, not a panic.
+        assert!(scan_put_records(&[0x0a, 0x05, 0x00], 10).is_err());
+        assert!(scan_put_records(&[0x0f], 10).is_err());
+        assert_eq!(scan_put_binary_records(&empty[..20]).unwrap().records, 10);
     }
 }

@@ -61,6 +61,20 @@ pub struct ServerConfig {
     /// Source of "now" for record system times and retention (a test seam; not a config key).
     #[serde(skip)]
     pub clock: crate::clock::Clock,
+    // issue 7: edge (timeouts, connection limit, memory of in-flight requests)
+    /// A request's head (request line and headers) must arrive within this time of its first byte.
+    pub header_read_timeout_ms: u64,
+    /// A request's body must arrive within this time of its head.
+    pub body_read_timeout_ms: u64,
+    /// A keep-alive connection with no request in progress is closed after this long.
+    pub idle_timeout_ms: u64,
+    /// On SIGTERM, connections still open this long after the server stopped accepting are closed.
+    pub shutdown_deadline_ms: u64,
+    /// Most client connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Memory budget, in bytes, of the request bodies being decoded at once (bodies and their
+    /// decoded records); a put that does not fit waits for others to finish.
+    pub max_inflight_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -86,6 +100,13 @@ impl Default for ServerConfig {
             max_open_segment_files: sluice_log::DEFAULT_MAX_OPEN_FILES,
             segment_max_age_secs: 3600,
             clock: crate::clock::Clock::default(),
+            // issue 7: edge
+            header_read_timeout_ms: 30_000,
+            body_read_timeout_ms: 60_000,
+            idle_timeout_ms: 75_000,
+            shutdown_deadline_ms: 10_000,
+            max_connections: 4096,
+            max_inflight_bytes: 192 << 20,
         }
     }
 }
@@ -203,7 +224,50 @@ impl ServerConfig {
             "segment_max_age_secs",
             "must be between 60 and 604800 (7 days)",
         )?;
+        // issue 7: edge
+        for (value, field) in [
+            (self.header_read_timeout_ms, "header_read_timeout_ms"),
+            (self.body_read_timeout_ms, "body_read_timeout_ms"),
+            (self.idle_timeout_ms, "idle_timeout_ms"),
+        ] {
+            check(
+                (100..=3_600_000).contains(&value),
+                field,
+                "must be between 100 and 3600000",
+            )?;
+        }
+        check(
+            self.shutdown_deadline_ms <= 3_600_000,
+            "shutdown_deadline_ms",
+            "must be at most 3600000",
+        )?;
+        check(
+            (1..=1_000_000).contains(&self.max_connections),
+            "max_connections",
+            "must be between 1 and 1000000",
+        )?;
+        check(
+            self.max_inflight_bytes >= 2 * self.max_request_bytes,
+            "max_inflight_bytes",
+            "must be at least twice max_request_bytes",
+        )?;
         Ok(())
+    }
+
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    pub fn shutdown_deadline(&self) -> Duration {
+        Duration::from_millis(self.shutdown_deadline_ms)
     }
 
     pub fn log_config(&self) -> sluice_log::LogConfig {
@@ -256,6 +320,30 @@ mod tests {
             ("connector_batch_records = 0", "connector_batch_records"),
             ("connector_batch_bytes = 10", "connector_batch_bytes"),
             ("connector_batch_age_ms = 0", "connector_batch_age_ms"),
+        ] {
+            assert_eq!(ServerConfig::from_toml(text).unwrap_err().field, field);
+        }
+    }
+
+    #[test]
+    fn edge_limits_are_configurable_and_checked() {
+        let ok = ServerConfig::from_toml(
+            "header_read_timeout_ms = 500\nbody_read_timeout_ms = 700\nidle_timeout_ms = 900\n\
+             shutdown_deadline_ms = 0\nmax_connections = 8\nmax_inflight_bytes = 16777216",
+        )
+        .unwrap();
+        assert_eq!(ok.header_read_timeout(), Duration::from_millis(500));
+        assert_eq!(ok.body_read_timeout(), Duration::from_millis(700));
+        assert_eq!(ok.idle_timeout(), Duration::from_millis(900));
+        assert_eq!(ok.shutdown_deadline(), Duration::ZERO);
+        assert_eq!((ok.max_connections, ok.max_inflight_bytes), (8, 16 << 20));
+        for (text, field) in [
+            ("header_read_timeout_ms = 0", "header_read_timeout_ms"),
+            ("body_read_timeout_ms = 99", "body_read_timeout_ms"),
+            ("idle_timeout_ms = 3600001", "idle_timeout_ms"),
+            ("shutdown_deadline_ms = 3600001", "shutdown_deadline_ms"),
+            ("max_connections = 0", "max_connections"),
+            ("max_inflight_bytes = 1048576", "max_inflight_bytes"),
         ] {
             assert_eq!(ServerConfig::from_toml(text).unwrap_err().field, field);
         }

@@ -1,6 +1,7 @@
 //! Sluice's HTTP API: the DataHub protocol over axum.
 //!
-//! - [`http`]: routes, authentication, request ids, body codecs, and one handler file per
+//! - [`http`]: the accept loop (`http::listen`: connection limit, timeouts, shutdown deadline),
+//!   routes, authentication, request ids, body codecs under a memory budget, and one handler file per
 //!   resource (`projects`, `topics`, `shards`, `records`, `connectors`, `subscriptions`); errors
 //!   become DataHub error codes in
 //!   exactly one place, `http/error.rs`;
@@ -10,7 +11,7 @@
 //! - [`config`]: the server's tunables, validated at start.
 //!
 //! [`Server::open`] builds the state from a data directory; [`http::app`] turns it into a
-//! router, which tests drive with `oneshot` and the binary serves.
+//! router, which tests drive with `oneshot` and the binary serves with [`http::listen::serve`].
 
 pub mod clock;
 pub mod config;

@@ -48,6 +48,7 @@ impl Server {
             state: AppState {
                 catalog,
                 accounts: Arc::new(accounts),
+                budget: crate::http::budget::MemoryBudget::new(config.max_inflight_bytes),
             },
             stop,
             tasks,

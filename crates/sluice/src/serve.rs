@@ -1,5 +1,9 @@
 //! `sluice serve`: open the data directory, settle the root credentials, listen, and shut down
-//! cleanly on SIGTERM or SIGINT (stop accepting, finish in-flight requests, flush, exit 0).
+//! cleanly on SIGTERM or SIGINT (stop accepting, finish in-flight requests, close what is still
+//! open after `shutdown_deadline_ms`, flush, exit 0).
+//!
+//! At start it raises the soft open-file limit to the hard one, and keeps the data dir private:
+//! umask 077 for everything it creates, and existing files made 0600 (directories 0700).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,6 +12,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use rand::distributions::Alphanumeric;
 use rand::Rng;
+use sluice_server::http::listen;
 use sluice_server::{app, Accounts, Server, ServerConfig};
 
 #[derive(Args)]
@@ -18,17 +23,21 @@ pub struct ServeArgs {
     /// Where metadata and shard logs live.
     #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
     data_dir: PathBuf,
-    /// Root AccessId (with --access-key). Without both, one is generated on first start and kept in the data dir.
+    /// Root AccessId (with --access-key or --access-key-file). Without them, one is generated on first start and kept in the data dir.
     #[arg(long, env = "SLUICE_ACCESS_ID", requires = "access_key")]
     access_id: Option<String>,
-    /// Root AccessKey secret.
+    /// Root AccessKey secret (visible in the process list: prefer the env var or --access-key-file).
     #[arg(
         long,
         env = "SLUICE_ACCESS_KEY",
         requires = "access_id",
+        conflicts_with = "access_key_file",
         hide_env_values = true
     )]
     access_key: Option<String>,
+    /// File whose first line is the root AccessKey secret (with --access-id).
+    #[arg(long, env = "SLUICE_ACCESS_KEY_FILE", requires = "access_id")]
+    access_key_file: Option<PathBuf>,
     /// TOML file with limits, fsync mode and housekeeping intervals.
     #[arg(long, env = "SLUICE_CONFIG")]
     config: Option<PathBuf>,
@@ -38,9 +47,28 @@ const CREDENTIALS_FILE: &str = "root-credentials";
 
 /// The root key pair: given, or kept in the data dir, or generated now and kept.
 fn credentials(args: &ServeArgs) -> anyhow::Result<(String, String, bool)> {
+    if let Some(path) = &args.access_key_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --access-key-file {}", path.display()))?;
+        let key = text.lines().next().unwrap_or("").trim();
+        let id = args.access_id.as_deref().unwrap_or("").trim();
+        if id.is_empty() || key.is_empty() {
+            bail!(
+                "--access-id must not be empty, and the first line of {} must hold the AccessKey",
+                path.display()
+            );
+        }
+        return Ok((id.to_string(), key.to_string(), false));
+    }
     if let (Some(id), Some(key)) = (&args.access_id, &args.access_key) {
         if id.trim().is_empty() || key.trim().is_empty() {
             bail!("--access-id and --access-key must not be empty");
+        }
+        if std::env::var("SLUICE_ACCESS_KEY").ok().as_ref() != Some(key) {
+            tracing::warn!(
+                "the root AccessKey was given on the command line, where other users of this \
+                 machine can read it in the process list; prefer SLUICE_ACCESS_KEY or --access-key-file"
+            );
         }
         return Ok((id.trim().to_string(), key.trim().to_string(), false));
     }
@@ -90,20 +118,92 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<ServerConfig> {
     ServerConfig::from_toml(&text).with_context(|| format!("config file {}", path.display()))
 }
 
+/// Raises the soft open-file limit to the hard one (each shard and connection holds a file).
+fn raise_fd_limit() -> anyhow::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("getrlimit(RLIMIT_NOFILE)");
+    }
+    let before = lim.rlim_cur;
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            let e = std::io::Error::last_os_error();
+            tracing::warn!(soft = before, hard = lim.rlim_max, error = %e, "cannot raise the open-file limit");
+            return Ok(before);
+        }
+    }
+    tracing::info!(
+        soft_before = before,
+        soft = lim.rlim_cur,
+        hard = lim.rlim_max,
+        "open-file limit"
+    );
+    Ok(lim.rlim_cur)
+}
+
+/// Makes the data dir private: what is created from now on (umask 077), and what exists
+/// (directories 0700, files 0600), since meta.db holds connector passwords.
+fn make_private(data_dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: umask only sets the process's file-creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    let mut stack = vec![data_dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path)
+            .with_context(|| format!("cannot stat {}", path.display()))?;
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        let private = mode & !0o077;
+        if private != mode {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(private))
+                .with_context(|| format!("cannot chmod {}", path.display()))?;
+        }
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path)
+                .with_context(|| format!("cannot list {}", path.display()))?
+            {
+                stack.push(entry?.path());
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = load_config(args.config.as_deref())?;
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    let fd_limit = raise_fd_limit()?;
+    if config.max_connections as u64 + 256 > fd_limit {
+        tracing::warn!(
+            max_connections = config.max_connections,
+            fd_limit,
+            "max_connections is close to the open-file limit: shard files may fail to open"
+        );
+    }
+    make_private(&args.data_dir)?;
     let (id, key, generated) = credentials(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let server = Server::open(&args.data_dir, config, Accounts::with_root(&id, &key))
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!("cannot open data dir {}: {e}", args.data_dir.display())
-            })?;
+        let server = Server::open(
+            &args.data_dir,
+            config.clone(),
+            Accounts::with_root(&id, &key),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open data dir {}: {e}", args.data_dir.display()))?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -123,10 +223,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             args.data_dir.display()
         );
         let router = app(server.state.clone());
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
-        tracing::info!("stopped accepting; flushing");
+        listen::serve(listener, router, &config, shutdown_signal()).await;
+        tracing::info!("connections closed; flushing");
         server.shutdown().await;
         println!("Sluice stopped cleanly");
         Ok(())

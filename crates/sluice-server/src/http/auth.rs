@@ -8,6 +8,12 @@ use sluice_proto::sign;
 
 use crate::service::Error;
 
+/// The one answer for an unknown AccessId and for a wrong signature.
+pub const BAD_SIGNATURE: &str = "the AccessId is unknown or the request signature does not match";
+
+/// Stands in for the key of an unknown AccessId, so both failures take the same path.
+const UNKNOWN_ID_KEY: &str = "sluice: no such access id";
+
 /// Access ids and their secret keys.
 #[derive(Clone, Default)]
 pub struct Accounts {
@@ -40,10 +46,9 @@ impl Accounts {
                 "the Authorization header is not of the form 'DATAHUB id:signature'".into(),
             )
         })?;
-        let key = self
-            .keys
-            .get(id.trim())
-            .ok_or_else(|| Error::Unauthorized(format!("unknown AccessId {:?}", id.trim())))?;
+        // An unknown id is checked against a key no request can match, and both failures share
+        // one message: the answer must not tell which AccessIds exist.
+        let key = self.keys.get(id.trim()).map(String::as_str);
         let date = headers
             .get("date")
             .and_then(|v| v.to_str().ok())
@@ -82,12 +87,39 @@ impl Accounts {
                 path,
                 uri.query(),
             );
-            if sign::signatures_equal(&sign::signature(key, &canonical), given.trim()) {
+            let expected = sign::signature(key.unwrap_or(UNKNOWN_ID_KEY), &canonical);
+            if sign::signatures_equal(&expected, given.trim()) && key.is_some() {
                 return Ok(());
             }
         }
-        Err(Error::Unauthorized(
-            "the request signature does not match".into(),
-        ))
+        Err(Error::Unauthorized(BAD_SIGNATURE.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn refusal(accounts: &Accounts, id: &str) -> String {
+        let mut headers = HeaderMap::new();
+        let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+        headers.insert("date", HeaderValue::from_str(&date).unwrap());
+        let auth = format!("DATAHUB {id}:bm90IGEgc2lnbmF0dXJl");
+        headers.insert("authorization", HeaderValue::from_str(&auth).unwrap());
+        let uri: Uri = "/projects".parse().unwrap();
+        match accounts.verify(&Method::GET, &uri, &headers, 900) {
+            Err(Error::Unauthorized(m)) => m,
+            other => panic!("expected Unauthorized, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_id_and_wrong_signature_look_the_same() {
+        let accounts = Accounts::with_root("root-id", "root-key");
+        let unknown = refusal(&accounts, "no-such-id");
+        let wrong = refusal(&accounts, "root-id");
+        assert_eq!(unknown, wrong);
+        assert!(!unknown.contains("no-such-id"), "{unknown}");
     }
 }

@@ -40,6 +40,79 @@ pub fn error_code(err: &Error) -> ErrorCode {
         Error::UnknownRequest(_) => ErrorCode::InvalidUriSpec,
         Error::Storage(LogError::OutOfRange { .. }) => ErrorCode::InvalidCursor,
         Error::Storage(_) | Error::Meta(_) | Error::Internal(_) => ErrorCode::InternalServerError,
+        Error::RequestTimeout(_) => ErrorCode::InvalidParameter,
+    }
+}
+
+/// The HTTP status for each domain error: its code's, except where HTTP has a better word.
+fn status(err: &Error, code: ErrorCode) -> StatusCode {
+    match err {
+        Error::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+        _ => StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
+    }
+}
+
+/// Requests refused at the HTTP edge, before any handler: their status says what HTTP says.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    #[error("the request URI is {len} bytes long, more than the limit of {limit}")]
+    UriTooLong { len: usize, limit: usize },
+    #[error(
+        "the request headers are too large: {count} fields in {bytes} bytes \
+         (limits: {max_count} fields, {max_bytes} bytes)"
+    )]
+    HeadersTooLarge {
+        count: usize,
+        bytes: usize,
+        max_count: usize,
+        max_bytes: usize,
+    },
+    #[error("method {method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    /// A plain-text refusal from the framework (a path that is not UTF-8, a bad query, ...).
+    #[error("{message}")]
+    Rejected { status: StatusCode, message: String },
+}
+
+impl EdgeError {
+    fn code_and_status(&self) -> (ErrorCode, StatusCode) {
+        match self {
+            EdgeError::UriTooLong { .. } => (ErrorCode::InvalidUriSpec, StatusCode::URI_TOO_LONG),
+            EdgeError::HeadersTooLarge { .. } => (
+                ErrorCode::InvalidParameter,
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ),
+            EdgeError::MethodNotAllowed { .. } => {
+                (ErrorCode::InvalidUriSpec, StatusCode::METHOD_NOT_ALLOWED)
+            }
+            EdgeError::Rejected { status, .. } => {
+                let code = match status.as_u16() {
+                    401 => ErrorCode::Unauthorized,
+                    403 => ErrorCode::NoPermission,
+                    404 | 405 | 414 => ErrorCode::InvalidUriSpec,
+                    500.. => ErrorCode::InternalServerError,
+                    _ => ErrorCode::InvalidParameter,
+                };
+                (code, *status)
+            }
+        }
+    }
+}
+
+fn json_error(code: ErrorCode, status: StatusCode, message: &str) -> Response {
+    let mut response = error_body(code, message).into_response();
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+impl IntoResponse for EdgeError {
+    fn into_response(self) -> Response {
+        let (code, status) = self.code_and_status();
+        json_error(code, status, &self.to_string())
     }
 }
 
@@ -61,13 +134,6 @@ impl IntoResponse for Error {
         if code == ErrorCode::InternalServerError {
             tracing::error!(error = %self, "request failed");
         }
-        let mut response = error_body(code, &self.to_string()).into_response();
-        *response.status_mut() =
-            StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-        response.headers_mut().insert(
-            axum::http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        response
+        json_error(code, status(&self, code), &self.to_string())
     }
 }

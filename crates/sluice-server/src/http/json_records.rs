@@ -104,7 +104,7 @@ pub struct ShardsPost {
     #[serde(default)]
     pub action: Option<String>,
     #[serde(default)]
-    pub records: Option<Vec<JsonPutRecord>>,
+    pub records: Option<PutRecords>,
     #[serde(default)]
     pub shard_id: Option<Cell>,
     #[serde(default)]
@@ -113,6 +113,65 @@ pub struct ShardsPost {
     pub adjacent_shard_id: Option<Cell>,
     #[serde(default)]
     pub shard_number: Option<i64>,
+}
+
+thread_local! {
+    /// The record limit of the `ShardsPost` being parsed on this thread (serde's derive has no
+    /// way to hand it to a field's visitor).
+    static MAX_RECORDS: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// A put's `Records`, counted while they are decoded: past the limit, the rest are only
+/// counted, never built, so an oversized put costs no memory before it is refused.
+#[derive(Default)]
+pub struct PutRecords {
+    pub list: Vec<JsonPutRecord>,
+    pub count: usize,
+}
+
+impl<'de> Deserialize<'de> for PutRecords {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PutRecords, D::Error> {
+        struct V(usize);
+        impl<'de> Visitor<'de> for V {
+            type Value = PutRecords;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array of records")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<PutRecords, A::Error> {
+                let mut out = PutRecords::default();
+                while out.count < self.0 {
+                    match seq.next_element::<JsonPutRecord>()? {
+                        Some(r) => out.list.push(r),
+                        None => return Ok(out),
+                    }
+                    out.count += 1;
+                }
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {
+                    out.count += 1;
+                }
+                out.list = Vec::new();
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(V(MAX_RECORDS.with(|m| m.get())))
+    }
+}
+
+impl ShardsPost {
+    /// Parses a POST on `/shards`, refusing a put of more than `max_records` records.
+    pub fn parse(raw: &[u8], max_records: usize) -> Result<ShardsPost> {
+        MAX_RECORDS.with(|m| m.set(max_records));
+        let parsed = serde_json::from_slice::<ShardsPost>(raw);
+        MAX_RECORDS.with(|m| m.set(usize::MAX));
+        let post = parsed
+            .map_err(|e| Error::InvalidParameter(format!("the request body is not valid: {e}")))?;
+        match &post.records {
+            Some(r) if r.count > max_records => {
+                Err(super::body::too_many_records(r.count, max_records))
+            }
+            _ => Ok(post),
+        }
+    }
 }
 
 /// Turns one text cell row into typed values for `schema`.

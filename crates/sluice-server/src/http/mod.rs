@@ -1,10 +1,14 @@
-//! The HTTP edge: routes, authentication and request ids, and one file per API resource.
+//! The HTTP edge: routes, authentication, request ids and head limits, and one file per API
+//! resource; `listen` is the accept loop (connection limit, timeouts, shutdown deadline) and
+//! `budget` the memory budget of in-flight request bodies.
 
 pub mod auth;
 pub mod body;
+pub mod budget;
 mod connectors;
 pub mod error;
 mod json_records;
+pub mod listen;
 mod projects;
 mod records;
 mod shards;
@@ -23,13 +27,22 @@ use axum::Router;
 
 use crate::service::{Catalog, Error};
 use auth::Accounts;
+use error::EdgeError;
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
     pub catalog: Arc<Catalog>,
     pub accounts: Arc<Accounts>,
+    /// Memory of the request bodies being read and decoded (`max_inflight_bytes`).
+    pub budget: Arc<budget::MemoryBudget>,
 }
+
+/// Sluice's own limits on a request's head, below hyper's (see `listen`), so that an oversized
+/// request gets a DataHub error.
+pub const MAX_URI_BYTES: usize = 16 << 10;
+pub const MAX_HEADER_BYTES: usize = 64 << 10;
+pub const MAX_HEADERS: usize = 128;
 
 /// The whole API as a router, so tests can drive it without a socket.
 pub fn app(state: AppState) -> Router {
@@ -84,6 +97,7 @@ pub fn app(state: AppState) -> Router {
             axum::routing::post(subscriptions::post_offsets).put(subscriptions::put_offsets),
         )
         .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/health", get(health))
@@ -106,6 +120,62 @@ async fn unknown_route(req: Request) -> Error {
     Error::UnknownRequest(format!("{} {}", req.method(), req.uri().path()))
 }
 
+async fn method_not_allowed(req: Request) -> EdgeError {
+    EdgeError::MethodNotAllowed {
+        method: req.method().to_string(),
+        path: req.uri().path().to_string(),
+    }
+}
+
+/// Refuses a request whose URI or headers pass Sluice's limits.
+fn check_head(req: &Request) -> Result<(), EdgeError> {
+    let len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if len > MAX_URI_BYTES {
+        return Err(EdgeError::UriTooLong {
+            len,
+            limit: MAX_URI_BYTES,
+        });
+    }
+    let count = req.headers().len();
+    let bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    if count > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return Err(EdgeError::HeadersTooLarge {
+            count,
+            bytes,
+            max_count: MAX_HEADERS,
+            max_bytes: MAX_HEADER_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// Turns the framework's plain-text refusals (a path that is not UTF-8, ...) into DataHub
+/// errors, so every error Sluice answers is a JSON error body.
+async fn as_datahub_error(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let message = if text.trim().is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text.trim().to_string()
+    };
+    EdgeError::Rejected { status, message }.into_response()
+}
+
 async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let skew = state.catalog.config.max_clock_skew_secs;
     match state
@@ -119,7 +189,8 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
 
 static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Gives every request an id (`x-datahub-request-id`) that error bodies repeat.
+/// Gives every request an id (`x-datahub-request-id`) that error bodies repeat, refuses heads
+/// past Sluice's limits, and makes sure every error answered is a DataHub JSON error.
 async fn request_id(req: Request, next: Next) -> Response {
     let n = REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed);
     let id = format!(
@@ -127,7 +198,14 @@ async fn request_id(req: Request, next: Next) -> Response {
         crate::service::catalog::now_ms(),
         n & 0xffff_ffff
     );
-    let mut response = error::REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    let mut response = error::REQUEST_ID
+        .scope(id.clone(), async move {
+            match check_head(&req) {
+                Ok(()) => as_datahub_error(next.run(req).await).await,
+                Err(e) => e.into_response(),
+            }
+        })
+        .await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-datahub-request-id", v);
     }

@@ -25,7 +25,7 @@ pub async fn get(State(s): State<AppState>, Path(project): Path<String>) -> Resu
 }
 
 async fn comment(s: &AppState, headers: &HeaderMap, body: Body) -> Result<String> {
-    let raw = body::read_body(headers, body, s.catalog.config.max_request_bytes).await?;
+    let raw = body::read_body(s, headers, body).await?;
     Ok(body::parse_json(&raw)?
         .opt_str("Comment")?
         .unwrap_or_default())

@@ -146,7 +146,9 @@ pub async fn post_shard(
     body: Body,
 ) -> Result<Response> {
     let c = &s.catalog;
-    let raw = body::read_body(&headers, body, c.config.max_request_bytes).await?;
+    // The body's charge on the memory budget is held until the answer.
+    let mut req_body = body::read_body(&s, &headers, body).await?;
+    let raw = std::mem::take(&mut req_body.bytes);
     let t: Arc<Topic> = c.topic(&project, &topic)?;
     let kind = ContentKind::of(&headers);
     // A read on behalf of a subscription (PB/batch clients send its id).
@@ -156,6 +158,7 @@ pub async fn post_shard(
     };
     match (request_action(&headers).as_str(), kind) {
         ("pub", ContentKind::Protobuf) => {
+            body::budget_pb_put(&mut req_body.charge, &raw, c.config.max_records_per_put).await?;
             let decode_topic = t.clone();
             let records = body::off_thread(move || {
                 let req = pb::PutRecordsRequest::decode(body::unframe(&raw)?).map_err(|e| {
@@ -178,6 +181,8 @@ pub async fn post_shard(
             })
         }
         ("pub", ContentKind::Binary) => {
+            body::budget_binary_put(&mut req_body.charge, &raw, c.config.max_records_per_put)
+                .await?;
             let req = pb::PutBinaryRecordsRequest::decode(body::unframe(&raw)?).map_err(|e| {
                 Error::MalformedRecord(format!("PutBinaryRecordsRequest does not decode: {e}"))
             })?;

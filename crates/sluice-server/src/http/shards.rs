@@ -53,9 +53,12 @@ pub async fn post(
     body: Body,
 ) -> Result<Response> {
     let c = &s.catalog;
-    let raw = body::read_body(&headers, body, c.config.max_request_bytes).await?;
+    // The body's charge on the memory budget is held until the answer.
+    let mut req_body = body::read_body(&s, &headers, body).await?;
+    let raw = std::mem::take(&mut req_body.bytes);
     if is_pub(&headers) && ContentKind::of(&headers) == ContentKind::Protobuf {
         let t = c.topic(&project, &topic)?;
+        body::budget_pb_put(&mut req_body.charge, &raw, c.config.max_records_per_put).await?;
         let decode_topic = t.clone();
         let records = body::off_thread(move || {
             let req = pb::PutRecordsRequest::decode(body::unframe(&raw)?).map_err(|e| {
@@ -83,11 +86,12 @@ pub async fn post(
             header_str(&headers, "content-type").unwrap_or("")
         )));
     }
-    let req: ShardsPost = body::off_thread(move || {
-        serde_json::from_slice(&raw)
-            .map_err(|e| Error::InvalidParameter(format!("the request body is not valid: {e}")))
-    })
-    .await?;
+    req_body
+        .charge
+        .grow_to(raw.len() * body::JSON_AMPLIFICATION)
+        .await;
+    let max_records = c.config.max_records_per_put;
+    let req: ShardsPost = body::off_thread(move || ShardsPost::parse(&raw, max_records)).await?;
     let action = req.action.as_deref().unwrap_or("").to_ascii_lowercase();
     let shard_arg = |cell: Option<super::json_records::Cell>, name: &str| {
         cell.and_then(|c| c.0)
@@ -97,7 +101,7 @@ pub async fn post(
         "pub" => {
             let t = c.topic(&project, &topic)?;
             let schema = t.meta.read().current_schema();
-            let list = req.records.unwrap_or_default();
+            let list = req.records.unwrap_or_default().list;
             let records: Vec<Result<RoutedRecord>> = body::off_thread(move || {
                 Ok(list
                     .into_iter()

@@ -15,7 +15,7 @@ use crate::service::{Error, Result};
 type SubPath = Path<(String, String, String)>;
 
 async fn json_body(s: &AppState, headers: &HeaderMap, body: Body) -> Result<Json> {
-    let raw = body::read_body(headers, body, s.catalog.config.max_request_bytes).await?;
+    let raw = body::read_body(s, headers, body).await?;
     body::parse_json(&raw)
 }
 

@@ -55,7 +55,7 @@ pub async fn post(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let raw = body::read_body(&headers, body, s.catalog.config.max_request_bytes).await?;
+    let raw = body::read_body(&s, &headers, body).await?;
     let req = body::parse_json(&raw)?;
     let c = &s.catalog;
     match req.action().as_str() {
@@ -142,7 +142,7 @@ pub async fn update(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let raw = body::read_body(&headers, body, s.catalog.config.max_request_bytes).await?;
+    let raw = body::read_body(&s, &headers, body).await?;
     let req = body::parse_json(&raw)?;
     s.catalog
         .update_topic(

@@ -56,6 +56,10 @@ pub enum Error {
     Meta(#[from] sluice_meta::MetaError),
     #[error("internal error: {0}")]
     Internal(String),
+    // issue 7: edge
+    /// The client did not send its request in time.
+    #[error("{0}")]
+    RequestTimeout(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
