@@ -27,6 +27,12 @@ pub enum ErrorCode {
     InternalServerError,
     Unauthorized,
     NoPermission,
+    /// What the service and the Go and Java SDKs call an operation refused in the current state
+    /// (Go error.go `OperatorDenied`; Java AbstractDatahubClient maps it to NoPermissionException;
+    /// pydatahub to InvalidOperationException).
+    OperationDenied,
+    /// A put_records entry whose ShardId is not a shard id at all (Java e2e PutGetRecordsTest).
+    InvalidShardId,
 }
 
 impl ErrorCode {
@@ -57,6 +63,8 @@ impl ErrorCode {
             ErrorCode::InternalServerError => "InternalServerError",
             ErrorCode::Unauthorized => "Unauthorized",
             ErrorCode::NoPermission => "NoPermission",
+            ErrorCode::OperationDenied => "OperationDenied",
+            ErrorCode::InvalidShardId => "InvalidShardId",
         }
     }
 

@@ -5,9 +5,9 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
-/// Builds the canonical string. `headers` are (name, value) pairs of the request; only names
-/// starting with `x-datahub-` (case-insensitively) are used. `path` must be percent-decoded;
-/// `query` is the raw query string (without `?`), canonicalized here.
+/// Builds the canonical string as pydatahub does. `headers` are (name, value) pairs of the
+/// request; only names starting with `x-datahub-` (case-insensitively) are used. `path` must be
+/// percent-decoded; `query` is the raw query string (without `?`), canonicalized here.
 pub fn canonical_string(
     method: &str,
     content_type: &str,
@@ -15,6 +15,57 @@ pub fn canonical_string(
     headers: &[(&str, &str)],
     path: &str,
     query: Option<&str>,
+) -> String {
+    canonical_string_for_resource(
+        method,
+        content_type,
+        date,
+        headers,
+        &canonical_resource(path, query),
+    )
+}
+
+/// The resource line as pydatahub signs it: `path`, then `?` and the canonical query if any.
+pub fn canonical_resource(path: &str, query: Option<&str>) -> String {
+    match query.filter(|q| !q.is_empty()) {
+        Some(q) => format!("{path}?{}", canonical_query(q)),
+        None => path.to_string(),
+    }
+}
+
+/// The resource lines a request may have been signed with, most common first, without repeats.
+/// pydatahub signs the percent-decoded path and the sorted query with bare keys for empty values
+/// (`?donetime`); the Go SDK signs `URL.RequestURI()`, the path and query exactly as sent
+/// (`?donetime=`, restclient.go `buildSignature`); the Java SDK signs OkHttp's `encodedPath()` and
+/// `encodedQuery()`, also as sent (`?donetime`, client/auth/AliyunAuthSigner.java).
+pub fn resource_candidates(raw_path: &str, raw_query: Option<&str>) -> Vec<String> {
+    let decoded = percent_decode(raw_path);
+    let raw_query = raw_query.filter(|q| !q.is_empty());
+    let mut out: Vec<String> = Vec::with_capacity(4);
+    let as_sent = |path: &str| match raw_query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    for candidate in [
+        canonical_resource(&decoded, raw_query),
+        as_sent(raw_path),
+        canonical_resource(raw_path, raw_query),
+        as_sent(&decoded),
+    ] {
+        if !out.contains(&candidate) {
+            out.push(candidate);
+        }
+    }
+    out
+}
+
+/// Builds the canonical string over an already canonical resource line (path and query).
+pub fn canonical_string_for_resource(
+    method: &str,
+    content_type: &str,
+    date: &str,
+    headers: &[(&str, &str)],
+    resource: &str,
 ) -> String {
     let mut datahub: Vec<(String, &str)> = headers
         .iter()
@@ -37,11 +88,7 @@ pub fn canonical_string(
         out.push_str(value);
         out.push('\n');
     }
-    out.push_str(path);
-    if let Some(q) = query.filter(|q| !q.is_empty()) {
-        out.push('?');
-        out.push_str(&canonical_query(q));
-    }
+    out.push_str(resource);
     out
 }
 
@@ -151,6 +198,23 @@ mod tests {
             signature("testAccessKey", &c),
             "QFBV6KgUhqwmDdN8DCvtqUk5zgo="
         );
+    }
+
+    #[test]
+    fn resource_candidates_cover_each_sdk() {
+        let c = resource_candidates("/p/t/connectors/sink_odps", Some("donetime="));
+        // pydatahub's form, then the Go SDK's (as sent, with the `=`).
+        assert_eq!(c[0], "/p/t/connectors/sink_odps?donetime");
+        assert!(c.contains(&"/p/t/connectors/sink_odps?donetime=".to_string()));
+        let c = resource_candidates("/p/t/connectors/sink_odps", Some("donetime"));
+        assert_eq!(c, vec!["/p/t/connectors/sink_odps?donetime".to_string()]);
+        // Several parameters as sent, unsorted, and sorted.
+        let c = resource_candidates("/a%20b", Some("z=1&a=2"));
+        assert!(c.contains(&"/a b?a=2&z=1".to_string()));
+        assert!(c.contains(&"/a%20b?z=1&a=2".to_string()));
+        assert!(c.contains(&"/a%20b?a=2&z=1".to_string()));
+        assert!(c.contains(&"/a b?z=1&a=2".to_string()));
+        assert_eq!(resource_candidates("/projects", None), vec!["/projects"]);
     }
 
     #[test]

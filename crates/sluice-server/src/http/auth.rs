@@ -76,16 +76,14 @@ impl Accounts {
             .filter(|(n, _)| n.as_str().starts_with("x-datahub-"))
             .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)))
             .collect();
-        let decoded_path = sign::percent_decode(uri.path());
-        let candidates = [decoded_path.as_str(), uri.path()];
-        for path in candidates {
-            let canonical = sign::canonical_string(
+        // Each SDK renders the resource (path and query) its own way; accept any of them.
+        for resource in sign::resource_candidates(uri.path(), uri.query()) {
+            let canonical = sign::canonical_string_for_resource(
                 method.as_str(),
                 content_type,
                 date,
                 &datahub,
-                path,
-                uri.query(),
+                &resource,
             );
             let expected = sign::signature(key.unwrap_or(UNKNOWN_ID_KEY), &canonical);
             if sign::signatures_equal(&expected, given.trim()) && key.is_some() {

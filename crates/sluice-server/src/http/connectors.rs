@@ -122,7 +122,20 @@ pub async fn post(
                 .iter()
                 .map(|r| (r.shard_id.to_string(), r.to_json()))
                 .collect();
-            body::json(&json!({ "ShardStatusInfos": infos }))
+            // One shard: the Go and Java SDKs read the entry's fields at the top level, pydatahub
+            // reads `ShardStatusInfos` (or a top-level entry with `ShardId`); serve all of them.
+            match (shard, reports.as_slice()) {
+                (Some(_), [one]) => {
+                    let mut entry = match one.to_json() {
+                        Json::Object(m) => m,
+                        _ => Map::new(),
+                    };
+                    entry.insert("ShardId".into(), json!(one.shard_id.to_string()));
+                    entry.insert("ShardStatusInfos".into(), Json::Object(infos));
+                    body::json(&Json::Object(entry))
+                }
+                _ => body::json(&json!({ "ShardStatusInfos": infos })),
+            }
         }
         "reload" => {
             let shard = req.opt_str("ShardId")?;

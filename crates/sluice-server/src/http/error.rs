@@ -19,11 +19,14 @@ pub fn error_code(err: &Error) -> ErrorCode {
         Error::NoSuchProject(_) => ErrorCode::NoSuchProject,
         Error::NoSuchTopic(_) => ErrorCode::NoSuchTopic,
         Error::NoSuchShard(_) => ErrorCode::NoSuchShard,
+        Error::InvalidShardId(_) => ErrorCode::InvalidShardId,
         Error::NoSuchConnector(_) => ErrorCode::NoSuchConnector,
         Error::ProjectExists(_) => ErrorCode::ProjectAlreadyExist,
         Error::TopicExists(_) => ErrorCode::TopicAlreadyExist,
         Error::InvalidParameter(_) => ErrorCode::InvalidParameter,
-        Error::InvalidSchema(_) => ErrorCode::InvalidSchema,
+        // The Go and Java SDKs do not know InvalidSchema (Go would retry it); all three SDKs map
+        // InvalidParameter to their invalid-parameter error.
+        Error::InvalidSchema(_) => ErrorCode::InvalidParameter,
         Error::MalformedRecord(_) => ErrorCode::MalformedRecord,
         Error::InvalidCursor(_) => ErrorCode::InvalidCursor,
         Error::ShardNotActive(_) | Error::ShardReadEnd(_) => ErrorCode::InvalidShardOperation,
@@ -34,7 +37,8 @@ pub fn error_code(err: &Error) -> ErrorCode {
         Error::OffsetSessionChanged(_) => ErrorCode::OffsetSessionChanged,
         Error::OffsetSessionClosed(_) => ErrorCode::OffsetSessionClosed,
         Error::NoSuchConsumer(_) => ErrorCode::NoSuchConsumer,
-        Error::InvalidOperation(_) => ErrorCode::InvalidOperation,
+        // The Go SDK knows only OperationDenied (error.go); pydatahub maps both the same way.
+        Error::InvalidOperation(_) => ErrorCode::OperationDenied,
         Error::LimitExceeded(_) => ErrorCode::LimitExceeded,
         Error::Unauthorized(_) => ErrorCode::Unauthorized,
         Error::UnknownRequest(_) => ErrorCode::InvalidUriSpec,

@@ -535,10 +535,13 @@ impl Catalog {
             let old = cps
                 .remove(&s.id)
                 .unwrap_or_else(|| Checkpoint::at(s.id, seq));
-            let last_time = seq
-                .checked_sub(1)
-                .and_then(|p| s.log.time_of(p))
-                .unwrap_or(-1);
+            // A given CurrentTime is kept as given and reported back as CurrentTimestamp, as the
+            // service does (Java SDK e2e SinkDatahubTest); otherwise the last delivered record's.
+            let last_time = time.unwrap_or_else(|| {
+                seq.checked_sub(1)
+                    .and_then(|p| s.log.time_of(p))
+                    .unwrap_or(-1)
+            });
             changed.push(Checkpoint {
                 shard_id: s.id,
                 next_seq: seq,

@@ -10,6 +10,9 @@ pub enum Error {
     NoSuchTopic(String),
     #[error("ShardId Not Exist. Invalid shard id: {0}")]
     NoSuchShard(String),
+    /// A shard id that is not a number (a put_records entry's ShardId).
+    #[error("Invalid shard id: {0:?} is not a shard id")]
+    InvalidShardId(String),
     #[error("The specified project {0:?} already exists.")]
     ProjectExists(String),
     #[error("The specified topic {0:?} already exists.")]

@@ -203,6 +203,11 @@ impl Topic {
         };
         match route {
             Route::Shard(id) => {
+                // Not a number: InvalidShardId; a number but no such shard: NoSuchShard
+                // (Java SDK e2e PutGetRecordsTest).
+                if id.trim().parse::<u32>().is_err() {
+                    return Err(Error::InvalidShardId(id.clone()));
+                }
                 let shard = self.shard_by_text(id)?;
                 if shard.meta.read().state != ShardState::Active {
                     return Err(Error::ShardNotActive(shard.id));
@@ -430,7 +435,14 @@ impl Catalog {
             CursorKind::Oldest => Ok(answer(first)),
             CursorKind::Latest => Ok(answer(if next > first { next - 1 } else { next })),
             CursorKind::Sequence(s) => {
-                if s < 0 || (s as u64) < first || (s as u64) > next {
+                // The service (Java SDK e2e GetCursorTest) calls a negative sequence invalid and
+                // one outside the shard out of range.
+                if s < 0 {
+                    return Err(Error::InvalidParameter(format!(
+                        "Invalid sequence value: {s}"
+                    )));
+                }
+                if (s as u64) < first || (s as u64) > next {
                     return Err(Error::SeekOutOfRange(format!(
                         "sequence {s} is out of range: shard {} holds [{first}, {next})",
                         shard.id
@@ -442,7 +454,15 @@ impl Catalog {
                 if t < 0 {
                     return Err(Error::InvalidParameter(format!("Invalid time value: {t}")));
                 }
-                Ok(answer(log.seq_at_or_after_time(t).unwrap_or(next)))
+                // No record at or after `t` (a time past the last record, or an empty shard):
+                // the service answers SeekOutOfRange (Java SDK e2e GetCursorTest).
+                let seq = log.seq_at_or_after_time(t).ok_or_else(|| {
+                    Error::SeekOutOfRange(format!(
+                        "no record of shard {} has a system time at or after {t}",
+                        shard.id
+                    ))
+                })?;
+                Ok(answer(seq))
             }
         }
     }
