@@ -25,21 +25,23 @@ pub fn partition_key_hash(partition_key: &str) -> u128 {
     u128::from_be_bytes(digest.into())
 }
 
-/// Begin keys of `count` equal ranges: boundaries at `k * floor((2^128 - 1) / count)`.
+/// The ranges of `count` new shards. The service divides each 64-bit half of the key space on
+/// its own: boundary `k` is `h` twice, `h = floor(k * (2^64 - 1) / count)`. For 3 shards that is
+/// `5555…5` and `AAAA…A`; for 2 it is `7FFFFFFFFFFFFFFF7FFFFFFFFFFFFFFF`, not `7FFF…F` (the Java
+/// SDK's e2e TopicTest pins both).
 pub fn initial_ranges(count: u32) -> Vec<(u128, u128)> {
-    let count = count.max(1) as u128;
-    let step = MAX_KEY / count;
-    (0..count)
-        .map(|k| {
-            let begin = k * step;
-            let end = if k + 1 == count {
-                MAX_KEY
-            } else {
-                (k + 1) * step
-            };
-            (begin, end)
-        })
-        .collect()
+    let count = u128::from(count.max(1));
+    let boundary = |k: u128| -> u128 {
+        if k == 0 {
+            return 0;
+        }
+        if k >= count {
+            return MAX_KEY;
+        }
+        let half = u128::from(u64::MAX) * k / count;
+        (half << 64) | half
+    };
+    (0..count).map(|k| (boundary(k), boundary(k + 1))).collect()
 }
 
 #[cfg(test)]
@@ -53,6 +55,18 @@ mod tests {
         assert_eq!(format_key(r[0].1), "55555555555555555555555555555555");
         assert_eq!(format_key(r[1].1), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
         assert_eq!(format_key(r[2].1), "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF");
+        let two = initial_ranges(2);
+        assert_eq!(format_key(two[0].1), "7FFFFFFFFFFFFFFF7FFFFFFFFFFFFFFF");
+        assert_eq!(two[1].0, two[0].1);
+        assert_eq!(initial_ranges(1), vec![(0, MAX_KEY)]);
+        for n in 1..=64 {
+            let r = initial_ranges(n);
+            assert!(
+                r.windows(2).all(|w| w[0].1 == w[1].0 && w[0].0 < w[0].1),
+                "{n}"
+            );
+            assert_eq!(r.last().unwrap().1, MAX_KEY);
+        }
     }
 
     #[test]

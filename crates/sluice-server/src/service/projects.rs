@@ -42,6 +42,10 @@ impl Catalog {
             return Err(Error::ProjectExists(name.to_string()));
         }
         let now = now_secs();
+        // The service keeps project names in lower case (Java SDK e2e ProjectTest: created as
+        // TMP_..., reported as tmp_...).
+        let name = name.to_ascii_lowercase();
+        let name = name.as_str();
         let row = ProjectRow {
             name: name.to_string(),
             comment: comment.to_string(),

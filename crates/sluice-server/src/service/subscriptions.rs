@@ -468,7 +468,8 @@ impl Catalog {
         let mut out = Vec::new();
         for s in shards {
             let mut o = offsets.get(&s).copied().unwrap_or_default();
-            o.session_id += 1;
+            // The first session is 1 (Java SDK e2e SubscriptionTest), each open the next.
+            o.session_id = o.session_id.max(0) + 1;
             out.push((s, o));
         }
         let rows: Vec<OffsetRow> = out.iter().map(|(s, o)| sub.offset_row(*s, o)).collect();
