@@ -121,7 +121,7 @@ def test_stop_put_reset_by_time_start(dh, project, target):
     time.sleep(1.0)
     assert len(read_target(tclient, tproject, ttopic)) == len(first), "a stopped connector delivered records"
     for e in dh.get_connector_shard_status(project, topic, cid).shard_status_infos.values():
-        assert e.state.value == "CONTEXT_STOPPED"
+        assert e.state.value == "CONTEXT_PAUSED"
 
     dh.update_connector_offset(project, topic, cid, '', ConnectorOffset(-1, reset_at))
     dh.update_connector_state(project, topic, cid, ConnectorState.CONNECTOR_RUNNING)

@@ -189,7 +189,7 @@ def test_tutorial_odps_walkthrough(dh, project, topic_name):
     dh.update_connector_offset(project_name, topic_name, connector_id, shard_id, connector_offset)
     infos = dh.get_connector_shard_status(project_name, topic_name, connector_id).shard_status_infos
     assert infos["0"].current_sequence == 100
-    assert infos["0"].state.value == "CONTEXT_STOPPED"
+    assert infos["0"].state.value == "CONTEXT_PAUSED"
     dh.update_connector_offset(project_name, topic_name, connector_id, '', ConnectorOffset(-1, 1582801630000))
     infos = dh.get_connector_shard_status(project_name, topic_name, connector_id).shard_status_infos
     assert infos["0"].current_sequence == 0 and infos["1"].current_sequence == 0

@@ -10,6 +10,7 @@ src/test/java/com/aliyun/datahub/client/e2e/).
 """
 
 import base64
+import time
 
 import pytest
 from datahub.exceptions import (InvalidOperationException, InvalidParameterException, ResourceNotFoundException,
@@ -159,13 +160,18 @@ def test_bad_schema_is_invalid_parameter(raw, project):
 # item 10: behaviour pinned by the Java SDK's end-to-end tests
 
 def test_cursors_as_get_cursor_test_pins(raw, dh, project):
-    """e2e/GetCursorTest.java:28-60: OLDEST of an empty shard is sequence 0; SYSTEM_TIME 10 s after
-    the last record is SeekOutOfRange (:55-58); SEQUENCE past the end is SeekOutOfRange (:65-68);
-    SEQUENCE -1 is InvalidParameter (:75-78); shard "4" is not found (:84-87)."""
+    """e2e/GetCursorTest.java:28-60: OLDEST of an empty shard is sequence 0; SYSTEM_TIME 10 s in the
+    future (after the last record) is SeekOutOfRange (:55-58); SEQUENCE past the end is
+    SeekOutOfRange (:65-68); SEQUENCE -1 is InvalidParameter (:75-78); shard "4" is not found
+    (:84-87). oldsdk/GetCursorTest.java:127-146, 182-187, 216-220: a past SYSTEM_TIME after the last
+    record (or on an empty shard) gives the next sequence to be written; a future one is refused."""
     topic = create_blob_topic(dh, project)
     assert dh.get_cursor(project, topic, "0", CursorType.OLDEST).sequence == 0
+    week_ago = now_ms() - 7 * 24 * 3600 * 1000
+    empty = dh.get_cursor(project, topic, "0", CursorType.SYSTEM_TIME, week_ago)
+    assert (empty.sequence, empty.cursor) == (0, "30000000000000000000000000000000")
     with pytest.raises(SeekOutOfRangeException):
-        dh.get_cursor(project, topic, "0", CursorType.SYSTEM_TIME, now_ms())
+        dh.get_cursor(project, topic, "0", CursorType.SYSTEM_TIME, now_ms() + 10000)
     recs = blob_records([b"test-data"] * 10)
     for r in recs:
         r.shard_id = "0"
@@ -175,8 +181,14 @@ def test_cursors_as_get_cursor_test_pins(raw, dh, project):
     # One put: all ten records share its system time, so the first at or after it is record 0.
     assert dh.get_cursor(project, topic, "0", CursorType.SYSTEM_TIME, last.record_time).sequence == 0
     with pytest.raises(SeekOutOfRangeException) as e:
-        dh.get_cursor(project, topic, "0", CursorType.SYSTEM_TIME, last.record_time + 10000)
+        dh.get_cursor(project, topic, "0", CursorType.SYSTEM_TIME, now_ms() + 10000)
     assert e.value.error_code == "SeekOutOfRange"
+    # Just after the last record, and already past: the next record to be written.
+    after = last.record_time + 1
+    deadline = time.monotonic() + 5
+    while now_ms() <= after and time.monotonic() < deadline:  # precondition: `after` is past
+        time.sleep(0.002)
+    assert dh.get_cursor(project, topic, "0", CursorType.SYSTEM_TIME, after).sequence == 10
     path = "/projects/%s/topics/%s/shards/0" % (project, topic)
     resp = raw.post(path, {"Action": "cursor", "Type": "SEQUENCE", "Sequence": -1})
     assert resp.status == 400 and resp.error_code == "InvalidParameter", resp
@@ -205,13 +217,18 @@ def test_put_records_bad_shard_ids(raw, dh, project):
     assert [f.error_code for f in failed] == ["InvalidShardId"]
 
 
-def test_connector_offset_time_is_echoed(dh, project, connector):
-    """e2e/SinkDatahubTest.java:234-242: after updateConnectorOffset(sequence 10, timestamp 1000) on
-    every shard (ShardId null), each shard reports CurrentSequence 10 and CurrentTimestamp 1000. The
+def test_connector_offset_time_is_echoed(dh, raw, project, connector):
+    """e2e/SinkDatahubTest.java:224-242: a stopped connector's shards are ConnectorShardState.STOPPED,
+    which the Java SDK spells only `CONTEXT_PAUSED` (java/client/model/ConnectorShardState.java; Go
+    connector.go:1013 `Stopped`); after updateConnectorOffset(sequence 10, timestamp 1000) on every
+    shard (ShardId null), each shard reports CurrentSequence 10 and CurrentTimestamp 1000. The
     request is {"Action":"updateshardcontext","CurrentTime":1000,"CurrentSequence":10}
     (java/client/impl/request/UpdateConnectorOffsetRequest.java:6-16)."""
     topic, cid = connector
     dh.update_connector_state(project, topic, cid, ConnectorState.CONNECTOR_STOPPED)
+    path = "/projects/%s/topics/%s/connectors/%s" % (project, topic, cid)
+    infos = raw.post(path, {"Action": "Status"}).json()["ShardStatusInfos"]
+    assert {e["State"] for e in infos.values()} == {"CONTEXT_PAUSED"}, infos
     dh.update_connector_offset(project, topic, cid, "", ConnectorOffset(10, 1000))
     infos = dh.get_connector_shard_status(project, topic, cid).shard_status_infos
     assert sorted(infos) == ["0", "1", "2"]

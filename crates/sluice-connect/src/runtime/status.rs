@@ -10,6 +10,9 @@ pub enum ContextState {
     Executing,
     /// Retrying after an error; the message says which.
     Hang,
+    /// Stopped with the connector. Rendered `CONTEXT_PAUSED`, the only name the Java SDK knows
+    /// (client/model/ConnectorShardState.java: STOPPED is "CONTEXT_PAUSED") and the Go SDK's
+    /// `Stopped` (connector.go:1013); pydatahub knows it too.
     Stopped,
     /// A closed shard delivered to its end.
     Finished,
@@ -21,7 +24,7 @@ impl ContextState {
             ContextState::Planned => "CONTEXT_PLANNED",
             ContextState::Executing => "CONTEXT_EXECUTING",
             ContextState::Hang => "CONTEXT_HANG",
-            ContextState::Stopped => "CONTEXT_STOPPED",
+            ContextState::Stopped => "CONTEXT_PAUSED",
             ContextState::Finished => "CONTEXT_FINISHED",
         }
     }

@@ -454,14 +454,18 @@ impl Catalog {
                 if t < 0 {
                     return Err(Error::InvalidParameter(format!("Invalid time value: {t}")));
                 }
-                // No record at or after `t` (a time past the last record, or an empty shard):
-                // the service answers SeekOutOfRange (Java SDK e2e GetCursorTest).
-                let seq = log.seq_at_or_after_time(t).ok_or_else(|| {
-                    Error::SeekOutOfRange(format!(
-                        "no record of shard {} has a system time at or after {t}",
+                // No record at or after `t`: a past time points at the next record to be
+                // written (Java SDK oldsdk GetCursorTest T3, and an empty shard's T1-T3); a future
+                // time is SeekOutOfRange (e2e GetCursorTest, oldsdk GetCursorTest T4).
+                let now = self.config.clock.now_ms();
+                let seq = match log.seq_at_or_after_time(t) {
+                    Some(seq) => seq,
+                    None if t <= now => next,
+                    None => return Err(Error::SeekOutOfRange(format!(
+                        "SystemTime {t} is in the future: shard {} has no record at or after it",
                         shard.id
-                    ))
-                })?;
+                    ))),
+                };
                 Ok(answer(seq))
             }
         }
