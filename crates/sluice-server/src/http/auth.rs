@@ -1,5 +1,6 @@
 //! Request authentication: the `DATAHUB id:signature` header (protocol doc §2) checked against
-//! the server's accounts, and the request's `Date` checked against the clock.
+//! the server's accounts, and the request's `Date` checked against the clock. The resource line
+//! may be written the way any official SDK writes it (`sign::resource_candidates`).
 
 use std::collections::HashMap;
 

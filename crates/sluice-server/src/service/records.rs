@@ -461,10 +461,12 @@ impl Catalog {
                 let seq = match log.seq_at_or_after_time(t) {
                     Some(seq) => seq,
                     None if t <= now => next,
-                    None => return Err(Error::SeekOutOfRange(format!(
+                    None => {
+                        return Err(Error::SeekOutOfRange(format!(
                         "SystemTime {t} is in the future: shard {} has no record at or after it",
                         shard.id
-                    ))),
+                    )))
+                    }
                 };
                 Ok(answer(seq))
             }
