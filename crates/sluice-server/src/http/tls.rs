@@ -19,11 +19,8 @@ pub use tokio_rustls::TlsAcceptor;
 /// Why the certificate and key cannot be served.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("cannot read {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("{path} is not a PEM certificate file: {problem}")]
     BadCertificate { path: PathBuf, problem: String },
     #[error("{path} is not a PEM private key file: {problem}")]
@@ -39,15 +36,15 @@ pub enum TlsError {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    std::fs::read(path).map_err(|error| TlsError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
-fn pem_problem(e: pem::Error) -> String {
+fn pem_problem(e: pem::Error, wanted: &str) -> String {
     match e {
-        pem::Error::NoItemsFound => "no PEM section of this kind".to_string(),
+        pem::Error::NoItemsFound => format!("no {wanted} section"),
         other => other.to_string(),
     }
 }
@@ -61,14 +58,14 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     let cert_pem = read(cert)?;
     let chain = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad_cert(pem_problem(e)))?;
+        .map_err(|e| bad_cert(pem_problem(e, "CERTIFICATE")))?;
     if chain.is_empty() {
         return Err(bad_cert("no CERTIFICATE section".into()));
     }
     let key_pem = read(key)?;
     let private = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::BadKey {
         path: key.to_path_buf(),
-        problem: pem_problem(e),
+        problem: pem_problem(e, "PRIVATE KEY"),
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider)
