@@ -8,7 +8,6 @@ The official SDKs default to https endpoints. pydatahub 2.29.0 never verifies th
 
 import pytest
 import requests
-import urllib3  # noqa: F401  (its warning class is named in a filter below)
 
 from conftest import verify_with
 from util import (BLOBS, all_types_schema, assert_rows_equal, blob_records, create_blob_topic, create_tuple_topic,

@@ -20,7 +20,10 @@ pub use tokio_rustls::TlsAcceptor;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {path}: {error}")]
-    Read { path: PathBuf, error: std::io::Error },
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("{path} is not a PEM certificate file: {problem}")]
     BadCertificate { path: PathBuf, problem: String },
     #[error("{path} is not a PEM private key file: {problem}")]
