@@ -36,7 +36,7 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -120,23 +120,13 @@ pub async fn serve(
                         tracker.spawn(connection(stream, router, timeouts, graceful, hard, permit))
                     }
                     Some(acceptor) => tracker.spawn(async move {
-                        let handshake =
-                            tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
-                        let stream = tokio::select! {
-                            r = handshake => match r {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(e)) => {
-                                    tracing::debug!(error = %e, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::debug!("closing a connection: TLS handshake timeout");
-                                    return;
-                                }
-                            },
-                            _ = graceful.cancelled() => return,
+                        let handshake = Handshake {
+                            acceptor,
+                            timeout: handshake_timeout,
                         };
-                        connection(stream, router, timeouts, graceful, hard, permit).await
+                        if let Some(stream) = handshake.run(stream, &graceful).await {
+                            connection(stream, router, timeouts, graceful, hard, permit).await
+                        }
                     }),
                 };
             }
@@ -166,6 +156,38 @@ pub async fn serve(
         );
         hard.cancel();
         tracker.wait().await;
+    }
+}
+
+/// The TLS side of a connection: the acceptor and how long a handshake may take.
+struct Handshake {
+    acceptor: TlsAcceptor,
+    timeout: Duration,
+}
+
+impl Handshake {
+    /// The TLS stream once the handshake finished; `None` (the connection is dropped) if it
+    /// failed, took longer than the timeout, or shutdown began first.
+    async fn run(
+        self,
+        stream: TcpStream,
+        graceful: &CancellationToken,
+    ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+        let handshake = tokio::time::timeout(self.timeout, self.acceptor.accept(stream));
+        tokio::select! {
+            r = handshake => match r {
+                Ok(Ok(stream)) => Some(stream),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                    None
+                }
+                Err(_) => {
+                    tracing::debug!("closing a connection: TLS handshake timeout");
+                    None
+                }
+            },
+            _ = graceful.cancelled() => None,
+        }
     }
 }
 
