@@ -18,7 +18,8 @@ use crate::value::Value;
 /// values are written as NULL and extra values are dropped. Slots are written according to each
 /// value's kind, so records should already pass [`Value::check`] against `schema`, otherwise the
 /// batch will not decode. `Deflate` never compresses (pydatahub's deflate is a no-op), so it
-/// yields code 0 like pydatahub.
+/// yields code 0 like pydatahub. `Zstd` writes a zstd frame under code 0, as the Go SDK v0.2.x
+/// does (for tests and tools: pydatahub cannot read it).
 pub fn encode_batch(
     records: &[Record],
     schema: Option<&RecordSchema>,
@@ -36,6 +37,9 @@ pub fn encode_batch(
         }
         BatchCompression::Zlib => {
             compress::compress(Compression::Zlib, &payload).map(|c| (BatchCompression::Zlib, c))
+        }
+        BatchCompression::Zstd => {
+            compress::compress(Compression::Zstd, &payload).map(|c| (BatchCompression::Zstd, c))
         }
     };
     let raw_size = payload.len();
