@@ -189,6 +189,19 @@ impl RecordSchema {
         serde_json::to_string(&json).expect("schema serializes")
     }
 
+    /// Whether `other` has the same columns: names equal ignoring case, same types, in order;
+    /// comments and `notnull` may differ. The Go SDK looks schema versions up by a schema it
+    /// re-serializes with `notnull` inverted (its `Field.AllowNull` carries the `notnull` JSON
+    /// tag; v0.2.1 datahub/topic.go:11, 68) and, since v1.0, with lower-cased names.
+    pub fn same_columns(&self, other: &RecordSchema) -> bool {
+        self.fields.len() == other.fields.len()
+            && self
+                .fields
+                .iter()
+                .zip(&other.fields)
+                .all(|(a, b)| a.field_type == b.field_type && a.name.eq_ignore_ascii_case(&b.name))
+    }
+
     /// Index of a field by name.
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.fields.iter().position(|f| f.name == name)
@@ -265,6 +278,27 @@ mod tests {
                 .to_json()
                 .contains(&format!(r#""type":"{}""#, t.wire_name())));
         }
+    }
+
+    #[test]
+    fn same_columns_ignores_case_of_names_notnull_and_comments() {
+        let ours = RecordSchema::parse(
+            r#"{"fields":[{"name":"Id","type":"BIGINT","comment":"c"},{"name":"s","type":"STRING","notnull":true}]}"#,
+        )
+        .unwrap();
+        let go = RecordSchema::parse(
+            r#"{"fields":[{"name":"id","type":"BIGINT","notnull":true},{"name":"s","type":"STRING"}]}"#,
+        )
+        .unwrap();
+        assert_ne!(ours, go);
+        assert!(ours.same_columns(&go));
+        let other_type = RecordSchema::parse(
+            r#"{"fields":[{"name":"id","type":"BIGINT"},{"name":"s","type":"DOUBLE"}]}"#,
+        )
+        .unwrap();
+        assert!(!ours.same_columns(&other_type));
+        let shorter = RecordSchema::parse(r#"{"fields":[{"name":"id","type":"BIGINT"}]}"#).unwrap();
+        assert!(!ours.same_columns(&shorter));
     }
 
     #[test]

@@ -83,7 +83,7 @@ pub fn validate_batch_sizes(bytes: &[u8], kind: TopicKind) -> Result<BatchSizes,
 }
 
 /// Checks the header and returns the uncompressed payload.
-fn payload(bytes: &[u8]) -> Result<(BatchHeader, Cow<'_, [u8]>), BatchError> {
+pub(super) fn payload(bytes: &[u8]) -> Result<(BatchHeader, Cow<'_, [u8]>), BatchError> {
     let header = parse_header(bytes)?;
     if header.version != VERSION {
         return Err(BatchError::UnsupportedVersion {
@@ -113,12 +113,7 @@ fn payload(bytes: &[u8]) -> Result<(BatchHeader, Cow<'_, [u8]>), BatchError> {
     if raw > MAX_RAW_SIZE {
         return Err(too_large(MAX_RAW_SIZE, ""));
     }
-    let compression = match header.compression() {
-        BatchCompression::None | BatchCompression::Zlib if stored.starts_with(&ZSTD_MAGIC) => {
-            BatchCompression::Zstd
-        }
-        code => code,
-    };
+    let compression = effective_compression(&header, stored);
     let corrupt = |e: compress::CompressError| BatchError::Decompress {
         compression,
         message: e.to_string(),
@@ -158,6 +153,17 @@ fn payload(bytes: &[u8]) -> Result<(BatchHeader, Cow<'_, [u8]>), BatchError> {
         });
     }
     Ok((header, payload))
+}
+
+/// The payload compression as decoding sees it: the header's code, or `Zstd` when a code 0 or 3
+/// payload starts with the zstd frame magic.
+pub(super) fn effective_compression(header: &BatchHeader, stored: &[u8]) -> BatchCompression {
+    match header.compression() {
+        BatchCompression::None | BatchCompression::Zlib if stored.starts_with(&ZSTD_MAGIC) => {
+            BatchCompression::Zstd
+        }
+        code => code,
+    }
 }
 
 /// One field as read from a record, borrowing its bytes.

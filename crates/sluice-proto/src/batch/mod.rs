@@ -21,7 +21,7 @@ mod encode;
 mod tests;
 
 pub use decode::{decode_batch, validate_batch, validate_batch_sizes, BatchSizes};
-pub use encode::encode_batch;
+pub use encode::{encode_batch, portable_batch};
 
 /// Size of the batch header.
 pub const HEADER_SIZE: usize = 26;

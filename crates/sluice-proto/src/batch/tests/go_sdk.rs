@@ -154,3 +154,51 @@ fn zstd_bomb_in_a_batch_is_refused() {
         Err(BatchError::RawSizeTooLarge { .. })
     ));
 }
+
+#[test]
+fn portable_batch_rewrites_what_some_sdk_cannot_read() {
+    let payload = [hex(GO_TUPLE_PAYLOAD), hex(GO_TUPLE_PAYLOAD)].concat();
+    let lookup = (0, go_schema());
+    let kind = TopicKind::Tuple(&lookup);
+    let zlib = compress::compress(compress::Compression::Zlib, &payload).unwrap();
+    let zstd = zstd::bulk::compress(&payload, 1).unwrap();
+    let lz4 = lz4_flex::block::compress(&payload);
+    // Readable by pydatahub and Go alike: kept as sent.
+    for (stored, code) in [(&payload, 0), (&lz4, 2), (&zlib, 3)] {
+        assert_eq!(portable_batch(&go_batch(&payload, stored, code, 2)), None);
+    }
+    // zstd under code 0 or 3, and a zlib stream under code 1: rewritten as LZ4, same records.
+    for (stored, code) in [(&zstd, 0), (&zstd, 3), (&zlib, 1)] {
+        let sent = go_batch(&payload, stored, code, 2);
+        let kept = portable_batch(&sent).unwrap();
+        let header = parse_header(&kept).unwrap();
+        assert_eq!(header.compression(), BatchCompression::Lz4);
+        assert_eq!(header.raw_size as usize, payload.len());
+        assert_eq!(
+            lz4_flex::block::decompress(&kept[HEADER_SIZE..], payload.len()).unwrap(),
+            payload
+        );
+        assert_eq!(check(&kept, kind), check(&sent, kind));
+    }
+    // Records LZ4 cannot shrink would be stored as they are (code 0); other bits are kept.
+    let blob = encode_batch(
+        &[blob(&(0..=255).collect::<Vec<u8>>(), &[])],
+        None,
+        -1,
+        BatchCompression::None,
+    )[HEADER_SIZE..]
+        .to_vec();
+    let tiny = zstd::bulk::compress(&blob, 1).unwrap();
+    let kept = portable_batch(&go_batch(&blob, &tiny, 0x08, 1)).unwrap();
+    let attributes = parse_header(&kept).unwrap().attributes;
+    assert_eq!(attributes & !0x03, 0x08);
+    if attributes & 0x03 == 0 {
+        assert_eq!(&kept[HEADER_SIZE..], &blob[..]);
+    } else {
+        assert_eq!(attributes & 0x03, 2);
+        assert!(kept.len() < HEADER_SIZE + blob.len());
+    }
+    assert_eq!(check(&kept, TopicKind::Blob).unwrap().len(), 1);
+    // Garbage is left to validation.
+    assert_eq!(portable_batch(b"DHUB"), None);
+}
