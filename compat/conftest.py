@@ -3,7 +3,8 @@
 A session-wide `sluice serve` is started from $SLUICE_BIN (required) on a free loopback port with
 a private data dir; tests get pydatahub clients for it in each protocol (JSON, PB, BATCH) and
 compression (NONE, LZ4, ZLIB, DEFLATE). Durability tests start their own private servers with
-`sluice_factory` and restart them on the same data dir (SIGTERM or SIGKILL).
+`sluice_factory` and restart them on the same data dir (SIGTERM or SIGKILL). `https_server` is a
+session-wide server over HTTPS, with a CA and a server certificate made by `openssl` (`pki`).
 """
 
 import atexit
@@ -18,6 +19,7 @@ import time
 
 import pytest
 import requests
+from requests.adapters import HTTPAdapter
 
 from sign import RawClient
 from util import ACCESS_ID, ACCESS_KEY, MATRIX, make_client, unique_name
@@ -72,7 +74,8 @@ def sluice_bin():
 class SluiceServer:
     """One `sluice serve` process on a fixed port and data dir; can be stopped and started again."""
 
-    def __init__(self, binary, data_dir, log_path, access_id=ACCESS_ID, access_key=ACCESS_KEY, config=None):
+    def __init__(self, binary, data_dir, log_path, access_id=ACCESS_ID, access_key=ACCESS_KEY, config=None,
+                 tls=None):
         self.binary = binary
         self.data_dir = str(data_dir)
         self.log_path = str(log_path)
@@ -80,6 +83,11 @@ class SluiceServer:
         self.access_key = access_key
         self.port = free_port()
         self.endpoint = "http://127.0.0.1:%d" % self.port
+        self.tls = tls  # a Pki: serve HTTPS with its server certificate
+        self.verify = False
+        if tls:
+            self.endpoint = "https://127.0.0.1:%d" % self.port
+            self.verify = tls.ca
         self.proc = None
         self._log = None
         self.config_path = None
@@ -114,6 +122,8 @@ class SluiceServer:
                "--access-id", self.access_id, "--access-key", self.access_key]
         if self.config_path:
             cmd += ["--config", self.config_path]
+        if self.tls:
+            cmd += ["--tls-cert", self.tls.cert, "--tls-key", self.tls.key]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
                                      preexec_fn=_die_with_parent)
         _LIVE_SERVERS.add(self)
@@ -124,7 +134,7 @@ class SluiceServer:
                 raise AssertionError("sluice serve exited with %s during start-up; log tail:\n%s"
                                      % (self.proc.returncode, self.log_tail()))
             try:
-                resp = requests.get(self.endpoint + "/health", timeout=1)
+                resp = requests.get(self.endpoint + "/health", timeout=1, verify=self.verify)
                 if resp.status_code == 200:
                     return self
                 last = "GET /health -> %d %r" % (resp.status_code, resp.content[:200])
@@ -167,10 +177,67 @@ class SluiceServer:
         return rc
 
     def client(self, protocol="json", compress="lz4", **kw):
-        return make_client(self.endpoint, protocol, compress, **kw)
+        """A pydatahub client; over HTTPS it verifies the server against the test CA."""
+        client = make_client(self.endpoint, protocol, compress, **kw)
+        if self.tls:
+            verify_with(client, self.tls.ca)
+        return client
 
     def raw(self):
-        return RawClient(self.endpoint, self.access_id, self.access_key)
+        raw = RawClient(self.endpoint, self.access_id, self.access_key)
+        if self.tls:
+            raw.session.verify = self.tls.ca
+        return raw
+
+
+class VerifyingAdapter(HTTPAdapter):
+    """Verifies HTTPS servers against `ca` (a PEM file; True: the system's roots), whatever the
+    caller asked: pydatahub 2.29.0 sends every request with `verify=False` (datahub/rest.py:298),
+    so neither REQUESTS_CA_BUNDLE nor a session's `verify` reaches it."""
+
+    def __init__(self, ca, **kw):
+        self.ca = ca
+        super().__init__(**kw)
+
+    def send(self, request, **kw):
+        kw["verify"] = self.ca
+        return super().send(request, **kw)
+
+
+def verify_with(client, ca):
+    """Makes a pydatahub client verify the server's certificate against `ca` (see VerifyingAdapter)."""
+    client._datahub_impl._rest_client._session.mount("https://", VerifyingAdapter(ca, max_retries=0))
+    return client
+
+
+class Pki:
+    """A test CA and a server certificate it signed for localhost and 127.0.0.1 (EC P-256), made
+    with `openssl` in `directory`."""
+
+    def __init__(self, directory):
+        d = str(directory)
+        self.ca = os.path.join(d, "ca.pem")
+        self.cert = os.path.join(d, "server.pem")
+        self.key = os.path.join(d, "server.key")
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+        def openssl(*args):
+            try:
+                subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=60)
+            except FileNotFoundError:
+                pytest.fail("openssl is needed to make the HTTPS test certificates", pytrace=False)
+            except subprocess.CalledProcessError as e:
+                pytest.fail("openssl %s: %s" % (args[0], e.stderr.decode()), pytrace=False)
+
+        openssl("req", "-x509", *ec, "-days", "2", "-keyout", "ca.key", "-out", "ca.pem",
+                "-subj", "/CN=Sluice compat CA", "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
+        with open(os.path.join(d, "server.ext"), "w") as f:
+            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                    "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
+        openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-days", "2", "-extfile", "server.ext", "-out", "server.pem")
 
 
 _SESSION_SERVER = []
@@ -200,6 +267,21 @@ def _server_still_running(request, server):
         server.start()
         pytest.fail("sluice serve died during this test (exit status %s); log tail:\n%s" % (rc, tail),
                     pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    return Pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def https_server(tmp_path_factory, pki):
+    """A session-wide `sluice serve --tls-cert --tls-key` (endpoint https://127.0.0.1:PORT)."""
+    base = tmp_path_factory.mktemp("sluice-https")
+    srv = SluiceServer(sluice_bin(), base / "data", base / "sluice.log", tls=pki)
+    srv.start()
+    yield srv
+    srv.stop(signal.SIGTERM)
 
 
 @pytest.fixture

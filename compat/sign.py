@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import lz4.block
 import requests
+import zstandard
 
 CLIENT_VERSION = "1.1"
 RFC822 = "%a, %d %b %Y %H:%M:%S GMT"
@@ -59,7 +60,8 @@ def authorization(access_id, access_key, method, path_and_query, headers):
 
 
 def decode_body(resp):
-    """Response body after DataHub's own Content-Encoding (lz4 raw block / zlib), as pydatahub does."""
+    """Response body after DataHub's own Content-Encoding (lz4 raw block / zlib, as pydatahub does;
+    zstd, as the Go SDK does)."""
     encoding = resp.headers.get("Content-Encoding", "")
     body = resp.content
     if encoding == "lz4":
@@ -67,6 +69,8 @@ def decode_body(resp):
         return lz4.block.decompress(body, uncompressed_size=raw_size)
     if encoding == "zlib":
         return zlib.decompress(body)
+    if encoding == "zstd":
+        return zstandard.ZstdDecompressor().decompressobj().decompress(body)
     return body
 
 

@@ -64,6 +64,9 @@ struct Args {
     /// If set, `perf record` the server during each put phase into this directory.
     #[arg(long)]
     perf_dir: Option<PathBuf>,
+    /// Serve and load over HTTPS (a CA and certificate made with openssl in the work dir).
+    #[arg(long)]
+    tls: bool,
 }
 
 const SHARDS: u32 = 4;
@@ -167,6 +170,9 @@ async fn main() -> anyhow::Result<()> {
     let protos: Vec<Proto> = args.protocols.iter().map(|s| parse_proto(s)).collect::<anyhow::Result<_>>()?;
     std::fs::create_dir_all(&args.work_dir)?;
     let work = tempfile::Builder::new().prefix("run-").tempdir_in(&args.work_dir)?;
+    if args.tls {
+        procs::use_tls(&work.path().join("pki"))?;
+    }
     let schema = load::schema();
     let log_dir = args.out.parent().unwrap_or(Path::new(".")).to_path_buf();
     std::fs::create_dir_all(&log_dir)?;
@@ -174,7 +180,7 @@ async fn main() -> anyhow::Result<()> {
     // ---- Sluice: throughput, read-back, latency ----
     let data = work.path().join("sluice");
     let server = procs::start_sluice(&args.sluice_bin, &data, &log_dir.join("sluice.log")).await?;
-    let endpoint = format!("http://127.0.0.1:{}", server.port);
+    let endpoint = procs::endpoint(server.port);
     eprintln!("sluice serving at {endpoint} (pid {})", server.pid);
     let client = Client::new(&endpoint, procs::ACCESS_ID, procs::ACCESS_KEY)?;
     let raw = Raw::new(&endpoint)?;
@@ -271,7 +277,7 @@ async fn main() -> anyhow::Result<()> {
     // ---- Sluice: idle RSS with many topics ----
     let idle_data = work.path().join("sluice-idle");
     let server = procs::start_sluice(&args.sluice_bin, &idle_data, &log_dir.join("sluice-idle.log")).await?;
-    let endpoint = format!("http://127.0.0.1:{}", server.port);
+    let endpoint = procs::endpoint(server.port);
     let client = Client::new(&endpoint, procs::ACCESS_ID, procs::ACCESS_KEY)?;
     let raw = Raw::new(&endpoint)?;
     let (idle_fresh, _) = server.mem();
@@ -364,9 +370,10 @@ async fn main() -> anyhow::Result<()> {
         md,
         "{date}; {cores} cores ({cpu}), generator on the same machine; data on {}; \
          4-shard TUPLE topic (bigint, 80-char string, double), 1000-record puts, \
-         {} writer tasks, fsync before ack (default config).\n",
+         {} writer tasks, fsync before ack (default config){}.\n",
         args.work_dir.display(),
-        args.writers
+        args.writers,
+        if args.tls { "; **over HTTPS** (TLS 1.3, rustls on both sides)" } else { "; plain HTTP" }
     )?;
     writeln!(md, "| protocol | put records/s | put MB/s | put p50 ms | put p99 ms | server peak RSS put, MiB (anon) | read records/s | read MB/s | server peak RSS read, MiB (anon) | half-rate records/s | half-rate p50 ms | half-rate p99 ms | load avg before→after |")?;
     writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")?;

@@ -128,12 +128,49 @@ async fn wait_port(port: u16, child: &mut Child, what: &str) -> anyhow::Result<(
 pub const ACCESS_ID: &str = "LTAIbenchbenchbench";
 pub const ACCESS_KEY: &str = "benchbenchbenchbenchbenchbench";
 
+/// The certificate and key `sluice serve` is started with (`--tls`), or none (plain HTTP).
+pub static TLS: std::sync::OnceLock<(std::path::PathBuf, std::path::PathBuf)> = std::sync::OnceLock::new();
+
+/// Makes a CA and a server certificate for localhost/127.0.0.1 in `dir` with `openssl`, serves
+/// them from now on, and makes this process trust the CA (`SSL_CERT_FILE`, read by the
+/// native-roots loader of every reqwest client built later).
+pub fn use_tls(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let run = |args: &[&str]| -> anyhow::Result<()> {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output()?;
+        anyhow::ensure!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(())
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    run(&[&["req", "-x509"][..], &ec, &["-days", "2", "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=bench CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"]].concat())?;
+    run(&[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat())?;
+    std::fs::write(dir.join("server.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")?;
+    run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+        "-extfile", "server.ext", "-out", "server.pem"])?;
+    std::env::set_var("SSL_CERT_FILE", dir.join("ca.pem"));
+    let _ = TLS.set((dir.join("server.pem"), dir.join("server.key")));
+    Ok(())
+}
+
+/// The endpoint of a `sluice serve` on `port` (https with `--tls`).
+pub fn endpoint(port: u16) -> String {
+    match TLS.get() {
+        Some(_) => format!("https://127.0.0.1:{port}"),
+        None => format!("http://127.0.0.1:{port}"),
+    }
+}
+
 /// `sluice serve` with the default configuration (fsync = always) on `data_dir`.
 pub async fn start_sluice(bin: &Path, data_dir: &Path, log: &Path) -> anyhow::Result<Proc> {
     let port = free_port()?;
     let logf = std::fs::File::create(log)?;
-    let mut child = Command::new(bin)
-        .arg("serve")
+    let mut cmd = Command::new(bin);
+    cmd.arg("serve");
+    if let Some((cert, key)) = TLS.get() {
+        cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+    }
+    let mut child = cmd
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")

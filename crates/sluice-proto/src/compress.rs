@@ -1,5 +1,10 @@
 //! HTTP body compression (protocol doc §1.7): raw LZ4 blocks sized by
-//! `x-datahub-content-raw-size`, zlib streams, and pydatahub's no-op `deflate`.
+//! `x-datahub-content-raw-size`, zlib streams, pydatahub's no-op `deflate`, and zstd frames (the
+//! Go SDK's `zstd`; docs/sdk-wire.md lists what each SDK sends).
+//!
+//! Every decoder is bounded: LZ4 by the declared raw size, zlib and zstd by reading at most
+//! `limit + 1` bytes, and zstd also by a window no larger than the limit needs (at least 8 MiB,
+//! the Go encoder's default, at most zstd's own default of 128 MiB).
 
 use std::io::{Read, Write};
 
@@ -10,6 +15,8 @@ pub enum Compression {
     Zlib,
     /// pydatahub's deflate never compresses; Go's sends a zlib stream. Decoding sniffs which.
     Deflate,
+    /// A zstd frame (the Go SDK's `zstd`).
+    Zstd,
 }
 
 /// Why a compressed body could not be read.
@@ -35,6 +42,7 @@ impl Compression {
             "lz4" => Ok(Some(Compression::Lz4)),
             "zlib" => Ok(Some(Compression::Zlib)),
             "deflate" => Ok(Some(Compression::Deflate)),
+            "zstd" => Ok(Some(Compression::Zstd)),
             other => Err(CompressError::Unknown(other.to_string())),
         }
     }
@@ -45,6 +53,7 @@ impl Compression {
             Compression::Lz4 => "lz4",
             Compression::Zlib => "zlib",
             Compression::Deflate => "deflate",
+            Compression::Zstd => "zstd",
         }
     }
 }
@@ -76,6 +85,7 @@ pub fn decompress(
                 body.to_vec()
             }
         }
+        Compression::Zstd => decompress_zstd(body, limit)?,
     };
     if let Some(declared) = raw_size {
         if declared != out.len() && kind != Compression::Deflate {
@@ -100,6 +110,29 @@ fn inflate_zlib(body: &[u8], limit: usize) -> Result<Vec<u8>, CompressError> {
     Ok(out)
 }
 
+/// Smallest and largest zstd window accepted (log2): 8 MiB is what the Go SDK's encoder may use
+/// for any body, 128 MiB is zstd's own default limit.
+const ZSTD_WINDOW_LOG: std::ops::RangeInclusive<u32> = 23..=27;
+
+/// Decodes zstd frames (several in a row are concatenated), refusing more than `limit` bytes of
+/// output and windows larger than the limit calls for.
+pub(crate) fn decompress_zstd(body: &[u8], limit: usize) -> Result<Vec<u8>, CompressError> {
+    let corrupt = |e: std::io::Error| CompressError::Corrupt(e.to_string());
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(body).map_err(corrupt)?;
+    let window_log = (usize::BITS - limit.saturating_sub(1).leading_zeros())
+        .clamp(*ZSTD_WINDOW_LOG.start(), *ZSTD_WINDOW_LOG.end());
+    decoder.window_log_max(window_log).map_err(corrupt)?;
+    let mut out = Vec::new();
+    decoder
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(corrupt)?;
+    if out.len() > limit {
+        return Err(CompressError::TooLarge { limit });
+    }
+    Ok(out)
+}
+
 /// Compresses a response body; `None` when compression would not make it smaller.
 pub fn compress(kind: Compression, body: &[u8]) -> Option<Vec<u8>> {
     let out = match kind {
@@ -110,6 +143,7 @@ pub fn compress(kind: Compression, body: &[u8]) -> Option<Vec<u8>> {
             enc.finish().ok()?
         }
         Compression::Deflate => return None,
+        Compression::Zstd => zstd::bulk::compress(body, 1).ok()?,
     };
     (out.len() < body.len()).then_some(out)
 }
@@ -144,15 +178,57 @@ mod tests {
             decompress(Compression::Deflate, RAW, None, 1 << 20).unwrap(),
             RAW
         );
+        // python-zstandard 0.25, level 3 (an encoder other than the one Sluice links).
+        let zstd = hex("28b52ffd204c95010064027b22416374696f6e223a2022737562222c2022437572736f7232304c696d6974223a2031307d030051050027385ae718");
+        assert_eq!(
+            decompress(Compression::Zstd, &zstd, Some(76), 1 << 20).unwrap(),
+            RAW
+        );
+        assert_eq!(
+            decompress(Compression::Zstd, &zstd, Some(75), 1 << 20),
+            Err(CompressError::SizeMismatch {
+                declared: 75,
+                actual: 76
+            })
+        );
+        assert!(matches!(
+            decompress(Compression::Zstd, &zstd[..zstd.len() - 4], None, 1 << 20),
+            Err(CompressError::Corrupt(_))
+        ));
+        assert_eq!(Compression::parse(" ZSTD"), Ok(Some(Compression::Zstd)));
+    }
+
+    #[test]
+    fn zstd_bombs_are_refused() {
+        // 64 MiB of zeros compress to a few KiB; a 1 MiB limit stops decoding just past 1 MiB.
+        let bomb = zstd::bulk::compress(&vec![0u8; 64 << 20], 19).unwrap();
+        assert!(bomb.len() < 8 << 10, "{}", bomb.len());
+        assert_eq!(
+            decompress(Compression::Zstd, &bomb, None, 1 << 20),
+            Err(CompressError::TooLarge { limit: 1 << 20 })
+        );
+        // A declared raw size over the limit is refused before decoding.
+        assert_eq!(
+            decompress(Compression::Zstd, &bomb, Some(64 << 20), 1 << 20),
+            Err(CompressError::TooLarge { limit: 1 << 20 })
+        );
+        // Two frames back to back decode as their concatenation (what zstd's streaming API does).
+        let mut two = zstd::bulk::compress(b"ab", 1).unwrap();
+        two.extend(zstd::bulk::compress(b"cd", 1).unwrap());
+        assert_eq!(
+            decompress(Compression::Zstd, &two, Some(4), 1 << 20).unwrap(),
+            b"abcd"
+        );
     }
 
     #[test]
     fn round_trips_and_rejects_garbage() {
-        for kind in [Compression::Lz4, Compression::Zlib] {
+        for kind in [Compression::Lz4, Compression::Zlib, Compression::Zstd] {
             let c = compress(kind, RAW).unwrap();
             assert_eq!(decompress(kind, &c, Some(RAW.len()), 1 << 20).unwrap(), RAW);
         }
         assert!(decompress(Compression::Zlib, b"\x78\x9cgarbage", None, 1 << 20).is_err());
+        assert!(decompress(Compression::Zstd, b"\x28\xb5\x2f\xfdgarbage", None, 1 << 20).is_err());
         assert!(decompress(Compression::Lz4, b"\xff\xff\xff", Some(76), 1 << 20).is_err());
         assert_eq!(
             decompress(Compression::Lz4, b"x", None, 10),

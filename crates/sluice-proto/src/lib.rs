@@ -9,7 +9,7 @@
 //! - [`pb`]: the protobuf messages of record calls (prost structs, no build step);
 //! - [`batch`]: the batch binary format (pydatahub's version-0 layout);
 //! - [`envelope`]: the `DHUB` frame around protobuf bodies;
-//! - [`compress`]: HTTP body compression (raw LZ4 block, zlib, deflate);
+//! - [`compress`]: HTTP body compression (raw LZ4 block, zlib, deflate, zstd);
 //! - [`sign`]: the `Authorization: DATAHUB id:signature` canonical string and HMAC;
 //! - [`cursor`]: Sluice's opaque cursor encoding;
 //! - [`hashkey`]: 128-bit hash-key ranges and partition-key routing;

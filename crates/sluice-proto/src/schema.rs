@@ -35,7 +35,24 @@ impl FieldType {
         })
     }
 
-    /// The lower-case name pydatahub uses.
+    /// The upper-case name the service and the Go and Java SDKs put in schema JSON (the Go SDK
+    /// v0.2.x panics on any other spelling; pydatahub lower-cases what it reads).
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            FieldType::Bigint => "BIGINT",
+            FieldType::Integer => "INTEGER",
+            FieldType::Smallint => "SMALLINT",
+            FieldType::Tinyint => "TINYINT",
+            FieldType::Double => "DOUBLE",
+            FieldType::Float => "FLOAT",
+            FieldType::Boolean => "BOOLEAN",
+            FieldType::Timestamp => "TIMESTAMP",
+            FieldType::String => "STRING",
+            FieldType::Decimal => "DECIMAL",
+        }
+    }
+
+    /// The lower-case name pydatahub uses (in messages).
     pub fn name(self) -> &'static str {
         match self {
             FieldType::Bigint => "bigint",
@@ -153,8 +170,9 @@ impl RecordSchema {
         Ok(RecordSchema { fields })
     }
 
-    /// Renders the schema the way pydatahub itself serializes it (lower-case types, comment
-    /// always present, `notnull` only when true), so the SDK's registry lookups match.
+    /// Renders the schema as the service does: upper-case types ([`FieldType::wire_name`]),
+    /// comment always present, `notnull` only when true. pydatahub re-serializes what it reads
+    /// (lower-casing the types) before its registry lookups, so they match either way.
     pub fn to_json(&self) -> String {
         let json = SchemaJson {
             fields: self
@@ -162,13 +180,26 @@ impl RecordSchema {
                 .iter()
                 .map(|f| FieldJson {
                     name: f.name.clone(),
-                    field_type: f.field_type.name().to_string(),
+                    field_type: f.field_type.wire_name().to_string(),
                     comment: Some(f.comment.clone()),
                     notnull: f.not_null.then_some(true),
                 })
                 .collect(),
         };
         serde_json::to_string(&json).expect("schema serializes")
+    }
+
+    /// Whether `other` has the same columns: names equal ignoring case, same types, in order;
+    /// comments and `notnull` may differ. The Go SDK looks schema versions up by a schema it
+    /// re-serializes with `notnull` inverted (its `Field.AllowNull` carries the `notnull` JSON
+    /// tag; v0.2.1 datahub/topic.go:11, 68) and, since v1.0, with lower-cased names.
+    pub fn same_columns(&self, other: &RecordSchema) -> bool {
+        self.fields.len() == other.fields.len()
+            && self
+                .fields
+                .iter()
+                .zip(&other.fields)
+                .all(|(a, b)| a.field_type == b.field_type && a.name.eq_ignore_ascii_case(&b.name))
     }
 
     /// Index of a field by name.
@@ -198,9 +229,76 @@ mod tests {
         assert_eq!(s.fields[1].comment, "");
         assert_eq!(
             s.to_json(),
-            r#"{"fields":[{"name":"a","type":"bigint","comment":"ca","notnull":true},{"name":"b","type":"string","comment":""}]}"#
+            r#"{"fields":[{"name":"a","type":"BIGINT","comment":"ca","notnull":true},{"name":"b","type":"STRING","comment":""}]}"#
         );
         assert_eq!(RecordSchema::parse(&s.to_json()).unwrap(), s);
+    }
+
+    #[test]
+    fn every_type_renders_upper_case_and_parses_in_any_case() {
+        let all = [
+            FieldType::Bigint,
+            FieldType::Integer,
+            FieldType::Smallint,
+            FieldType::Tinyint,
+            FieldType::Double,
+            FieldType::Float,
+            FieldType::Boolean,
+            FieldType::Timestamp,
+            FieldType::String,
+            FieldType::Decimal,
+        ];
+        for t in all {
+            assert_eq!(t.wire_name(), t.name().to_ascii_uppercase());
+            for spelling in [t.wire_name().to_string(), t.name().to_string()] {
+                assert_eq!(FieldType::parse(&spelling), Some(t));
+            }
+            let mixed: String = t
+                .name()
+                .chars()
+                .enumerate()
+                .map(|(i, c)| {
+                    if i % 2 == 0 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            assert_eq!(FieldType::parse(&mixed), Some(t));
+            let s = RecordSchema {
+                fields: vec![Field {
+                    name: "f".into(),
+                    field_type: t,
+                    comment: String::new(),
+                    not_null: false,
+                }],
+            };
+            assert!(s
+                .to_json()
+                .contains(&format!(r#""type":"{}""#, t.wire_name())));
+        }
+    }
+
+    #[test]
+    fn same_columns_ignores_case_of_names_notnull_and_comments() {
+        let ours = RecordSchema::parse(
+            r#"{"fields":[{"name":"Id","type":"BIGINT","comment":"c"},{"name":"s","type":"STRING","notnull":true}]}"#,
+        )
+        .unwrap();
+        let go = RecordSchema::parse(
+            r#"{"fields":[{"name":"id","type":"BIGINT","notnull":true},{"name":"s","type":"STRING"}]}"#,
+        )
+        .unwrap();
+        assert_ne!(ours, go);
+        assert!(ours.same_columns(&go));
+        let other_type = RecordSchema::parse(
+            r#"{"fields":[{"name":"id","type":"BIGINT"},{"name":"s","type":"DOUBLE"}]}"#,
+        )
+        .unwrap();
+        assert!(!ours.same_columns(&other_type));
+        let shorter = RecordSchema::parse(r#"{"fields":[{"name":"id","type":"BIGINT"}]}"#).unwrap();
+        assert!(!ours.same_columns(&shorter));
     }
 
     #[test]

@@ -75,6 +75,13 @@ pub struct ServerConfig {
     /// Memory budget, in bytes, of the request bodies being decoded at once (bodies and their
     /// decoded records); a put that does not fit waits for others to finish.
     pub max_inflight_bytes: usize,
+    // issue 8: tls
+    /// PEM certificate chain served over HTTPS (with `tls_key`; both or neither).
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<std::path::PathBuf>,
+    /// A TLS client must finish its handshake within this time of connecting.
+    pub tls_handshake_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -107,6 +114,10 @@ impl Default for ServerConfig {
             shutdown_deadline_ms: 10_000,
             max_connections: 4096,
             max_inflight_bytes: 192 << 20,
+            // issue 8: tls
+            tls_cert: None,
+            tls_key: None,
+            tls_handshake_timeout_ms: 10_000,
         }
     }
 }
@@ -251,6 +262,22 @@ impl ServerConfig {
             "max_inflight_bytes",
             "must be at least twice max_request_bytes",
         )?;
+        // issue 8: tls
+        check(
+            self.tls_cert.is_some() || self.tls_key.is_none(),
+            "tls_cert",
+            "must be given with tls_key (both or neither)",
+        )?;
+        check(
+            self.tls_key.is_some() || self.tls_cert.is_none(),
+            "tls_key",
+            "must be given with tls_cert (both or neither)",
+        )?;
+        check(
+            (100..=600_000).contains(&self.tls_handshake_timeout_ms),
+            "tls_handshake_timeout_ms",
+            "must be between 100 and 600000",
+        )?;
         Ok(())
     }
 
@@ -268,6 +295,10 @@ impl ServerConfig {
 
     pub fn shutdown_deadline(&self) -> Duration {
         Duration::from_millis(self.shutdown_deadline_ms)
+    }
+
+    pub fn tls_handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.tls_handshake_timeout_ms)
     }
 
     pub fn log_config(&self) -> sluice_log::LogConfig {
@@ -344,6 +375,29 @@ mod tests {
             ("shutdown_deadline_ms = 3600001", "shutdown_deadline_ms"),
             ("max_connections = 0", "max_connections"),
             ("max_inflight_bytes = 1048576", "max_inflight_bytes"),
+        ] {
+            assert_eq!(ServerConfig::from_toml(text).unwrap_err().field, field);
+        }
+    }
+
+    #[test]
+    fn tls_keys_come_in_pairs_and_the_handshake_timeout_is_checked() {
+        let ok = ServerConfig::from_toml(
+            "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\ntls_handshake_timeout_ms = 500",
+        )
+        .unwrap();
+        assert_eq!(ok.tls_cert.as_deref(), Some(std::path::Path::new("c.pem")));
+        assert_eq!(ok.tls_key.as_deref(), Some(std::path::Path::new("k.pem")));
+        assert_eq!(ok.tls_handshake_timeout(), Duration::from_millis(500));
+        assert!(ServerConfig::default().tls_cert.is_none());
+        for (text, field) in [
+            ("tls_cert = \"c.pem\"", "tls_key"),
+            ("tls_key = \"k.pem\"", "tls_cert"),
+            ("tls_handshake_timeout_ms = 99", "tls_handshake_timeout_ms"),
+            (
+                "tls_handshake_timeout_ms = 600001",
+                "tls_handshake_timeout_ms",
+            ),
         ] {
             assert_eq!(ServerConfig::from_toml(text).unwrap_err().field, field);
         }

@@ -4,6 +4,10 @@
 //!
 //! At start it raises the soft open-file limit to the hard one, and keeps the data dir private:
 //! umask 077 for everything it creates, and existing files made 0600 (directories 0700).
+//!
+//! With `--tls-cert` and `--tls-key` (or the config keys `tls_cert`/`tls_key`; the flags win)
+//! it serves HTTPS; a certificate or key that cannot be served stops the start, naming the file.
+//! Plain HTTP on an address other than loopback is served with a warning.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,7 +16,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use rand::distributions::Alphanumeric;
 use rand::Rng;
-use sluice_server::http::listen;
+use sluice_server::http::{listen, tls};
 use sluice_server::{app, Accounts, Server, ServerConfig};
 
 #[derive(Args)]
@@ -41,6 +45,12 @@ pub struct ServeArgs {
     /// TOML file with limits, fsync mode and housekeeping intervals.
     #[arg(long, env = "SLUICE_CONFIG")]
     config: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "SLUICE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "SLUICE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 const CREDENTIALS_FILE: &str = "root-credentials";
@@ -181,8 +191,25 @@ fn make_private(data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The TLS acceptor, when a certificate and key are configured (the flags win over the file).
+fn tls_acceptor(
+    args: &ServeArgs,
+    config: &mut ServerConfig,
+) -> anyhow::Result<Option<sluice_server::http::tls::TlsAcceptor>> {
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        config.tls_cert = Some(cert.clone());
+        config.tls_key = Some(key.clone());
+    }
+    config.validate()?;
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Ok(Some(tls::acceptor(cert, key)?)),
+        _ => Ok(None),
+    }
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let config = load_config(args.config.as_deref())?;
+    let mut config = load_config(args.config.as_deref())?;
+    let tls = tls_acceptor(&args, &mut config)?;
     let fd_limit = raise_fd_limit()?;
     if config.max_connections as u64 + 256 > fd_limit {
         tracing::warn!(
@@ -208,6 +235,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
+        if tls.is_none() && !addr.ip().is_loopback() {
+            tracing::warn!(
+                %addr,
+                "serving plain HTTP on an address other than loopback: requests and responses \
+                 (records, connector passwords) travel unencrypted; give --tls-cert and --tls-key"
+            );
+        }
         if generated {
             println!(
                 "Generated root credentials (kept in {}):",
@@ -219,11 +253,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             println!("Root AccessId: {id}");
         }
         println!(
-            "Sluice is serving the DataHub API at http://{addr} (data in {})",
+            "Sluice is serving the DataHub API at {}://{addr} (data in {})",
+            if tls.is_some() { "https" } else { "http" },
             args.data_dir.display()
         );
         let router = app(server.state.clone());
-        listen::serve(listener, router, &config, shutdown_signal()).await;
+        listen::serve(listener, router, &config, tls, shutdown_signal()).await;
         tracing::info!("connections closed; flushing");
         server.shutdown().await;
         println!("Sluice stopped cleanly");

@@ -12,7 +12,7 @@ use crate::record::{Record, RecordData};
 use crate::schema::{Field, FieldType, RecordSchema};
 use crate::value::{Value, ValueError};
 
-/// The zstd frame magic ([go] writes zstd under compression code 3).
+/// The zstd frame magic. The Go SDK writes zstd payloads under code 0 (v0.2.x) or 3 (v1.x).
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// LZ4 blocks expand at most ~255x (one 0xFF length byte per 255 output bytes).
@@ -23,7 +23,8 @@ const MIN_RECORD: usize = RECORD_PREFIX + 4;
 
 /// Fully decodes and validates a batch: header (magic, version, length, CRC-32C of the stored
 /// payload), decompression, record count, every record's sizes and offsets, schema version
-/// (known for TUPLE, -1 for BLOB), field count, each value against its field ([`Value::check`]),
+/// (known for TUPLE, -1 for BLOB), field count (the schema's, or 0 as the Go SDK v0.2.x writes
+/// it), each value against its field ([`Value::check`]),
 /// UTF-8 of text and attributes. Never panics; allocations are bounded by the input.
 pub fn decode_batch(bytes: &[u8], kind: TopicKind) -> Result<Vec<(i32, Record)>, BatchError> {
     let (header, payload) = payload(bytes)?;
@@ -82,7 +83,7 @@ pub fn validate_batch_sizes(bytes: &[u8], kind: TopicKind) -> Result<BatchSizes,
 }
 
 /// Checks the header and returns the uncompressed payload.
-fn payload(bytes: &[u8]) -> Result<(BatchHeader, Cow<'_, [u8]>), BatchError> {
+pub(super) fn payload(bytes: &[u8]) -> Result<(BatchHeader, Cow<'_, [u8]>), BatchError> {
     let header = parse_header(bytes)?;
     if header.version != VERSION {
         return Err(BatchError::UnsupportedVersion {
@@ -112,7 +113,7 @@ fn payload(bytes: &[u8]) -> Result<(BatchHeader, Cow<'_, [u8]>), BatchError> {
     if raw > MAX_RAW_SIZE {
         return Err(too_large(MAX_RAW_SIZE, ""));
     }
-    let compression = header.compression();
+    let compression = effective_compression(&header, stored);
     let corrupt = |e: compress::CompressError| BatchError::Decompress {
         compression,
         message: e.to_string(),
@@ -134,7 +135,6 @@ fn payload(bytes: &[u8]) -> Result<(BatchHeader, Cow<'_, [u8]>), BatchError> {
                 compress::decompress(Compression::Lz4, stored, Some(raw), raw).map_err(corrupt)?,
             )
         }
-        BatchCompression::Zlib if stored.starts_with(&ZSTD_MAGIC) => return Err(BatchError::Zstd),
         BatchCompression::Zlib => Cow::Owned(
             compress::decompress(Compression::Zlib, stored, Some(raw), raw).map_err(corrupt)?,
         ),
@@ -142,6 +142,9 @@ fn payload(bytes: &[u8]) -> Result<(BatchHeader, Cow<'_, [u8]>), BatchError> {
             compress::decompress(Compression::Zlib, stored, Some(raw), raw).map_err(corrupt)?,
         ),
         BatchCompression::Deflate => Cow::Borrowed(stored),
+        BatchCompression::Zstd => Cow::Owned(
+            compress::decompress(Compression::Zstd, stored, Some(raw), raw).map_err(corrupt)?,
+        ),
     };
     if payload.len() != raw {
         return Err(BatchError::RawSizeMismatch {
@@ -150,6 +153,17 @@ fn payload(bytes: &[u8]) -> Result<(BatchHeader, Cow<'_, [u8]>), BatchError> {
         });
     }
     Ok((header, payload))
+}
+
+/// The payload compression as decoding sees it: the header's code, or `Zstd` when a code 0 or 3
+/// payload starts with the zstd frame magic.
+pub(super) fn effective_compression(header: &BatchHeader, stored: &[u8]) -> BatchCompression {
+    match header.compression() {
+        BatchCompression::None | BatchCompression::Zlib if stored.starts_with(&ZSTD_MAGIC) => {
+            BatchCompression::Zstd
+        }
+        code => code,
+    }
 }
 
 /// One field as read from a record, borrowing its bytes.
@@ -286,7 +300,8 @@ fn read_record<'a>(
         )?),
     };
     let n = schema.map_or(1, RecordSchema::len);
-    if usize::try_from(field_count).ok() != Some(n) {
+    // 0 is what the Go SDK v0.2.x leaves there (it never writes the count): the schema decides.
+    if field_count != 0 && usize::try_from(field_count).ok() != Some(n) {
         return Err(BatchError::FieldCountMismatch {
             record,
             field_count,

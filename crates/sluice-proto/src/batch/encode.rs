@@ -1,8 +1,9 @@
 //! Writing batches in pydatahub's version-0 layout.
 
+use super::decode::{effective_compression, payload};
 use super::{
-    BatchCompression, BatchHeader, ATTRIBUTES_BASE, HEADER_SIZE, RECORD_HEADER, RECORD_PREFIX,
-    VERSION,
+    parse_header, BatchCompression, BatchHeader, ATTRIBUTES_BASE, HEADER_SIZE, RECORD_HEADER,
+    RECORD_PREFIX, VERSION,
 };
 use crate::compress::{self, Compression};
 use crate::record::{Record, RecordData};
@@ -18,7 +19,8 @@ use crate::value::Value;
 /// values are written as NULL and extra values are dropped. Slots are written according to each
 /// value's kind, so records should already pass [`Value::check`] against `schema`, otherwise the
 /// batch will not decode. `Deflate` never compresses (pydatahub's deflate is a no-op), so it
-/// yields code 0 like pydatahub.
+/// yields code 0 like pydatahub. `Zstd` writes a zstd frame under code 0, as the Go SDK v0.2.x
+/// does (for tests and tools: pydatahub cannot read it).
 pub fn encode_batch(
     records: &[Record],
     schema: Option<&RecordSchema>,
@@ -36,6 +38,9 @@ pub fn encode_batch(
         }
         BatchCompression::Zlib => {
             compress::compress(Compression::Zlib, &payload).map(|c| (BatchCompression::Zlib, c))
+        }
+        BatchCompression::Zstd => {
+            compress::compress(Compression::Zstd, &payload).map(|c| (BatchCompression::Zstd, c))
         }
     };
     let raw_size = payload.len();
@@ -55,6 +60,37 @@ pub fn encode_batch(
     out.extend_from_slice(&header.to_bytes());
     out.extend_from_slice(&stored);
     out
+}
+
+/// A valid batch that not every SDK can read back, re-encoded so that every one can; None when
+/// it already is (or does not decode). Batches are stored and served byte for byte, so what a
+/// writer sent is what batch readers get: a zstd payload (Go) is unreadable to pydatahub and to
+/// Go v0.2.x readers, and a zlib stream under code 1 (Go's DEFLATE) to pydatahub, whose code 1
+/// is a no-op. Those become one LZ4 block (code 2) when smaller, else stored bytes (code 0); the
+/// records themselves are kept byte for byte, and the other attribute bits with them.
+pub fn portable_batch(bytes: &[u8]) -> Option<Vec<u8>> {
+    let header = parse_header(bytes).ok()?;
+    let stored = bytes.get(HEADER_SIZE..)?;
+    let needs = match effective_compression(&header, stored) {
+        BatchCompression::Zstd => true,
+        BatchCompression::Deflate => stored.first() == Some(&0x78),
+        BatchCompression::None | BatchCompression::Lz4 | BatchCompression::Zlib => false,
+    };
+    if !needs {
+        return None;
+    }
+    let (header, raw) = payload(bytes).ok()?;
+    let (code, stored) = match compress::compress(Compression::Lz4, &raw) {
+        Some(c) => (BatchCompression::Lz4, c),
+        None => (BatchCompression::None, raw.into_owned()),
+    };
+    let header = BatchHeader {
+        length: (HEADER_SIZE + stored.len()) as u32,
+        crc: crc32c::crc32c(&stored),
+        attributes: (header.attributes & !0x03) | code.code(),
+        ..header
+    };
+    Some([&header.to_bytes()[..], &stored].concat())
 }
 
 /// One slot's worth of data.

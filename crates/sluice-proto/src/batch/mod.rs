@@ -2,7 +2,8 @@
 //!
 //! A batch is a 26-byte little-endian header (`"DHUB"`, version, length, raw size, CRC-32C of the
 //! stored payload, attributes with the compression code in bits 0–1, record count) followed by the
-//! payload: the records back to back, optionally compressed as a whole (raw LZ4 block or zlib).
+//! payload: the records back to back, optionally compressed as a whole (raw LZ4 block, zlib, or a
+//! zstd frame recognized by its magic under code 0 or 3, as the Go SDK writes it).
 //!
 //! [`encode_batch`] writes what pydatahub writes (attributes `0x08 | code`, version 0), padding
 //! long byte fields to the next multiple of 8 like the real service. [`decode_batch`] and
@@ -20,7 +21,7 @@ mod encode;
 mod tests;
 
 pub use decode::{decode_batch, validate_batch, validate_batch_sizes, BatchSizes};
-pub use encode::encode_batch;
+pub use encode::{encode_batch, portable_batch};
 
 /// Size of the batch header.
 pub const HEADER_SIZE: usize = 26;
@@ -36,7 +37,9 @@ pub const ATTRIBUTES_BASE: u16 = 0x08;
 pub const MAX_RAW_SIZE: usize = 64 << 20;
 
 /// Bytes of a record before its null bitmap: encode_type, schema_version, total_size,
-/// attr_offset (the 16-byte record header) and field_count.
+/// attr_offset (the 16-byte record header) and field_count. The Go SDK v0.2.x never writes
+/// field_count (it stays 0); decoding then takes the count from the schema version, as the
+/// service does.
 pub(crate) const RECORD_PREFIX: usize = 20;
 
 /// Long byte-field offsets are counted from the end of the 16-byte record header.
@@ -68,8 +71,6 @@ pub enum BatchError {
     },
     #[error("batch payload is {actual} bytes after decompression but raw_size says {declared}")]
     RawSizeMismatch { declared: u32, actual: usize },
-    #[error("batch payload uses compression code 3 with zstd data (magic 28 b5 2f fd); only zlib is supported for code 3")]
-    Zstd,
     #[error("batch payload ({compression:?}-compressed) cannot be decompressed: {message}")]
     Decompress {
         compression: BatchCompression,
@@ -188,8 +189,13 @@ pub enum BatchCompression {
     Deflate,
     /// Code 2: one raw LZ4 block, sized by `raw_size`.
     Lz4,
-    /// Code 3: a zlib stream (pydatahub). [go] uses code 3 for zstd, which is rejected.
+    /// Code 3: a zlib stream (pydatahub, Go v0.2.x's ZLIB).
     Zlib,
+    /// A zstd frame, which has no code of its own: Go v0.2.x writes it under code 0 (its ZSTD
+    /// value 4 masked with 3), Go v1.x under code 3. Decoding recognizes it by the frame magic
+    /// under either code; [`encode_batch`] writes it under code 0 like Go v0.2.x (pydatahub cannot
+    /// read it, so the server never writes it).
+    Zstd,
 }
 
 impl BatchCompression {
@@ -200,10 +206,12 @@ impl BatchCompression {
             BatchCompression::Deflate => 1,
             BatchCompression::Lz4 => 2,
             BatchCompression::Zlib => 3,
+            BatchCompression::Zstd => 0,
         }
     }
 
-    /// Reads the code from header attributes (only bits 0–1 count).
+    /// Reads the code from header attributes (only bits 0–1 count); never yields `Zstd`, which
+    /// decoding recognizes from the payload.
     pub fn from_attributes(attributes: u16) -> BatchCompression {
         match attributes & 0x03 {
             0 => BatchCompression::None,

@@ -15,6 +15,11 @@
 //! - **Shutdown**: when `shutdown` resolves the listener closes, every connection is asked to
 //!   finish its current request and close (hyper's graceful shutdown), and the connections still
 //!   open `shutdown_deadline` later are dropped.
+//! - **TLS** (when an acceptor is given, `http/tls.rs`): the handshake runs in the connection's
+//!   task, holding its permit, and must finish within `tls_handshake_timeout_ms` of the accept,
+//!   or the connection is dropped (a client that connects and never finishes the handshake does
+//!   not keep a slot). The timeouts above then apply to the decrypted stream, from the end of the
+//!   handshake. Shutdown drops handshakes still in progress.
 //! - **hyper's own limits** (header count and buffer size) sit above Sluice's (`edge_limits` in
 //!   `http/mod.rs`), so an oversized request is answered by Sluice with a DataHub JSON error.
 
@@ -34,6 +39,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -51,18 +57,20 @@ pub struct Timeouts {
     pub idle: Duration,
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves and the connections have closed (or
-/// the shutdown deadline passed).
+/// Serves `router` on `listener` (over TLS when `tls` is given) until `shutdown` resolves and
+/// the connections have closed (or the shutdown deadline passed).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     config: &ServerConfig,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let timeouts = Timeouts {
         header_read: config.header_read_timeout(),
         idle: config.idle_timeout(),
     };
+    let handshake_timeout = config.tls_handshake_timeout();
     let limit = config.max_connections;
     let permits = Arc::new(Semaphore::new(limit));
     let graceful = CancellationToken::new();
@@ -106,14 +114,21 @@ pub async fn serve(
                     accept_failing = false;
                 }
                 let _ = stream.set_nodelay(true);
-                tracker.spawn(connection(
-                    stream,
-                    router.clone(),
-                    timeouts,
-                    graceful.clone(),
-                    hard.clone(),
-                    permit,
-                ));
+                let (router, graceful, hard) = (router.clone(), graceful.clone(), hard.clone());
+                match tls.clone() {
+                    None => {
+                        tracker.spawn(connection(stream, router, timeouts, graceful, hard, permit))
+                    }
+                    Some(acceptor) => tracker.spawn(async move {
+                        let handshake = Handshake {
+                            acceptor,
+                            timeout: handshake_timeout,
+                        };
+                        if let Some(stream) = handshake.run(stream, &graceful).await {
+                            connection(stream, router, timeouts, graceful, hard, permit).await
+                        }
+                    }),
+                };
             }
             Err(e) => {
                 // EMFILE and friends: say so once, and do not spin.
@@ -144,15 +159,49 @@ pub async fn serve(
     }
 }
 
+/// The TLS side of a connection: the acceptor and how long a handshake may take.
+struct Handshake {
+    acceptor: TlsAcceptor,
+    timeout: Duration,
+}
+
+impl Handshake {
+    /// The TLS stream once the handshake finished; `None` (the connection is dropped) if it
+    /// failed, took longer than the timeout, or shutdown began first.
+    async fn run(
+        self,
+        stream: TcpStream,
+        graceful: &CancellationToken,
+    ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+        let handshake = tokio::time::timeout(self.timeout, self.acceptor.accept(stream));
+        tokio::select! {
+            r = handshake => match r {
+                Ok(Ok(stream)) => Some(stream),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                    None
+                }
+                Err(_) => {
+                    tracing::debug!("closing a connection: TLS handshake timeout");
+                    None
+                }
+            },
+            _ = graceful.cancelled() => None,
+        }
+    }
+}
+
 /// Serves one connection until it closes, times out, or the shutdown deadline passes.
-async fn connection(
-    stream: TcpStream,
+async fn connection<S>(
+    stream: S,
     router: Router,
     timeouts: Timeouts,
     graceful: CancellationToken,
     hard: CancellationToken,
     _permit: OwnedSemaphorePermit,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Watched {
         inner: stream,
@@ -291,13 +340,14 @@ impl Drop for InFlight {
     }
 }
 
-/// A TCP stream that reports reads and writes to its connection's [`Activity`].
-struct Watched {
-    inner: TcpStream,
+/// A stream (TCP, or TLS over TCP) that reports reads and writes to its connection's
+/// [`Activity`]; over TLS it sees the decrypted bytes.
+struct Watched<S> {
+    inner: S,
     activity: Arc<Activity>,
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -312,7 +362,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -1,6 +1,7 @@
 //! The HTTP edge: routes, authentication, request ids and head limits, and one file per API
 //! resource; `listen` is the accept loop (connection limit, timeouts, shutdown deadline) and
-//! `budget` the memory budget of in-flight request bodies.
+//! `budget` the memory budget of in-flight request bodies; `tls` loads the certificate and key
+//! for HTTPS.
 
 pub mod auth;
 pub mod body;
@@ -13,6 +14,7 @@ mod projects;
 mod records;
 mod shards;
 mod subscriptions;
+pub mod tls;
 mod topics;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -359,7 +359,8 @@ impl Catalog {
         result
     }
 
-    /// Put by shard (batch protocol): each batch is validated and stored byte for byte.
+    /// Put by shard (batch protocol): each batch is validated and stored byte for byte, unless some
+    /// SDK could not read it back ([`batch::portable_batch`]).
     pub async fn put_batches(
         &self,
         topic: &Arc<Topic>,
@@ -409,9 +410,16 @@ impl Catalog {
             return Ok(());
         }
         let now = self.config.clock.now_ms();
-        let result = tokio::task::spawn_blocking(move || append_to_shard(&shard, &batches, now))
-            .await
-            .map_err(join_error)?;
+        let result = tokio::task::spawn_blocking(move || {
+            // issue 8: zstd and Go-DEFLATE payloads are re-encoded so that every SDK reads them.
+            let batches: Vec<Bytes> = batches
+                .into_iter()
+                .map(|b| batch::portable_batch(&b).map_or(b, Bytes::from))
+                .collect();
+            append_to_shard(&shard, &batches, now)
+        })
+        .await
+        .map_err(join_error)?;
         note_append(&self.write_health, &result);
         result
     }

@@ -394,9 +394,12 @@ impl Catalog {
             Error::InvalidParameter("GetSchema needs a VersionId or a RecordSchema".to_string())
         })?;
         let schema = parse_schema(text)?;
+        // An identical version first; else one with the same columns, whatever their notnull and
+        // comments say (the Go SDK sends notnull inverted: RecordSchema::same_columns).
         meta.schemas
             .iter()
             .find(|v| *v.schema == schema)
+            .or_else(|| meta.schemas.iter().find(|v| v.schema.same_columns(&schema)))
             .cloned()
             .ok_or_else(|| Error::InvalidParameter("that schema is not registered".to_string()))
     }

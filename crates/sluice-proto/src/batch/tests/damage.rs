@@ -4,8 +4,16 @@ use super::*;
 
 #[test]
 fn payload_damage_is_reported() {
-    let zstd = frame(&hex("28b52ffd 0000 0000"), 3, 40, 1);
-    assert_eq!(check(&zstd, TopicKind::Blob), Err(BatchError::Zstd));
+    for code in [0, 3] {
+        let zstd = frame(&hex("28b52ffd 0000 0000"), code, 40, 1);
+        assert!(matches!(
+            check(&zstd, TopicKind::Blob),
+            Err(BatchError::Decompress {
+                compression: BatchCompression::Zstd,
+                ..
+            })
+        ));
+    }
     assert!(matches!(
         check(&frame(b"\xff\xff\xff\xff", 2, 100, 1), TopicKind::Blob),
         Err(BatchError::Decompress {

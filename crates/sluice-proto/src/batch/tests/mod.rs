@@ -7,6 +7,7 @@ use crate::schema::{Field, FieldType};
 use crate::value::{Value, ValueError};
 
 mod damage;
+mod go_sdk;
 
 fn hex(s: &str) -> Vec<u8> {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
