@@ -1,5 +1,7 @@
 //! Reading request bodies (size limit, `Content-Encoding`) and writing responses in the three
-//! wire formats: JSON, framed protobuf, framed batch protobuf.
+//! wire formats: JSON, framed protobuf, framed batch protobuf. Get-records responses are
+//! compressed with an encoding the request's `Accept-Encoding` names (`negotiate`, protocol doc
+//! §1.7, docs/sdk-wire.md "Response compression"); every other response is sent as is.
 
 use std::pin::Pin;
 
@@ -223,6 +225,125 @@ fn with_type(body: Vec<u8>, content_type: &'static str) -> Response {
     response
 }
 
+/// Response bodies smaller than this are never compressed.
+pub const MIN_COMPRESSED_RESPONSE: usize = 256;
+
+/// Response bodies at least this large are compressed on the blocking pool.
+const OFF_THREAD_COMPRESSION: usize = 256 << 10;
+
+/// The response compression a request's `Accept-Encoding` headers ask for: `lz4`, `zstd` or
+/// `zlib` (names case-insensitive), the one with the highest q-value (q=0 refuses), ties going
+/// to the cheapest in that order. Never `deflate`: pydatahub passes a deflate response through
+/// undecoded, and cannot be told apart from the SDKs that would inflate it. `*`, `gzip`, `br`,
+/// `identity` and unknown names select nothing.
+pub fn negotiate(headers: &HeaderMap) -> Option<Compression> {
+    let mut best: Option<(u16, u8, Compression)> = None;
+    let items = headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','));
+    for item in items {
+        let mut parts = item.split(';');
+        let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let (kind, rank) = match name.as_str() {
+            "lz4" => (Compression::Lz4, 3),
+            "zstd" => (Compression::Zstd, 2),
+            "zlib" => (Compression::Zlib, 1),
+            _ => continue,
+        };
+        let mut q = Some(1000);
+        for param in parts {
+            if let Some((key, value)) = param.split_once('=') {
+                if key.trim().eq_ignore_ascii_case("q") {
+                    q = q_value(value.trim());
+                }
+            }
+        }
+        let Some(q) = q.filter(|&q| q > 0) else {
+            continue;
+        };
+        match best {
+            Some((bq, br, _)) if (bq, br) >= (q, rank) => {}
+            _ => best = Some((q, rank, kind)),
+        }
+    }
+    best.map(|(_, _, kind)| kind)
+}
+
+/// An RFC 9110 q-value in thousandths (`0`, `0.5`, `1.000`); `None` when malformed.
+fn q_value(text: &str) -> Option<u16> {
+    let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let thousandths = format!("{frac:0<3}").parse::<u16>().ok()?;
+    match int {
+        "0" => Some(thousandths),
+        "1" if thousandths == 0 => Some(1000),
+        _ => None,
+    }
+}
+
+/// A get-records success response, compressed with `encoding` when the body is at least
+/// `MIN_COMPRESSED_RESPONSE` bytes and compression makes it strictly smaller (with
+/// `x-datahub-content-raw-size`, which pydatahub needs for LZ4 and every SDK accepts).
+pub async fn read_response(
+    body: Vec<u8>,
+    content_type: &'static str,
+    encoding: Option<Compression>,
+) -> Result<Response> {
+    let Some(kind) = encoding.filter(|_| body.len() >= MIN_COMPRESSED_RESPONSE) else {
+        return Ok(with_type(body, content_type));
+    };
+    let raw_size = body.len();
+    let (body, packed) = if raw_size >= OFF_THREAD_COMPRESSION {
+        off_thread(move || {
+            let packed = compress::compress(kind, &body);
+            Ok((body, packed))
+        })
+        .await?
+    } else {
+        let packed = compress::compress(kind, &body);
+        (body, packed)
+    };
+    let Some(packed) = packed else {
+        return Ok(with_type(body, content_type));
+    };
+    let mut response = with_type(packed, content_type);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_ENCODING,
+        HeaderValue::from_static(kind.name()),
+    );
+    headers.insert("x-datahub-content-raw-size", HeaderValue::from(raw_size));
+    Ok(response)
+}
+
+/// A JSON get-records response (see `read_response`).
+pub async fn json_read<T: Serialize>(value: &T, encoding: Option<Compression>) -> Result<Response> {
+    let body = serde_json::to_vec(value).map_err(|e| Error::Internal(e.to_string()))?;
+    read_response(body, "application/json", encoding).await
+}
+
+/// A framed protobuf get-records response (see `read_response`).
+pub async fn protobuf_read<M: Message>(
+    message: &M,
+    encoding: Option<Compression>,
+) -> Result<Response> {
+    let body = envelope::wrap(&message.encode_to_vec());
+    read_response(body, "application/x-protobuf", encoding).await
+}
+
+/// A framed batch-protocol get-records response (see `read_response`).
+pub async fn binary_read<M: Message>(
+    message: &M,
+    encoding: Option<Compression>,
+) -> Result<Response> {
+    let body = envelope::wrap(&message.encode_to_vec());
+    read_response(body, "application/x-binary", encoding).await
+}
+
 /// A JSON success response.
 pub fn json<T: Serialize>(value: &T) -> Result<Response> {
     let body = serde_json::to_vec(value).map_err(|e| Error::Internal(e.to_string()))?;
@@ -250,7 +371,7 @@ pub fn binary<M: Message>(message: &M) -> Result<Response> {
     ))
 }
 
-/// Runs CPU-heavy decoding (large JSON or protobuf puts) on the blocking pool, so the async
+/// Runs CPU-heavy work (decoding large puts, compressing large reads) on the blocking pool, so the async
 /// workers keep serving other requests meanwhile.
 pub async fn off_thread<T, F>(work: F) -> Result<T>
 where
@@ -259,10 +380,116 @@ where
 {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| Error::Internal(format!("decoding task failed: {e}")))?
+        .map_err(|e| Error::Internal(format!("blocking task failed: {e}")))?
 }
 
 /// The protobuf message inside a framed request body.
 pub fn unframe(body: &[u8]) -> Result<&[u8]> {
     envelope::unwrap(body).map_err(|e| Error::MalformedRecord(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(values: &[&str]) -> Option<Compression> {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append(header::ACCEPT_ENCODING, HeaderValue::from_str(v).unwrap());
+        }
+        negotiate(&headers)
+    }
+
+    #[test]
+    fn negotiates_only_what_the_client_names() {
+        // What the SDKs send: one lower-case name.
+        assert_eq!(accept(&["lz4"]), Some(Compression::Lz4));
+        assert_eq!(accept(&["zlib"]), Some(Compression::Zlib));
+        assert_eq!(accept(&["zstd"]), Some(Compression::Zstd));
+        // Nothing, empty, or names Sluice does not answer with.
+        assert_eq!(accept(&[]), None);
+        assert_eq!(accept(&[""]), None);
+        for other in [
+            "deflate",
+            "gzip",
+            "br",
+            "identity",
+            "*",
+            "gzip, deflate, br",
+            "lz4x",
+        ] {
+            assert_eq!(accept(&[other]), None, "{other}");
+        }
+        // Case and spaces do not matter.
+        assert_eq!(accept(&[" LZ4 "]), Some(Compression::Lz4));
+        assert_eq!(accept(&["ZStd;Q=0.5"]), Some(Compression::Zstd));
+        // Several values: the first supported one in a list, across repeated headers too.
+        assert_eq!(accept(&["gzip, zlib, br"]), Some(Compression::Zlib));
+        assert_eq!(accept(&["gzip", "zstd"]), Some(Compression::Zstd));
+        // Equal q: the cheapest (lz4, then zstd, then zlib), whatever the order.
+        assert_eq!(accept(&["zlib, zstd, lz4"]), Some(Compression::Lz4));
+        assert_eq!(accept(&["zlib, zstd"]), Some(Compression::Zstd));
+        // The highest q wins; q=0 refuses; a malformed q drops the entry.
+        assert_eq!(accept(&["lz4;q=0.2, zlib;q=0.9"]), Some(Compression::Zlib));
+        assert_eq!(
+            accept(&["lz4;q=0.2", "zlib;q=1.0"]),
+            Some(Compression::Zlib)
+        );
+        assert_eq!(accept(&["lz4;q=0, zlib;q=0.001"]), Some(Compression::Zlib));
+        assert_eq!(accept(&["lz4;q=0"]), None);
+        assert_eq!(accept(&["lz4;q=0.000"]), None);
+        assert_eq!(accept(&["lz4;q=2, zlib"]), Some(Compression::Zlib));
+        assert_eq!(accept(&["lz4;q=abc"]), None);
+        assert_eq!(accept(&["lz4;q=0.5000"]), None);
+    }
+
+    #[tokio::test]
+    async fn compresses_only_large_enough_bodies_that_shrink() {
+        let header = |r: &Response, name: &str| {
+            r.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        let bytes = |r: Response| async move {
+            axum::body::to_bytes(r.into_body(), usize::MAX)
+                .await
+                .unwrap()
+                .to_vec()
+        };
+        let text = b"record-".repeat(100);
+        for kind in [Compression::Lz4, Compression::Zlib, Compression::Zstd] {
+            let r = read_response(text.clone(), "application/json", Some(kind))
+                .await
+                .unwrap();
+            assert_eq!(header(&r, "content-encoding").as_deref(), Some(kind.name()));
+            assert_eq!(header(&r, "x-datahub-content-raw-size"), Some("700".into()));
+            let body = bytes(r).await;
+            assert!(body.len() < text.len());
+            let back = compress::decompress(kind, &body, Some(text.len()), 1 << 20).unwrap();
+            assert_eq!(back, text);
+        }
+        // Not asked, too small, or not shrinking: sent as is, without the headers.
+        let small = b"record-".repeat(30);
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: Vec<u8> = (0..1000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 56) as u8
+            })
+            .collect();
+        for (body, kind) in [
+            (text.clone(), None),
+            (small, Some(Compression::Lz4)),
+            (noise, Some(Compression::Lz4)),
+        ] {
+            let r = read_response(body.clone(), "application/json", kind)
+                .await
+                .unwrap();
+            assert_eq!(header(&r, "content-encoding"), None);
+            assert_eq!(header(&r, "x-datahub-content-raw-size"), None);
+            assert_eq!(bytes(r).await, body);
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! `/projects/{project}/topics/{topic}/shards/{shard}`: put by shard (protobuf, batch), get
 //! records (JSON, protobuf, batch; PB/batch reads may name a subscription in
-//! `x-datahub-sub-id`), get cursor and metering.
+//! `x-datahub-sub-id`), get cursor and metering. Get-records answers are compressed as the
+//! request's `Accept-Encoding` allows (`body::negotiate`).
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use prost::Message;
 use serde_json::json;
+use sluice_proto::compress::Compression;
 use sluice_proto::{pb, Record, RecordData, Value};
 
 use super::body::{self, header_str, JsonFields};
@@ -156,6 +158,8 @@ pub async fn post_shard(
         Some(id) if !id.is_empty() && !is_pub(&headers) => Some(c.subscription_of(&t, id)?),
         _ => None,
     };
+    // Get-records answers are compressed as the client's Accept-Encoding allows.
+    let encoding = body::negotiate(&headers);
     match (request_action(&headers).as_str(), kind) {
         ("pub", ContentKind::Protobuf) => {
             body::budget_pb_put(&mut req_body.charge, &raw, c.config.max_records_per_put).await?;
@@ -200,40 +204,52 @@ pub async fn post_shard(
         ("sub", ContentKind::Protobuf) => {
             let req = get_request(&raw)?;
             if sub_must_wait(&s, &t, sub.as_deref(), &shard) {
-                return body::protobuf(&pb::GetRecordsResponse {
-                    next_cursor: req.cursor,
-                    record_count: 0,
-                    start_sequence: None,
-                    records: vec![],
-                    latest_sequence: None,
-                    latest_time: None,
-                });
+                return body::protobuf_read(
+                    &pb::GetRecordsResponse {
+                        next_cursor: req.cursor,
+                        record_count: 0,
+                        start_sequence: None,
+                        records: vec![],
+                        latest_sequence: None,
+                        latest_time: None,
+                    },
+                    encoding,
+                )
+                .await;
             }
             let read = c
                 .read_records(&t, &shard, &req.cursor, req.limit.unwrap_or(0) as i64)
                 .await;
             let read = note_read_end(&s, &t, sub.as_deref(), read).await?;
             let records: Vec<pb::RecordEntry> = read.items.into_iter().map(pb_entry).collect();
-            body::protobuf(&pb::GetRecordsResponse {
-                next_cursor: read.next_cursor.encode(),
-                record_count: records.len() as i32,
-                start_sequence: Some(read.start_seq as i64),
-                records,
-                latest_sequence: Some(read.latest_seq),
-                latest_time: Some(read.latest_time),
-            })
+            body::protobuf_read(
+                &pb::GetRecordsResponse {
+                    next_cursor: read.next_cursor.encode(),
+                    record_count: records.len() as i32,
+                    start_sequence: Some(read.start_seq as i64),
+                    records,
+                    latest_sequence: Some(read.latest_seq),
+                    latest_time: Some(read.latest_time),
+                },
+                encoding,
+            )
+            .await
         }
         ("sub", ContentKind::Binary) => {
             let req = get_request(&raw)?;
             if sub_must_wait(&s, &t, sub.as_deref(), &shard) {
-                return body::binary(&pb::GetBinaryRecordsResponse {
-                    next_cursor: req.cursor,
-                    record_count: 0,
-                    start_sequence: None,
-                    records: vec![],
-                    latest_sequence: None,
-                    latest_time: None,
-                });
+                return body::binary_read(
+                    &pb::GetBinaryRecordsResponse {
+                        next_cursor: req.cursor,
+                        record_count: 0,
+                        start_sequence: None,
+                        records: vec![],
+                        latest_sequence: None,
+                        latest_time: None,
+                    },
+                    encoding,
+                )
+                .await;
             }
             let read = c
                 .read_batches(&t, &shard, &req.cursor, req.limit.unwrap_or(0) as i64)
@@ -251,19 +267,23 @@ pub async fn post_shard(
                     data: Some(e.data),
                 })
                 .collect();
-            body::binary(&pb::GetBinaryRecordsResponse {
-                next_cursor: read.next_cursor.encode(),
-                record_count: records.len() as i32,
-                start_sequence: Some(read.start_seq as i64),
-                records,
-                latest_sequence: Some(read.latest_seq),
-                latest_time: Some(read.latest_time),
-            })
+            body::binary_read(
+                &pb::GetBinaryRecordsResponse {
+                    next_cursor: read.next_cursor.encode(),
+                    record_count: records.len() as i32,
+                    start_sequence: Some(read.start_seq as i64),
+                    records,
+                    latest_sequence: Some(read.latest_seq),
+                    latest_time: Some(read.latest_time),
+                },
+                encoding,
+            )
+            .await
         }
         (action, ContentKind::Protobuf | ContentKind::Binary) => Err(Error::InvalidParameter(
             format!("x-datahub-request-action {action:?} is not pub or sub"),
         )),
-        (_, ContentKind::Json) => json_shard_action(&s, &t, &shard, &raw).await,
+        (_, ContentKind::Json) => json_shard_action(&s, &t, &shard, &raw, encoding).await,
     }
 }
 
@@ -300,6 +320,7 @@ async fn json_shard_action(
     t: &Arc<Topic>,
     shard: &str,
     raw: &[u8],
+    encoding: Option<Compression>,
 ) -> Result<Response> {
     let c = &s.catalog;
     let req = body::parse_json(raw)?;
@@ -327,14 +348,15 @@ async fn json_shard_action(
             let limit = req.opt_i64("Limit")?.unwrap_or(0);
             let read = c.read_records(t, shard, &cursor, limit).await?;
             let records: Vec<_> = read.items.into_iter().map(out_record).collect();
-            body::json(&GetRecordsOut {
+            let out = GetRecordsOut {
                 next_cursor: read.next_cursor.encode(),
                 record_count: records.len(),
                 start_seq: read.start_seq as i64,
                 latest_seq: read.latest_seq,
                 latest_time: read.latest_time,
                 records,
-            })
+            };
+            body::json_read(&out, encoding).await
         }
         "meter" => {
             let (active, storage) = c.metering(t, shard)?;
