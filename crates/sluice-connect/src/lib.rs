@@ -7,7 +7,8 @@
 //!   discard; configuration → the task hangs with the message until fixed);
 //! - [`runtime`]: one supervisor per running connector and one task per (connector, shard),
 //!   talking to the server only through [`runtime::ShardSource`];
-//! - [`sinks`]: configuration validation for every type and one file per target system.
+//! - [`sinks`]: configuration validation for every type and one file per target system;
+//! - [`testkit`]: an in-memory [`runtime::ShardSource`] for tests of the runtime and of sinks.
 //!
 //! The runtime reads a shard from its checkpoint, batches by count, bytes and age, calls
 //! `Sink::write` then `Sink::flush`, and only then commits the checkpoint: at-least-once, with
@@ -17,5 +18,6 @@ pub mod kind;
 pub mod runtime;
 pub mod sink;
 pub mod sinks;
+pub mod testkit;
 
 pub use kind::ConnectorKind;

@@ -1,17 +1,16 @@
-//! The connector runtime against an in-memory source and a fake sink that can be told to fail
+//! The connector runtime against the testkit's in-memory source and a fake sink that can be told to fail
 //! transiently or to reject specific records.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sluice_connect::runtime::{
-    BoxFuture, Checkpoint, ConnectorRuntime, ConnectorSpec, ContextState, RuntimeConfig, ShardInfo,
-    ShardSource, SinkOpener, SourceBatch, SourceEntry, SourceError,
+    Checkpoint, ConnectorRuntime, ConnectorSpec, ContextState, RuntimeConfig, SinkOpener,
 };
 use sluice_connect::sink::{Columns, Sink, SinkData, SinkError, SinkRecord};
-use sluice_proto::{Field, FieldType, Record, RecordData, RecordSchema, Value};
-use tokio::sync::watch;
+use sluice_connect::testkit::{self, MemSource};
+use sluice_proto::{FieldType, Record, RecordData, Value};
 
 /// What the fake sink has done, shared with the test.
 #[derive(Default)]
@@ -60,127 +59,27 @@ impl Sink for FakeSink {
     }
 }
 
-struct MemShard {
-    parents: Vec<u32>,
-    closed: bool,
-    entries: Vec<SourceEntry>,
-    tx: watch::Sender<u64>,
-}
-
-/// An in-memory topic with one BIGINT field `v`.
-struct MemSource {
-    shards: Mutex<HashMap<u32, MemShard>>,
-    saved: Mutex<Vec<Checkpoint>>,
-    sink: Arc<Mutex<SinkState>>,
-}
-
-fn schema() -> Arc<RecordSchema> {
-    Arc::new(RecordSchema {
-        fields: vec![Field {
-            name: "v".into(),
-            field_type: FieldType::Bigint,
-            comment: String::new(),
-            not_null: false,
-        }],
-    })
-}
-
-impl MemSource {
-    fn new(sink: Arc<Mutex<SinkState>>) -> Arc<MemSource> {
-        Arc::new(MemSource {
-            shards: Mutex::new(HashMap::new()),
-            saved: Mutex::new(Vec::new()),
-            sink,
-        })
-    }
-    fn add_shard(&self, id: u32, parents: Vec<u32>) {
-        let (tx, _) = watch::channel(0);
-        self.shards.lock().unwrap().insert(
-            id,
-            MemShard {
-                parents,
-                closed: false,
-                entries: Vec::new(),
-                tx,
-            },
-        );
-    }
-    fn put(&self, shard: u32, values: &[i64]) {
-        let mut shards = self.shards.lock().unwrap();
-        let s = shards.get_mut(&shard).unwrap();
-        for v in values {
-            let seq = s.entries.len() as u64;
-            s.entries.push(SourceEntry {
-                seq,
-                system_time: 1_000 + seq as i64,
-                records: vec![Record {
-                    data: RecordData::Tuple(vec![Value::Int(*v)]),
-                    attributes: vec![("k".into(), v.to_string())],
-                }],
-                bytes: 100,
-            });
-        }
-        s.tx.send_replace(s.entries.len() as u64);
-    }
-    fn close(&self, shard: u32) {
-        self.shards.lock().unwrap().get_mut(&shard).unwrap().closed = true;
-    }
-}
-
-impl ShardSource for MemSource {
-    fn shards(&self) -> Result<Vec<ShardInfo>, SourceError> {
-        let shards = self.shards.lock().unwrap();
-        let mut out: Vec<ShardInfo> = shards
+/// Appends one record per value to an in-memory topic with one BIGINT field `v`, with the
+/// attribute `k` = the value.
+fn put(source: &MemSource, shard: u32, values: &[i64]) {
+    source.put(
+        shard,
+        values
             .iter()
-            .map(|(id, s)| ShardInfo {
-                id: *id,
-                parents: s.parents.clone(),
-                closed: s.closed,
-                first_seq: 0,
-                next_seq: s.entries.len() as u64,
+            .map(|v| Record {
+                data: RecordData::Tuple(vec![Value::Int(*v)]),
+                attributes: vec![("k".into(), v.to_string())],
             })
-            .collect();
-        out.sort_by_key(|s| s.id);
-        Ok(out)
-    }
-    fn read(
-        &self,
-        shard: u32,
-        from: u64,
-        max: usize,
-        max_bytes: usize,
-    ) -> BoxFuture<'_, Result<SourceBatch, SourceError>> {
-        // Like the shard log: at most `max` entries, stopping before `max_bytes` (but at least one).
-        let mut entries: Vec<SourceEntry> = Vec::new();
-        let mut bytes = 0;
-        for e in self.shards.lock().unwrap()[&shard]
-            .entries
-            .iter()
-            .skip(from as usize)
-            .take(max)
-        {
-            if !entries.is_empty() && bytes + e.bytes > max_bytes {
-                break;
-            }
-            bytes += e.bytes;
-            entries.push(e.clone());
-        }
-        Box::pin(async move {
-            Ok(SourceBatch {
-                schema: Some(schema()),
-                entries,
-            })
-        })
-    }
-    fn watch(&self, shard: u32) -> Option<watch::Receiver<u64>> {
-        Some(self.shards.lock().unwrap()[&shard].tx.subscribe())
-    }
-    fn seq_at_or_after_time(&self, _shard: u32, _t: i64) -> Option<u64> {
-        Some(0)
-    }
-    fn save_checkpoint(&self, cp: Checkpoint) -> BoxFuture<'_, Result<(), String>> {
-        // Commit after flush: every record before the checkpoint has been flushed (or discarded).
-        let st = self.sink.lock().unwrap();
+            .collect(),
+    );
+}
+
+/// An in-memory source whose checkpoints are checked against the fake sink: commit after
+/// flush, so every record before a checkpoint has been flushed (or discarded).
+fn mem_source(sink: Arc<Mutex<SinkState>>) -> Arc<MemSource> {
+    let source = MemSource::new(Some(testkit::schema(&[("v", FieldType::Bigint)])));
+    source.on_checkpoint(move |cp| {
+        let st = sink.lock().unwrap();
         let flushed: HashSet<u64> = st
             .flushed
             .iter()
@@ -190,14 +89,12 @@ impl ShardSource for MemSource {
         let missing = (0..cp.next_seq)
             .filter(|s| !flushed.contains(s) && !st.bad.contains(s))
             .count();
-        drop(st);
         assert!(
             cp.finished || missing == 0 || cp.next_seq == 0,
             "checkpoint {cp:?} saved before {missing} records were flushed"
         );
-        self.saved.lock().unwrap().push(cp);
-        Box::pin(async { Ok(()) })
-    }
+    });
+    source
 }
 
 fn config() -> RuntimeConfig {
@@ -267,7 +164,7 @@ fn flushed_values(sink: &Arc<Mutex<SinkState>>) -> Vec<i64> {
 
 fn setup() -> (Arc<Mutex<SinkState>>, Arc<MemSource>) {
     let sink = Arc::new(Mutex::new(SinkState::default()));
-    let source = MemSource::new(sink.clone());
+    let source = mem_source(sink.clone());
     source.add_shard(0, vec![]);
     (sink, source)
 }
@@ -275,7 +172,7 @@ fn setup() -> (Arc<Mutex<SinkState>>, Arc<MemSource>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_by_count_and_bytes() {
     let (sink, source) = setup();
-    source.put(0, &(0..10).collect::<Vec<_>>());
+    put(&source, 0, &(0..10).collect::<Vec<_>>());
     let cfg = RuntimeConfig {
         max_batch_records: 3,
         ..config()
@@ -286,7 +183,7 @@ async fn batches_by_count_and_bytes() {
     rt.stop().await;
 
     let (sink, source) = setup();
-    source.put(0, &(0..10).collect::<Vec<_>>());
+    put(&source, 0, &(0..10).collect::<Vec<_>>());
     let cfg = RuntimeConfig {
         max_batch_bytes: 400, // four 100-byte entries
         ..config()
@@ -311,7 +208,7 @@ async fn batches_by_age_under_a_trickle() {
     let rt = start(&source, &sink, cfg, vec![]);
     let began = Instant::now();
     for i in 0..8 {
-        source.put(0, &[i]);
+        put(&source, 0, &[i]);
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
     wait_until("8 records", || flushed_values(&sink).len() == 8).await;
@@ -329,7 +226,7 @@ async fn batches_by_age_under_a_trickle() {
 async fn transient_failures_hang_then_recover() {
     let (sink, source) = setup();
     sink.lock().unwrap().transient_failures = 4;
-    source.put(0, &[1, 2, 3]);
+    put(&source, 0, &[1, 2, 3]);
     let rt = start(&source, &sink, config(), vec![]);
     wait_until("a HANG status", || {
         rt.task_status()
@@ -350,7 +247,7 @@ async fn transient_failures_hang_then_recover() {
 async fn bad_records_are_isolated_and_counted() {
     let (sink, source) = setup();
     sink.lock().unwrap().bad = [3u64, 7].into_iter().collect();
-    source.put(0, &(0..10).collect::<Vec<_>>());
+    put(&source, 0, &(0..10).collect::<Vec<_>>());
     let rt = start(&source, &sink, config(), vec![]);
     wait_until("checkpoint at 10", || {
         rt.checkpoints().get(&0).is_some_and(|c| c.next_seq == 10)
@@ -369,11 +266,11 @@ async fn bad_records_are_isolated_and_counted() {
 async fn checkpoint_only_after_flush_and_restart_resumes_there() {
     let (sink, source) = setup();
     sink.lock().unwrap().transient_failures = usize::MAX;
-    source.put(0, &[0, 1, 2, 3]);
+    put(&source, 0, &[0, 1, 2, 3]);
     let rt = start(&source, &sink, config(), vec![]);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
-        source.saved.lock().unwrap().is_empty(),
+        source.saved().is_empty(),
         "checkpoint saved without a flush"
     );
     sink.lock().unwrap().transient_failures = 0;
@@ -382,7 +279,7 @@ async fn checkpoint_only_after_flush_and_restart_resumes_there() {
     rt.stop().await;
 
     // Stopped: new records wait; a restart from the checkpoint delivers only them.
-    source.put(0, &[4, 5]);
+    put(&source, 0, &[4, 5]);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(flushed_values(&sink), vec![0, 1, 2, 3]);
     let rt = start(&source, &sink, config(), cps);
@@ -391,7 +288,7 @@ async fn checkpoint_only_after_flush_and_restart_resumes_there() {
 
     // Reload restarts from the checkpoint without re-delivering.
     rt.reload(Some(0));
-    source.put(0, &[6]);
+    put(&source, 0, &[6]);
     wait_until("7 records", || flushed_values(&sink).len() == 7).await;
     rt.stop().await;
 
@@ -405,12 +302,12 @@ async fn checkpoint_only_after_flush_and_restart_resumes_there() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_parents_finish_before_children_start() {
     let (sink, source) = setup();
-    source.put(0, &(0..50).collect::<Vec<_>>());
+    put(&source, 0, &(0..50).collect::<Vec<_>>());
     source.close(0);
     source.add_shard(1, vec![0]);
     source.add_shard(2, vec![0]);
-    source.put(1, &[100, 101]);
-    source.put(2, &[200]);
+    put(&source, 1, &[100, 101]);
+    put(&source, 2, &[200]);
     sink.lock().unwrap().transient_failures = 3; // slow the parent down
     let rt = start(
         &source,
@@ -431,5 +328,36 @@ async fn split_parents_finish_before_children_start() {
     })
     .await;
     assert!(rt.checkpoints()[&0].finished);
+    rt.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_waits_for_both_parents() {
+    let (sink, source) = setup();
+    source.add_shard(1, vec![]);
+    put(&source, 0, &(0..30).collect::<Vec<_>>());
+    put(&source, 1, &(100..130).collect::<Vec<_>>());
+    source.merge([0, 1], 2);
+    put(&source, 2, &[1000, 1001, 1002]);
+    sink.lock().unwrap().transient_failures = 3; // slow a parent down
+    let rt = start(
+        &source,
+        &sink,
+        RuntimeConfig {
+            max_batch_records: 4,
+            ..config()
+        },
+        vec![],
+    );
+    wait_until("all records", || flushed_values(&sink).len() == 63).await;
+    let order = flushed_values(&sink);
+    let last_parent = order.iter().rposition(|v| *v < 1000).unwrap();
+    let first_child = order.iter().position(|v| *v >= 1000).unwrap();
+    assert!(last_parent < first_child, "{order:?}");
+    wait_until("both parents FINISHED", || {
+        let st = rt.task_status();
+        st[&0].state == ContextState::Finished && st[&1].state == ContextState::Finished
+    })
+    .await;
     rt.stop().await;
 }
