@@ -1,0 +1,226 @@
+"""Adapters of the sink compliance suite (test_sink_compliance.py): one class per sink type.
+
+A sink joins the suite by adding one adapter here and its name to ADAPTERS. An adapter knows
+how to create the target (table / topic) for the suite's records, where the real target listens
+(the suite puts its own TCP proxy in front, to cut and restore the connection), the connector
+config pointing at an address, how to read back what arrived, how to add a column, and which
+value the target rejects.
+
+The suite's source topic has the fields `id BIGINT, note STRING`, and later `extra STRING`
+(append field). `rows()` returns what arrived, as dicts {"id", "note", "extra", "arrival"},
+ordered by `arrival`: a number that grows with the order rows were written, so parent-before-
+child order and re-delivery can be checked. A target that absorbs re-delivery (keyed upserts)
+gets a NEW arrival number when a row is written again, so re-delivered rows stay visible.
+"""
+
+import os
+import subprocess
+import time
+
+import pytest
+from datahub.models import (AuthMode, ConnectorType, DatabaseConnectorConfig, FieldType, HologresConnectorConfig,
+                            RecordSchema)
+from datahub.models.connector import DataHubConnectorConfig
+
+from util import ACCESS_ID, ACCESS_KEY, read_all, unique_name
+
+NOTE_WIDTH = 20  # the database targets' note / extra columns are VARCHAR(NOTE_WIDTH)
+
+
+def env(name):
+    value = os.environ.get(name)
+    if not value:
+        pytest.fail("%s is not set: run through scripts/test.sh (scripts/services.sh starts MariaDB and "
+                    "PostgreSQL)" % name, pytrace=False)
+    return value
+
+
+def table_name(prefix):
+    return "%s_%d_%d" % (prefix, os.getpid(), time.time_ns() // 1000 % 10_000_000_000)
+
+
+class SinkAdapter:
+    """What the compliance suite needs to know about one sink type."""
+
+    name = None
+    connector_type = None
+    # True when re-delivered rows overwrite themselves (keyed REPLACE / upsert): after a crash no
+    # duplicate may remain. False (no keys): duplicates remain, at most one batch per shard.
+    absorbs_duplicates = True
+
+    def prepare(self, sluice_factory):
+        """Creates a fresh target for one test."""
+        raise NotImplementedError
+
+    def address(self):
+        """(host, port) where the real target listens."""
+        raise NotImplementedError
+
+    def config(self, host, port):
+        """The pydatahub connector config, with the target at host:port."""
+        raise NotImplementedError
+
+    def rows(self):
+        """What arrived, ordered by arrival (see the module doc)."""
+        raise NotImplementedError
+
+    def add_column(self, name):
+        """Adds a nullable STRING-like column `name` to the target."""
+        raise NotImplementedError
+
+    def bad_note(self):
+        """A `note` value (or None) the target rejects for that record only."""
+        raise NotImplementedError
+
+
+class _Sql(SinkAdapter):
+    def _query(self, sql):
+        raise NotImplementedError
+
+    def rows(self):
+        extra = "extra" if self._has_extra else "NULL"
+        out = []
+        for r in self._query("SELECT id, note, %s, arrival FROM %s ORDER BY arrival" % (extra, self.table)):
+            out.append({"id": int(r[0]), "note": _null(r[1]), "extra": _null(r[2]), "arrival": int(r[3])})
+        return out
+
+    def bad_note(self):
+        return "x" * (NOTE_WIDTH + 30)  # longer than the VARCHAR column: the database refuses it
+
+
+def _null(text):
+    return None if text == "NULL" or text == "\\N" else text
+
+
+class MySql(_Sql):
+    """SINK_MYSQL against MariaDB. REPLACE INTO on the primary key absorbs re-delivery; REPLACE
+    deletes and inserts, so `arrival` (AUTO_INCREMENT) is new for a re-written row."""
+
+    name = "mysql"
+    connector_type = ConnectorType.SINK_MYSQL
+
+    def __init__(self):
+        self.host, self.port = env("SLUICE_TEST_MYSQL_HOST"), env("SLUICE_TEST_MYSQL_PORT")
+        self.user, self.password = env("SLUICE_TEST_MYSQL_USER"), env("SLUICE_TEST_MYSQL_PASSWORD")
+        self.database = env("SLUICE_TEST_MYSQL_DATABASE")
+        self.table = None
+        self._has_extra = False
+
+    def _query(self, sql):
+        out = subprocess.run(["mariadb", "--no-defaults", "-h", self.host, "-P", self.port, "-u", self.user,
+                              "-p" + self.password, "-N", "-B", "--default-character-set=utf8mb4", self.database,
+                              "-e", sql], check=True, capture_output=True, text=True, timeout=30).stdout
+        return [line.split("\t") for line in out.splitlines()]
+
+    def prepare(self, sluice_factory):
+        self.table = table_name("sc" + self.name)
+        self._query("CREATE TABLE %s (id BIGINT PRIMARY KEY, note VARCHAR(%d), "
+                    "arrival BIGINT NOT NULL AUTO_INCREMENT UNIQUE)" % (self.table, NOTE_WIDTH))
+
+    def address(self):
+        return self.host, self.port
+
+    def config(self, host, port):
+        return DatabaseConnectorConfig(host, str(port), self.database, self.user, self.password, self.table, False)
+
+    def add_column(self, name):
+        self._query("ALTER TABLE %s ADD COLUMN %s VARCHAR(%d) NULL" % (self.table, name, NOTE_WIDTH))
+        self._has_extra = True
+
+
+class Ads(MySql):
+    """SINK_ADS (AnalyticDB for MySQL) speaks the MySQL protocol: the same target, its own type."""
+
+    name = "ads"
+    connector_type = ConnectorType.SINK_ADS
+
+
+class Hologres(_Sql):
+    """SINK_HOLOGRES against PostgreSQL. The upsert on the primary key absorbs re-delivery; a
+    BEFORE UPDATE trigger gives an upserted row a new `arrival`, as REPLACE does in MySQL."""
+
+    name = "hologres"
+    connector_type = ConnectorType.SINK_HOLOGRES
+
+    def __init__(self):
+        self.host, self.port = env("SLUICE_TEST_PG_HOST"), env("SLUICE_TEST_PG_PORT")
+        self.user, self.password = env("SLUICE_TEST_PG_USER"), env("SLUICE_TEST_PG_PASSWORD")
+        self.database = env("SLUICE_TEST_PG_DATABASE")
+        self.table = None
+        self._has_extra = False
+
+    def _query(self, sql):
+        out = subprocess.run(["psql", "-X", "-q", "-At", "-F", "\t", "-P", "null=NULL", "-v", "ON_ERROR_STOP=1",
+                              "-h", self.host, "-p", self.port, "-U", self.user, "-d", self.database, "-c", sql],
+                             check=True, capture_output=True, text=True, timeout=30,
+                             env=dict(os.environ, PGPASSWORD=self.password)).stdout
+        return [line.split("\t") for line in out.splitlines()]
+
+    def prepare(self, sluice_factory):
+        t = self.table = table_name("sc" + self.name)
+        self._query("CREATE TABLE %s (id bigint PRIMARY KEY, note varchar(%d), arrival bigserial)" % (t, NOTE_WIDTH))
+        self._query("CREATE FUNCTION %s_arr() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                    "NEW.arrival := nextval(pg_get_serial_sequence('%s', 'arrival')); RETURN NEW; END $$" % (t, t))
+        self._query("CREATE TRIGGER %s_arr BEFORE UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION %s_arr()" % (t, t, t))
+
+    def address(self):
+        return self.host, self.port
+
+    def config(self, host, port):
+        return HologresConnectorConfig(self.database, self.table, "%s:%s" % (host, port), "local", AuthMode.AK,
+                                       "MICROSECOND", self.user, self.password)
+
+    def add_column(self, name):
+        self._query("ALTER TABLE %s ADD COLUMN %s varchar(%d)" % (self.table, name, NOTE_WIDTH))
+        self._has_extra = True
+
+
+class Datahub(SinkAdapter):
+    """SINK_DATAHUB into a topic on a second Sluice. A topic has no keys: re-delivered records
+    remain as duplicates (at most one batch per shard after a crash). The target topic has ONE
+    shard, which every source shard writes into, so its sequence is the arrival order. Its
+    `note` field is NOT NULL: the target refuses a record with a NULL note."""
+
+    name = "datahub"
+    connector_type = ConnectorType.SINK_DATAHUB
+    absorbs_duplicates = False
+
+    def __init__(self):
+        self.srv = self.client = self.project = self.topic = None
+
+    def prepare(self, sluice_factory):
+        self.srv = sluice_factory("sink-target")
+        self.client = self.srv.client()
+        self.project = unique_name("dst")
+        self.client.create_project(self.project, "sink compliance target")
+        self.topic = unique_name("t")
+        schema = RecordSchema.from_lists(["id", "note"], [FieldType.BIGINT, FieldType.STRING], ["", ""],
+                                         [False, False])
+        self.client.create_tuple_topic(self.project, self.topic, 1, 1, schema, "sink compliance target")
+        self.client.wait_shards_ready(self.project, self.topic, 10)
+
+    def address(self):
+        return "127.0.0.1", self.srv.port
+
+    def config(self, host, port):
+        return DataHubConnectorConfig("http://%s:%s" % (host, port), self.project, self.topic, AuthMode.AK,
+                                      ACCESS_ID, ACCESS_KEY)
+
+    def rows(self):
+        schema = self.client.get_topic(self.project, self.topic).record_schema
+        names = [f.name for f in schema.field_list]
+        out = []
+        for rec in read_all(self.client, self.project, self.topic, "0", schema=schema):
+            values = dict(zip(names, rec.values))
+            out.append({"id": values["id"], "note": values["note"], "extra": values.get("extra"),
+                        "arrival": rec.sequence})
+        return out
+
+    def add_column(self, name):
+        self.client.append_field(self.project, self.topic, name, FieldType.STRING)
+
+    def bad_note(self):
+        return None
+
+
+ADAPTERS = {a.name: a for a in (MySql, Ads, Hologres, Datahub)}
