@@ -210,6 +210,9 @@ def test_bad_record_is_isolated_discarded_and_counted(rig_factory):
         return e.discard_count == len(bad) or (e.discard_count, e.state.value, e.last_error_message)
 
     wait_for(counted, "DiscardCount == %d" % len(bad))
+    reason = rig.status()["0"].last_error_message
+    print("%s discard: %r" % (rig.adapter.name, reason))
+    assert reason, "a discarded record must leave the target's reason in LastErrorMessage"
     # the shard goes on after the bad records
     rig.put(0, range(30, 40))
     rig.wait_ids(good + list(range(30, 40)))
