@@ -240,7 +240,7 @@ async fn main() -> anyhow::Result<()> {
         let load0 = procs::loadavg();
         let table = tls::compare(&args.sluice_bin, &args.work_dir, &out_dir, args.repeats, &pass).await?;
         let md = format!(
-            "# HTTPS vs plain HTTP\n\n{}; 4-shard TUPLE topic (bigint, 80-char string, double), closed-loop puts ({} records batch/protobuf, {} JSON; {} writers, 1000-record puts, fsync before ack) then read-back, a fresh server per run; HTTPS: TLS 1.3, rustls on both sides, connections kept. Load average at start {:.1}.\n\n{}",
+            "# HTTPS vs plain HTTP\n\n{}; 4-shard TUPLE topic (bigint, 80-char string, double), closed-loop puts ({} records batch/protobuf, {} JSON; {} writers, 1000-record puts, fsync before ack) then read-back, a fresh server per run; HTTPS: TLS 1.3, rustls on both sides, connections kept. 1-minute load average at start {:.1} (above the core count: other work shared the machine).\n\n{}",
             machine(), args.records, args.json_records, args.writers, load0, table
         );
         return write_report(&args.out, &md);
@@ -271,7 +271,7 @@ async fn main() -> anyhow::Result<()> {
         let load1 = procs::loadavg();
         server.stop().await;
         let md = format!(
-            "# Reads with response compression\n\n{}; {}; {} records per topic, 4 shards, one reader per shard (all at once), 1000 records per read, {} runs of each row, encodings in rotated order; 1-minute load average {:.1} at start, {:.1} at the end.\n\n{}",
+            "# Reads with response compression\n\n{}; {}; {} records per topic, 4 shards, one reader per shard (all at once), 1000 records per read, {} runs of each row, encodings in rotated order; 1-minute load average {:.1} at start, {:.1} at the end (above the core count: other work shared the machine).\n\n{}",
             machine(),
             if args.tls { "over HTTPS" } else { "plain HTTP" },
             args.wire_records,
