@@ -11,8 +11,12 @@ lz4.CompressBlock returns 0, and the callers still label the result LZ4:
   (HEAD: batch_serializer.go:125-148, :208-221).
 
 Sluice takes such a body as stored when it is not a valid LZ4 block of the declared size and is
-exactly that size, and stores such a batch as code 0 so that every SDK's batch reader can read
-it back. Sent as raw signed HTTP (the Go SDK cannot be built here)."""
+exactly that size, and stores such a batch so that every SDK's batch reader can read it back.
+With the pierrec/lz4 v2.6.1 the SDK pins, CompressBlock given the full-bound buffer the SDK
+passes never returns 0 (block.go:52-53, :199-202, :220-223), so from the released SDK only the
+empty form reaches the wire (every GET and DELETE); the non-empty forms are what the SDK's code
+sends with an LZ4 library that does report incompressible input. Sent as raw signed HTTP (the Go
+SDK cannot be built here)."""
 
 import base64
 import json
@@ -73,3 +77,19 @@ def test_go_lz4_batch_payload_stored_unchanged(raw, dh, project, client_factory)
     for protocol in ("batch", "json", "pb"):
         got = read_all(client_factory(protocol), project, topic, "0")
         assert [r.blob_data for r in got] == blobs, protocol
+
+
+def test_go_lz4_empty_body_on_get_and_delete(raw, dh, project):
+    """Go v0.2.1 Get/Delete (restclient.go:131-148) encode EmptyRequest to nil
+    (requestmodel.go:23-25); compress.go:81-83 returns it as is, and compressIfNeed labels it:
+    `Content-Encoding: lz4`, raw size 0, empty body. Both calls succeed. (Sluice's GET and DELETE
+    handlers never read a body, so this also passes without the stored-LZ4 rule: a guard.)"""
+    topic = create_blob_topic(dh, project)
+    headers = _go_lz4_unchanged_headers(b"")
+    path = "/projects/%s/topics/%s" % (project, topic)
+    resp = raw.request("GET", path, headers=headers)
+    assert resp.status == 200, resp
+    assert resp.json()["RecordType"] == "BLOB", resp
+    resp = raw.request("DELETE", path, headers=headers)
+    assert resp.status == 200, resp
+    assert raw.request("GET", path).status == 404
