@@ -60,7 +60,8 @@ impl Compression {
 }
 
 /// Decompresses a request body. `raw_size` is the declared uncompressed size, `limit` the largest
-/// body accepted after decompression.
+/// body accepted after decompression. An LZ4 body that is not a block of `raw_size` bytes but is
+/// exactly `raw_size` bytes long is the Go SDK's unchanged form and is returned as it is.
 pub fn decompress(
     kind: Compression,
     body: &[u8],
