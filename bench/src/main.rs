@@ -9,6 +9,7 @@
 //! Two other modes (issue 8): `--wire` measures reads with response compression (module
 //! `wire`), `--tls-compare` puts and reads over HTTPS against plain HTTP (module `tls`).
 
+mod events;
 mod load;
 mod nats;
 mod procs;
