@@ -223,6 +223,19 @@ impl Raw {
         action: Option<&str>,
         body: Bytes,
     ) -> anyhow::Result<Bytes> {
+        Ok(self.post_accept(path, content_type, action, body, None).await?.body)
+    }
+
+    /// Like [`Raw::post_parts`], with an `Accept-Encoding` header when `accept` is set; the
+    /// answer's body comes back as received (still compressed), with its encoding headers.
+    pub async fn post_accept(
+        &self,
+        path: &str,
+        content_type: &str,
+        action: Option<&str>,
+        body: Bytes,
+        accept: Option<&str>,
+    ) -> anyhow::Result<Answer> {
         let date = httpdate::fmt_http_date(SystemTime::now());
         let mut hdrs: Vec<(&str, &str)> = vec![("x-datahub-client-version", "1.1")];
         if let Some(a) = action {
@@ -242,14 +255,38 @@ impl Raw {
         for (k, v) in &hdrs {
             rb = rb.header(*k, *v);
         }
+        if let Some(a) = accept {
+            rb = rb.header("Accept-Encoding", a);
+        }
         let resp = rb.body(body).send().await?;
         let status = resp.status();
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let encoding = header("content-encoding");
+        let raw_size = header("x-datahub-content-raw-size").and_then(|v| v.parse().ok());
         let bytes = resp.bytes().await?;
         if !status.is_success() {
             bail!("HTTP {status} on {path}: {}", String::from_utf8_lossy(&bytes));
         }
-        Ok(bytes)
+        Ok(Answer {
+            body: bytes,
+            encoding,
+            raw_size,
+        })
     }
+}
+
+/// An answer as it came over the wire.
+pub struct Answer {
+    pub body: Bytes,
+    /// `Content-Encoding`, if the server compressed the body.
+    pub encoding: Option<String>,
+    /// `x-datahub-content-raw-size`: the body's size before compression.
+    pub raw_size: Option<usize>,
 }
 
 /// What a run of puts measured.

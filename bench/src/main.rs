@@ -5,10 +5,17 @@
 //! Phases: closed-loop puts per protocol (batch, protobuf, JSON) then read-back in the same
 //! protocol; open-loop puts at half each protocol's maximum for latency; idle RSS with
 //! 100 topics × 4 shards; JetStream publish + read-back. See bench/README.md.
+//!
+//! Two other modes (issue 8): `--wire` measures reads with response compression (module
+//! `wire`), `--tls-compare` puts and reads over HTTPS against plain HTTP (module `tls`).
 
+mod events;
 mod load;
 mod nats;
 mod procs;
+mod stats;
+mod tls;
+mod wire;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -23,7 +30,7 @@ use load::{Proto, PutStats, ReadStats, Raw, BATCH, PROJECT};
 use procs::Proc;
 
 #[derive(Parser)]
-#[command(about = "Sluice core benchmark with a NATS JetStream baseline")]
+#[command(about = "Sluice core benchmark with a NATS JetStream baseline", args_override_self = true)]
 struct Args {
     /// The `sluice` binary to benchmark.
     #[arg(long, default_value = "/root/.cache/sluice/target/release/sluice")]
@@ -67,9 +74,58 @@ struct Args {
     /// Serve and load over HTTPS (a CA and certificate made with openssl in the work dir).
     #[arg(long)]
     tls: bool,
+    /// Only the closed-loop put and read-back phases (no half-rate, idle or JetStream runs).
+    #[arg(long)]
+    throughput_only: bool,
+    /// Also write the put and read rates per protocol to this JSON file.
+    #[arg(long)]
+    json_out: Option<PathBuf>,
+    /// Instead of the core benchmark: reads with response compression (none/lz4/zstd/zlib) of a
+    /// TUPLE and a BLOB topic in the batch and protobuf protocols (report: --out).
+    #[arg(long)]
+    wire: bool,
+    /// Records per topic for --wire.
+    #[arg(long, default_value_t = 400_000)]
+    wire_records: u64,
+    /// Instead of the core benchmark: alternate --throughput-only runs over plain HTTP and HTTPS
+    /// (--records, --json-records, --writers and --protocols go to every run).
+    #[arg(long)]
+    tls_compare: bool,
+    /// Repetitions of every measurement for --wire and --tls-compare (median and spread).
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
 }
 
 const SHARDS: u32 = 4;
+
+/// "date; N cores (cpu)" for report headers.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| t.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_default();
+    let date = std::process::Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| t.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok()))
+        .unwrap_or(0);
+    format!("{date}; {cores} cores ({cpu}), {:.0} GiB RAM, generator on the same machine", mem as f64 / 1048576.0)
+}
+
+fn write_report(out: &Path, md: &str) -> anyhow::Result<()> {
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(out, md).with_context(|| format!("cannot write {}", out.display()))?;
+    println!("{md}");
+    Ok(())
+}
 
 struct ProtoResult {
     proto: Proto,
@@ -167,6 +223,29 @@ fn du_bytes(p: &Path) -> u64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.tls_compare {
+        let out_dir = args.out.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let mut pass: Vec<String> = vec![
+            "--records".into(),
+            args.records.to_string(),
+            "--json-records".into(),
+            args.json_records.to_string(),
+            "--writers".into(),
+            args.writers.to_string(),
+            "--protocols".into(),
+            args.protocols.join(","),
+        ];
+        if let Some(p) = &args.perf_dir {
+            pass.extend(["--perf-dir".into(), p.display().to_string()]);
+        }
+        let load0 = procs::loadavg();
+        let table = tls::compare(&args.sluice_bin, &args.work_dir, &out_dir, args.repeats, &pass).await?;
+        let md = format!(
+            "# HTTPS vs plain HTTP\n\n{}; 4-shard TUPLE topic (bigint, 80-char string, double), closed-loop puts ({} records batch/protobuf, {} JSON; {} writers, 1000-record puts, fsync before ack) then read-back, a fresh server per run; HTTPS: TLS 1.3, rustls on both sides, connections kept. 1-minute load average at start {:.1} (above the core count: other work shared the machine).\n\n{}",
+            machine(), args.records, args.json_records, args.writers, load0, table
+        );
+        return write_report(&args.out, &md);
+    }
     let protos: Vec<Proto> = args.protocols.iter().map(|s| parse_proto(s)).collect::<anyhow::Result<_>>()?;
     std::fs::create_dir_all(&args.work_dir)?;
     let work = tempfile::Builder::new().prefix("run-").tempdir_in(&args.work_dir)?;
@@ -186,6 +265,24 @@ async fn main() -> anyhow::Result<()> {
     let raw = Raw::new(&endpoint)?;
     client.create_project(PROJECT, "benchmark").await?;
     let (rss0, _) = server.mem();
+
+    if args.wire {
+        let load0 = procs::loadavg();
+        let cells = wire::run(&client, &raw, args.wire_records, args.repeats, args.writers).await?;
+        let load1 = procs::loadavg();
+        server.stop().await;
+        let md = format!(
+            "# Reads with response compression\n\n{}; {}; {} records per topic, 4 shards, one reader per shard (all at once), 1000 records per read, {} runs of each row, encodings in rotated order; 1-minute load average {:.1} at start, {:.1} at the end (above the core count: other work shared the machine).\n\n{}",
+            machine(),
+            if args.tls { "over HTTPS" } else { "plain HTTP" },
+            args.wire_records,
+            args.repeats,
+            load0,
+            load1,
+            wire::table(&cells)
+        );
+        return write_report(&args.out, &md);
+    }
 
     let mut results: Vec<ProtoResult> = Vec::new();
     for &proto in &protos {
@@ -253,6 +350,17 @@ async fn main() -> anyhow::Result<()> {
             half: None,
         });
     }
+    if let Some(path) = &args.json_out {
+        let list: Vec<serde_json::Value> = results
+            .iter()
+            .map(|r| tls::result_json(r.proto.name(), r.put.rate(), r.read.records as f64 / r.read.elapsed.as_secs_f64(), r.load))
+            .collect();
+        std::fs::write(path, serde_json::to_vec_pretty(&list)?)?;
+    }
+    if args.throughput_only {
+        server.stop().await;
+        return Ok(());
+    }
     for r in results.iter_mut() {
         let topic = format!("lat_{}", r.proto.name().to_ascii_lowercase());
         let shards = topic_with_shards(&client, &topic).await?;
@@ -293,7 +401,7 @@ async fn main() -> anyhow::Result<()> {
     let (idle_created, _) = server.mem();
     // One small batch into every shard, so every shard log is open.
     for (topic, shard) in &all_shards {
-        let pool = load::put_pool(Proto::Batch, topic, &[shard.clone()], &schema, 1);
+        let pool = load::put_pool(Proto::Batch, topic, std::slice::from_ref(shard), &schema, 1);
         raw.post(&pool[0][0]).await?;
     }
     tokio::time::sleep(Duration::from_secs(5)).await;

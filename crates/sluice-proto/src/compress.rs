@@ -1,6 +1,7 @@
 //! HTTP body compression (protocol doc §1.7): raw LZ4 blocks sized by
-//! `x-datahub-content-raw-size`, zlib streams, pydatahub's no-op `deflate`, and zstd frames (the
-//! Go SDK's `zstd`; docs/sdk-wire.md lists what each SDK sends).
+//! `x-datahub-content-raw-size` (or, as the Go SDK may label them, the raw bytes unchanged), zlib
+//! streams, pydatahub's no-op `deflate`, and zstd frames (the Go SDK's `zstd`; docs/sdk-wire.md
+//! lists what each SDK sends).
 //!
 //! Every decoder is bounded: LZ4 by the declared raw size, zlib and zstd by reading at most
 //! `limit + 1` bytes, and zstd also by a window no larger than the limit needs (at least 8 MiB,
@@ -59,7 +60,8 @@ impl Compression {
 }
 
 /// Decompresses a request body. `raw_size` is the declared uncompressed size, `limit` the largest
-/// body accepted after decompression.
+/// body accepted after decompression. An LZ4 body that is not a block of `raw_size` bytes but is
+/// exactly `raw_size` bytes long is the Go SDK's unchanged form and is returned as it is.
 pub fn decompress(
     kind: Compression,
     body: &[u8],
@@ -74,8 +76,7 @@ pub fn decompress(
     let out = match kind {
         Compression::Lz4 => {
             let size = raw_size.ok_or(CompressError::MissingRawSize)?;
-            lz4_flex::block::decompress(body, size)
-                .map_err(|e| CompressError::Corrupt(e.to_string()))?
+            lz4_block_or_stored(body, size)?
         }
         Compression::Zlib => inflate_zlib(body, limit)?,
         Compression::Deflate => {
@@ -96,6 +97,28 @@ pub fn decompress(
         }
     }
     Ok(out)
+}
+
+/// Decodes a raw LZ4 block of `size` bytes, or takes the body as stored when it is not one and
+/// is exactly `size` bytes long. The Go SDK's LZ4 compressor returns its input unchanged when
+/// it is empty or when pierrec/lz4 returns 0 ("incompressible"), and the SDK still labels the
+/// result LZ4 with the raw size equal to the body's length, in HTTP bodies and batch payloads
+/// alike (docs/sdk-wire.md, "LZ4 bodies the Go SDK sends unchanged"). A body that does decode as
+/// a block of `size` bytes is taken as a block: that is what every LZ4 encoder means by it.
+fn lz4_block_or_stored(body: &[u8], size: usize) -> Result<Vec<u8>, CompressError> {
+    match lz4_flex::block::decompress(body, size) {
+        Ok(out) if out.len() == size => Ok(out),
+        _ if body.len() == size => Ok(body.to_vec()),
+        Ok(out) => Ok(out),
+        Err(e) => Err(CompressError::Corrupt(e.to_string())),
+    }
+}
+
+/// Whether an LZ4-labelled body declared as `size` bytes raw is those bytes unchanged (the Go
+/// SDK's form, see [`decompress`]) rather than an LZ4 block.
+pub fn lz4_stored_unchanged(body: &[u8], size: usize) -> bool {
+    body.len() == size
+        && !matches!(lz4_flex::block::decompress(body, size), Ok(out) if out.len() == size)
 }
 
 fn inflate_zlib(body: &[u8], limit: usize) -> Result<Vec<u8>, CompressError> {
@@ -219,6 +242,36 @@ mod tests {
             decompress(Compression::Zstd, &two, Some(4), 1 << 20).unwrap(),
             b"abcd"
         );
+    }
+
+    #[test]
+    fn lz4_bodies_the_go_sdk_sends_unchanged_are_taken_as_stored() {
+        // Go SDK compress.go (v0.2.1 :80-97, HEAD :93-110): an empty input comes back as nil and
+        // a 0 from lz4.CompressBlock returns the input itself; restclient.go (v0.2.1 :288-298,
+        // HEAD :283-293) still labels it lz4 with x-datahub-content-raw-size = its length.
+        assert_eq!(
+            decompress(Compression::Lz4, RAW, Some(RAW.len()), 1 << 20).unwrap(),
+            RAW
+        );
+        assert!(lz4_stored_unchanged(RAW, RAW.len()));
+        assert_eq!(
+            decompress(Compression::Lz4, b"", Some(0), 1 << 20).unwrap(),
+            b""
+        );
+        // A real block whose size happens to equal the raw size is still a block:
+        // 1 literal 'a', a 4-byte match at offset 1, 5 final literals = 10 bytes either way.
+        let block = b"\x10a\x01\x00\x50aaaaa";
+        assert_eq!(
+            decompress(Compression::Lz4, block, Some(10), 1 << 20).unwrap(),
+            b"aaaaaaaaaa"
+        );
+        assert!(!lz4_stored_unchanged(block, 10));
+        // Not a block and not the declared size: still corrupt.
+        assert!(matches!(
+            decompress(Compression::Lz4, RAW, Some(RAW.len() + 1), 1 << 20),
+            Err(CompressError::Corrupt(_))
+        ));
+        assert!(!lz4_stored_unchanged(RAW, RAW.len() + 1));
     }
 
     #[test]

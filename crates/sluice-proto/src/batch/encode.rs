@@ -66,15 +66,18 @@ pub fn encode_batch(
 /// it already is (or does not decode). Batches are stored and served byte for byte, so what a
 /// writer sent is what batch readers get: a zstd payload (Go) is unreadable to pydatahub and to
 /// Go v0.2.x readers, and a zlib stream under code 1 (Go's DEFLATE) to pydatahub, whose code 1
-/// is a no-op. Those become one LZ4 block (code 2) when smaller, else stored bytes (code 0); the
-/// records themselves are kept byte for byte, and the other attribute bits with them.
+/// is a no-op; raw records under code 2 (the Go SDK's LZ4 compressor can return its input
+/// unchanged) are unreadable to every LZ4 reader. Those become one LZ4 block (code 2) when
+/// smaller, else stored bytes (code 0); the records themselves are kept byte for byte, and the
+/// other attribute bits with them.
 pub fn portable_batch(bytes: &[u8]) -> Option<Vec<u8>> {
     let header = parse_header(bytes).ok()?;
     let stored = bytes.get(HEADER_SIZE..)?;
     let needs = match effective_compression(&header, stored) {
         BatchCompression::Zstd => true,
         BatchCompression::Deflate => stored.first() == Some(&0x78),
-        BatchCompression::None | BatchCompression::Lz4 | BatchCompression::Zlib => false,
+        BatchCompression::Lz4 => compress::lz4_stored_unchanged(stored, header.raw_size as usize),
+        BatchCompression::None | BatchCompression::Zlib => false,
     };
     if !needs {
         return None;

@@ -202,3 +202,59 @@ fn portable_batch_rewrites_what_some_sdk_cannot_read() {
     // Garbage is left to validation.
     assert_eq!(portable_batch(b"DHUB"), None);
 }
+
+/// Go SDK v0.2.1 batchrecord.go:130 sets code 2 for LZ4 and :143-156 stores whatever the
+/// compressor returned, which is the payload itself when compress.go:92-94 sees a 0 from
+/// lz4.CompressBlock (HEAD: batch_serializer.go:208-221, compress.go:105-107).
+#[test]
+fn lz4_payload_stored_unchanged_decodes_and_is_rewritten_as_code_zero() {
+    let payload = [hex(GO_TUPLE_PAYLOAD), hex(GO_TUPLE_PAYLOAD)].concat();
+    let lookup = (0, go_schema());
+    let kind = TopicKind::Tuple(&lookup);
+    let sent = go_batch(&payload, &payload, 2, 2);
+    let plain = go_batch(&payload, &payload, 0, 2);
+    let records = check(&sent, kind).unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(Ok(records), check(&plain, kind));
+    // Rewritten as a real LZ4 block (these two equal records shrink), same records: readable
+    // by every SDK's batch reader, and left alone from then on.
+    let kept = portable_batch(&sent).unwrap();
+    let header = parse_header(&kept).unwrap();
+    assert_eq!(header.compression(), BatchCompression::Lz4);
+    assert_eq!(
+        lz4_flex::block::decompress(&kept[HEADER_SIZE..], payload.len()).unwrap(),
+        payload
+    );
+    assert_eq!(check(&kept, kind), check(&plain, kind));
+    assert_eq!(portable_batch(&kept), None);
+    // Records LZ4 cannot shrink become code 0 with the same bytes.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let noise: Vec<u8> = (0..300)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    let blob = encode_batch(&[blob(&noise, &[])], None, -1, BatchCompression::None)[HEADER_SIZE..]
+        .to_vec();
+    let kept = portable_batch(&go_batch(&blob, &blob, 2, 1)).unwrap();
+    assert_eq!(kept, go_batch(&blob, &blob, 0, 1));
+    assert_eq!(check(&kept, TopicKind::Blob).unwrap().len(), 1);
+    // What the released SDK sends when pierrec/lz4 v2.6.1 (given a full-bound buffer) finds no
+    // match: a literal-only block (token 0xF0, length 15 + 255s + rest, the bytes), larger than
+    // the records; a valid block, kept as sent.
+    let mut block = vec![0xF0u8];
+    let mut rest = blob.len() - 15;
+    while rest >= 255 {
+        block.push(255);
+        rest -= 255;
+    }
+    block.push(rest as u8);
+    block.extend_from_slice(&blob);
+    assert!(block.len() > blob.len());
+    let sent = go_batch(&blob, &block, 2, 1);
+    assert_eq!(check(&sent, TopicKind::Blob), check(&kept, TopicKind::Blob));
+    assert_eq!(portable_batch(&sent), None);
+}
