@@ -1,8 +1,8 @@
 //! Configuration checks for all nine connector types and the dispatch that opens a sink.
 //!
 //! - `config.rs`: validation and normalization of every type's `Config` (§4.9 shapes);
-//! - `datahub.rs`: SINK_DATAHUB, into a topic on another DataHub endpoint;
-//! - `mysql.rs`: SINK_MYSQL and SINK_ADS (MySQL protocol); `postgres.rs`: SINK_HOLOGRES
+//! - `datahub/`: SINK_DATAHUB, into a topic on another DataHub endpoint;
+//! - `mysql/`: SINK_MYSQL and SINK_ADS (MySQL protocol); `postgres/`: SINK_HOLOGRES
 //!   (PostgreSQL protocol); `sql_util.rs`: what the two share.
 //!
 //! SINK_ODPS, SINK_OSS, SINK_ES, SINK_FC and SINK_OTS are managed fully but do not write yet:
@@ -11,7 +11,6 @@
 mod config;
 pub mod datahub;
 pub mod mysql;
-mod pg_copy;
 pub mod postgres;
 mod sql_util;
 

@@ -35,8 +35,8 @@ use sluice_proto::{FieldType, Value};
 use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
 use sqlx::{Executor, Row};
 
-use super::sql_util::{date_text, datetime_text, parse_port, str_field};
 use crate::sink::{SharedColumns, Sink, SinkData, SinkError, SinkRecord};
+use crate::sinks::sql_util::{date_text, datetime_text, parse_port, str_field};
 
 /// Connection and mode of a MySQL-protocol sink, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -49,9 +49,11 @@ use sluice_proto::FieldType;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, Executor, Row};
 
-use super::pg_copy::{Bind, CopyBuffer};
-use super::sql_util::{opt_str_field, str_field};
+mod pg_copy;
+
 use crate::sink::{SharedColumns, Sink, SinkData, SinkError, SinkRecord};
+use crate::sinks::sql_util::{opt_str_field, str_field};
+use pg_copy::{Bind, CopyBuffer};
 
 /// Connection and mode of a PostgreSQL-protocol sink, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
