@@ -1,40 +1,5 @@
 //! Small helpers shared by the SQL sinks (MySQL and PostgreSQL protocols).
 
-use serde_json::Value as Json;
-
-/// Reads a required string field of a connector config object.
-pub(crate) fn str_field<'a>(config: &'a Json, key: &str) -> Result<&'a str, String> {
-    match config.get(key) {
-        Some(Json::String(s)) => Ok(s),
-        Some(other) => Err(format!("config field {key} must be a string, got {other}")),
-        None => Err(format!("config field {key} is missing")),
-    }
-}
-
-/// Reads an optional string field (absent or null → None).
-pub(crate) fn opt_str_field<'a>(config: &'a Json, key: &str) -> Result<Option<&'a str>, String> {
-    match config.get(key) {
-        None | Some(Json::Null) => Ok(None),
-        Some(Json::String(s)) => Ok(Some(s)),
-        Some(other) => Err(format!("config field {key} must be a string, got {other}")),
-    }
-}
-
-/// Parses a TCP port given as a string (`"3306"`, what pydatahub sends) or a number.
-pub(crate) fn parse_port(key: &str, value: &Json) -> Result<u16, String> {
-    let port = match value {
-        Json::String(s) => s.trim().parse::<u16>().ok(),
-        Json::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
-        _ => None,
-    };
-    match port {
-        Some(p) if p > 0 => Ok(p),
-        _ => Err(format!(
-            "config field {key} must be a port number 1-65535, got {value}"
-        )),
-    }
-}
-
 /// Splits microseconds since the Unix epoch into (year, month, day, hour, min, sec, micros), UTC.
 fn civil_from_micros(us: i64) -> (i64, u32, u32, u32, u32, u32, u32) {
     let days = us.div_euclid(86_400_000_000);
@@ -158,15 +123,5 @@ mod tests {
             assert_eq!(date_text(t), want[..10]);
             us += day;
         }
-    }
-
-    #[test]
-    fn ports() {
-        assert_eq!(parse_port("Port", &Json::from("3306")), Ok(3306));
-        assert_eq!(parse_port("Port", &Json::from(5432)), Ok(5432));
-        assert!(parse_port("Port", &Json::from("x"))
-            .unwrap_err()
-            .contains("Port"));
-        assert!(parse_port("Port", &Json::from("0")).is_err());
     }
 }
