@@ -1,7 +1,7 @@
 //! `HologresConnectorConfig` of SINK_HOLOGRES, with its self-hosted meaning (see
 //! docs/connectors.md):
 //! - `Endpoint` = `host:port` of the server; a URL (`http(s)://host:port/`, what the Hologres
-//!   console shows) is normalized to `host:port`; no port → 5432;
+//!   console shows) is normalized to `host:port` (no port given: `host`, and 5432 is used);
 //! - `Project` = database; `Topic` = table (an SQL name); `InstanceId` kept, not used;
 //! - `AuthMode` `ak` (default): user `AccessId` (or `postgres` when empty) with password
 //!   `AccessKey`; `sts`: user `postgres` without a password;
@@ -75,6 +75,8 @@ impl Choice for WriteMode {
 /// Connection and mode of a PostgreSQL-protocol sink, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PostgresConfig {
+    /// `Endpoint` normalized: `host`, `host:port` or `[v6]:port`, without scheme or slash.
+    pub endpoint: String,
     pub host: String,
     pub port: u16,
     pub database: String,
@@ -93,7 +95,7 @@ pub struct PostgresConfig {
 impl PostgresConfig {
     pub fn from_wire(config: &Json) -> Result<PostgresConfig> {
         let f = Fields::of(config)?;
-        let (host, port) = endpoint(&f.required("Endpoint")?)?;
+        let (endpoint, host, port) = endpoint(&f.required("Endpoint")?)?;
         let auth = Auth::from_wire(&f, AuthMode::Ak)?;
         let (user, password) = match auth.mode {
             AuthMode::Ak if !auth.access_id.is_empty() => (
@@ -103,6 +105,7 @@ impl PostgresConfig {
             AuthMode::Ak | AuthMode::Sts => ("postgres".to_string(), None),
         };
         Ok(PostgresConfig {
+            endpoint,
             host,
             port,
             database: f.required("Project")?,
@@ -118,13 +121,8 @@ impl PostgresConfig {
 
     /// `Endpoint` in its normalized `host:port` form.
     pub fn to_wire(&self) -> Json {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
         let out = Out::default()
-            .str("Endpoint", &format!("{host}:{}", self.port))
+            .str("Endpoint", &self.endpoint)
             .str("Project", &self.database)
             .str("Topic", &self.table)
             .str("InstanceId", &self.instance_id);
@@ -141,8 +139,8 @@ pub fn parse_config(config: &Json) -> Result<PostgresConfig> {
     PostgresConfig::from_wire(config)
 }
 
-/// `host[:port]`, `[v6]:port`, or a URL `scheme://host[:port][/]` → (host, port).
-fn endpoint(given: &str) -> Result<(String, u16)> {
+/// `host[:port]`, `[v6]:port`, or a URL `scheme://host[:port][/]` → (normalized, host, port).
+fn endpoint(given: &str) -> Result<(String, String, u16)> {
     let bad = || ConfigError::new("Endpoint", format!("must be host:port, got {given:?}"));
     let hostport = given.split_once("://").map_or(given, |(_, rest)| rest);
     let hostport = hostport.trim_end_matches('/');
@@ -156,7 +154,7 @@ fn endpoint(given: &str) -> Result<(String, u16)> {
     if host.is_empty() || host.contains('/') {
         return Err(bad());
     }
-    Ok((host.to_string(), port))
+    Ok((hostport.to_string(), host.to_string(), port))
 }
 
 #[cfg(test)]
@@ -208,7 +206,8 @@ mod tests {
                 "hgpost-cn.example.com:80",
             ),
             ("http://db.local:6432", "db.local:6432"),
-            ("db.local", "db.local:5432"),
+            ("db.local", "db.local"),
+            ("https://db.local/", "db.local"),
             ("[::1]:7000", "[::1]:7000"),
         ] {
             let mut j = good();
