@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// The largest `max_request_bytes`: half of the log's frame limit.
+pub const MAX_REQUEST_BYTES: usize = (sluice_log::MAX_FRAME_BYTES / 2) as usize;
+
 /// When an acknowledged put reaches the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -154,10 +157,12 @@ impl ServerConfig {
 
     /// Checks every field's range.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        // A put is one frame of the shard's log: half the frame limit leaves room for the
+        // per-record framing of the largest put (issue 9).
         check(
-            (1024..=1 << 30).contains(&self.max_request_bytes),
+            (1024..=MAX_REQUEST_BYTES).contains(&self.max_request_bytes),
             "max_request_bytes",
-            "must be between 1 KiB and 1 GiB",
+            "must be between 1 KiB and 128 MiB (half the log's frame limit)",
         )?;
         check(
             (1..=100_000).contains(&self.max_records_per_put),
@@ -336,6 +341,23 @@ mod tests {
         let ok = ServerConfig::from_toml("fsync = \"interval\"\nsegment_bytes = 8192").unwrap();
         assert_eq!(ok.fsync, FsyncPolicy::Interval);
         assert_eq!(ok.segment_bytes, 8192);
+    }
+
+    #[test]
+    fn max_request_bytes_stays_under_the_log_frame_limit() {
+        let err = ServerConfig::from_toml(&format!(
+            "max_request_bytes = {}\nmax_inflight_bytes = {}",
+            MAX_REQUEST_BYTES + 1,
+            4 * MAX_REQUEST_BYTES
+        ))
+        .unwrap_err();
+        assert_eq!(err.field, "max_request_bytes");
+        assert!(MAX_REQUEST_BYTES as u64 * 2 <= sluice_log::MAX_FRAME_BYTES);
+        let ok = ServerConfig::from_toml(&format!(
+            "max_request_bytes = {MAX_REQUEST_BYTES}\nmax_inflight_bytes = {}",
+            4 * MAX_REQUEST_BYTES
+        ));
+        assert!(ok.is_ok(), "{ok:?}");
     }
 
     #[test]
