@@ -30,7 +30,7 @@ pub use secret::Secret;
 pub use wire::ConfigError;
 
 use crate::kind::ConnectorKind;
-use crate::sink::{SharedColumns, Sink, SinkError};
+use crate::sink::{BatchDefaults, SharedColumns, Sink, SinkError};
 
 /// What the tasks of a connector whose sink is not built yet report.
 pub fn not_yet_message(kind: ConnectorKind) -> String {
@@ -38,6 +38,20 @@ pub fn not_yet_message(kind: ConnectorKind) -> String {
         "{} writes arrive in a later release; this connector is managed but does not write yet",
         kind.display_name()
     )
+}
+
+/// The batch limits each sink type chooses (see [`BatchDefaults`]).
+pub fn batch_defaults(kind: ConnectorKind) -> BatchDefaults {
+    match kind {
+        ConnectorKind::Odps => odps::BATCH_DEFAULTS,
+        ConnectorKind::Ads | ConnectorKind::Mysql => mysql::BATCH_DEFAULTS,
+        ConnectorKind::Es => es::BATCH_DEFAULTS,
+        ConnectorKind::Fc => fc::BATCH_DEFAULTS,
+        ConnectorKind::Oss => oss::BATCH_DEFAULTS,
+        ConnectorKind::Ots => ots::BATCH_DEFAULTS,
+        ConnectorKind::Hologres => postgres::BATCH_DEFAULTS,
+        ConnectorKind::Datahub => datahub::BATCH_DEFAULTS,
+    }
 }
 
 /// Opens the sink of a task.
@@ -56,5 +70,28 @@ pub async fn open(
         | ConnectorConfig::Es(_)
         | ConnectorConfig::Fc(_)
         | ConnectorConfig::Ots(_) => Err(SinkError::Config(not_yet_message(config.kind()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn each_sink_type_chooses_its_batch() {
+        let mysql = batch_defaults(ConnectorKind::Mysql);
+        assert_eq!(mysql.records, Some(5000));
+        assert_eq!(batch_defaults(ConnectorKind::Ads), mysql);
+        for lake in [ConnectorKind::Odps, ConnectorKind::Oss] {
+            let d = batch_defaults(lake);
+            assert!(d.age >= Some(Duration::from_secs(60)), "{lake:?}");
+            assert!(d.bytes >= Some(10 << 20), "{lake:?}");
+        }
+        // DataHub follows the server's global keys (compat tests tune them).
+        assert_eq!(
+            batch_defaults(ConnectorKind::Datahub),
+            BatchDefaults::default()
+        );
     }
 }

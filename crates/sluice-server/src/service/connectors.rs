@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::Value as Json;
 
@@ -134,11 +133,14 @@ fn check_columns(topic: &Topic, columns: &[String]) -> Result<Columns> {
 }
 
 impl Catalog {
-    fn runtime_config(&self, worker: &str) -> RuntimeConfig {
+    fn runtime_config(&self, worker: &str, kind: ConnectorKind) -> RuntimeConfig {
+        let (records, bytes, age) = self
+            .config
+            .connector_batch_for(kind, sinks::batch_defaults(kind));
         RuntimeConfig {
-            max_batch_records: self.config.connector_batch_records,
-            max_batch_bytes: self.config.connector_batch_bytes,
-            max_batch_age: Duration::from_millis(self.config.connector_batch_age_ms),
+            max_batch_records: records,
+            max_batch_bytes: bytes,
+            max_batch_age: age,
             worker_address: worker.to_string(),
             ..RuntimeConfig::default()
         }
@@ -153,6 +155,7 @@ impl Catalog {
         worker: &str,
     ) -> Result<ConnectorRuntime> {
         let columns = Arc::new(check_columns(topic, &row.column_fields)?);
+        let kind = config.kind();
         let config = config.clone();
         let open_sink: SinkOpener = Arc::new(move |cols| {
             let config = config.clone();
@@ -163,7 +166,7 @@ impl Catalog {
             columns,
             open_sink,
             start_time: row.start_time,
-            config: self.runtime_config(worker),
+            config: self.runtime_config(worker, kind),
         };
         let source = Arc::new(TopicSource {
             topic: topic.clone(),

@@ -11,11 +11,18 @@
 use sluice_client::{Client, ClientError};
 use sluice_proto::{Record, RecordData, RecordSchema, Value};
 
-use crate::sink::{SharedColumns, Sink, SinkData, SinkError, SinkRecord};
+use crate::sink::{BatchDefaults, SharedColumns, Sink, SinkData, SinkError, SinkRecord};
 
 mod config;
 
 pub use config::DatahubConfig;
+
+/// The server's global `connector_batch_*` keys (puts go out in chunks of 1000 anyway).
+pub const BATCH_DEFAULTS: BatchDefaults = BatchDefaults {
+    records: None,
+    bytes: None,
+    age: None,
+};
 
 /// Records per put request.
 const PUT_CHUNK: usize = 1000;

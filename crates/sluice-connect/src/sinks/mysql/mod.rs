@@ -33,12 +33,19 @@ use sluice_proto::{FieldType, Value};
 use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
 use sqlx::{Executor, Row};
 
-use crate::sink::{SharedColumns, Sink, SinkData, SinkError, SinkRecord};
+use crate::sink::{BatchDefaults, SharedColumns, Sink, SinkData, SinkError, SinkRecord};
 
 mod config;
 
 use crate::sinks::sql_util::{date_text, datetime_text};
 pub use config::{parse_config, MysqlConfig};
+
+/// Thousands of rows per flush: one transaction of a few multi-row statements.
+pub const BATCH_DEFAULTS: BatchDefaults = BatchDefaults {
+    records: Some(5000),
+    bytes: None,
+    age: None,
+};
 
 /// Most rows in one statement (also bounded by 65,535 placeholders).
 const MAX_ROWS_PER_STATEMENT: usize = 2000;

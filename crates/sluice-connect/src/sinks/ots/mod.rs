@@ -3,4 +3,13 @@
 
 mod config;
 
+use crate::sink::BatchDefaults;
+
 pub use config::{OtsConfig, OtsWriteMode};
+
+/// Not chosen yet (the writer will): the server's global `connector_batch_*` keys.
+pub const BATCH_DEFAULTS: BatchDefaults = BatchDefaults {
+    records: None,
+    bytes: None,
+    age: None,
+};

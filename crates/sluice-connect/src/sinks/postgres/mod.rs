@@ -43,8 +43,15 @@ use sqlx::{Connection, Executor, Row};
 mod config;
 mod pg_copy;
 
-use crate::sink::{SharedColumns, Sink, SinkData, SinkError, SinkRecord};
+use crate::sink::{BatchDefaults, SharedColumns, Sink, SinkData, SinkError, SinkRecord};
 pub use config::{parse_config, PostgresConfig, TimestampUnit, WriteMode};
+
+/// COPY pays per flush, not per row: larger batches than MySQL's statements.
+pub const BATCH_DEFAULTS: BatchDefaults = BatchDefaults {
+    records: Some(10_000),
+    bytes: Some(8 << 20),
+    age: None,
+};
 use pg_copy::{Bind, CopyBuffer};
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
