@@ -5,8 +5,13 @@
 //!   [`ConfigError`]; `secret.rs`: [`Secret`], which never prints;
 //! - `datahub/`: SINK_DATAHUB, into a topic on another DataHub endpoint;
 //! - `mysql/`: SINK_MYSQL and SINK_ADS (MySQL protocol); `postgres/`: SINK_HOLOGRES
-//!   (PostgreSQL protocol); `sql_util.rs`: what the two share;
+//!   (PostgreSQL protocol); `sql_util.rs`: SQL value text (MySQL's writer);
 //! - `odps/`, `oss/`, `es/`, `fc/`, `ots/`: configs only so far.
+//!
+//! Each folder holds `config.rs` (always built: a server without the writer still accepts,
+//! validates and stores the type's configs) and its writer behind a cargo feature, on by
+//! default (`sink-mysql`, `sink-hologres`, `sink-datahub`); a task of a type built without
+//! its feature hangs with a message naming the feature.
 //!
 //! SINK_ODPS, SINK_OSS, SINK_ES, SINK_FC and SINK_OTS are managed fully but do not write yet:
 //! their tasks hang with [`not_yet_message`].
@@ -21,6 +26,7 @@ pub mod oss;
 pub mod ots;
 pub mod postgres;
 mod secret;
+#[cfg(feature = "sink-mysql")]
 mod sql_util;
 pub mod wire;
 
@@ -37,6 +43,22 @@ pub fn not_yet_message(kind: ConnectorKind) -> String {
     format!(
         "{} writes arrive in a later release; this connector is managed but does not write yet",
         kind.display_name()
+    )
+}
+
+/// What a task of a sink type left out of the build reports.
+#[cfg_attr(
+    all(
+        feature = "sink-mysql",
+        feature = "sink-hologres",
+        feature = "sink-datahub"
+    ),
+    allow(dead_code)
+)]
+fn built_without(feature: &str) -> String {
+    format!(
+        "this server was built without the cargo feature {feature}, so this connector type \
+         cannot write; rebuild with --features {feature} (it is on by default)"
     )
 }
 
@@ -93,5 +115,24 @@ mod tests {
             batch_defaults(ConnectorKind::Datahub),
             BatchDefaults::default()
         );
+    }
+
+    #[cfg(not(feature = "sink-mysql"))]
+    #[tokio::test]
+    async fn a_type_built_without_its_feature_validates_and_hangs_with_the_reason() {
+        use crate::sink::Columns;
+        let wire = serde_json::json!({"Host": "h", "Port": "3306", "Database": "d",
+            "User": "u", "Table": "t"});
+        let config = ConnectorConfig::from_wire(ConnectorKind::Mysql, &wire).unwrap();
+        assert!(ConnectorConfig::from_wire(ConnectorKind::Mysql, &serde_json::json!({})).is_err());
+        let columns = std::sync::Arc::new(Columns {
+            names: vec![],
+            types: vec![],
+        });
+        match open(&config, columns).await {
+            Err(SinkError::Config(m)) => assert!(m.contains("feature sink-mysql"), "{m}"),
+            Err(e) => panic!("{e:?}"),
+            Ok(_) => panic!("opened without the writer"),
+        }
     }
 }
