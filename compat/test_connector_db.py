@@ -309,3 +309,32 @@ def test_hologres_write_mode_through_the_api(raw, dh, project, mode, kept_string
     resp = raw.post("/projects/%s/topics/%s/connectors/%s" % (project, topic, cid),
                     json.dumps(dict(body, Action="updateconfig")))
     assert resp.error_code == "InvalidParameter" and "Config.WriteMode" in resp.json()["ErrorMessage"], resp
+
+
+def test_passwords_never_reach_the_log_or_status(server, raw, dh, project):
+    """A connector whose password the database refuses hangs and says why; the password itself
+    is in GetConnector (as the service returns it) but never in the log or the shard status."""
+    secret = "pw-%d-never-logged" % (time.time_ns() % 10**12)
+    schema = all_types_schema()
+    topic = create_tuple_topic(dh, project, schema, shards=1)
+    my, pg = MySQL(), Postgres()
+    configs = {
+        ConnectorType.SINK_MYSQL: DatabaseConnectorConfig(my.host, my.port, my.database, my.user, secret,
+                                                          "no_table", False),
+        ConnectorType.SINK_HOLOGRES: HologresConnectorConfig(pg.database, "no_table", "%s:%s" % (pg.host, pg.port),
+                                                             "local", AuthMode.AK, "MICROSECOND", pg.user, secret),
+    }
+    for ctype, config in configs.items():
+        cid = dh.create_connector(project, topic, ctype, NAMES, config).connector_id
+        wait_for(lambda: any(e.state.value == "CONTEXT_HANG" and e.last_error_message
+                             for e in shard_states(dh, project, topic, cid).values()),
+                 "%s hangs" % ctype.value)
+        infos = shard_states(dh, project, topic, cid)
+        assert all(secret not in (e.last_error_message or "") for e in infos.values())
+        back = raw.get("/projects/%s/topics/%s/connectors/%s" % (project, topic, cid)).json()["Config"]
+        assert secret in (back.get("Password"), back.get("AccessKey")), back
+    time.sleep(0.5)  # let the hang warnings reach the log file
+    with open(server.log_path, "rb") as f:
+        log = f.read().decode("utf-8", "replace")
+    assert "task hangs" in log
+    assert secret not in log
