@@ -7,7 +7,8 @@
 //!   discard; configuration → the task hangs with the message until fixed);
 //! - [`runtime`]: one supervisor per running connector and one task per (connector, shard),
 //!   talking to the server only through [`runtime::ShardSource`];
-//! - [`sinks`]: configuration validation for every type and one file per target system.
+//! - [`sinks`]: the typed config of every type ([`sinks::ConnectorConfig`]) and one folder per
+//!   target system, each writer behind a cargo feature.
 //!
 //! The runtime reads a shard from its checkpoint, batches by count, bytes and age, calls
 //! `Sink::write` then `Sink::flush`, and only then commits the checkpoint: at-least-once, with
