@@ -5,7 +5,7 @@
 //!   [`ConfigError`]; `secret.rs`: [`Secret`], which never prints;
 //! - `datahub/`: SINK_DATAHUB, into a topic on another DataHub endpoint;
 //! - `mysql/`: SINK_MYSQL and SINK_ADS (MySQL protocol); `postgres/`: SINK_HOLOGRES
-//!   (PostgreSQL protocol); `sql_util.rs`: SQL value text (MySQL's writer);
+//!   (PostgreSQL protocol);
 //! - `odps/`, `oss/`, `es/`, `fc/`, `ots/`: configs only so far.
 //!
 //! Each folder holds `config.rs` (always built: a server without the writer still accepts,
@@ -26,8 +26,6 @@ pub mod oss;
 pub mod ots;
 pub mod postgres;
 mod secret;
-#[cfg(feature = "sink-mysql")]
-mod sql_util;
 pub mod wire;
 
 pub use config::ConnectorConfig;

@@ -1,7 +1,10 @@
 //! SINK_MYSQL and SINK_ADS (MySQL protocol): [`MysqlConfig`] in `config.rs`, always built; the
-//! writer (`writer.rs`, with sqlx) behind the cargo feature `sink-mysql`.
+//! value mapping (`mapping.rs`) and the writer (`writer.rs`, with sqlx) behind the cargo feature
+//! `sink-mysql`.
 
 mod config;
+#[cfg(feature = "sink-mysql")]
+mod mapping;
 #[cfg(feature = "sink-mysql")]
 mod writer;
 

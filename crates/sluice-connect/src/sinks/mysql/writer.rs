@@ -33,9 +33,9 @@ use sluice_proto::{FieldType, Value};
 use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
 use sqlx::{Executor, Row};
 
+use super::mapping::{date_text, datetime_text, Cell, TimestampAs};
 use super::MysqlConfig;
 use crate::sink::{SharedColumns, Sink, SinkData, SinkError, SinkRecord};
-use crate::sinks::sql_util::{date_text, datetime_text};
 
 /// Most rows in one statement (also bounded by 65,535 placeholders).
 const MAX_ROWS_PER_STATEMENT: usize = 2000;
@@ -46,34 +46,6 @@ const MAX_BYTES_PER_STATEMENT: usize = 2 << 20;
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
 const STRICT_SESSION: &str = "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,\
 NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION', time_zone = '+00:00'";
-
-/// One converted value, ready to bind.
-#[derive(Debug, Clone)]
-enum Cell {
-    Null,
-    Int(i64),
-    F32(f32),
-    F64(f64),
-    Bool(bool),
-    Text(String),
-}
-
-impl Cell {
-    fn size(&self) -> usize {
-        match self {
-            Cell::Text(s) => s.len() + 4,
-            _ => 9,
-        }
-    }
-}
-
-/// How a TIMESTAMP field is sent to its column.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum TimestampAs {
-    Number,
-    DateTime,
-    Date,
-}
 
 struct MysqlSink {
     pool: MySqlPool,

@@ -1,8 +1,10 @@
 //! SINK_HOLOGRES (PostgreSQL protocol): [`PostgresConfig`] in `config.rs`, always built; the
-//! writer (`writer.rs`, and `pg_copy.rs`, the binary COPY encoder; with sqlx) behind the cargo
-//! feature `sink-hologres`.
+//! column mapping (`mapping.rs`), the binary COPY encoder (`pg_copy.rs`) and the writer
+//! (`writer.rs`, with sqlx) behind the cargo feature `sink-hologres`.
 
 mod config;
+#[cfg(feature = "sink-hologres")]
+mod mapping;
 #[cfg(feature = "sink-hologres")]
 mod pg_copy;
 #[cfg(feature = "sink-hologres")]

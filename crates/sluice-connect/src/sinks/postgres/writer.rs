@@ -36,10 +36,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_proto::FieldType;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, Executor, Row};
 
+use super::mapping::{bind_for, Col};
 use super::pg_copy::{Bind, CopyBuffer};
 use super::{PostgresConfig, WriteMode};
 use crate::sink::{SharedColumns, Sink, SinkData, SinkError, SinkRecord};
@@ -107,45 +107,6 @@ fn classify(context: &str, e: sqlx::Error) -> SinkError {
             }
             _ => SinkError::Transient(msg),
         },
-    }
-}
-
-/// A column of the target table.
-struct Col {
-    name: String,
-    /// `format_type`: the type with its modifier, e.g. `character varying(100)`.
-    type_name: String,
-    typname: String,
-    category: String,
-    key: bool,
-}
-
-/// How a connector column of topic type `ty` goes into table column `c`: the encoding, and
-/// whether the encoding is the column's own binary format (else it is the staging column's,
-/// cast by the INSERT).
-fn bind_for(ty: FieldType, c: &Col) -> (Bind, bool) {
-    let t = c.typname.as_str();
-    match ty {
-        FieldType::Bigint | FieldType::Integer | FieldType::Smallint | FieldType::Tinyint => {
-            match t {
-                "int4" => (Bind::Int4, true),
-                "int2" => (Bind::Int2, true),
-                _ => (Bind::Int8, t == "int8"),
-            }
-        }
-        FieldType::Timestamp => match t {
-            "timestamp" | "timestamptz" => (Bind::Timestamp, true),
-            "date" => (Bind::Date, true),
-            "int4" => (Bind::Int4, true),
-            "int2" => (Bind::Int2, true),
-            _ => (Bind::Int8, t == "int8"),
-        },
-        FieldType::Double => (Bind::F64, t == "float8"),
-        FieldType::Float => (Bind::F32, t == "float4"),
-        FieldType::Boolean => (Bind::Bool, t == "bool"),
-        FieldType::String | FieldType::Decimal => {
-            (Bind::Text, matches!(t, "text" | "varchar" | "bpchar"))
-        }
     }
 }
 

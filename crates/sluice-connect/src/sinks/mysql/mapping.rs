@@ -1,4 +1,33 @@
-//! Small helpers shared by the SQL sinks (MySQL and PostgreSQL protocols).
+//! How values go into MySQL columns: [`Cell`], a converted value ready to bind, how a TIMESTAMP
+//! is sent ([`TimestampAs`]), and the UTC date/time text of TIMESTAMP values.
+
+/// One converted value, ready to bind.
+#[derive(Debug, Clone)]
+pub(super) enum Cell {
+    Null,
+    Int(i64),
+    F32(f32),
+    F64(f64),
+    Bool(bool),
+    Text(String),
+}
+
+impl Cell {
+    pub(super) fn size(&self) -> usize {
+        match self {
+            Cell::Text(s) => s.len() + 4,
+            _ => 9,
+        }
+    }
+}
+
+/// How a TIMESTAMP field is sent to its column.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum TimestampAs {
+    Number,
+    DateTime,
+    Date,
+}
 
 /// Splits microseconds since the Unix epoch into (year, month, day, hour, min, sec, micros), UTC.
 fn civil_from_micros(us: i64) -> (i64, u32, u32, u32, u32, u32, u32) {
@@ -31,7 +60,7 @@ fn civil_from_micros(us: i64) -> (i64, u32, u32, u32, u32, u32, u32) {
 /// (`DATETIME(6)`, `TIMESTAMP(6)` with session time zone +00:00) and PostgreSQL read exactly.
 /// Written digit by digit: it runs once per TIMESTAMP value on a sink's hot path, where `format!`
 /// showed up in profiles.
-pub(crate) fn datetime_text(us: i64) -> String {
+pub(super) fn datetime_text(us: i64) -> String {
     let (y, mo, d, h, mi, s, f) = civil_from_micros(us);
     if !(0..=9999).contains(&y) {
         return format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{f:06}");
@@ -50,7 +79,7 @@ pub(crate) fn datetime_text(us: i64) -> String {
 }
 
 /// `YYYY-MM-DD` (UTC) for microseconds since the epoch.
-pub(crate) fn date_text(us: i64) -> String {
+pub(super) fn date_text(us: i64) -> String {
     let (y, mo, d, ..) = civil_from_micros(us);
     if !(0..=9999).contains(&y) {
         return format!("{y:04}-{mo:02}-{d:02}");
