@@ -7,7 +7,8 @@
 //!   discard; configuration → the task hangs with the message until fixed);
 //! - [`runtime`]: one supervisor per running connector and one task per (connector, shard),
 //!   talking to the server only through [`runtime::ShardSource`];
-//! - [`sinks`]: configuration validation for every type and one file per target system;
+//! - [`sinks`]: the typed config of every type ([`sinks::ConnectorConfig`]) and one folder per
+//!   target system, each writer behind a cargo feature;
 //! - [`testkit`]: an in-memory [`runtime::ShardSource`] for tests of the runtime and of sinks.
 //!
 //! The runtime reads a shard from its checkpoint, batches by count, bytes and age, calls

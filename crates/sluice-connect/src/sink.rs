@@ -1,4 +1,6 @@
-//! The contract between the connector runtime and a target system.
+//! The contract between the connector runtime and a target system: the [`Sink`] trait (its
+//! docs are the contract every sink follows), the records it receives, how it classifies
+//! failures, and the [`BatchDefaults`] each sink type chooses.
 
 use std::sync::Arc;
 
@@ -50,14 +52,59 @@ pub enum SinkError {
     Config(String),
 }
 
-/// A target system. One instance per (connector, shard) task, so no internal locking needed.
+/// A target system: the contract between the runtime and every sink.
+///
+/// **What the runtime guarantees (what `write` and `flush` may assume)**
+/// - One instance per (connector, shard) task, called by that task only: `&mut self`, never
+///   concurrently, so no internal locking is needed.
+/// - Each delivery is `write(records)` then `flush()`, nothing in between. `records` are one
+///   shard's, in sequence order, projected onto the connector's columns; a delivery never
+///   holds more than the batch limits of the sink's type ([`BatchDefaults`], overridable in
+///   the server config) and ends on an entry boundary.
+/// - Records of a parent shard are delivered before those of its children (split, merge).
+/// - Delivery is at-least-once: the checkpoint moves only after `flush` returned Ok. After a
+///   crash, a restart, a stop or an offset reset, records already written come again (at most
+///   the batch in flight per shard, except after an offset reset to an earlier point).
+///
+/// **What a sink must do**
+/// - `write` converts and may buffer; `flush` makes everything written since the last
+///   successful flush durable in the target, as one unit where the target allows
+///   (a transaction, one COPY, one put).
+/// - Re-delivered records must be harmless where the target allows: keyed upserts
+///   (REPLACE / ON CONFLICT), deterministic ids or object names.
+/// - A sink may be dropped at any await point (stop, reload, delete, shutdown): what a dropped
+///   write or flush leaves must be either rolled back or harmless on re-delivery.
+///
+/// **What a failed `write` or `flush` must leave behind**
+/// - Its buffer empty: the runtime writes again exactly what it retries (the same records
+///   after a transient error; halves of the batch after a bad record), so nothing of a
+///   failed attempt may reach a later flush.
+/// - The target as before the attempt (rolled back), or holding only records that a later
+///   re-delivery overwrites harmlessly.
+/// - An error of the right kind: [`SinkError::Transient`] (the same records are retried with
+///   backoff; the shard shows CONTEXT_HANG meanwhile), [`SinkError::BadRecord`] only when the
+///   batch holds a record the target refuses and the same record alone fails the same way (the
+///   runtime narrows the batch down to it, discards and counts it), [`SinkError::Config`] when
+///   the connector's configuration does not work against the target (the sink is dropped,
+///   reopened later, and the shard hangs with the message until fixed).
 #[async_trait::async_trait]
 pub trait Sink: Send {
-    /// Writes records; they may be buffered until [`Sink::flush`].
+    /// Converts and buffers records (see the trait's contract).
     async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError>;
-    /// Makes everything written so far durable in the target. The runtime commits its
-    /// checkpoint only after this returns Ok.
+    /// Makes everything written since the last successful flush durable in the target. The
+    /// runtime commits its checkpoint only after this returns Ok.
     async fn flush(&mut self) -> Result<(), SinkError>;
+}
+
+/// The batch a sink type wants by default: each sink chooses its own (a MySQL statement
+/// wants thousands of rows, a lake file minutes and tens of MB). `None` takes the server's
+/// global `connector_batch_records` / `_bytes` / `_age_ms`; the server config's
+/// `connector_batch.<type>.records|bytes|age_ms` overrides both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchDefaults {
+    pub records: Option<usize>,
+    pub bytes: Option<usize>,
+    pub age: Option<std::time::Duration>,
 }
 
 /// Shared, immutable column layout of a connector.

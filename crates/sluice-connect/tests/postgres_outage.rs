@@ -25,7 +25,7 @@ async fn a_stopped_server_is_transient_and_the_sink_reconnects() {
     pool.close().await;
     let cfg = json!({
         "Endpoint": format!("{}:{}", env("SLUICE_TEST_PG_HOST"), env("SLUICE_TEST_PG_PORT")),
-        "Project": env("SLUICE_TEST_PG_DATABASE"), "Topic": "pg_outage", "InstanceId": "",
+        "Project": env("SLUICE_TEST_PG_DATABASE"), "Topic": "pg_outage", "InstanceId": "local",
         "AuthMode": "ak", "TimestampUnit": "MICROSECOND",
         "AccessId": env("SLUICE_TEST_PG_USER"), "AccessKey": env("SLUICE_TEST_PG_PASSWORD"),
     });

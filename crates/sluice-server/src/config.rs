@@ -5,6 +5,11 @@
 use std::time::Duration;
 
 use serde::Deserialize;
+use sluice_connect::sink::BatchDefaults;
+use sluice_connect::ConnectorKind;
+
+/// The largest `max_request_bytes`: half of the log's frame limit.
+pub const MAX_REQUEST_BYTES: usize = (sluice_log::MAX_FRAME_BYTES / 2) as usize;
 
 /// When an acknowledged put reaches the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -82,6 +87,10 @@ pub struct ServerConfig {
     pub tls_key: Option<std::path::PathBuf>,
     /// A TLS client must finish its handshake within this time of connecting.
     pub tls_handshake_timeout_ms: u64,
+    // issue 9: typed (per-type connector batches)
+    /// `[connector_batch.<type>]` `records` / `bytes` / `age_ms`: one connector type's batch
+    /// limits, over the sink's own defaults and the global `connector_batch_*` keys.
+    pub connector_batch: ConnectorBatchByType,
 }
 
 impl Default for ServerConfig {
@@ -118,6 +127,8 @@ impl Default for ServerConfig {
             tls_cert: None,
             tls_key: None,
             tls_handshake_timeout_ms: 10_000,
+            // issue 9: typed (per-type connector batches)
+            connector_batch: ConnectorBatchByType::default(),
         }
     }
 }
@@ -154,10 +165,12 @@ impl ServerConfig {
 
     /// Checks every field's range.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        // A put is one frame of the shard's log: half the frame limit leaves room for the
+        // per-record framing of the largest put (issue 9).
         check(
-            (1024..=1 << 30).contains(&self.max_request_bytes),
+            (1024..=MAX_REQUEST_BYTES).contains(&self.max_request_bytes),
             "max_request_bytes",
-            "must be between 1 KiB and 1 GiB",
+            "must be between 1 KiB and 128 MiB (half the log's frame limit)",
         )?;
         check(
             (1..=100_000).contains(&self.max_records_per_put),
@@ -278,6 +291,26 @@ impl ServerConfig {
             "tls_handshake_timeout_ms",
             "must be between 100 and 600000",
         )?;
+        // issue 9: typed (per-type connector batches)
+        for kind in ConnectorKind::ALL {
+            let (keys, [records, bytes, age_ms]) = self.connector_batch.of(kind);
+            let Some(keys) = keys else { continue };
+            check(
+                keys.records.is_none_or(|n| (1..=10_000_000).contains(&n)),
+                records,
+                "must be between 1 and 10000000",
+            )?;
+            check(
+                keys.bytes.is_none_or(|n| (1024..=1 << 30).contains(&n)),
+                bytes,
+                "must be between 1 KiB and 1 GiB",
+            )?;
+            check(
+                keys.age_ms.is_none_or(|n| (1..=3_600_000).contains(&n)),
+                age_ms,
+                "must be between 1 and 3600000",
+            )?;
+        }
         Ok(())
     }
 
@@ -301,6 +334,30 @@ impl ServerConfig {
         Duration::from_millis(self.tls_handshake_timeout_ms)
     }
 
+    // issue 9: typed (per-type connector batches)
+    /// The batch limits (records, bytes, age) of a connector type's tasks: the type's
+    /// `[connector_batch.<type>]` keys, else the sink's own `defaults`, else the global
+    /// `connector_batch_*` keys.
+    pub fn connector_batch_for(
+        &self,
+        kind: ConnectorKind,
+        defaults: BatchDefaults,
+    ) -> (usize, usize, Duration) {
+        let keys = self.connector_batch.of(kind).0.copied().unwrap_or_default();
+        (
+            keys.records
+                .or(defaults.records)
+                .unwrap_or(self.connector_batch_records),
+            keys.bytes
+                .or(defaults.bytes)
+                .unwrap_or(self.connector_batch_bytes),
+            keys.age_ms
+                .map(Duration::from_millis)
+                .or(defaults.age)
+                .unwrap_or(Duration::from_millis(self.connector_batch_age_ms)),
+        )
+    }
+
     pub fn log_config(&self) -> sluice_log::LogConfig {
         sluice_log::LogConfig {
             segment_bytes: self.segment_bytes,
@@ -321,6 +378,60 @@ impl ServerConfig {
     }
 }
 
+// issue 9: typed (per-type connector batches)
+/// `[connector_batch.<type>]` tables, one per connector type string.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectorBatchByType {
+    pub sink_odps: Option<BatchKeys>,
+    pub sink_ads: Option<BatchKeys>,
+    pub sink_es: Option<BatchKeys>,
+    pub sink_fc: Option<BatchKeys>,
+    pub sink_mysql: Option<BatchKeys>,
+    pub sink_oss: Option<BatchKeys>,
+    pub sink_ots: Option<BatchKeys>,
+    pub sink_hologres: Option<BatchKeys>,
+    pub sink_datahub: Option<BatchKeys>,
+}
+
+/// One connector type's batch limits; absent keys fall back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchKeys {
+    pub records: Option<usize>,
+    pub bytes: Option<usize>,
+    pub age_ms: Option<u64>,
+}
+
+macro_rules! batch_fields {
+    ($t:literal) => {
+        [
+            concat!("connector_batch.", $t, ".records"),
+            concat!("connector_batch.", $t, ".bytes"),
+            concat!("connector_batch.", $t, ".age_ms"),
+        ]
+    };
+}
+
+impl ConnectorBatchByType {
+    /// A type's keys and their full names (for messages).
+    fn of(&self, kind: ConnectorKind) -> (Option<&BatchKeys>, [&'static str; 3]) {
+        match kind {
+            ConnectorKind::Odps => (self.sink_odps.as_ref(), batch_fields!("sink_odps")),
+            ConnectorKind::Ads => (self.sink_ads.as_ref(), batch_fields!("sink_ads")),
+            ConnectorKind::Es => (self.sink_es.as_ref(), batch_fields!("sink_es")),
+            ConnectorKind::Fc => (self.sink_fc.as_ref(), batch_fields!("sink_fc")),
+            ConnectorKind::Mysql => (self.sink_mysql.as_ref(), batch_fields!("sink_mysql")),
+            ConnectorKind::Oss => (self.sink_oss.as_ref(), batch_fields!("sink_oss")),
+            ConnectorKind::Ots => (self.sink_ots.as_ref(), batch_fields!("sink_ots")),
+            ConnectorKind::Hologres => {
+                (self.sink_hologres.as_ref(), batch_fields!("sink_hologres"))
+            }
+            ConnectorKind::Datahub => (self.sink_datahub.as_ref(), batch_fields!("sink_datahub")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,6 +447,71 @@ mod tests {
         let ok = ServerConfig::from_toml("fsync = \"interval\"\nsegment_bytes = 8192").unwrap();
         assert_eq!(ok.fsync, FsyncPolicy::Interval);
         assert_eq!(ok.segment_bytes, 8192);
+    }
+
+    #[test]
+    fn max_request_bytes_stays_under_the_log_frame_limit() {
+        let err = ServerConfig::from_toml(&format!(
+            "max_request_bytes = {}\nmax_inflight_bytes = {}",
+            MAX_REQUEST_BYTES + 1,
+            4 * MAX_REQUEST_BYTES
+        ))
+        .unwrap_err();
+        assert_eq!(err.field, "max_request_bytes");
+        assert!(MAX_REQUEST_BYTES as u64 * 2 <= sluice_log::MAX_FRAME_BYTES);
+        let ok = ServerConfig::from_toml(&format!(
+            "max_request_bytes = {MAX_REQUEST_BYTES}\nmax_inflight_bytes = {}",
+            4 * MAX_REQUEST_BYTES
+        ));
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn connector_batch_per_type_overrides_sink_defaults_and_globals() {
+        let c = ServerConfig::from_toml(
+            "connector_batch_records = 20\nconnector_batch_age_ms = 50\n\
+             [connector_batch.sink_mysql]\nrecords = 7\n\
+             [connector_batch.sink_oss]\nage_ms = 1000",
+        )
+        .unwrap();
+        let sink = BatchDefaults {
+            records: Some(3000),
+            bytes: Some(1 << 20),
+            age: None,
+        };
+        // per-type key > the sink's default > the global key
+        assert_eq!(
+            c.connector_batch_for(ConnectorKind::Mysql, sink),
+            (7, 1 << 20, Duration::from_millis(50))
+        );
+        assert_eq!(
+            c.connector_batch_for(ConnectorKind::Oss, sink),
+            (3000, 1 << 20, Duration::from_secs(1))
+        );
+        assert_eq!(
+            c.connector_batch_for(ConnectorKind::Ads, BatchDefaults::default()),
+            (20, 4 << 20, Duration::from_millis(50))
+        );
+        for (text, field) in [
+            (
+                "[connector_batch.sink_mysql]\nrecords = 0",
+                "connector_batch.sink_mysql.records",
+            ),
+            (
+                "[connector_batch.sink_datahub]\nbytes = 10",
+                "connector_batch.sink_datahub.bytes",
+            ),
+            (
+                "[connector_batch.sink_oss]\nage_ms = 3600001",
+                "connector_batch.sink_oss.age_ms",
+            ),
+        ] {
+            assert_eq!(ServerConfig::from_toml(text).unwrap_err().field, field);
+        }
+        let e = ServerConfig::from_toml("[connector_batch.sink_kafka]\nrecords = 1").unwrap_err();
+        assert!(e.problem.contains("sink_kafka"), "{e}");
+        let e = ServerConfig::from_toml("[connector_batch.sink_mysql]\nrows = 1").unwrap_err();
+        assert!(e.problem.contains("rows"), "{e}");
     }
 
     #[test]

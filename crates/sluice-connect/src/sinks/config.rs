@@ -1,297 +1,108 @@
-//! Connector configurations, validated at the door and normalized into the shapes `get`
-//! returns (protocol doc §4.9, "Resp" column): what pydatahub parses back without error.
+//! [`ConnectorConfig`]: the typed configuration of every connector type, parsed and validated
+//! once at the API door ([`ConnectorConfig::from_wire`]) and given back in pydatahub's field
+//! names ([`ConnectorConfig::to_wire`]: what GetConnector returns and what the meta store
+//! keeps, so a stored config loads back through `from_wire`).
 //!
-//! Every error message names the offending key, e.g. `Config.Port must be a port number`.
+//! Each sink's folder owns its config type; this enum only dispatches, with exhaustive
+//! matches (a new type fails to compile until every arm exists).
 
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
+use super::datahub::DatahubConfig;
+use super::es::EsConfig;
+use super::fc::FcConfig;
+use super::mysql::MysqlConfig;
+use super::odps::OdpsConfig;
+use super::oss::OssConfig;
+use super::ots::OtsConfig;
+use super::postgres::PostgresConfig;
+use super::wire::ConfigError;
 use crate::kind::ConnectorKind;
 
-/// Reads keys from the request's `Config` object and writes the normalized object.
-struct Cfg<'a> {
-    input: &'a Map<String, Json>,
-    out: Map<String, Json>,
+/// A connector's configuration, one variant per [`ConnectorKind`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectorConfig {
+    Odps(OdpsConfig),
+    Ads(MysqlConfig),
+    Es(EsConfig),
+    Fc(FcConfig),
+    Mysql(MysqlConfig),
+    Oss(OssConfig),
+    Ots(OtsConfig),
+    Hologres(PostgresConfig),
+    Datahub(DatahubConfig),
 }
 
-impl<'a> Cfg<'a> {
-    fn text(&self, key: &str) -> Result<Option<String>, String> {
-        match self.input.get(key) {
-            None | Some(Json::Null) => Ok(None),
-            Some(Json::String(s)) => Ok(Some(s.clone())),
-            Some(Json::Number(n)) => Ok(Some(n.to_string())),
-            Some(Json::Bool(b)) => Ok(Some(b.to_string())),
-            Some(_) => Err(format!("Config.{key} must be a string")),
-        }
-    }
-
-    /// A required, non-empty string.
-    fn req(&mut self, key: &str) -> Result<String, String> {
-        let v = self.text(key)?.unwrap_or_default();
-        if v.trim().is_empty() {
-            return Err(format!("Config.{key} is missing or empty"));
-        }
-        self.out.insert(key.into(), Json::String(v.clone()));
-        Ok(v)
-    }
-
-    /// An optional string, stored as given (absent → `default`).
-    fn opt(&mut self, key: &str, default: &str) -> Result<String, String> {
-        let v = self.text(key)?.unwrap_or_else(|| default.to_string());
-        self.out.insert(key.into(), Json::String(v.clone()));
-        Ok(v)
-    }
-
-    fn one_of(
-        &mut self,
-        key: &str,
-        default: Option<&str>,
-        allowed: &[&str],
-        case_insensitive: bool,
-    ) -> Result<String, String> {
-        let raw = match (self.text(key)?, default) {
-            (Some(v), _) => v,
-            (None, Some(d)) => d.to_string(),
-            (None, None) => return Err(format!("Config.{key} is missing (one of {allowed:?})")),
-        };
-        let found = allowed.iter().find(|a| {
-            if case_insensitive {
-                a.eq_ignore_ascii_case(raw.trim())
-            } else {
-                **a == raw.trim()
+impl ConnectorConfig {
+    /// Parses and validates a `Config` object for `kind`; the error names the field.
+    pub fn from_wire(kind: ConnectorKind, config: &Json) -> Result<ConnectorConfig, ConfigError> {
+        Ok(match kind {
+            ConnectorKind::Odps => ConnectorConfig::Odps(OdpsConfig::from_wire(config)?),
+            ConnectorKind::Ads => ConnectorConfig::Ads(MysqlConfig::from_wire(config)?),
+            ConnectorKind::Es => ConnectorConfig::Es(EsConfig::from_wire(config)?),
+            ConnectorKind::Fc => ConnectorConfig::Fc(FcConfig::from_wire(config)?),
+            ConnectorKind::Mysql => ConnectorConfig::Mysql(MysqlConfig::from_wire(config)?),
+            ConnectorKind::Oss => ConnectorConfig::Oss(OssConfig::from_wire(config)?),
+            ConnectorKind::Ots => ConnectorConfig::Ots(OtsConfig::from_wire(config)?),
+            ConnectorKind::Hologres => {
+                ConnectorConfig::Hologres(PostgresConfig::from_wire(config)?)
             }
-        });
-        let v =
-            found.ok_or_else(|| format!("Config.{key} is {raw:?}; expected one of {allowed:?}"))?;
-        self.out.insert(key.into(), Json::String(v.to_string()));
-        Ok(v.to_string())
+            ConnectorKind::Datahub => ConnectorConfig::Datahub(DatahubConfig::from_wire(config)?),
+        })
     }
 
-    fn positive_int(&mut self, key: &str, required: bool) -> Result<Option<i64>, String> {
-        let n = match self.input.get(key) {
-            None | Some(Json::Null) if !required => return Ok(None),
-            None | Some(Json::Null) => return Err(format!("Config.{key} is missing")),
-            Some(Json::Number(n)) => n.as_i64(),
-            Some(Json::String(s)) => s.trim().parse::<i64>().ok(),
-            Some(_) => None,
-        };
-        match n {
-            Some(n) if n > 0 => {
-                self.out.insert(key.into(), Json::from(n));
-                Ok(Some(n))
-            }
-            _ => Err(format!("Config.{key} must be a positive integer")),
+    /// Loads a config the meta store kept (the text of [`ConnectorConfig::to_wire`], or the
+    /// normalized JSON earlier versions stored).
+    pub fn from_stored(kind: ConnectorKind, text: &str) -> Result<ConnectorConfig, ConfigError> {
+        let json: Json = serde_json::from_str(text)
+            .map_err(|e| ConfigError::new("", format!("is not JSON: {e}")))?;
+        ConnectorConfig::from_wire(kind, &json)
+    }
+
+    /// The config in pydatahub's field names, secrets included (GetConnector returns them,
+    /// as the cloud service does).
+    pub fn to_wire(&self) -> Json {
+        match self {
+            ConnectorConfig::Odps(c) => c.to_wire(),
+            ConnectorConfig::Ads(c) | ConnectorConfig::Mysql(c) => c.to_wire(),
+            ConnectorConfig::Es(c) => c.to_wire(),
+            ConnectorConfig::Fc(c) => c.to_wire(),
+            ConnectorConfig::Oss(c) => c.to_wire(),
+            ConnectorConfig::Ots(c) => c.to_wire(),
+            ConnectorConfig::Hologres(c) => c.to_wire(),
+            ConnectorConfig::Datahub(c) => c.to_wire(),
         }
     }
 
-    fn boolean(&mut self, key: &str, default: bool) -> Result<bool, String> {
-        let b = match self.input.get(key) {
-            None | Some(Json::Null) => default,
-            Some(Json::Bool(b)) => *b,
-            Some(Json::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
-                "true" => true,
-                "false" => false,
-                _ => return Err(format!("Config.{key} must be \"true\" or \"false\"")),
-            },
-            Some(_) => return Err(format!("Config.{key} must be \"true\" or \"false\"")),
-        };
-        self.out.insert(key.into(), Json::String(b.to_string()));
-        Ok(b)
-    }
-
-    /// A list of names: a JSON array of strings, or a string holding one. Stored as a string
-    /// holding a JSON array (what pydatahub parses back).
-    fn name_list(&mut self, key: &str) -> Result<Vec<String>, String> {
-        let parsed = match self.input.get(key) {
-            None | Some(Json::Null) => Json::Array(vec![]),
-            Some(Json::String(s)) if s.trim().is_empty() => Json::Array(vec![]),
-            Some(Json::String(s)) => serde_json::from_str(s)
-                .map_err(|_| format!("Config.{key} must be a JSON array of field names"))?,
-            Some(v) => v.clone(),
-        };
-        let list = parsed
-            .as_array()
-            .and_then(|a| {
-                a.iter()
-                    .map(|x| x.as_str().map(str::to_string))
-                    .collect::<Option<Vec<_>>>()
-            })
-            .ok_or_else(|| format!("Config.{key} must be a JSON array of field names"))?;
-        self.out.insert(
-            key.into(),
-            Json::String(Json::from(list.clone()).to_string()),
-        );
-        Ok(list)
-    }
-
-    /// `AuthMode` (default `default`) and, in `ak` mode, the key pair.
-    fn auth(&mut self, default: &str) -> Result<(), String> {
-        let mode = self.one_of("AuthMode", Some(default), &["ak", "sts"], true)?;
-        let id = self.text("AccessId")?.unwrap_or_default();
-        let key = self.text("AccessKey")?.unwrap_or_default();
-        if mode == "ak" && (id.is_empty() || key.is_empty()) && !(id.is_empty() && key.is_empty()) {
-            return Err("Config.AccessId and Config.AccessKey must be given together".into());
-        }
-        if !id.is_empty() {
-            self.out.insert("AccessId".into(), Json::String(id));
-        }
-        if !key.is_empty() {
-            self.out.insert("AccessKey".into(), Json::String(key));
-        }
-        Ok(())
-    }
-}
-
-/// Parses an ODPS `PartitionConfig`: an object (ordered as received), a string holding the
-/// response form `[{"key": .., "value": ..}]`, or that array itself.
-fn partition_pairs(v: &Json) -> Result<Vec<(String, String)>, String> {
-    let bad = || "Config.PartitionConfig must map partition columns to formats".to_string();
-    match v {
-        Json::Null => Ok(vec![]),
-        Json::Object(m) => m
-            .iter()
-            .map(|(k, v)| {
-                v.as_str()
-                    .map(|s| (k.clone(), s.to_string()))
-                    .ok_or_else(bad)
-            })
-            .collect(),
-        Json::String(s) if s.trim().is_empty() => Ok(vec![]),
-        Json::String(s) => partition_pairs(&serde_json::from_str::<Json>(s).map_err(|_| bad())?),
-        Json::Array(items) => items
-            .iter()
-            .map(|item| {
-                match (
-                    item.get("key").and_then(Json::as_str),
-                    item.get("value").and_then(Json::as_str),
-                ) {
-                    (Some(k), Some(v)) => Ok((k.to_string(), v.to_string())),
-                    _ => Err(bad()),
-                }
-            })
-            .collect(),
-        _ => Err(bad()),
-    }
-}
-
-/// The response form of partition pairs: a string holding a JSON array.
-pub fn partition_config_text(pairs: &[(String, String)]) -> String {
-    let items: Vec<Json> = pairs
-        .iter()
-        .map(|(k, v)| serde_json::json!({"key": k, "value": v}))
-        .collect();
-    Json::Array(items).to_string()
-}
-
-/// Validates `config` for `kind` and returns its normalized form. An ODPS `PartitionConfig`
-/// object must already have been turned into its ordered string form by the caller if key
-/// order matters (serde_json objects are sorted).
-pub fn normalize(kind: ConnectorKind, config: &Json) -> Result<Json, String> {
-    let input = config
-        .as_object()
-        .ok_or_else(|| "Config must be a JSON object".to_string())?;
-    let mut c = Cfg {
-        input,
-        out: Map::new(),
-    };
-    match kind {
-        ConnectorKind::Odps => {
-            for k in ["Project", "Table", "OdpsEndpoint", "TunnelEndpoint"] {
-                c.req(k)?;
-            }
-            for k in ["AccessId", "AccessKey"] {
-                if let Some(v) = c.text(k)?.filter(|v| !v.is_empty()) {
-                    c.out.insert(k.into(), Json::String(v));
-                }
-            }
-            c.one_of(
-                "PartitionMode",
-                None,
-                &["USER_DEFINE", "SYSTEM_TIME", "EVENT_TIME"],
-                true,
-            )?;
-            c.positive_int("TimeRange", false)?;
-            let pairs = partition_pairs(input.get("PartitionConfig").unwrap_or(&Json::Null))?;
-            if pairs.iter().any(|(k, _)| k.trim().is_empty()) {
-                return Err("Config.PartitionConfig has an empty partition column name".into());
-            }
-            c.out.insert(
-                "PartitionConfig".into(),
-                Json::String(partition_config_text(&pairs)),
-            );
-        }
-        ConnectorKind::Ads | ConnectorKind::Mysql => {
-            c.req("Host")?;
-            let port = c.req("Port")?;
-            match port.trim().parse::<u16>() {
-                Ok(p) if p > 0 => {}
-                _ => {
-                    return Err(format!(
-                        "Config.Port {port:?} must be a port number (1-65535)"
-                    ))
-                }
-            }
-            c.boolean("Ignore", false)?;
-            c.req("Database")?;
-            c.req("User")?;
-            c.opt("Password", "")?;
-            c.req("Table")?;
-        }
-        ConnectorKind::Es => {
-            c.req("Index")?;
-            c.req("Endpoint")?;
-            c.opt("User", "")?;
-            c.opt("Password", "")?;
-            c.name_list("IDFields")?;
-            c.name_list("TypeFields")?;
-            c.boolean("ProxyMode", false)?;
-        }
-        ConnectorKind::Fc => {
-            c.req("Endpoint")?;
-            c.req("Service")?;
-            c.req("Function")?;
-            c.auth("sts")?;
-        }
-        ConnectorKind::Oss => {
-            c.req("Endpoint")?;
-            c.req("Bucket")?;
-            c.opt("Prefix", "")?;
-            c.req("TimeFormat")?;
-            c.positive_int("TimeRange", true)?;
-            c.auth("sts")?;
-        }
-        ConnectorKind::Ots => {
-            c.req("Endpoint")?;
-            c.req("InstanceName")?;
-            c.req("TableName")?;
-            c.auth("sts")?;
-            c.one_of("WriteMode", Some("PUT"), &["PUT", "UPDATE"], true)?;
-        }
-        ConnectorKind::Hologres => {
-            c.req("Endpoint")?;
-            c.req("Project")?;
-            c.req("Topic")?;
-            c.req("InstanceId")?;
-            c.auth("ak")?;
-            c.one_of(
-                "TimestampUnit",
-                Some("MICROSECOND"),
-                &["MICROSECOND", "MILLISECOND", "SECOND"],
-                true,
-            )?;
-        }
-        ConnectorKind::Datahub => {
-            let endpoint = c.req("Endpoint")?;
-            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-                return Err(format!(
-                    "Config.Endpoint {endpoint:?} must be an http:// or https:// URL"
-                ));
-            }
-            c.req("Project")?;
-            c.req("Topic")?;
-            c.auth("sts")?;
+    pub fn kind(&self) -> ConnectorKind {
+        match self {
+            ConnectorConfig::Odps(_) => ConnectorKind::Odps,
+            ConnectorConfig::Ads(_) => ConnectorKind::Ads,
+            ConnectorConfig::Es(_) => ConnectorKind::Es,
+            ConnectorConfig::Fc(_) => ConnectorKind::Fc,
+            ConnectorConfig::Mysql(_) => ConnectorKind::Mysql,
+            ConnectorConfig::Oss(_) => ConnectorKind::Oss,
+            ConnectorConfig::Ots(_) => ConnectorKind::Ots,
+            ConnectorConfig::Hologres(_) => ConnectorKind::Hologres,
+            ConnectorConfig::Datahub(_) => ConnectorKind::Datahub,
         }
     }
-    Ok(Json::Object(c.out))
+
+    /// The time window in minutes of the types that write time-partitioned output
+    /// (`TimeRange` of ODPS and OSS), for the done time.
+    pub fn time_range_minutes(&self) -> Option<i64> {
+        match self {
+            ConnectorConfig::Odps(c) => c.time_range,
+            ConnectorConfig::Oss(c) => Some(c.time_range),
+            ConnectorConfig::Ads(_)
+            | ConnectorConfig::Es(_)
+            | ConnectorConfig::Fc(_)
+            | ConnectorConfig::Mysql(_)
+            | ConnectorConfig::Ots(_)
+            | ConnectorConfig::Hologres(_)
+            | ConnectorConfig::Datahub(_) => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -299,39 +110,150 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn odps_partition_config_becomes_an_ordered_string() {
-        let cfg = json!({"Project": "p", "Table": "t", "OdpsEndpoint": "e", "TunnelEndpoint": "u",
-            "PartitionMode": "SYSTEM_TIME", "TimeRange": 15,
-            "PartitionConfig": "[{\"key\":\"ds\",\"value\":\"%Y%m%d\"},{\"key\":\"hh\",\"value\":\"%H\"}]"});
-        let out = normalize(ConnectorKind::Odps, &cfg).unwrap();
-        let text = out["PartitionConfig"].as_str().unwrap();
-        assert!(text.find("ds").unwrap() < text.find("hh").unwrap());
-        assert_eq!(out["TimeRange"], json!(15));
+    /// One valid config per type, with secrets.
+    fn samples() -> Vec<(ConnectorKind, Json)> {
+        let db = json!({"Host": "h", "Port": 3306, "Database": "d", "User": "u",
+            "Password": "s3cret-pw", "Table": "t", "Ignore": true});
+        vec![
+            (
+                ConnectorKind::Odps,
+                json!({"Project": "p", "Table": "t", "OdpsEndpoint": "e",
+                "TunnelEndpoint": "u", "AccessId": "id", "AccessKey": "s3cret-ak",
+                "PartitionMode": "system_time", "TimeRange": "15",
+                "PartitionConfig": "[{\"key\":\"ds\",\"value\":\"%Y%m%d\"}]"}),
+            ),
+            (ConnectorKind::Ads, db.clone()),
+            (
+                ConnectorKind::Es,
+                json!({"Index": "i", "Endpoint": "e", "User": "u",
+                "Password": "s3cret-pw", "IDFields": ["a"], "TypeFields": "[\"b\"]",
+                "ProxyMode": "TRUE"}),
+            ),
+            (
+                ConnectorKind::Fc,
+                json!({"Endpoint": "e", "Service": "s", "Function": "f",
+                "AuthMode": "AK", "AccessId": "id", "AccessKey": "s3cret-ak"}),
+            ),
+            (ConnectorKind::Mysql, db),
+            (
+                ConnectorKind::Oss,
+                json!({"Endpoint": "e", "Bucket": "b", "Prefix": "x/",
+                "TimeFormat": "%Y", "TimeRange": 30, "AuthMode": "ak", "AccessId": "id",
+                "AccessKey": "s3cret-ak"}),
+            ),
+            (
+                ConnectorKind::Ots,
+                json!({"Endpoint": "e", "InstanceName": "i", "TableName": "t",
+                "AuthMode": "ak", "AccessId": "id", "AccessKey": "s3cret-ak",
+                "WriteMode": "update"}),
+            ),
+            (
+                ConnectorKind::Hologres,
+                json!({"Endpoint": "https://h:80/", "Project": "p",
+                "Topic": "t", "InstanceId": "i", "AuthMode": "ak", "AccessId": "id",
+                "AccessKey": "s3cret-ak", "WriteMode": "INSERT_OR_REPLACE"}),
+            ),
+            (
+                ConnectorKind::Datahub,
+                json!({"Endpoint": "https://dh", "Project": "p",
+                "Topic": "t", "AuthMode": "ak", "AccessId": "id", "AccessKey": "s3cret-ak"}),
+            ),
+        ]
     }
 
     #[test]
-    fn errors_name_the_field() {
-        let cfg = json!({"Host": "h", "Port": "99999", "Database": "d", "User": "u", "Table": "t"});
-        let e = normalize(ConnectorKind::Mysql, &cfg).unwrap_err();
-        assert!(e.contains("Config.Port"), "{e}");
-        let e = normalize(ConnectorKind::Datahub, &json!({"Endpoint": "x"})).unwrap_err();
-        assert!(e.contains("Config.Endpoint"), "{e}");
-        let e = normalize(
-            ConnectorKind::Ots,
-            &json!({"Endpoint": "e", "InstanceName": "i",
-            "TableName": "t", "WriteMode": "MERGE"}),
-        )
-        .unwrap_err();
-        assert!(e.contains("Config.WriteMode"), "{e}");
+    fn every_type_round_trips_through_the_wire_form() {
+        for (kind, wire) in samples() {
+            let c = ConnectorConfig::from_wire(kind, &wire).unwrap();
+            assert_eq!(c.kind(), kind);
+            let back = c.to_wire();
+            let stored = back.to_string();
+            assert_eq!(
+                ConnectorConfig::from_stored(kind, &stored).unwrap(),
+                c,
+                "{kind:?}"
+            );
+            assert_eq!(
+                ConnectorConfig::from_wire(kind, &back).unwrap().to_wire(),
+                back
+            );
+            // GetConnector returns the secrets, as the service does; Debug never shows them.
+            assert!(stored.contains("s3cret"), "{kind:?}: {stored}");
+            let dump = format!("{c:?} {c:#?}");
+            assert!(!dump.contains("s3cret"), "{kind:?}: {dump}");
+        }
     }
 
     #[test]
-    fn es_lists_become_strings_holding_arrays() {
-        let cfg = json!({"Index": "i", "Endpoint": "e", "IDFields": ["a"], "TypeFields": [], "ProxyMode": "true"});
-        let out = normalize(ConnectorKind::Es, &cfg).unwrap();
-        assert_eq!(out["IDFields"], json!("[\"a\"]"));
-        assert_eq!(out["TypeFields"], json!("[]"));
-        assert_eq!(out["ProxyMode"], json!("true"));
+    fn enum_fields_are_normalized() {
+        let by_kind: std::collections::HashMap<_, _> = samples().into_iter().collect();
+        let wire = |k| {
+            ConnectorConfig::from_wire(k, &by_kind[&k])
+                .unwrap()
+                .to_wire()
+        };
+        assert_eq!(wire(ConnectorKind::Odps)["PartitionMode"], "SYSTEM_TIME");
+        assert_eq!(wire(ConnectorKind::Odps)["TimeRange"], 15);
+        assert_eq!(wire(ConnectorKind::Fc)["AuthMode"], "ak");
+        assert_eq!(wire(ConnectorKind::Ots)["WriteMode"], "UPDATE");
+        assert_eq!(wire(ConnectorKind::Es)["ProxyMode"], "true");
+        assert_eq!(wire(ConnectorKind::Mysql)["Port"], "3306");
+        assert_eq!(wire(ConnectorKind::Hologres)["Endpoint"], "h:80");
+        assert_eq!(
+            wire(ConnectorKind::Hologres)["WriteMode"],
+            "INSERT_OR_REPLACE"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field_in_one_style() {
+        for (kind, config, want) in [
+            (
+                ConnectorKind::Mysql,
+                json!({"Host": "h", "Port": "99999", "Database": "d",
+                "User": "u", "Table": "t"}),
+                "Config.Port must be a port number (1-65535), got \"99999\"",
+            ),
+            (
+                ConnectorKind::Datahub,
+                json!({"Endpoint": "x"}),
+                "Config.Endpoint must be an http:// or https:// URL, got \"x\"",
+            ),
+            (
+                ConnectorKind::Ots,
+                json!({"Endpoint": "e", "InstanceName": "i", "TableName": "t",
+                "WriteMode": "MERGE"}),
+                "Config.WriteMode must be one of [\"PUT\", \"UPDATE\"], got \"MERGE\"",
+            ),
+            (
+                ConnectorKind::Oss,
+                json!({"Endpoint": "e", "Bucket": "b", "TimeFormat": "%Y",
+                "TimeRange": -5}),
+                "Config.TimeRange must be a positive integer",
+            ),
+            (
+                ConnectorKind::Fc,
+                json!({"Endpoint": "e", "Service": "s", "Function": "f",
+                "AuthMode": "ak", "AccessId": "x"}),
+                "Config.AccessId and Config.AccessKey must be given together",
+            ),
+            (ConnectorKind::Es, json!([]), "Config must be a JSON object"),
+        ] {
+            let e = ConnectorConfig::from_wire(kind, &config).unwrap_err();
+            assert_eq!(e.to_string(), want);
+        }
+    }
+
+    #[test]
+    fn time_range_feeds_the_done_time() {
+        let by_kind: std::collections::HashMap<_, _> = samples().into_iter().collect();
+        let range = |k| {
+            ConnectorConfig::from_wire(k, &by_kind[&k])
+                .unwrap()
+                .time_range_minutes()
+        };
+        assert_eq!(range(ConnectorKind::Odps), Some(15));
+        assert_eq!(range(ConnectorKind::Oss), Some(30));
+        assert_eq!(range(ConnectorKind::Mysql), None);
     }
 }

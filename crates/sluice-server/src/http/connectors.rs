@@ -49,7 +49,6 @@ pub async fn get(
         }));
     }
     let v = c.get_connector(&project, &topic, &id).await?;
-    let config: Json = serde_json::from_str(&v.row.config).unwrap_or_else(|_| json!({}));
     let contexts: Vec<Json> = v
         .shard_contexts
         .iter()
@@ -74,7 +73,7 @@ pub async fn get(
         "ColumnFields": v.row.column_fields,
         "ExtraInfo": {},
         "ShardContexts": contexts,
-        "Config": config,
+        "Config": v.config,
     }))
 }
 

@@ -8,14 +8,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::Value as Json;
 
 use sluice_connect::runtime::status::{self, Checkpoint, LogView, ShardReport};
 use sluice_connect::runtime::{ConnectorRuntime, ConnectorSpec, RuntimeConfig, SinkOpener};
 use sluice_connect::sink::Columns;
-use sluice_connect::{sinks, ConnectorKind};
+use sluice_connect::sinks::{self, ConnectorConfig};
+use sluice_connect::ConnectorKind;
 use sluice_meta::ConnectorRow;
 
 use super::catalog::{now_ms, now_secs, Catalog, RecordType, Topic};
@@ -28,6 +28,8 @@ pub const STOPPED: &str = "CONNECTOR_STOPPED";
 /// A connector and, while it runs, its runtime.
 struct Entry {
     row: ConnectorRow,
+    /// `row.config`, parsed (at the door, or when loaded from the meta store).
+    config: Arc<ConnectorConfig>,
     runtime: Option<ConnectorRuntime>,
 }
 
@@ -61,6 +63,8 @@ pub struct NewConnector {
 /// A connector as `get` shows it.
 pub struct ConnectorView {
     pub row: ConnectorRow,
+    /// The config in pydatahub's field names.
+    pub config: Json,
     pub worker: String,
     /// (shard, first retained seq, end seq or -1, checkpoint seq)
     pub shard_contexts: Vec<(u32, i64, i64, i64)>,
@@ -76,6 +80,18 @@ pub struct DoneTime {
 fn kind_of(row: &ConnectorRow) -> Result<ConnectorKind> {
     ConnectorKind::parse(&row.kind)
         .ok_or_else(|| Error::Internal(format!("stored connector type {:?} is unknown", row.kind)))
+}
+
+/// Parses a stored config (written by this or an earlier version).
+fn stored_config(row: &ConnectorRow) -> Result<Arc<ConnectorConfig>> {
+    ConnectorConfig::from_stored(kind_of(row)?, &row.config)
+        .map(Arc::new)
+        .map_err(|e| {
+            Error::Internal(format!(
+                "stored config of connector {} is unreadable: {e}",
+                row.connector_id
+            ))
+        })
 }
 
 fn new_connector_id(kind: ConnectorKind) -> String {
@@ -117,11 +133,14 @@ fn check_columns(topic: &Topic, columns: &[String]) -> Result<Columns> {
 }
 
 impl Catalog {
-    fn runtime_config(&self, worker: &str) -> RuntimeConfig {
+    fn runtime_config(&self, worker: &str, kind: ConnectorKind) -> RuntimeConfig {
+        let (records, bytes, age) = self
+            .config
+            .connector_batch_for(kind, sinks::batch_defaults(kind));
         RuntimeConfig {
-            max_batch_records: self.config.connector_batch_records,
-            max_batch_bytes: self.config.connector_batch_bytes,
-            max_batch_age: Duration::from_millis(self.config.connector_batch_age_ms),
+            max_batch_records: records,
+            max_batch_bytes: bytes,
+            max_batch_age: age,
             worker_address: worker.to_string(),
             ..RuntimeConfig::default()
         }
@@ -131,24 +150,23 @@ impl Catalog {
         &self,
         topic: &Arc<Topic>,
         row: &ConnectorRow,
+        config: &Arc<ConnectorConfig>,
         checkpoints: Vec<Checkpoint>,
         worker: &str,
     ) -> Result<ConnectorRuntime> {
-        let kind = kind_of(row)?;
         let columns = Arc::new(check_columns(topic, &row.column_fields)?);
-        let config: Json = serde_json::from_str(&row.config)
-            .map_err(|e| Error::Internal(format!("stored connector config is unreadable: {e}")))?;
-        let config = Arc::new(config);
+        let kind = config.kind();
+        let config = config.clone();
         let open_sink: SinkOpener = Arc::new(move |cols| {
             let config = config.clone();
-            Box::pin(async move { sinks::open(kind, &config, cols).await })
+            Box::pin(async move { sinks::open(&config, cols).await })
         });
         let spec = ConnectorSpec {
             name: format!("{}/{}/{}", topic.project, topic.name, row.connector_id),
             columns,
             open_sink,
             start_time: row.start_time,
-            config: self.runtime_config(worker),
+            config: self.runtime_config(worker, kind),
         };
         let source = Arc::new(TopicSource {
             topic: topic.clone(),
@@ -179,15 +197,20 @@ impl Catalog {
                 self.meta.delete_topic_connectors(row.topic_uid).await?;
                 continue;
             };
+            let config = stored_config(&row)?;
             let runtime = if row.state == RUNNING {
                 let cps = self.load_checkpoints(topic, &row.connector_id).await?;
-                Some(self.start_runtime(topic, &row, cps, &self.connectors.worker)?)
+                Some(self.start_runtime(topic, &row, &config, cps, &self.connectors.worker)?)
             } else {
                 None
             };
             entries.insert(
                 (row.topic_uid, row.connector_id.clone()),
-                Entry { row, runtime },
+                Entry {
+                    row,
+                    config,
+                    runtime,
+                },
             );
         }
         Ok(())
@@ -264,7 +287,8 @@ impl Catalog {
             Error::InvalidParameter(format!("connector type {:?} is not one of sink_odps, sink_ads, sink_es, sink_fc, sink_mysql, sink_oss, sink_ots, sink_hologres, sink_datahub", new.kind))
         })?;
         let columns = check_columns(&topic, &new.column_fields)?;
-        let config = sinks::accept(kind, &new.config).map_err(Error::InvalidParameter)?;
+        let config = ConnectorConfig::from_wire(kind, &new.config)
+            .map_err(|e| Error::InvalidParameter(e.to_string()))?;
         if new.start_time < -1 {
             return Err(Error::InvalidParameter(format!(
                 "SinkStartTime {} must be a time in milliseconds, or -1 for the oldest record",
@@ -278,7 +302,7 @@ impl Catalog {
             kind: kind.as_str().to_string(),
             state: RUNNING.to_string(),
             column_fields: columns.names,
-            config: config.to_string(),
+            config: config.to_wire().to_string(),
             creator: new.creator,
             start_time: new.start_time,
             create_time: now,
@@ -286,12 +310,15 @@ impl Catalog {
         };
         let mut entries = self.connectors.entries.lock().await;
         self.meta.upsert_connector(&row).await?;
-        let runtime = self.start_runtime(&topic, &row, Vec::new(), &self.connectors.worker)?;
+        let config = Arc::new(config);
+        let runtime =
+            self.start_runtime(&topic, &row, &config, Vec::new(), &self.connectors.worker)?;
         let id = row.connector_id.clone();
         entries.insert(
             (topic.uid, id.clone()),
             Entry {
                 row,
+                config,
                 runtime: Some(runtime),
             },
         );
@@ -361,22 +388,27 @@ impl Catalog {
             .collect();
         Ok(ConnectorView {
             row: entry.row.clone(),
+            config: entry.config.to_wire(),
             worker: self.connectors.worker.clone(),
             shard_contexts,
         })
     }
 
-    /// Applies a change to a connector's row: stops its runtime, saves, restarts if RUNNING.
+    /// Applies a change to a connector's row (and its config, when `f` returns a new one):
+    /// stops its runtime, saves, restarts if RUNNING.
     async fn change<F>(&self, project: &str, topic: &str, id: &str, f: F) -> Result<()>
     where
-        F: FnOnce(&Topic, &mut ConnectorRow) -> Result<()>,
+        F: FnOnce(&Topic, &mut ConnectorRow) -> Result<Option<ConnectorConfig>>,
     {
         let topic = self.topic(project, topic)?;
         let mut entries = self.connectors.entries.lock().await;
         let key = Self::resolve(&entries, &topic, id)?;
         let entry = entries.get_mut(&key).expect("resolved");
         let mut row = entry.row.clone();
-        f(&topic, &mut row)?;
+        let new_config = f(&topic, &mut row)?.map(Arc::new);
+        if let Some(c) = &new_config {
+            row.config = c.to_wire().to_string();
+        }
         row.last_modify_time = now_secs();
         if let Some(rt) = entry.runtime.take() {
             rt.stop().await;
@@ -384,13 +416,21 @@ impl Catalog {
         let saved = self.meta.upsert_connector(&row).await;
         if saved.is_ok() {
             entry.row = row;
+            if let Some(c) = new_config {
+                entry.config = c;
+            }
         }
         if entry.row.state == RUNNING {
             let cps = self
                 .load_checkpoints(&topic, &entry.row.connector_id)
                 .await?;
-            entry.runtime =
-                Some(self.start_runtime(&topic, &entry.row, cps, &self.connectors.worker)?);
+            entry.runtime = Some(self.start_runtime(
+                &topic,
+                &entry.row,
+                &entry.config,
+                cps,
+                &self.connectors.worker,
+            )?);
         }
         saved?;
         Ok(())
@@ -404,11 +444,9 @@ impl Catalog {
         config: &Json,
     ) -> Result<()> {
         self.change(project, topic, id, |_, row| {
-            let kind = kind_of(row)?;
-            row.config = sinks::accept(kind, config)
-                .map_err(Error::InvalidParameter)?
-                .to_string();
-            Ok(())
+            ConnectorConfig::from_wire(kind_of(row)?, config)
+                .map(Some)
+                .map_err(|e| Error::InvalidParameter(e.to_string()))
         })
         .await
     }
@@ -439,7 +477,7 @@ impl Catalog {
                 ))
             })?;
             row.column_fields = checked.names;
-            Ok(())
+            Ok(None)
         })
         .await
     }
@@ -462,7 +500,7 @@ impl Catalog {
         };
         self.change(project, topic, id, |_, row| {
             row.state = state.to_string();
-            Ok(())
+            Ok(None)
         })
         .await
     }
@@ -648,8 +686,7 @@ impl Catalog {
             .values()
             .map(|cp| (*cp, Self::log_view(&topic, cp)))
             .collect();
-        let config: Json = serde_json::from_str(&entry.row.config).unwrap_or(Json::Null);
-        let window_minutes = config.get("TimeRange").and_then(Json::as_i64).unwrap_or(0);
+        let window_minutes = entry.config.time_range_minutes().unwrap_or(0);
         Ok(DoneTime {
             done_time: status::connector_done_time(&shards, now_ms()),
             time_zone: "UTC".into(),

@@ -233,9 +233,20 @@ fn append_to_shard<P: AsRef<[u8]>>(shard: &Shard, payloads: &[P], now: i64) -> R
         return Err(Error::ShardNotActive(shard.id));
     }
     let slices: Vec<&[u8]> = payloads.iter().map(|p| p.as_ref()).collect();
-    shard.log.append(&slices, now)?;
+    shard.log.append(&slices, now).map_err(append_error)?;
     drop(meta);
     Ok(())
+}
+
+/// A failed append: a put too large for one log frame is refused like an oversized body
+/// (InvalidParameter, not retried), never an internal error.
+fn append_error(e: LogError) -> Error {
+    match e {
+        LogError::EntryTooLarge { size, max } => Error::InvalidParameter(format!(
+            "the put is {size} bytes in the shard's log, more than its frame limit ({max} bytes)"
+        )),
+        e => Error::Storage(e),
+    }
 }
 
 /// Notes an append's outcome in `health`: a storage failure starts (or continues) a failure
@@ -499,5 +510,23 @@ fn clone_for_record(e: &Error, message: &str) -> Error {
     match e {
         Error::ShardNotActive(id) => Error::ShardNotActive(*id),
         _ => Error::Internal(message.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_put_over_the_frame_limit_is_refused_not_internal() {
+        let e = append_error(LogError::EntryTooLarge {
+            size: 300 << 20,
+            max: sluice_log::MAX_FRAME_BYTES,
+        });
+        assert!(
+            matches!(&e, Error::InvalidParameter(m) if m.contains("frame limit")),
+            "{e:?}"
+        );
+        assert!(matches!(append_error(LogError::Closed), Error::Storage(_)));
     }
 }

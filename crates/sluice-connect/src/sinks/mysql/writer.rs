@@ -1,8 +1,7 @@
 //! SINK_MYSQL and SINK_ADS: rows into a table over the MySQL protocol (MySQL, MariaDB,
 //! AnalyticDB for MySQL, TiDB, ...).
 //!
-//! Config (pydatahub's `DatabaseConnectorConfig`): `Host`, `Port` (string or number),
-//! `Database`, `User`, `Password`, `Table`, `Ignore` (`"true"`/`"false"`).
+//! Config: [`MysqlConfig`] (`config.rs`), pydatahub's `DatabaseConnectorConfig`.
 //!
 //! Write modes, both keyed on the table's primary/unique keys:
 //! - `Ignore=false` → `REPLACE INTO`: the newest record for a key wins;
@@ -30,64 +29,13 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use serde_json::Value as Json;
 use sluice_proto::{FieldType, Value};
 use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
 use sqlx::{Executor, Row};
 
-use super::sql_util::{date_text, datetime_text, parse_port, str_field};
+use super::mapping::{date_text, datetime_text, Cell, TimestampAs};
+use super::MysqlConfig;
 use crate::sink::{SharedColumns, Sink, SinkData, SinkError, SinkRecord};
-
-/// Connection and mode of a MySQL-protocol sink, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MysqlConfig {
-    pub host: String,
-    pub port: u16,
-    pub database: String,
-    pub user: String,
-    pub password: String,
-    pub table: String,
-    /// true → skip records whose key exists; false → replace them.
-    pub ignore: bool,
-}
-
-/// Parses pydatahub's `DatabaseConnectorConfig` JSON; the error names the bad or missing field.
-pub fn parse_config(config: &Json) -> Result<MysqlConfig, String> {
-    if !config.is_object() {
-        return Err(format!("config must be a JSON object, got {config}"));
-    }
-    let non_empty = |key: &str| -> Result<String, String> {
-        let v = str_field(config, key)?.trim();
-        if v.is_empty() {
-            return Err(format!("config field {key} must not be empty"));
-        }
-        Ok(v.to_string())
-    };
-    let port = match config.get("Port") {
-        Some(v) => parse_port("Port", v)?,
-        None => return Err("config field Port is missing".into()),
-    };
-    let ignore = match config.get("Ignore") {
-        Some(Json::Bool(b)) => *b,
-        Some(Json::String(s)) if s.eq_ignore_ascii_case("true") => true,
-        Some(Json::String(s)) if s.eq_ignore_ascii_case("false") => false,
-        Some(other) => {
-            return Err(format!(
-                "config field Ignore must be \"true\" or \"false\", got {other}"
-            ))
-        }
-        None => return Err("config field Ignore is missing".into()),
-    };
-    Ok(MysqlConfig {
-        host: non_empty("Host")?,
-        port,
-        database: non_empty("Database")?,
-        user: non_empty("User")?,
-        password: str_field(config, "Password")?.to_string(),
-        table: non_empty("Table")?,
-        ignore,
-    })
-}
 
 /// Most rows in one statement (also bounded by 65,535 placeholders).
 const MAX_ROWS_PER_STATEMENT: usize = 2000;
@@ -98,34 +46,6 @@ const MAX_BYTES_PER_STATEMENT: usize = 2 << 20;
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
 const STRICT_SESSION: &str = "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,\
 NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION', time_zone = '+00:00'";
-
-/// One converted value, ready to bind.
-#[derive(Debug, Clone)]
-enum Cell {
-    Null,
-    Int(i64),
-    F32(f32),
-    F64(f64),
-    Bool(bool),
-    Text(String),
-}
-
-impl Cell {
-    fn size(&self) -> usize {
-        match self {
-            Cell::Text(s) => s.len() + 4,
-            _ => 9,
-        }
-    }
-}
-
-/// How a TIMESTAMP field is sent to its column.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum TimestampAs {
-    Number,
-    DateTime,
-    Date,
-}
 
 struct MysqlSink {
     pool: MySqlPool,
@@ -196,7 +116,7 @@ pub async fn open(config: MysqlConfig, columns: SharedColumns) -> Result<Box<dyn
         .host(&config.host)
         .port(config.port)
         .username(&config.user)
-        .password(&config.password)
+        .password(config.password.expose())
         .database(&config.database)
         .charset("utf8mb4")
         .ssl_mode(sqlx::mysql::MySqlSslMode::Disabled)
@@ -410,48 +330,6 @@ impl Sink for MysqlSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    fn good() -> Json {
-        json!({"Host": "db", "Port": "3306", "Database": "d", "User": "u", "Password": "",
-               "Table": "t", "Ignore": "false"})
-    }
-
-    #[test]
-    fn parses_pydatahub_config() {
-        let c = parse_config(&good()).unwrap();
-        assert_eq!(c.port, 3306);
-        assert!(!c.ignore);
-        let mut j = good();
-        j["Ignore"] = json!("TRUE");
-        j["Port"] = json!(3307);
-        let c = parse_config(&j).unwrap();
-        assert!(c.ignore);
-        assert_eq!(c.port, 3307);
-    }
-
-    #[test]
-    fn errors_name_the_field() {
-        for (key, value) in [
-            ("Port", json!("abc")),
-            ("Ignore", json!("yes")),
-            ("Host", json!("")),
-            ("Table", json!(5)),
-        ] {
-            let mut j = good();
-            j[key] = value;
-            let e = parse_config(&j).unwrap_err();
-            assert!(e.contains(key), "{e}");
-        }
-        for key in [
-            "Host", "Port", "Database", "User", "Password", "Table", "Ignore",
-        ] {
-            let mut j = good();
-            j.as_object_mut().unwrap().remove(key);
-            let e = parse_config(&j).unwrap_err();
-            assert!(e.contains(key), "{e}");
-        }
-    }
 
     #[test]
     fn quotes_identifiers() {

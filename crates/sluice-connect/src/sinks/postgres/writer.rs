@@ -1,17 +1,8 @@
 //! SINK_HOLOGRES: rows into a table over the PostgreSQL protocol (PostgreSQL, Hologres, ...).
 //!
-//! pydatahub's `HologresConnectorConfig` gets a self-hosted meaning:
-//! - `Endpoint` = `host:port` (a `scheme://` prefix is dropped; no port → 5432);
-//! - `Project` = database; `Topic` = table, parsed like an SQL name (`events`, `analytics.events`,
-//!   `"MixedCase"`), so the schema comes from it or from the search path (`public`);
-//! - `InstanceId` is not used (a Hologres instance id has no self-hosted meaning);
-//! - `AccessId` / `AccessKey` = user / password. Without them (`AuthMode` `sts`) the sink
-//!   connects as user `postgres` without a password (trust / peer set-ups);
-//! - `TimestampUnit` (`MICROSECOND` default, `MILLISECOND`, `SECOND`) = the unit of the topic's
-//!   TIMESTAMP values when they go into `timestamp`, `timestamptz` or `date` columns (UTC);
-//!   other columns (e.g. `bigint`) keep the number as it is;
-//! - `WriteMode` (optional, not sent by pydatahub): `INSERT_OR_UPDATE` (default) or
-//!   `INSERT_OR_IGNORE`, Hologres' names for the two modes.
+//! pydatahub's `HologresConnectorConfig` gets a self-hosted meaning: see [`PostgresConfig`]
+//! (`config.rs`) and docs/connectors.md. `WriteMode` (not sent by pydatahub) picks what an
+//! existing key does: `INSERT_OR_UPDATE` (default), `INSERT_OR_IGNORE` or `INSERT_OR_REPLACE`.
 //!
 //! Writes: rows are encoded in PostgreSQL's binary COPY format as they are written (see
 //! [`CopyBuffer`]). A flush first tries one `COPY t (cols) FROM STDIN (FORMAT binary)` straight
@@ -19,8 +10,9 @@
 //! what the upsert would have left. When a key exists (23505) nothing was written and the flush
 //! takes the upsert path: one transaction that COPYs into a temporary staging table, then runs
 //! `INSERT INTO t (cols) SELECT ... FROM staging ON CONFLICT (primary key) DO UPDATE SET <other
-//! columns> = EXCLUDED...` (upsert: the newest record for a key wins), or `DO NOTHING` in
-//! ignore mode. After a conflict the next 1, 2, 4 ... 64 flushes skip the straight COPY. The
+//! columns> = EXCLUDED...` (upsert: the newest record for a key wins; replace mode also sets the
+//! table's columns the connector does not write back to `DEFAULT`), or `DO NOTHING` in ignore
+//! mode. After a conflict the next 1, 2, 4 ... 64 flushes skip the straight COPY. The
 //! staging table (`pg_temp.sluice_stage`, `ON COMMIT DELETE ROWS`) is created once per
 //! connection, when the pool opens it, so every commit empties it and a rolled-back flush leaves
 //! nothing behind. Rows with equal keys inside one flush are collapsed first, to the last one
@@ -44,96 +36,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value as Json;
-use sluice_proto::FieldType;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, Executor, Row};
 
+use super::mapping::{bind_for, Col};
 use super::pg_copy::{Bind, CopyBuffer};
-use super::sql_util::{opt_str_field, str_field};
+use super::{PostgresConfig, WriteMode};
 use crate::sink::{SharedColumns, Sink, SinkData, SinkError, SinkRecord};
-
-/// Connection and mode of a PostgreSQL-protocol sink, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PostgresConfig {
-    pub host: String,
-    pub port: u16,
-    pub database: String,
-    /// The table as an SQL name (optionally schema-qualified, optionally quoted).
-    pub table: String,
-    pub user: String,
-    pub password: Option<String>,
-    /// Microseconds per unit of the topic's TIMESTAMP values (1, 1,000 or 1,000,000).
-    pub timestamp_unit_micros: i64,
-    /// true → `ON CONFLICT DO NOTHING`; false → upsert.
-    pub ignore: bool,
-}
-
-/// Parses pydatahub's `HologresConnectorConfig` JSON; the error names the bad or missing field.
-pub fn parse_config(config: &Json) -> Result<PostgresConfig, String> {
-    if !config.is_object() {
-        return Err(format!("config must be a JSON object, got {config}"));
-    }
-    let endpoint = str_field(config, "Endpoint")?.trim();
-    let hostport = endpoint
-        .split_once("://")
-        .map_or(endpoint, |(_, rest)| rest);
-    let hostport = hostport.trim_end_matches('/');
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-            let port = p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
-                format!("config field Endpoint must be host:port, got {endpoint:?}")
-            })?;
-            (h.trim_start_matches('[').trim_end_matches(']'), port)
-        }
-        _ => (hostport, 5432),
-    };
-    if host.is_empty() {
-        return Err(format!(
-            "config field Endpoint must be host:port, got {endpoint:?}"
-        ));
-    }
-    let database = str_field(config, "Project")?.trim();
-    if database.is_empty() {
-        return Err("config field Project (the database) must not be empty".into());
-    }
-    let table = str_field(config, "Topic")?.trim();
-    if table.is_empty() {
-        return Err("config field Topic (the table) must not be empty".into());
-    }
-    let unit = opt_str_field(config, "TimestampUnit")?.unwrap_or("MICROSECOND");
-    let timestamp_unit_micros = match unit.to_ascii_uppercase().as_str() {
-        "MICROSECOND" | "" => 1,
-        "MILLISECOND" => 1_000,
-        "SECOND" => 1_000_000,
-        _ => {
-            return Err(format!(
-            "config field TimestampUnit must be MICROSECOND, MILLISECOND or SECOND, got {unit:?}"
-        ))
-        }
-    };
-    let ignore = match opt_str_field(config, "WriteMode")?.map(str::to_ascii_uppercase) {
-        None => false,
-        Some(m) if m == "INSERT_OR_UPDATE" => false,
-        Some(m) if m == "INSERT_OR_IGNORE" => true,
-        Some(m) => {
-            return Err(format!(
-                "config field WriteMode must be INSERT_OR_UPDATE or INSERT_OR_IGNORE, got {m:?}"
-            ))
-        }
-    };
-    let user = opt_str_field(config, "AccessId")?.filter(|s| !s.is_empty());
-    Ok(PostgresConfig {
-        host: host.to_string(),
-        port,
-        database: database.to_string(),
-        table: table.to_string(),
-        user: user.unwrap_or("postgres").to_string(),
-        password: opt_str_field(config, "AccessKey")?.map(str::to_string),
-        timestamp_unit_micros,
-        ignore,
-    })
-}
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
 const STAGING: &str = "pg_temp.sluice_stage";
@@ -201,45 +110,6 @@ fn classify(context: &str, e: sqlx::Error) -> SinkError {
     }
 }
 
-/// A column of the target table.
-struct Col {
-    name: String,
-    /// `format_type`: the type with its modifier, e.g. `character varying(100)`.
-    type_name: String,
-    typname: String,
-    category: String,
-    key: bool,
-}
-
-/// How a connector column of topic type `ty` goes into table column `c`: the encoding, and
-/// whether the encoding is the column's own binary format (else it is the staging column's,
-/// cast by the INSERT).
-fn bind_for(ty: FieldType, c: &Col) -> (Bind, bool) {
-    let t = c.typname.as_str();
-    match ty {
-        FieldType::Bigint | FieldType::Integer | FieldType::Smallint | FieldType::Tinyint => {
-            match t {
-                "int4" => (Bind::Int4, true),
-                "int2" => (Bind::Int2, true),
-                _ => (Bind::Int8, t == "int8"),
-            }
-        }
-        FieldType::Timestamp => match t {
-            "timestamp" | "timestamptz" => (Bind::Timestamp, true),
-            "date" => (Bind::Date, true),
-            "int4" => (Bind::Int4, true),
-            "int2" => (Bind::Int2, true),
-            _ => (Bind::Int8, t == "int8"),
-        },
-        FieldType::Double => (Bind::F64, t == "float8"),
-        FieldType::Float => (Bind::F32, t == "float4"),
-        FieldType::Boolean => (Bind::Bool, t == "bool"),
-        FieldType::String | FieldType::Decimal => {
-            (Bind::Text, matches!(t, "text" | "varchar" | "bpchar"))
-        }
-    }
-}
-
 /// Finds the table, its column types and primary key, then opens the pool (reconnecting; each
 /// connection gets the staging table when it opens).
 pub async fn open(
@@ -259,7 +129,7 @@ pub async fn open(
         .ssl_mode(sqlx::postgres::PgSslMode::Prefer)
         .application_name("sluice-connector");
     if let Some(p) = &config.password {
-        options = options.password(p);
+        options = options.password(p.expose());
     }
     // The table is looked up on a connection of its own: the pool's connections need the
     // staging table's layout, which depends on what this finds.
@@ -366,7 +236,7 @@ pub async fn open(
             .iter()
             .map(|&i| quote_ident(&table_cols[i].name))
             .collect();
-        let updates: Vec<String> = used
+        let mut updates: Vec<String> = used
             .iter()
             .filter(|&&i| !table_cols[i].key)
             .map(|&i| {
@@ -374,7 +244,20 @@ pub async fn open(
                 format!("{n} = EXCLUDED.{n}")
             })
             .collect();
-        let update = !config.ignore && !updates.is_empty();
+        let update = match config.write_mode {
+            WriteMode::InsertOrIgnore => false,
+            WriteMode::InsertOrUpdate => !updates.is_empty(),
+            WriteMode::InsertOrReplace => {
+                // The whole row is replaced: columns the connector does not write go back to
+                // their defaults, as a fresh insert would leave them.
+                updates.extend(
+                    (0..table_cols.len())
+                        .filter(|i| !table_cols[*i].key && !used.contains(i))
+                        .map(|i| format!("{} = DEFAULT", quote_ident(&table_cols[i].name))),
+                );
+                !updates.is_empty()
+            }
+        };
         if update {
             insert_sql.push_str(&format!(
                 " ON CONFLICT ({}) DO UPDATE SET {}",
@@ -434,7 +317,7 @@ pub async fn open(
         dedupe,
         direct_pause: (0, 0),
         refused: None,
-        rows: CopyBuffer::new(binds, config.timestamp_unit_micros),
+        rows: CopyBuffer::new(binds, config.timestamp_unit.micros()),
     }))
 }
 
@@ -551,64 +434,6 @@ impl Sink for PostgresSink {
                 "{}: writing {rows} rows took longer than {:?}",
                 self.where_, FLUSH_TIMEOUT
             ))),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn good() -> Json {
-        json!({"Endpoint": "db.local:6432", "Project": "warehouse", "Topic": "public.events",
-               "InstanceId": "hgpostcn-x", "AuthMode": "ak", "TimestampUnit": "MILLISECOND",
-               "AccessId": "u", "AccessKey": "p"})
-    }
-
-    #[test]
-    fn parses_hologres_config() {
-        let c = parse_config(&good()).unwrap();
-        assert_eq!((c.host.as_str(), c.port), ("db.local", 6432));
-        assert_eq!(c.database, "warehouse");
-        assert_eq!(c.table, "public.events");
-        assert_eq!(c.user, "u");
-        assert_eq!(c.password.as_deref(), Some("p"));
-        assert_eq!(c.timestamp_unit_micros, 1000);
-        assert!(!c.ignore);
-        let mut j = good();
-        j["Endpoint"] = json!("http://db.local");
-        j["WriteMode"] = json!("INSERT_OR_IGNORE");
-        j.as_object_mut().unwrap().remove("AccessId");
-        j.as_object_mut().unwrap().remove("TimestampUnit");
-        let c = parse_config(&j).unwrap();
-        assert_eq!(
-            (c.host.as_str(), c.port, c.user.as_str()),
-            ("db.local", 5432, "postgres")
-        );
-        assert_eq!(c.timestamp_unit_micros, 1);
-        assert!(c.ignore);
-    }
-
-    #[test]
-    fn errors_name_the_field() {
-        for (key, value) in [
-            ("Endpoint", json!("h:notaport")),
-            ("Endpoint", json!("")),
-            ("TimestampUnit", json!("HOUR")),
-            ("Project", json!(" ")),
-            ("Topic", json!(3)),
-            ("WriteMode", json!("MERGE")),
-        ] {
-            let mut j = good();
-            j[key] = value;
-            let e = parse_config(&j).unwrap_err();
-            assert!(e.contains(key), "{e}");
-        }
-        for key in ["Endpoint", "Project", "Topic"] {
-            let mut j = good();
-            j.as_object_mut().unwrap().remove(key);
-            assert!(parse_config(&j).unwrap_err().contains(key));
         }
     }
 }

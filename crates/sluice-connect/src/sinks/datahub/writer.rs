@@ -8,52 +8,19 @@
 //! (`MalformedRecord`, `InvalidParameter`) → bad record; unknown project or topic, bad
 //! credentials or an incompatible target → configuration.
 
-use serde_json::Value as Json;
 use sluice_client::{Client, ClientError};
 use sluice_proto::{Record, RecordData, RecordSchema, Value};
 
 use crate::sink::{SharedColumns, Sink, SinkData, SinkError, SinkRecord};
 
+use super::DatahubConfig;
+
 /// Records per put request.
 const PUT_CHUNK: usize = 1000;
 
-/// The parts of a normalized SINK_DATAHUB configuration the sink uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DatahubConfig {
-    pub endpoint: String,
-    pub project: String,
-    pub topic: String,
-    pub access_id: String,
-    pub access_key: String,
-}
-
-impl DatahubConfig {
-    pub fn parse(config: &Json) -> Result<DatahubConfig, String> {
-        let text = |k: &str| {
-            config
-                .get(k)
-                .and_then(Json::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
-        let cfg = DatahubConfig {
-            endpoint: text("Endpoint"),
-            project: text("Project"),
-            topic: text("Topic"),
-            access_id: text("AccessId"),
-            access_key: text("AccessKey"),
-        };
-        for (k, v) in [
-            ("Endpoint", &cfg.endpoint),
-            ("Project", &cfg.project),
-            ("Topic", &cfg.topic),
-        ] {
-            if v.is_empty() {
-                return Err(format!("Config.{k} is missing"));
-            }
-        }
-        Ok(cfg)
-    }
+/// Opens a SINK_DATAHUB task's sink.
+pub async fn open(cfg: DatahubConfig, columns: SharedColumns) -> Result<Box<dyn Sink>, SinkError> {
+    Ok(Box::new(DatahubSink::open(cfg, columns).await?))
 }
 
 /// How source columns map onto the target topic.
@@ -92,7 +59,7 @@ impl DatahubSink {
         cfg: DatahubConfig,
         columns: SharedColumns,
     ) -> Result<DatahubSink, SinkError> {
-        let client = Client::new(&cfg.endpoint, &cfg.access_id, &cfg.access_key)
+        let client = Client::new(&cfg.endpoint, &cfg.access_id, cfg.access_key.expose())
             .map_err(|e| SinkError::Config(format!("DataHub endpoint {}: {e}", cfg.endpoint)))?;
         let where_ = format!(
             "target topic {}/{} at {}",

@@ -1,38 +1,32 @@
-//! Small helpers shared by the SQL sinks (MySQL and PostgreSQL protocols).
+//! How values go into MySQL columns: [`Cell`], a converted value ready to bind, how a TIMESTAMP
+//! is sent ([`TimestampAs`]), and the UTC date/time text of TIMESTAMP values.
 
-use serde_json::Value as Json;
+/// One converted value, ready to bind.
+#[derive(Debug, Clone)]
+pub(super) enum Cell {
+    Null,
+    Int(i64),
+    F32(f32),
+    F64(f64),
+    Bool(bool),
+    Text(String),
+}
 
-/// Reads a required string field of a connector config object.
-pub(crate) fn str_field<'a>(config: &'a Json, key: &str) -> Result<&'a str, String> {
-    match config.get(key) {
-        Some(Json::String(s)) => Ok(s),
-        Some(other) => Err(format!("config field {key} must be a string, got {other}")),
-        None => Err(format!("config field {key} is missing")),
+impl Cell {
+    pub(super) fn size(&self) -> usize {
+        match self {
+            Cell::Text(s) => s.len() + 4,
+            _ => 9,
+        }
     }
 }
 
-/// Reads an optional string field (absent or null → None).
-pub(crate) fn opt_str_field<'a>(config: &'a Json, key: &str) -> Result<Option<&'a str>, String> {
-    match config.get(key) {
-        None | Some(Json::Null) => Ok(None),
-        Some(Json::String(s)) => Ok(Some(s)),
-        Some(other) => Err(format!("config field {key} must be a string, got {other}")),
-    }
-}
-
-/// Parses a TCP port given as a string (`"3306"`, what pydatahub sends) or a number.
-pub(crate) fn parse_port(key: &str, value: &Json) -> Result<u16, String> {
-    let port = match value {
-        Json::String(s) => s.trim().parse::<u16>().ok(),
-        Json::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
-        _ => None,
-    };
-    match port {
-        Some(p) if p > 0 => Ok(p),
-        _ => Err(format!(
-            "config field {key} must be a port number 1-65535, got {value}"
-        )),
-    }
+/// How a TIMESTAMP field is sent to its column.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum TimestampAs {
+    Number,
+    DateTime,
+    Date,
 }
 
 /// Splits microseconds since the Unix epoch into (year, month, day, hour, min, sec, micros), UTC.
@@ -66,7 +60,7 @@ fn civil_from_micros(us: i64) -> (i64, u32, u32, u32, u32, u32, u32) {
 /// (`DATETIME(6)`, `TIMESTAMP(6)` with session time zone +00:00) and PostgreSQL read exactly.
 /// Written digit by digit: it runs once per TIMESTAMP value on a sink's hot path, where `format!`
 /// showed up in profiles.
-pub(crate) fn datetime_text(us: i64) -> String {
+pub(super) fn datetime_text(us: i64) -> String {
     let (y, mo, d, h, mi, s, f) = civil_from_micros(us);
     if !(0..=9999).contains(&y) {
         return format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{f:06}");
@@ -85,7 +79,7 @@ pub(crate) fn datetime_text(us: i64) -> String {
 }
 
 /// `YYYY-MM-DD` (UTC) for microseconds since the epoch.
-pub(crate) fn date_text(us: i64) -> String {
+pub(super) fn date_text(us: i64) -> String {
     let (y, mo, d, ..) = civil_from_micros(us);
     if !(0..=9999).contains(&y) {
         return format!("{y:04}-{mo:02}-{d:02}");
@@ -158,15 +152,5 @@ mod tests {
             assert_eq!(date_text(t), want[..10]);
             us += day;
         }
-    }
-
-    #[test]
-    fn ports() {
-        assert_eq!(parse_port("Port", &Json::from("3306")), Ok(3306));
-        assert_eq!(parse_port("Port", &Json::from(5432)), Ok(5432));
-        assert!(parse_port("Port", &Json::from("x"))
-            .unwrap_err()
-            .contains("Port"));
-        assert!(parse_port("Port", &Json::from("0")).is_err());
     }
 }
