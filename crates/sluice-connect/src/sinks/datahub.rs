@@ -6,7 +6,8 @@
 //! that shard is ACTIVE, else to an ACTIVE shard chosen by N, so the order per source shard
 //! is kept. Errors: unreachable / throttled / 5xx → transient; a record the target rejects
 //! (`MalformedRecord`, `InvalidParameter`) → bad record; unknown project or topic, bad
-//! credentials or an incompatible target → configuration.
+//! credentials, an incompatible target or a TLS failure (an https endpoint whose certificate
+//! is not trusted: see `tls.rs`) → configuration.
 
 use serde_json::Value as Json;
 use sluice_client::{Client, ClientError};
@@ -73,6 +74,12 @@ pub struct DatahubSink {
 }
 
 fn classify(e: ClientError, what: &str) -> SinkError {
+    // An untrusted certificate or failed handshake does not heal by retrying.
+    if let ClientError::Transport(t) = &e {
+        if let Some(config) = super::tls::http_config_error(&super::tls::current(), what, t) {
+            return config;
+        }
+    }
     let message = format!("{what}: {e}");
     match e.code() {
         None => SinkError::Transient(message),
@@ -92,7 +99,9 @@ impl DatahubSink {
         cfg: DatahubConfig,
         columns: SharedColumns,
     ) -> Result<DatahubSink, SinkError> {
-        let client = Client::new(&cfg.endpoint, &cfg.access_id, &cfg.access_key)
+        // https: the system roots plus connector_tls_ca_file (sinks/tls.rs).
+        let http = super::tls::http_client_builder(&super::tls::current());
+        let client = Client::with_http(&cfg.endpoint, &cfg.access_id, &cfg.access_key, http)
             .map_err(|e| SinkError::Config(format!("DataHub endpoint {}: {e}", cfg.endpoint)))?;
         let where_ = format!(
             "target topic {}/{} at {}",

@@ -3,7 +3,8 @@
 //! - `config.rs`: validation and normalization of every type's `Config` (§4.9 shapes);
 //! - `datahub.rs`: SINK_DATAHUB, into a topic on another DataHub endpoint;
 //! - `mysql.rs`: SINK_MYSQL and SINK_ADS (MySQL protocol); `postgres.rs`: SINK_HOLOGRES
-//!   (PostgreSQL protocol); `sql_util.rs`: what the two share.
+//!   (PostgreSQL protocol); `sql_util.rs`: what the two share;
+//! - `tls.rs`: the TLS policy for every target (`connector_tls`, `connector_tls_ca_file`).
 //!
 //! SINK_ODPS, SINK_OSS, SINK_ES, SINK_FC and SINK_OTS are managed fully but do not write yet:
 //! their tasks hang with [`not_yet_message`].
@@ -14,6 +15,7 @@ pub mod mysql;
 mod pg_copy;
 pub mod postgres;
 mod sql_util;
+pub mod tls;
 
 use serde_json::Value as Json;
 
