@@ -253,13 +253,15 @@ pub fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
         if let Some(r) = err.downcast_ref::<rustls::Error>() {
             return Some(describe_rustls(r));
         }
-        // io::Error::source skips the error it wraps: look inside explicitly.
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if let Some(r) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                return Some(describe_rustls(r));
-            }
-        }
-        next = err.source();
+        // io::Error::source skips the error it wraps (itself often an io::Error): descend
+        // into it explicitly.
+        next = match err.downcast_ref::<std::io::Error>() {
+            Some(io) => match io.get_ref() {
+                Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+                None => err.source(),
+            },
+            None => err.source(),
+        };
     }
     None
 }
@@ -343,6 +345,8 @@ mod tests {
             .contains("does not support TLS"));
         let cert = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
         let io = std::io::Error::new(std::io::ErrorKind::InvalidData, cert);
+        // As hyper-rustls hands it on: an io::Error around tokio-rustls' io::Error.
+        let io = std::io::Error::other(io);
         let wrapped = sqlx::Error::Io(io);
         let msg = tls_failure(&wrapped).unwrap();
         assert!(msg.contains("connector_tls_ca_file"), "{msg}");
