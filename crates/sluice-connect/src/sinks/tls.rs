@@ -331,6 +331,28 @@ mod tests {
     }
 
     #[test]
+    fn nothing_in_the_build_uses_openssl_or_native_tls() {
+        let lock = concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock");
+        let lock = std::fs::read_to_string(lock).unwrap();
+        assert!(
+            lock.contains("name = \"rustls\""),
+            "rustls is missing from Cargo.lock"
+        );
+        for name in [
+            "openssl",
+            "openssl-sys",
+            "native-tls",
+            "hyper-tls",
+            "tokio-native-tls",
+        ] {
+            assert!(
+                !lock.contains(&format!("name = \"{name}\"\n")),
+                "Cargo.lock holds {name}: TLS must go through rustls"
+            );
+        }
+    }
+
+    #[test]
     fn plaintext_warning_is_once_per_target() {
         assert!(warn_plaintext_once("unit-host:1", "no TLS"));
         assert!(!warn_plaintext_once("unit-host:1", "no TLS"));
