@@ -14,7 +14,7 @@
 #   3. add <name> to SLUICE_SERVICES below.
 # A test that needs a service and does not find its variables must fail, not skip.
 
-SLUICE_SERVICES=(mysql postgres)
+SLUICE_SERVICES=(mysql postgres mysql_tls postgres_tls)
 SLUICE_SERVICES_DIR="${SLUICE_SERVICES_DIR:-}"
 _SLUICE_SERVICES_RUNNING=()
 _SLUICE_SERVICES_TMP=""
@@ -183,4 +183,104 @@ service_postgres_start() {
 
 service_postgres_stop() {
   pg_daemon_stop
+}
+
+# ---- TLS-only MariaDB and PostgreSQL (issue 9: connector TLS) ----------------------------
+# Servers that refuse plaintext over TCP, with a certificate (localhost, 127.0.0.1) signed by a
+# test CA made here with openssl. Exported: SLUICE_TEST_TLS_CA (the CA that signed the
+# servers), SLUICE_TEST_TLS_OTHER_CA (a CA that signed nothing), SLUICE_TEST_MYSQL_TLS_PORT,
+# SLUICE_TEST_PG_TLS_PORT (same users, passwords and database as the plaintext servers).
+
+# Makes the test PKI once per services dir (EC P-256: fast to generate).
+services_tls_pki() {
+  local d="$SLUICE_SERVICES_DIR/pki"
+  export SLUICE_TEST_TLS_CA="$d/ca.pem" SLUICE_TEST_TLS_OTHER_CA="$d/other-ca.pem"
+  [ -f "$d/server.pem" ] && return 0
+  command -v openssl >/dev/null 2>&1 || services_apt_install openssl
+  mkdir -p "$d"
+  local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1) ca_ext=(
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign")
+  (
+    cd "$d" &&
+      openssl req -x509 -nodes -days 2 "${ec[@]}" -keyout ca.key -out ca.pem \
+        -subj "/CN=Sluice services test CA" "${ca_ext[@]}" &&
+      openssl req -x509 -nodes -days 2 "${ec[@]}" -keyout other-ca.key -out other-ca.pem \
+        -subj "/CN=Sluice services other CA" "${ca_ext[@]}" &&
+      openssl req -nodes "${ec[@]}" -keyout server.key -out server.csr -subj "/CN=localhost" &&
+      printf '%s\n' "subjectAltName=DNS:localhost,IP:127.0.0.1" "basicConstraints=CA:FALSE" \
+        "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" >server.ext &&
+      openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+        -extfile server.ext -out server.pem
+  ) >"$d/openssl.log" 2>&1 || { cat "$d/openssl.log" >&2; return 1; }
+}
+
+service_mysql_tls_start() {
+  command -v mariadbd >/dev/null 2>&1 || services_apt_install mariadb-server mariadb-client
+  services_tls_pki || return 1
+  local d="$SLUICE_SERVICES_DIR/mysql-tls" pki="$SLUICE_SERVICES_DIR/pki"
+  export SLUICE_TEST_MYSQL_TLS_DIR="$d"
+  mkdir -p "$d"
+  mariadb-install-db --no-defaults --user=root --datadir="$d/data" \
+    --auth-root-authentication-method=normal --skip-test-db >"$d/install.log" 2>&1 ||
+    { cat "$d/install.log" >&2; return 1; }
+  export SLUICE_TEST_MYSQL_TLS_PORT="${SLUICE_TEST_MYSQL_TLS_PORT:-$(services_free_port)}"
+  mariadbd --no-defaults --user=root --datadir="$d/data" --socket="$d/sock" \
+    --pid-file="$d/mariadbd.pid" --port="$SLUICE_TEST_MYSQL_TLS_PORT" --bind-address=127.0.0.1 \
+    --skip-name-resolve --innodb-buffer-pool-size=32M --log-error="$d/error.log" \
+    --ssl-ca="$pki/ca.pem" --ssl-cert="$pki/server.pem" --ssl-key="$pki/server.key" \
+    --require-secure-transport=ON </dev/null >>"$d/stdout.log" 2>&1 &
+  echo $! >"$d/daemon.pid"
+  services_wait mariadb --no-defaults --protocol=socket --socket="$d/sock" -uroot -e 'select 1' ||
+    { tail -20 "$d/error.log" >&2; return 1; }
+  services_started mysql_tls
+  mariadb --no-defaults --protocol=socket --socket="$d/sock" -uroot -e \
+    "CREATE DATABASE IF NOT EXISTS sluice_test CHARACTER SET utf8mb4;
+     CREATE USER IF NOT EXISTS 'sluice'@'127.0.0.1' IDENTIFIED BY 'sluice';
+     GRANT ALL ON sluice_test.* TO 'sluice'@'127.0.0.1';"
+  echo "mariadb (TLS only) on 127.0.0.1:$SLUICE_TEST_MYSQL_TLS_PORT ($d)"
+}
+
+service_mysql_tls_stop() {
+  local d="$SLUICE_TEST_MYSQL_TLS_DIR" pid i
+  pid="$(cat "$d/daemon.pid" 2>/dev/null || true)"
+  [ -n "$pid" ] || return 0
+  kill "$pid" 2>/dev/null || true
+  for ((i = 0; i < 300; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
+  rm -f "$d/daemon.pid"
+}
+
+service_postgres_tls_start() {
+  [ -n "$(pg_bin initdb 2>/dev/null)" ] && id postgres >/dev/null 2>&1 ||
+    services_apt_install postgresql
+  services_tls_pki || return 1
+  chmod 755 "$SLUICE_SERVICES_DIR"
+  local d="$SLUICE_SERVICES_DIR/postgres-tls" pki="$SLUICE_SERVICES_DIR/pki"
+  export SLUICE_TEST_PG_TLS_DIR="$d"
+  mkdir -p "$d"
+  # The server reads its key as postgres, and only from a private file.
+  install -o postgres -m 0600 "$pki/server.key" "$d/server.key"
+  install -o postgres -m 0644 "$pki/server.pem" "$d/server.pem"
+  chown postgres: "$d"
+  runuser -u postgres -- "$(pg_bin initdb)" -D "$d/data" -A trust -U postgres \
+    </dev/null >"$d/initdb.log" 2>&1 || { cat "$d/initdb.log" >&2; return 1; }
+  # Only TLS over TCP (and the local socket for set-up): a plaintext TCP client is refused.
+  printf '%s\n' "local all all trust" "hostssl all all 127.0.0.1/32 md5" \
+    >"$d/data/pg_hba.conf"
+  export SLUICE_TEST_PG_TLS_PORT="${SLUICE_TEST_PG_TLS_PORT:-$(services_free_port)}"
+  runuser -u postgres -- "$(pg_bin pg_ctl)" -w -t 60 -D "$d/data" -l "$d/server.log" \
+    -o "-c listen_addresses=127.0.0.1 -p $SLUICE_TEST_PG_TLS_PORT -k $d -c fsync=off -c ssl=on -c ssl_cert_file=$d/server.pem -c ssl_key_file=$d/server.key" \
+    start </dev/null >/dev/null || { tail -20 "$d/server.log" >&2; return 1; }
+  services_started postgres_tls
+  psql -X -q -h "$d" -p "$SLUICE_TEST_PG_TLS_PORT" -U postgres -d postgres \
+    -c "CREATE DATABASE sluice_test" -c "CREATE USER sluice PASSWORD 'sluice' SUPERUSER" >/dev/null
+  echo "postgresql (TLS only) on 127.0.0.1:$SLUICE_TEST_PG_TLS_PORT ($d)"
+}
+
+service_postgres_tls_stop() {
+  runuser -u postgres -- "$(pg_bin pg_ctl)" -w -t 60 -D "$SLUICE_TEST_PG_TLS_DIR/data" -m fast \
+    stop </dev/null >/dev/null 2>&1 || true
 }

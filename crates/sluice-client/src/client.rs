@@ -58,8 +58,20 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client over rustls that trusts the system roots.
     pub fn new(endpoint: &str, access_id: &str, access_key: &str) -> Result<Client, ClientError> {
-        let http = reqwest::Client::builder()
+        Client::with_http(endpoint, access_id, access_key, reqwest::Client::builder())
+    }
+
+    /// A client whose HTTP layer starts from `http` (e.g. with extra trusted CAs); the
+    /// timeouts and pool size are set here.
+    pub fn with_http(
+        endpoint: &str,
+        access_id: &str,
+        access_key: &str,
+        http: reqwest::ClientBuilder,
+    ) -> Result<Client, ClientError> {
+        let http = http
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(120))
             .pool_max_idle_per_host(64)

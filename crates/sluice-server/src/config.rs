@@ -91,6 +91,13 @@ pub struct ServerConfig {
     /// `[connector_batch.<type>]` `records` / `bytes` / `age_ms`: one connector type's batch
     /// limits, over the sink's own defaults and the global `connector_batch_*` keys.
     pub connector_batch: ConnectorBatchByType,
+    // issue 9: tls (connector targets; policy in sluice_connect::sinks::tls)
+    /// How connectors secure database targets: `"prefer"` (default; plaintext fallback warned
+    /// once per target) or `"require"` (TLS with the certificate verified).
+    pub connector_tls: sluice_connect::sinks::tls::TlsMode,
+    /// PEM CA certificates connectors trust next to the system roots (databases in require
+    /// mode, https endpoints); read and checked at start.
+    pub connector_tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -129,6 +136,9 @@ impl Default for ServerConfig {
             tls_handshake_timeout_ms: 10_000,
             // issue 9: typed (per-type connector batches)
             connector_batch: ConnectorBatchByType::default(),
+            // issue 9: tls
+            connector_tls: sluice_connect::sinks::tls::TlsMode::Prefer,
+            connector_tls_ca_file: None,
         }
     }
 }
@@ -311,7 +321,24 @@ impl ServerConfig {
                 "must be between 1 and 3600000",
             )?;
         }
+        // issue 9: tls
+        self.connector_tls_policy()?;
         Ok(())
+    }
+
+    // issue 9: tls
+    /// The connectors' TLS policy; reads and checks `connector_tls_ca_file`.
+    pub fn connector_tls_policy(
+        &self,
+    ) -> Result<sluice_connect::sinks::tls::ConnectorTls, ConfigError> {
+        sluice_connect::sinks::tls::ConnectorTls::new(
+            self.connector_tls,
+            self.connector_tls_ca_file.as_deref(),
+        )
+        .map_err(|problem| ConfigError {
+            field: "connector_tls_ca_file",
+            problem,
+        })
     }
 
     pub fn header_read_timeout(&self) -> Duration {
@@ -577,5 +604,27 @@ mod tests {
         ] {
             assert_eq!(ServerConfig::from_toml(text).unwrap_err().field, field);
         }
+    }
+
+    // issue 9: tls
+    #[test]
+    fn connector_tls_keys_are_checked_at_the_door() {
+        use sluice_connect::sinks::tls::TlsMode;
+        assert_eq!(ServerConfig::default().connector_tls, TlsMode::Prefer);
+        let ok = ServerConfig::from_toml("connector_tls = \"require\"").unwrap();
+        assert_eq!(ok.connector_tls, TlsMode::Require);
+        let err = ServerConfig::from_toml("connector_tls = \"always\"").unwrap_err();
+        assert!(err.problem.contains("connector_tls"), "{err}");
+        let err =
+            ServerConfig::from_toml("connector_tls_ca_file = \"/nonexistent/ca.pem\"").unwrap_err();
+        assert_eq!(err.field, "connector_tls_ca_file");
+        assert!(err.problem.contains("cannot read"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "hello").unwrap();
+        let err =
+            ServerConfig::from_toml(&format!("connector_tls_ca_file = {:?}", junk)).unwrap_err();
+        assert_eq!(err.field, "connector_tls_ca_file");
+        assert!(err.problem.contains("no PEM certificate"), "{err}");
     }
 }

@@ -29,6 +29,12 @@ impl Server {
         })?;
         let meta = MetaStore::open(&data_dir.join("meta.db")).await?;
         let catalog = Arc::new(Catalog::load(meta, config.clone(), data_dir).await?);
+        // issue 9: tls — the connectors' TLS policy, process-wide, before any connector runs.
+        sluice_connect::sinks::tls::install(
+            config
+                .connector_tls_policy()
+                .map_err(|e| Error::Internal(e.to_string()))?,
+        );
         catalog.start_connectors().await?;
         let stop = CancellationToken::new();
         let retention = tokio::spawn(retention::run(

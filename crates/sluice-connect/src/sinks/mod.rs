@@ -6,6 +6,7 @@
 //! - `datahub/`: SINK_DATAHUB, into a topic on another DataHub endpoint;
 //! - `mysql/`: SINK_MYSQL and SINK_ADS (MySQL protocol); `postgres/`: SINK_HOLOGRES
 //!   (PostgreSQL protocol);
+//! - `tls.rs`: the TLS policy for every target (`connector_tls`, `connector_tls_ca_file`);
 //! - `odps/`, `oss/`, `es/`, `fc/`, `ots/`: configs only so far.
 //!
 //! Each folder holds `config.rs` (always built: a server without the writer still accepts,
@@ -26,6 +27,7 @@ pub mod oss;
 pub mod ots;
 pub mod postgres;
 mod secret;
+pub mod tls;
 pub mod wire;
 
 pub use config::ConnectorConfig;

@@ -6,7 +6,8 @@
 //! that shard is ACTIVE, else to an ACTIVE shard chosen by N, so the order per source shard
 //! is kept. Errors: unreachable / throttled / 5xx → transient; a record the target rejects
 //! (`MalformedRecord`, `InvalidParameter`) → bad record; unknown project or topic, bad
-//! credentials or an incompatible target → configuration.
+//! credentials, an incompatible target or a TLS failure (an https endpoint whose certificate
+//! is not trusted: see `tls.rs`) → configuration.
 
 use sluice_client::{Client, ClientError};
 use sluice_proto::{Record, RecordData, RecordSchema, Value};
@@ -40,6 +41,14 @@ pub struct DatahubSink {
 }
 
 fn classify(e: ClientError, what: &str) -> SinkError {
+    // An untrusted certificate or failed handshake does not heal by retrying.
+    if let ClientError::Transport(t) = &e {
+        if let Some(config) =
+            crate::sinks::tls::http_config_error(&crate::sinks::tls::current(), what, t)
+        {
+            return config;
+        }
+    }
     let message = format!("{what}: {e}");
     match e.code() {
         None => SinkError::Transient(message),
@@ -59,8 +68,13 @@ impl DatahubSink {
         cfg: DatahubConfig,
         columns: SharedColumns,
     ) -> Result<DatahubSink, SinkError> {
-        let client = Client::new(&cfg.endpoint, &cfg.access_id, cfg.access_key.expose())
-            .map_err(|e| SinkError::Config(format!("DataHub endpoint {}: {e}", cfg.endpoint)))?;
+        // https: the system roots plus connector_tls_ca_file (sinks/tls.rs).
+        let http = crate::sinks::tls::http_client_builder(&crate::sinks::tls::current());
+        let client =
+            Client::with_http(&cfg.endpoint, &cfg.access_id, cfg.access_key.expose(), http)
+                .map_err(|e| {
+                    SinkError::Config(format!("DataHub endpoint {}: {e}", cfg.endpoint))
+                })?;
         let where_ = format!(
             "target topic {}/{} at {}",
             cfg.project, cfg.topic, cfg.endpoint

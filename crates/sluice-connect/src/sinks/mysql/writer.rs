@@ -119,10 +119,9 @@ pub async fn open(config: MysqlConfig, columns: SharedColumns) -> Result<Box<dyn
         .password(config.password.expose())
         .database(&config.database)
         .charset("utf8mb4")
-        .ssl_mode(sqlx::mysql::MySqlSslMode::Disabled)
         .pipes_as_concat(false)
         .timezone(Some("+00:00".to_string()));
-    let pool = MySqlPoolOptions::new()
+    let pool_options = MySqlPoolOptions::new()
         .min_connections(0)
         .max_connections(2)
         .acquire_timeout(Duration::from_secs(5))
@@ -133,10 +132,17 @@ pub async fn open(config: MysqlConfig, columns: SharedColumns) -> Result<Box<dyn
                 conn.execute(STRICT_SESSION).await?;
                 Ok(())
             })
-        })
-        .connect_with(options)
-        .await
-        .map_err(|e| classify(&where_, e))?;
+        });
+    // TLS as connector_tls says (sinks/tls.rs): the options that worked serve reconnects.
+    let (pool, _) = crate::sinks::tls::connect(
+        &crate::sinks::tls::current(),
+        &where_,
+        &format!("{}:{}", config.host, config.port),
+        options,
+        |o| pool_options.clone().connect_with(o),
+        |e| classify(&where_, e),
+    )
+    .await?;
 
     let table_columns = sqlx::query(
         "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS \

@@ -126,14 +126,22 @@ pub async fn open(
         .port(config.port)
         .username(&config.user)
         .database(&config.database)
-        .ssl_mode(sqlx::postgres::PgSslMode::Prefer)
         .application_name("sluice-connector");
     if let Some(p) = &config.password {
         options = options.password(p.expose());
     }
     // The table is looked up on a connection of its own: the pool's connections need the
     // staging table's layout, which depends on what this finds.
-    let mut conn = PgConnection::connect_with(&options).await.map_err(ctx)?;
+    // TLS as connector_tls says (sinks/tls.rs); the pool reuses the options that worked.
+    let (mut conn, options) = crate::sinks::tls::connect(
+        &crate::sinks::tls::current(),
+        &where_,
+        &format!("{}:{}", config.host, config.port),
+        options,
+        |o| async move { PgConnection::connect_with(&o).await },
+        ctx,
+    )
+    .await?;
     let oid: Option<i64> = sqlx::query_scalar("SELECT to_regclass($1)::oid::int8")
         .bind(&config.table)
         .fetch_one(&mut conn)
