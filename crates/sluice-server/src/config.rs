@@ -82,6 +82,11 @@ pub struct ServerConfig {
     pub tls_key: Option<std::path::PathBuf>,
     /// A TLS client must finish its handshake within this time of connecting.
     pub tls_handshake_timeout_ms: u64,
+    // issue 9: isolation
+    /// How long stopping, reloading or deleting a connector (and server shutdown) lets a sink
+    /// write in progress finish; after that the half-written batch is dropped and delivered
+    /// again from the unchanged checkpoint.
+    pub connector_stop_grace_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -118,6 +123,8 @@ impl Default for ServerConfig {
             tls_cert: None,
             tls_key: None,
             tls_handshake_timeout_ms: 10_000,
+            // issue 9: isolation
+            connector_stop_grace_ms: 5_000,
         }
     }
 }
@@ -278,6 +285,12 @@ impl ServerConfig {
             "tls_handshake_timeout_ms",
             "must be between 100 and 600000",
         )?;
+        // issue 9: isolation
+        check(
+            self.connector_stop_grace_ms <= 600_000,
+            "connector_stop_grace_ms",
+            "must be between 0 and 600000",
+        )?;
         Ok(())
     }
 
@@ -401,5 +414,15 @@ mod tests {
         ] {
             assert_eq!(ServerConfig::from_toml(text).unwrap_err().field, field);
         }
+    }
+
+    // issue 9: isolation
+    #[test]
+    fn connector_stop_grace_is_configurable_and_checked() {
+        assert_eq!(ServerConfig::default().connector_stop_grace_ms, 5_000);
+        let ok = ServerConfig::from_toml("connector_stop_grace_ms = 250").unwrap();
+        assert_eq!(ok.connector_stop_grace_ms, 250);
+        let err = ServerConfig::from_toml("connector_stop_grace_ms = 600001").unwrap_err();
+        assert_eq!(err.field, "connector_stop_grace_ms");
     }
 }

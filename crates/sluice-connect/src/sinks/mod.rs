@@ -58,7 +58,7 @@ pub async fn open(
 ) -> Result<Box<dyn Sink>, SinkError> {
     match kind {
         ConnectorKind::Datahub => {
-            let cfg = datahub::DatahubConfig::parse(config).map_err(SinkError::Config)?;
+            let cfg = datahub::DatahubConfig::parse(config).map_err(SinkError::config)?;
             Ok(Box::new(datahub::DatahubSink::open(cfg, columns).await?))
         }
         ConnectorKind::Mysql | ConnectorKind::Ads | ConnectorKind::Hologres => {
@@ -68,7 +68,7 @@ pub async fn open(
         | ConnectorKind::Oss
         | ConnectorKind::Es
         | ConnectorKind::Fc
-        | ConnectorKind::Ots => Err(SinkError::Config(not_yet_message(kind))),
+        | ConnectorKind::Ots => Err(SinkError::config(not_yet_message(kind))),
     }
 }
 
@@ -81,11 +81,11 @@ async fn open_database_sink(
 ) -> Result<Box<dyn Sink>, SinkError> {
     match kind {
         ConnectorKind::Hologres => {
-            let cfg = postgres::parse_config(config).map_err(SinkError::Config)?;
+            let cfg = postgres::parse_config(config).map_err(SinkError::config)?;
             postgres::open(cfg, columns).await
         }
         _ => {
-            let cfg = mysql::parse_config(config).map_err(SinkError::Config)?;
+            let cfg = mysql::parse_config(config).map_err(SinkError::config)?;
             mysql::open(cfg, columns).await
         }
     }

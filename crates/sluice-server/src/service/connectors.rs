@@ -5,11 +5,22 @@
 //! [`ConnectorRuntime`] (from `sluice-connect`) reading the topic through [`TopicSource`].
 //! Changing a connector (config, columns, state, offsets) stops its runtime, writes the meta
 //! store, and starts a new runtime from the saved checkpoints.
+//!
+//! Locking (one connector never waits for another):
+//! - the registry's map is held only to look up, insert or remove a connector's [`Slot`],
+//!   never across an await;
+//! - each slot has its own operation lock, held by create/change/delete/offset/reload for
+//!   the whole operation, including a runtime's stop (at most `connector_stop_grace_ms`);
+//! - readers (list, get, shard status, done time) take neither: they copy the slot's
+//!   [`Snapshot`] (row + runtime handle) and read the runtime's live status from it, so they
+//!   answer at once even while their own connector is being stopped;
+//! - shutdown and topic deletion stop all their runtimes at once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use serde_json::Value as Json;
 
 use sluice_connect::runtime::status::{self, Checkpoint, LogView, ShardReport};
@@ -25,15 +36,81 @@ use super::error::{Error, Result};
 pub const RUNNING: &str = "CONNECTOR_RUNNING";
 pub const STOPPED: &str = "CONNECTOR_STOPPED";
 
-/// A connector and, while it runs, its runtime.
-struct Entry {
+/// A connector as readers see it: its row and, while it runs, its runtime.
+#[derive(Clone)]
+struct Snapshot {
     row: ConnectorRow,
-    runtime: Option<ConnectorRuntime>,
+    runtime: Option<Arc<ConnectorRuntime>>,
+}
+
+/// One connector's place in the registry.
+struct Slot {
+    /// The connector type (never changes; resolving by type reads it without locking).
+    kind: String,
+    /// Serializes the operations that change this connector; true once it is deleted (an
+    /// operation that waited for a delete then finds no connector).
+    op: Arc<tokio::sync::Mutex<bool>>,
+    /// Held only to copy or replace the snapshot.
+    snap: Mutex<Snapshot>,
+}
+
+impl Slot {
+    fn new(row: ConnectorRow, runtime: Option<ConnectorRuntime>) -> Arc<Slot> {
+        Arc::new(Slot {
+            kind: row.kind.clone(),
+            op: Arc::new(tokio::sync::Mutex::new(false)),
+            snap: Mutex::new(Snapshot {
+                row,
+                runtime: runtime.map(Arc::new),
+            }),
+        })
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        self.snap.lock().clone()
+    }
+
+    fn set(&self, row: ConnectorRow, runtime: Option<ConnectorRuntime>) {
+        *self.snap.lock() = Snapshot {
+            row,
+            runtime: runtime.map(Arc::new),
+        };
+    }
+
+    /// Takes the runtime out of the snapshot (readers then see the saved checkpoints).
+    fn take_runtime(&self) -> Option<Arc<ConnectorRuntime>> {
+        self.snap.lock().runtime.take()
+    }
+}
+
+/// Stops the runtimes of the given connectors all at once (marking them deleted if asked),
+/// each after the operation in progress on it.
+async fn stop_slots(slots: Vec<Arc<Slot>>, delete: bool) {
+    let mut stops = tokio::task::JoinSet::new();
+    for slot in slots {
+        stops.spawn(async move {
+            let mut deleted = slot.op.lock().await;
+            if delete {
+                *deleted = true;
+            }
+            let runtime = slot.snapshot().runtime;
+            if let Some(rt) = runtime {
+                rt.stop().await;
+            }
+            slot.take_runtime();
+        });
+    }
+    while let Some(done) = stops.join_next().await {
+        if let Err(e) = done {
+            tracing::error!(error = %e, "stopping a connector failed");
+        }
+    }
 }
 
 /// Every connector of the server, keyed by (topic uid, connector id).
 pub struct ConnectorRegistry {
-    entries: tokio::sync::Mutex<BTreeMap<(i64, String), Entry>>,
+    /// Held only to look up, insert or remove a slot; never across an await.
+    slots: Mutex<BTreeMap<(i64, String), Arc<Slot>>>,
     worker: String,
 }
 
@@ -43,7 +120,7 @@ impl Default for ConnectorRegistry {
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "localhost".into());
         ConnectorRegistry {
-            entries: tokio::sync::Mutex::new(BTreeMap::new()),
+            slots: Mutex::new(BTreeMap::new()),
             worker: format!("{host}/sluice-{}", std::process::id()),
         }
     }
@@ -123,6 +200,8 @@ impl Catalog {
             max_batch_bytes: self.config.connector_batch_bytes,
             max_batch_age: Duration::from_millis(self.config.connector_batch_age_ms),
             worker_address: worker.to_string(),
+            // issue 9: isolation
+            stop_grace: Duration::from_millis(self.config.connector_stop_grace_ms),
             ..RuntimeConfig::default()
         }
     }
@@ -173,7 +252,6 @@ impl Catalog {
     pub async fn start_connectors(&self) -> Result<()> {
         let topics: HashMap<i64, Arc<Topic>> =
             self.all_topics().into_iter().map(|t| (t.uid, t)).collect();
-        let mut entries = self.connectors.entries.lock().await;
         for row in self.meta.load_connectors().await? {
             let Some(topic) = topics.get(&row.topic_uid) else {
                 self.meta.delete_topic_connectors(row.topic_uid).await?;
@@ -185,72 +263,79 @@ impl Catalog {
             } else {
                 None
             };
-            entries.insert(
+            self.connectors.slots.lock().insert(
                 (row.topic_uid, row.connector_id.clone()),
-                Entry { row, runtime },
+                Slot::new(row, runtime),
             );
         }
         Ok(())
     }
 
-    /// Stops every runtime (server shutdown); checkpoints are already saved.
+    /// Stops every runtime, all at once (server shutdown); checkpoints are already saved.
     pub async fn stop_connectors(&self) {
-        let mut entries = self.connectors.entries.lock().await;
-        for entry in entries.values_mut() {
-            if let Some(rt) = entry.runtime.take() {
-                rt.stop().await;
-            }
-        }
+        let slots: Vec<Arc<Slot>> = self.connectors.slots.lock().values().cloned().collect();
+        stop_slots(slots, false).await;
     }
 
-    /// Stops and forgets the connectors of a deleted topic.
+    /// Stops (all at once) and forgets the connectors of a deleted topic.
     pub async fn drop_topic_connectors(&self, topic_uid: i64) -> Result<()> {
-        let mut entries = self.connectors.entries.lock().await;
-        let keys: Vec<_> = entries
-            .keys()
-            .filter(|(uid, _)| *uid == topic_uid)
-            .cloned()
-            .collect();
-        for key in keys {
-            if let Some(rt) = entries.remove(&key).and_then(|e| e.runtime) {
-                rt.stop().await;
-            }
-        }
+        let slots: Vec<Arc<Slot>> = {
+            let mut map = self.connectors.slots.lock();
+            let keys: Vec<_> = map
+                .keys()
+                .filter(|(uid, _)| *uid == topic_uid)
+                .cloned()
+                .collect();
+            keys.iter().filter_map(|k| map.remove(k)).collect()
+        };
+        stop_slots(slots, true).await;
         self.meta.delete_topic_connectors(topic_uid).await?;
         Ok(())
     }
 
     /// Resolves a path segment: a connector id, or a type string naming the topic's single
-    /// connector of that type.
-    fn resolve(
-        entries: &BTreeMap<(i64, String), Entry>,
-        topic: &Topic,
-        id: &str,
-    ) -> Result<(i64, String)> {
+    /// connector of that type. Holds the registry's map only while looking.
+    fn resolve(&self, topic: &Topic, id: &str) -> Result<((i64, String), Arc<Slot>)> {
+        let map = self.connectors.slots.lock();
         let key = (topic.uid, id.to_string());
-        if entries.contains_key(&key) {
-            return Ok(key);
+        if let Some(slot) = map.get(&key) {
+            return Ok((key, slot.clone()));
         }
         if let Some(kind) = ConnectorKind::parse(id) {
-            let of_kind: Vec<&String> = entries
+            let of_kind: Vec<(&(i64, String), &Arc<Slot>)> = map
                 .iter()
-                .filter(|((uid, _), e)| *uid == topic.uid && e.row.kind == kind.as_str())
-                .map(|((_, cid), _)| cid)
+                .filter(|((uid, _), slot)| *uid == topic.uid && slot.kind == kind.as_str())
                 .collect();
             match of_kind.as_slice() {
-                [one] => return Ok((topic.uid, (*one).clone())),
+                [(key, slot)] => return Ok(((*key).clone(), (*slot).clone())),
                 [] => {}
                 many => {
+                    let ids: Vec<&String> = many.iter().map(|((_, cid), _)| cid).collect();
                     return Err(Error::InvalidParameter(format!(
-                        "topic {} has {} connectors of type {}; address one by id: {many:?}",
+                        "topic {} has {} connectors of type {}; address one by id: {ids:?}",
                         topic.name,
                         many.len(),
                         kind.display_name()
-                    )))
+                    )));
                 }
             }
         }
         Err(Error::NoSuchConnector(id.to_string()))
+    }
+
+    /// Resolves a connector and takes its operation lock (waiting for the operation in
+    /// progress on it, never for another connector's).
+    async fn lock_connector(
+        &self,
+        topic: &Topic,
+        id: &str,
+    ) -> Result<((i64, String), Arc<Slot>, tokio::sync::OwnedMutexGuard<bool>)> {
+        let (key, slot) = self.resolve(topic, id)?;
+        let op = slot.op.clone().lock_owned().await;
+        if *op {
+            return Err(Error::NoSuchConnector(id.to_string()));
+        }
+        Ok((key, slot, op))
     }
 
     pub async fn create_connector(
@@ -284,24 +369,20 @@ impl Catalog {
             create_time: now,
             last_modify_time: now,
         };
-        let mut entries = self.connectors.entries.lock().await;
         self.meta.upsert_connector(&row).await?;
         let runtime = self.start_runtime(&topic, &row, Vec::new(), &self.connectors.worker)?;
         let id = row.connector_id.clone();
-        entries.insert(
-            (topic.uid, id.clone()),
-            Entry {
-                row,
-                runtime: Some(runtime),
-            },
-        );
+        self.connectors
+            .slots
+            .lock()
+            .insert((topic.uid, id.clone()), Slot::new(row, Some(runtime)));
         Ok(id)
     }
 
     pub async fn list_connectors(&self, project: &str, topic: &str) -> Result<Vec<String>> {
         let topic = self.topic(project, topic)?;
-        let entries = self.connectors.entries.lock().await;
-        Ok(entries
+        let map = self.connectors.slots.lock();
+        Ok(map
             .keys()
             .filter(|(uid, _)| *uid == topic.uid)
             .map(|(_, id)| id.clone())
@@ -313,7 +394,7 @@ impl Catalog {
     async fn checkpoints_of(
         &self,
         topic: &Topic,
-        entry: &Entry,
+        entry: &Snapshot,
     ) -> Result<BTreeMap<u32, Checkpoint>> {
         let mut cps: BTreeMap<u32, Checkpoint> = match &entry.runtime {
             Some(rt) => rt.checkpoints(),
@@ -347,10 +428,9 @@ impl Catalog {
         id: &str,
     ) -> Result<ConnectorView> {
         let topic = self.topic(project, topic)?;
-        let entries = self.connectors.entries.lock().await;
-        let key = Self::resolve(&entries, &topic, id)?;
-        let entry = &entries[&key];
-        let cps = self.checkpoints_of(&topic, entry).await?;
+        let (_, slot) = self.resolve(&topic, id)?;
+        let entry = slot.snapshot();
+        let cps = self.checkpoints_of(&topic, &entry).await?;
         let shard_contexts = shard_infos(&topic)
             .iter()
             .map(|s| {
@@ -360,7 +440,7 @@ impl Catalog {
             })
             .collect();
         Ok(ConnectorView {
-            row: entry.row.clone(),
+            row: entry.row,
             worker: self.connectors.worker.clone(),
             shard_contexts,
         })
@@ -372,28 +452,33 @@ impl Catalog {
         F: FnOnce(&Topic, &mut ConnectorRow) -> Result<()>,
     {
         let topic = self.topic(project, topic)?;
-        let mut entries = self.connectors.entries.lock().await;
-        let key = Self::resolve(&entries, &topic, id)?;
-        let entry = entries.get_mut(&key).expect("resolved");
+        let (_, slot, _op) = self.lock_connector(&topic, id).await?;
+        let entry = slot.snapshot();
         let mut row = entry.row.clone();
         f(&topic, &mut row)?;
         row.last_modify_time = now_secs();
-        if let Some(rt) = entry.runtime.take() {
+        if let Some(rt) = &entry.runtime {
             rt.stop().await;
         }
         let saved = self.meta.upsert_connector(&row).await;
-        if saved.is_ok() {
-            entry.row = row;
-        }
-        if entry.row.state == RUNNING {
-            let cps = self
-                .load_checkpoints(&topic, &entry.row.connector_id)
-                .await?;
-            entry.runtime =
-                Some(self.start_runtime(&topic, &entry.row, cps, &self.connectors.worker)?);
-        }
+        let row = if saved.is_ok() { row } else { entry.row };
+        let started = if row.state == RUNNING {
+            match self.load_checkpoints(&topic, &row.connector_id).await {
+                Ok(cps) => self
+                    .start_runtime(&topic, &row, cps, &self.connectors.worker)
+                    .map(Some),
+                Err(e) => Err(e),
+            }
+        } else {
+            Ok(None)
+        };
+        let (runtime, started) = match started {
+            Ok(rt) => (rt, Ok(())),
+            Err(e) => (None, Err(e)),
+        };
+        slot.set(row, runtime);
         saved?;
-        Ok(())
+        started
     }
 
     pub async fn update_connector_config(
@@ -469,13 +554,15 @@ impl Catalog {
 
     pub async fn delete_connector(&self, project: &str, topic: &str, id: &str) -> Result<()> {
         let topic = self.topic(project, topic)?;
-        let mut entries = self.connectors.entries.lock().await;
-        let key = Self::resolve(&entries, &topic, id)?;
-        if let Some(rt) = entries.get_mut(&key).and_then(|e| e.runtime.take()) {
+        let (key, slot, mut op) = self.lock_connector(&topic, id).await?;
+        let runtime = slot.snapshot().runtime;
+        if let Some(rt) = runtime {
             rt.stop().await;
         }
+        slot.take_runtime();
         self.meta.delete_connector(key.0, &key.1).await?;
-        entries.remove(&key);
+        *op = true;
+        self.connectors.slots.lock().remove(&key);
         Ok(())
     }
 
@@ -491,9 +578,8 @@ impl Catalog {
         time: Option<i64>,
     ) -> Result<()> {
         let topic = self.topic(project, topic)?;
-        let entries = self.connectors.entries.lock().await;
-        let key = Self::resolve(&entries, &topic, id)?;
-        let entry = &entries[&key];
+        let (key, slot, _op) = self.lock_connector(&topic, id).await?;
+        let entry = slot.snapshot();
         if entry.row.state != STOPPED {
             return Err(Error::InvalidOperation(format!(
                 "connector {} is running; stop it (CONNECTOR_STOPPED) before updating its offset",
@@ -511,7 +597,7 @@ impl Catalog {
             Some(s) => vec![topic.shard_by_text(s)?],
             None => topic.shards.read().clone(),
         };
-        let mut cps = self.checkpoints_of(&topic, entry).await?;
+        let mut cps = self.checkpoints_of(&topic, &entry).await?;
         let mut changed = Vec::new();
         for s in shards {
             let (first, next) = (s.log.first_seq(), s.log.next_seq());
@@ -565,13 +651,12 @@ impl Catalog {
         shard: Option<&str>,
     ) -> Result<()> {
         let topic = self.topic(project, topic)?;
-        let entries = self.connectors.entries.lock().await;
-        let key = Self::resolve(&entries, &topic, id)?;
+        let (_, slot, _op) = self.lock_connector(&topic, id).await?;
         let shard = match shard.filter(|s| !s.trim().is_empty()) {
             Some(s) => Some(topic.shard_by_text(s)?.id),
             None => None,
         };
-        if let Some(rt) = &entries[&key].runtime {
+        if let Some(rt) = &slot.snapshot().runtime {
             rt.reload(shard);
         }
         Ok(())
@@ -601,14 +686,13 @@ impl Catalog {
         shard: Option<&str>,
     ) -> Result<Vec<ShardReport>> {
         let topic = self.topic(project, topic)?;
-        let entries = self.connectors.entries.lock().await;
-        let key = Self::resolve(&entries, &topic, id)?;
-        let entry = &entries[&key];
+        let (_, slot) = self.resolve(&topic, id)?;
+        let entry = slot.snapshot();
         let only = match shard.filter(|s| !s.trim().is_empty()) {
             Some(s) => Some(topic.shard_by_text(s)?.id),
             None => None,
         };
-        let cps = self.checkpoints_of(&topic, entry).await?;
+        let cps = self.checkpoints_of(&topic, &entry).await?;
         let live = entry
             .runtime
             .as_ref()
@@ -640,10 +724,9 @@ impl Catalog {
         id: &str,
     ) -> Result<DoneTime> {
         let topic = self.topic(project, topic)?;
-        let entries = self.connectors.entries.lock().await;
-        let key = Self::resolve(&entries, &topic, id)?;
-        let entry = &entries[&key];
-        let cps = self.checkpoints_of(&topic, entry).await?;
+        let (_, slot) = self.resolve(&topic, id)?;
+        let entry = slot.snapshot();
+        let cps = self.checkpoints_of(&topic, &entry).await?;
         let shards: Vec<(Checkpoint, LogView)> = cps
             .values()
             .map(|cp| (*cp, Self::log_view(&topic, cp)))
