@@ -529,8 +529,36 @@ async fn a_reload_does_not_wait_for_a_stuck_flush_beyond_the_grace() {
     rt.stop().await;
 }
 
+/// Log output, captured (the panic test checks its error line).
+#[derive(Clone, Default)]
+struct LogBuf(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {
+    type Writer = LogBuf;
+    fn make_writer(&'a self) -> LogBuf {
+        self.clone()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_task_hangs_with_its_message_and_restarts_with_backoff() {
+    // The only test in this binary that installs a subscriber.
+    let logs = LogBuf::default();
+    tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .try_init()
+        .expect("no other subscriber");
     let (sink, source) = setup();
     sink.lock().unwrap().panics = 3;
     source.put(0, &[5, 6, 7]);
@@ -575,4 +603,12 @@ async fn a_panicking_task_hangs_with_its_message_and_restarts_with_backoff() {
         "second restart after {second:?}"
     );
     rt.stop().await;
+    // Each panic was logged at error level with its message.
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("task panicked"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{logs}");
+    assert!(lines[0].contains("sink invariant broken"), "{}", lines[0]);
 }
