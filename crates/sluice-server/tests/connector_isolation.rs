@@ -195,8 +195,15 @@ impl Hub {
     }
 }
 
+/// The slowest read seen, in microseconds (reported by the test).
+static SLOWEST_READ_US: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn quick(what: &str, began: Instant) {
     let took = began.elapsed();
+    SLOWEST_READ_US.fetch_max(
+        took.as_micros() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     assert!(
         took < READ_BUDGET,
         "{what} took {took:?} while other connectors were stuck"
@@ -294,6 +301,11 @@ async fn a_stuck_connector_never_stalls_the_api() {
     }
     let delete_took = deleting.await.unwrap();
     stopping.await.unwrap();
+    eprintln!(
+        "delete of a stuck connector: {delete_took:?}; {rounds} rounds of reads meanwhile, the \
+         slowest {} us",
+        SLOWEST_READ_US.load(std::sync::atomic::Ordering::Relaxed)
+    );
     assert!(
         rounds >= 10,
         "only {rounds} rounds of reads during the stops"
@@ -410,6 +422,7 @@ async fn shutdown_stops_stuck_connectors_in_parallel() {
     .await
     .expect("shutdown took N graces or more");
     let took = began.elapsed();
+    eprintln!("shutdown of {N} stuck connectors: {took:?}");
     assert!(
         took >= Duration::from_millis(GRACE_MS - 100) && took < Duration::from_millis(GRACE_MS * 2),
         "{N} stuck connectors shut down in {took:?} with a grace of {GRACE_MS} ms"
