@@ -7,12 +7,12 @@
 //! store, and starts a new runtime from the saved checkpoints.
 //!
 //! Locking (one connector never waits for another):
-//! - the registry's map is held only to look up, insert or remove a connector's [`Slot`],
+//! - the registry's map is held only to look up, insert or remove a connector's `Slot`,
 //!   never across an await;
-//! - each slot has its own operation lock, held by create/change/delete/offset/reload for
-//!   the whole operation, including a runtime's stop (at most `connector_stop_grace_ms`);
+//! - each slot has its own operation lock, held by change/delete/offset/reload for the whole
+//!   operation, including a runtime's stop (at most `connector_stop_grace_ms`);
 //! - readers (list, get, shard status, done time) take neither: they copy the slot's
-//!   [`Snapshot`] (row + runtime handle) and read the runtime's live status from it, so they
+//!   `Snapshot` (row + runtime handle) and read the runtime's live status from it, so they
 //!   answer at once even while their own connector is being stopped;
 //! - shutdown and topic deletion stop all their runtimes at once.
 
@@ -20,7 +20,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use serde_json::Value as Json;
 
 use sluice_connect::runtime::status::{self, Checkpoint, LogView, ShardReport};
@@ -30,101 +29,13 @@ use sluice_connect::{sinks, ConnectorKind};
 use sluice_meta::ConnectorRow;
 
 use super::catalog::{now_ms, now_secs, Catalog, RecordType, Topic};
+pub use super::connector_registry::ConnectorRegistry;
+use super::connector_registry::{stop_slots, Slot, Snapshot};
 use super::connector_source::{checkpoint_of, checkpoint_row, shard_infos, TopicSource};
 use super::error::{Error, Result};
 
 pub const RUNNING: &str = "CONNECTOR_RUNNING";
 pub const STOPPED: &str = "CONNECTOR_STOPPED";
-
-/// A connector as readers see it: its row and, while it runs, its runtime.
-#[derive(Clone)]
-struct Snapshot {
-    row: ConnectorRow,
-    runtime: Option<Arc<ConnectorRuntime>>,
-}
-
-/// One connector's place in the registry.
-struct Slot {
-    /// The connector type (never changes; resolving by type reads it without locking).
-    kind: String,
-    /// Serializes the operations that change this connector; true once it is deleted (an
-    /// operation that waited for a delete then finds no connector).
-    op: Arc<tokio::sync::Mutex<bool>>,
-    /// Held only to copy or replace the snapshot.
-    snap: Mutex<Snapshot>,
-}
-
-impl Slot {
-    fn new(row: ConnectorRow, runtime: Option<ConnectorRuntime>) -> Arc<Slot> {
-        Arc::new(Slot {
-            kind: row.kind.clone(),
-            op: Arc::new(tokio::sync::Mutex::new(false)),
-            snap: Mutex::new(Snapshot {
-                row,
-                runtime: runtime.map(Arc::new),
-            }),
-        })
-    }
-
-    fn snapshot(&self) -> Snapshot {
-        self.snap.lock().clone()
-    }
-
-    fn set(&self, row: ConnectorRow, runtime: Option<ConnectorRuntime>) {
-        *self.snap.lock() = Snapshot {
-            row,
-            runtime: runtime.map(Arc::new),
-        };
-    }
-
-    /// Takes the runtime out of the snapshot (readers then see the saved checkpoints).
-    fn take_runtime(&self) -> Option<Arc<ConnectorRuntime>> {
-        self.snap.lock().runtime.take()
-    }
-}
-
-/// Stops the runtimes of the given connectors all at once (marking them deleted if asked),
-/// each after the operation in progress on it.
-async fn stop_slots(slots: Vec<Arc<Slot>>, delete: bool) {
-    let mut stops = tokio::task::JoinSet::new();
-    for slot in slots {
-        stops.spawn(async move {
-            let mut deleted = slot.op.lock().await;
-            if delete {
-                *deleted = true;
-            }
-            let runtime = slot.snapshot().runtime;
-            if let Some(rt) = runtime {
-                rt.stop().await;
-            }
-            slot.take_runtime();
-        });
-    }
-    while let Some(done) = stops.join_next().await {
-        if let Err(e) = done {
-            tracing::error!(error = %e, "stopping a connector failed");
-        }
-    }
-}
-
-/// Every connector of the server, keyed by (topic uid, connector id).
-pub struct ConnectorRegistry {
-    /// Held only to look up, insert or remove a slot; never across an await.
-    slots: Mutex<BTreeMap<(i64, String), Arc<Slot>>>,
-    worker: String,
-}
-
-impl Default for ConnectorRegistry {
-    fn default() -> Self {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "localhost".into());
-        ConnectorRegistry {
-            slots: Mutex::new(BTreeMap::new()),
-            worker: format!("{host}/sluice-{}", std::process::id()),
-        }
-    }
-}
 
 /// A create request, decoded.
 pub struct NewConnector {
