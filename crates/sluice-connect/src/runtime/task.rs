@@ -371,6 +371,10 @@ impl Task {
                 continue;
             }
             loop {
+                // Once stopping, start no new write: only one already running gets the grace.
+                if self.cancel.is_cancelled() {
+                    return Err(Cancelled);
+                }
                 self.open_sink().await?;
                 let Some(outcome) = self.write_flush_within_grace(&records[range.clone()]).await
                 else {
