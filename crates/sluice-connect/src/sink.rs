@@ -34,23 +34,112 @@ pub struct SinkRecord {
     pub attributes: Vec<(String, String)>,
 }
 
-/// Why a write failed, which decides what the runtime does next.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum SinkError {
+/// What kind of failure a [`SinkError`] is, which decides what the runtime does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
     /// The target is unreachable, overloaded or timed out: retry the same batch with
-    /// jittered backoff; the task shows CONTEXT_HANG with this message meanwhile.
-    #[error("{0}")]
-    Transient(String),
+    /// jittered backoff; the task shows CONTEXT_HANG with the message meanwhile.
+    Transient,
     /// Something in the batch is unacceptable to the target (type, length, constraint). The
     /// runtime narrows the batch down to the offending records, discards and counts them,
     /// and writes the rest.
-    #[error("{0}")]
-    BadRecord(String),
+    BadRecord,
     /// The connector's configuration does not work against the target (no such table,
     /// access denied): the task hangs with the message and retries slowly.
-    #[error("{0}")]
-    Config(String),
+    Config,
 }
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Transient => "transient",
+            ErrorKind::BadRecord => "bad record",
+            ErrorKind::Config => "configuration",
+        }
+    }
+}
+
+/// The error that caused another one, kept for logs and `Error::source` (shared, so that a
+/// [`SinkError`] stays cheap to clone).
+pub type ErrorSource = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a write failed: its [`ErrorKind`], a message for the task's status (what the user reads
+/// in `LastErrorMessage`) and, when there is one, the underlying error.
+///
+/// Built with [`SinkError::transient`], [`SinkError::bad_record`] or [`SinkError::config`],
+/// plus [`SinkError::with_source`]. Two errors are equal when kind and message are.
+#[derive(Clone)]
+pub struct SinkError {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub source: Option<ErrorSource>,
+}
+
+impl SinkError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> SinkError {
+        SinkError {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+    pub fn transient(message: String) -> SinkError {
+        SinkError::new(ErrorKind::Transient, message)
+    }
+    pub fn bad_record(message: String) -> SinkError {
+        SinkError::new(ErrorKind::BadRecord, message)
+    }
+    pub fn config(message: String) -> SinkError {
+        SinkError::new(ErrorKind::Config, message)
+    }
+    /// Attaches the error that caused this one.
+    pub fn with_source(
+        mut self,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> SinkError {
+        self.source = Some(Arc::new(source));
+        self
+    }
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for SinkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::fmt::Debug for SinkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("SinkError");
+        d.field("kind", &self.kind).field("message", &self.message);
+        if let Some(s) = &self.source {
+            d.field("source", &format_args!("{s}"));
+        }
+        d.finish()
+    }
+}
+
+impl std::error::Error for SinkError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl PartialEq for SinkError {
+    fn eq(&self, other: &SinkError) -> bool {
+        self.kind == other.kind && self.message == other.message
+    }
+}
+
+impl Eq for SinkError {}
 
 /// A target system: the contract between the runtime and every sink.
 ///
@@ -81,10 +170,10 @@ pub enum SinkError {
 ///   failed attempt may reach a later flush.
 /// - The target as before the attempt (rolled back), or holding only records that a later
 ///   re-delivery overwrites harmlessly.
-/// - An error of the right kind: [`SinkError::Transient`] (the same records are retried with
-///   backoff; the shard shows CONTEXT_HANG meanwhile), [`SinkError::BadRecord`] only when the
+/// - An error of the right kind: [`ErrorKind::Transient`] (the same records are retried with
+///   backoff; the shard shows CONTEXT_HANG meanwhile), [`ErrorKind::BadRecord`] only when the
 ///   batch holds a record the target refuses and the same record alone fails the same way (the
-///   runtime narrows the batch down to it, discards and counts it), [`SinkError::Config`] when
+///   runtime narrows the batch down to it, discards and counts it), [`ErrorKind::Config`] when
 ///   the connector's configuration does not work against the target (the sink is dropped,
 ///   reopened later, and the shard hangs with the message until fixed).
 #[async_trait::async_trait]

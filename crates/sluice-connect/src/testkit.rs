@@ -191,11 +191,8 @@ impl ShardSource for MemSource {
     ) -> BoxFuture<'_, Result<SourceBatch, SourceError>> {
         // Like the shard log: at most `max_entries`, stopping before `max_bytes` (but at least one).
         let result = match self.lock_shards().get(&shard) {
-            None => Err(SourceError::Gone(format!("no shard {shard}"))),
-            Some(s) if from_seq < s.first_seq => Err(SourceError::Expired {
-                requested: from_seq,
-                first: s.first_seq,
-            }),
+            None => Err(SourceError::gone(format!("no shard {shard}"))),
+            Some(s) if from_seq < s.first_seq => Err(SourceError::expired(from_seq, s.first_seq)),
             Some(s) => {
                 let mut entries: Vec<SourceEntry> = Vec::new();
                 let mut bytes = 0;
@@ -264,6 +261,7 @@ pub fn columns_of(schema: &RecordSchema) -> SharedColumns {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::SourceErrorKind;
 
     fn source() -> Arc<MemSource> {
         let src = MemSource::new(Some(schema(&[("v", FieldType::Bigint)])));
@@ -318,15 +316,18 @@ mod tests {
         );
         src.expire_before(0, 1);
         assert_eq!(
-            block_on(src.read(0, 0, 10, usize::MAX)).unwrap_err(),
-            SourceError::Expired {
+            block_on(src.read(0, 0, 10, usize::MAX)).unwrap_err().kind,
+            SourceErrorKind::Expired {
                 requested: 0,
                 first: 1
             }
         );
         assert!(matches!(
             block_on(src.read(9, 0, 10, usize::MAX)),
-            Err(SourceError::Gone(_))
+            Err(SourceError {
+                kind: SourceErrorKind::Gone,
+                ..
+            })
         ));
     }
 

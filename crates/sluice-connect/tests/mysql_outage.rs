@@ -5,7 +5,7 @@ mod common;
 
 use common::{columns, db_ctl, env, records, s};
 use serde_json::json;
-use sluice_connect::sink::SinkError;
+use sluice_connect::sink::{ErrorKind, SinkError};
 use sluice_connect::sinks::mysql;
 use sluice_proto::{FieldType, Value};
 use sqlx::mysql::MySqlPool;
@@ -50,11 +50,21 @@ async fn a_stopped_server_is_transient_and_the_sink_reconnects() {
         .err();
     db_ctl("mysql", "start");
     match outcome {
-        Err(SinkError::Transient(msg)) => assert!(msg.contains("mysql"), "{msg}"),
+        Err(SinkError {
+            kind: ErrorKind::Transient,
+            message: msg,
+            ..
+        }) => assert!(msg.contains("mysql"), "{msg}"),
         other => panic!("expected Transient while the server is down, got {other:?}"),
     }
     assert!(
-        matches!(opened, Some(SinkError::Transient(_))),
+        matches!(
+            opened,
+            Some(SinkError {
+                kind: ErrorKind::Transient,
+                ..
+            })
+        ),
         "{opened:?}"
     );
 

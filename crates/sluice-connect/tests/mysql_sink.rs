@@ -4,7 +4,7 @@ mod common;
 
 use common::{columns, env, records, s};
 use serde_json::json;
-use sluice_connect::sink::{SharedColumns, Sink, SinkError};
+use sluice_connect::sink::{ErrorKind, SharedColumns, Sink, SinkError};
 use sluice_connect::sinks::mysql;
 use sluice_proto::{FieldType, Value};
 use sqlx::mysql::MySqlPool;
@@ -236,7 +236,11 @@ async fn bad_records_are_bad_and_the_rest_still_writes() {
             .await
             .unwrap();
             match sink.flush().await {
-                Err(SinkError::BadRecord(msg)) => assert!(msg.contains("my_bad"), "{msg}"),
+                Err(SinkError {
+                    kind: ErrorKind::BadRecord,
+                    message: msg,
+                    ..
+                }) => assert!(msg.contains("my_bad"), "{msg}"),
                 other => panic!("ignore={ignore} {bad:?}: expected BadRecord, got {other:?}"),
             }
         }
@@ -266,20 +270,32 @@ async fn bad_records_are_bad_and_the_rest_still_writes() {
 async fn configuration_problems_are_config_errors() {
     let pool = admin().await;
     match sink("my_no_such_table", false, kv_columns()).await {
-        Err(SinkError::Config(msg)) => assert!(msg.contains("my_no_such_table"), "{msg}"),
+        Err(SinkError {
+            kind: ErrorKind::Config,
+            message: msg,
+            ..
+        }) => assert!(msg.contains("my_no_such_table"), "{msg}"),
         Err(e) => panic!("expected Config, got {e:?}"),
         Ok(_) => panic!("expected Config, got a sink"),
     }
     recreate(&pool, "my_cols", "id BIGINT PRIMARY KEY").await;
     match sink("my_cols", false, kv_columns()).await {
-        Err(SinkError::Config(msg)) => assert!(msg.contains("no column v"), "{msg}"),
+        Err(SinkError {
+            kind: ErrorKind::Config,
+            message: msg,
+            ..
+        }) => assert!(msg.contains("no column v"), "{msg}"),
         Err(e) => panic!("expected Config, got {e:?}"),
         Ok(_) => panic!("expected Config, got a sink"),
     }
     let mut cfg = config("my_cols", false);
     cfg["Password"] = json!("wrong");
     match mysql::open(mysql::parse_config(&cfg).unwrap(), kv_columns()).await {
-        Err(SinkError::Config(msg)) => assert!(msg.contains("denied"), "{msg}"),
+        Err(SinkError {
+            kind: ErrorKind::Config,
+            message: msg,
+            ..
+        }) => assert!(msg.contains("denied"), "{msg}"),
         Err(e) => panic!("expected Config, got {e:?}"),
         Ok(_) => panic!("expected Config, got a sink"),
     }
@@ -294,7 +310,11 @@ async fn configuration_problems_are_config_errors() {
         .await
         .unwrap();
     match sink.flush().await {
-        Err(SinkError::Config(msg)) => assert!(msg.contains("1146"), "{msg}"),
+        Err(SinkError {
+            kind: ErrorKind::Config,
+            message: msg,
+            ..
+        }) => assert!(msg.contains("1146"), "{msg}"),
         other => panic!("expected Config, got {other:?}"),
     }
 }

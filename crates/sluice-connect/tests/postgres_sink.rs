@@ -4,7 +4,7 @@ mod common;
 
 use common::{columns, env, records, s};
 use serde_json::json;
-use sluice_connect::sink::{SharedColumns, Sink, SinkError};
+use sluice_connect::sink::{ErrorKind, SharedColumns, Sink, SinkError};
 use sluice_connect::sinks::postgres;
 use sluice_proto::{FieldType, Value};
 use sqlx::postgres::PgPool;
@@ -290,7 +290,11 @@ async fn bad_records_are_bad_and_the_rest_still_writes() {
             .await
             .unwrap();
         match sink.flush().await {
-            Err(SinkError::BadRecord(msg)) => assert!(msg.contains("pg_bad"), "{msg}"),
+            Err(SinkError {
+                kind: ErrorKind::BadRecord,
+                message: msg,
+                ..
+            }) => assert!(msg.contains("pg_bad"), "{msg}"),
             other => panic!("{bad:?}: expected BadRecord, got {other:?}"),
         }
     }
@@ -319,7 +323,11 @@ async fn bad_records_are_bad_and_the_rest_still_writes() {
 async fn configuration_problems_are_config_errors() {
     let pool = admin().await;
     let expect_config = |r: Result<Box<dyn Sink>, SinkError>, needle: &str| match r {
-        Err(SinkError::Config(msg)) => assert!(msg.contains(needle), "{msg}"),
+        Err(SinkError {
+            kind: ErrorKind::Config,
+            message: msg,
+            ..
+        }) => assert!(msg.contains(needle), "{msg}"),
         Err(e) => panic!("expected Config, got {e:?}"),
         Ok(_) => panic!("expected Config, got a sink"),
     };
@@ -346,7 +354,11 @@ async fn configuration_problems_are_config_errors() {
         .await
         .unwrap();
     match sink.flush().await {
-        Err(SinkError::Config(msg)) => assert!(msg.contains("42P01"), "{msg}"),
+        Err(SinkError {
+            kind: ErrorKind::Config,
+            message: msg,
+            ..
+        }) => assert!(msg.contains("42P01"), "{msg}"),
         other => panic!("expected Config, got {other:?}"),
     }
 }
@@ -401,7 +413,11 @@ async fn existing_keys_go_through_the_upsert_in_any_order_of_flushes() {
             .collect();
         sink.write(&records(rows)).await.unwrap();
         match sink.flush().await {
-            Err(SinkError::BadRecord(msg)) => assert!(msg.contains("23505"), "{msg}"),
+            Err(SinkError {
+                kind: ErrorKind::BadRecord,
+                message: msg,
+                ..
+            }) => assert!(msg.contains("23505"), "{msg}"),
             other => panic!("expected BadRecord, got {other:?}"),
         }
     }
@@ -421,7 +437,11 @@ async fn timestamps_before_year_one_are_bad_records() {
     .await
     .unwrap();
     match sink.flush().await {
-        Err(SinkError::BadRecord(msg)) => assert!(msg.contains("sequence 1"), "{msg}"),
+        Err(SinkError {
+            kind: ErrorKind::BadRecord,
+            message: msg,
+            ..
+        }) => assert!(msg.contains("sequence 1"), "{msg}"),
         other => panic!("expected BadRecord, got {other:?}"),
     }
     sink.write(&records(vec![vec![

@@ -23,6 +23,14 @@ struct SinkState {
     transient_failures: usize,
     /// Sequences the sink rejects as bad records.
     bad: HashSet<u64>,
+    /// Flushes never finish while set (a target that hangs).
+    hang_flushes: bool,
+    /// Flushes started (including hung and panicked ones).
+    flush_calls: usize,
+    /// Panic in this many more flushes ...
+    panics: usize,
+    /// ... and when each panic happened.
+    panicked_at: Vec<Instant>,
 }
 
 struct FakeSink {
@@ -35,7 +43,7 @@ impl Sink for FakeSink {
     async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
         let st = self.state.lock().unwrap();
         if let Some(r) = records.iter().find(|r| st.bad.contains(&r.sequence)) {
-            return Err(SinkError::BadRecord(format!(
+            return Err(SinkError::bad_record(format!(
                 "sequence {} is bad",
                 r.sequence
             )));
@@ -44,11 +52,26 @@ impl Sink for FakeSink {
         Ok(())
     }
     async fn flush(&mut self) -> Result<(), SinkError> {
+        let hang = {
+            let mut st = self.state.lock().unwrap();
+            st.flush_calls += 1;
+            if st.panics > 0 {
+                st.panics -= 1;
+                st.panicked_at.push(Instant::now());
+                let left = st.panics;
+                drop(st);
+                panic!("sink invariant broken ({left} panics left)");
+            }
+            st.hang_flushes
+        };
+        if hang {
+            std::future::pending::<()>().await;
+        }
         let mut st = self.state.lock().unwrap();
         if st.transient_failures > 0 {
             st.transient_failures -= 1;
             self.pending.clear();
-            return Err(SinkError::Transient("target is down".into()));
+            return Err(SinkError::transient("target is down".into()));
         }
         let n = self.pending.len();
         st.flushed.append(&mut self.pending);
@@ -107,6 +130,7 @@ fn config() -> RuntimeConfig {
         retry_max: Duration::from_millis(50),
         topology_interval: Duration::from_millis(20),
         worker_address: "test".into(),
+        stop_grace: Duration::from_secs(5),
     }
 }
 
@@ -360,4 +384,159 @@ async fn merge_waits_for_both_parents() {
     })
     .await;
     rt.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_flush_is_dropped_after_the_grace_and_nothing_is_lost() {
+    let (sink, source) = setup();
+    sink.lock().unwrap().hang_flushes = true;
+    put(&source, 0, &(0..10).collect::<Vec<_>>());
+    let grace = Duration::from_millis(400);
+    let cfg = RuntimeConfig {
+        stop_grace: grace,
+        ..config()
+    };
+    let rt = start(&source, &sink, cfg.clone(), vec![]);
+    wait_until("a flush in progress", || {
+        sink.lock().unwrap().flush_calls > 0
+    })
+    .await;
+
+    // Stop waits for the grace, not for the flush (which never ends).
+    let began = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), rt.stop())
+        .await
+        .expect("stop waited for the stuck flush");
+    let took = began.elapsed();
+    assert!(
+        took >= grace - Duration::from_millis(50) && took < grace + Duration::from_millis(600),
+        "stop took {took:?} with a grace of {grace:?}"
+    );
+    // The dropped batch did not move the checkpoint.
+    assert_eq!(rt.checkpoints()[&0].next_seq, 0);
+    assert!(source.saved().is_empty());
+    assert!(flushed_values(&sink).is_empty());
+
+    // Restarted from that checkpoint against a target that works, every record arrives.
+    sink.lock().unwrap().hang_flushes = false;
+    let rt = start(
+        &source,
+        &sink,
+        cfg,
+        rt.checkpoints().into_values().collect(),
+    );
+    wait_until("all 10 records", || flushed_values(&sink).len() == 10).await;
+    assert_eq!(flushed_values(&sink), (0..10).collect::<Vec<_>>());
+    rt.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_does_not_wait_for_a_stuck_flush_beyond_the_grace() {
+    let (sink, source) = setup();
+    sink.lock().unwrap().hang_flushes = true;
+    put(&source, 0, &[1, 2, 3]);
+    let cfg = RuntimeConfig {
+        stop_grace: Duration::from_millis(200),
+        ..config()
+    };
+    let rt = start(&source, &sink, cfg, vec![]);
+    wait_until("a flush in progress", || {
+        sink.lock().unwrap().flush_calls == 1
+    })
+    .await;
+    rt.reload(Some(0));
+    // The reloaded task starts again from its checkpoint and flushes anew.
+    wait_until("a second flush after the reload", || {
+        sink.lock().unwrap().flush_calls >= 2
+    })
+    .await;
+    sink.lock().unwrap().hang_flushes = false;
+    rt.reload(Some(0));
+    wait_until("delivery", || flushed_values(&sink) == vec![1, 2, 3]).await;
+    assert_eq!(rt.checkpoints()[&0].next_seq, 3);
+    rt.stop().await;
+}
+
+/// Log output, captured (the panic test checks its error line).
+#[derive(Clone, Default)]
+struct LogBuf(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {
+    type Writer = LogBuf;
+    fn make_writer(&'a self) -> LogBuf {
+        self.clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_task_hangs_with_its_message_and_restarts_with_backoff() {
+    // The only test in this binary that installs a subscriber.
+    let logs = LogBuf::default();
+    tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .try_init()
+        .expect("no other subscriber");
+    let (sink, source) = setup();
+    sink.lock().unwrap().panics = 3;
+    put(&source, 0, &[5, 6, 7]);
+    let cfg = RuntimeConfig {
+        retry_base: Duration::from_millis(200),
+        retry_max: Duration::from_secs(2),
+        ..config()
+    };
+    let rt = start(&source, &sink, cfg, vec![]);
+    wait_until("CONTEXT_HANG with the panic message", || {
+        rt.task_status().get(&0).is_some_and(|s| {
+            s.state == ContextState::Hang && s.last_error.contains("sink invariant broken")
+        })
+    })
+    .await;
+    let status = rt.task_status()[&0].clone();
+    assert!(
+        status.last_error.contains("task panicked"),
+        "{}",
+        status.last_error
+    );
+    wait_until("delivery after the panics", || {
+        flushed_values(&sink) == vec![5, 6, 7]
+    })
+    .await;
+    wait_until("EXECUTING", || {
+        rt.task_status()[&0].state == ContextState::Executing
+    })
+    .await;
+    assert_eq!(rt.checkpoints()[&0].next_seq, 3);
+    // Restarts were spaced by a growing backoff (first delay in 100..200 ms, the next in
+    // 200..400 ms), not immediate (the supervisor looks every 20 ms).
+    let at = sink.lock().unwrap().panicked_at.clone();
+    assert_eq!(at.len(), 3);
+    let (first, second) = (at[1] - at[0], at[2] - at[1]);
+    assert!(
+        first >= Duration::from_millis(95),
+        "first restart after {first:?}"
+    );
+    assert!(
+        second >= Duration::from_millis(195),
+        "second restart after {second:?}"
+    );
+    rt.stop().await;
+    // Each panic was logged at error level with its message.
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("task panicked"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{logs}");
+    assert!(lines[0].contains("sink invariant broken"), "{}", lines[0]);
 }

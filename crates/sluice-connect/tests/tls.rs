@@ -150,7 +150,7 @@ async fn pg_count(pool: &sqlx::PgPool, table: &str, tag: &str) -> i64 {
 
 fn config_message(r: Result<Box<dyn Sink>, SinkError>) -> String {
     match r {
-        Err(SinkError::Config(m)) => m,
+        Err(e) if e.kind == sluice_connect::sink::ErrorKind::Config => e.message,
         Err(other) => panic!("want a configuration error, got {other:?}"),
         Ok(_) => panic!("want a configuration error, the sink opened"),
     }

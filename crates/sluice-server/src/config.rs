@@ -98,6 +98,11 @@ pub struct ServerConfig {
     /// PEM CA certificates connectors trust next to the system roots (databases in require
     /// mode, https endpoints); read and checked at start.
     pub connector_tls_ca_file: Option<std::path::PathBuf>,
+    // issue 9: isolation
+    /// How long stopping, reloading or deleting a connector (and server shutdown) lets a sink
+    /// write in progress finish; after that the half-written batch is dropped and delivered
+    /// again from the unchanged checkpoint.
+    pub connector_stop_grace_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -139,6 +144,8 @@ impl Default for ServerConfig {
             // issue 9: tls
             connector_tls: sluice_connect::sinks::tls::TlsMode::Prefer,
             connector_tls_ca_file: None,
+            // issue 9: isolation
+            connector_stop_grace_ms: 5_000,
         }
     }
 }
@@ -323,6 +330,12 @@ impl ServerConfig {
         }
         // issue 9: tls
         self.connector_tls_policy()?;
+        // issue 9: isolation
+        check(
+            self.connector_stop_grace_ms <= 600_000,
+            "connector_stop_grace_ms",
+            "must be between 0 and 600000",
+        )?;
         Ok(())
     }
 
@@ -626,5 +639,15 @@ mod tests {
             ServerConfig::from_toml(&format!("connector_tls_ca_file = {:?}", junk)).unwrap_err();
         assert_eq!(err.field, "connector_tls_ca_file");
         assert!(err.problem.contains("no PEM certificate"), "{err}");
+    }
+
+    // issue 9: isolation
+    #[test]
+    fn connector_stop_grace_is_configurable_and_checked() {
+        assert_eq!(ServerConfig::default().connector_stop_grace_ms, 5_000);
+        let ok = ServerConfig::from_toml("connector_stop_grace_ms = 250").unwrap();
+        assert_eq!(ok.connector_stop_grace_ms, 250);
+        let err = ServerConfig::from_toml("connector_stop_grace_ms = 600001").unwrap_err();
+        assert_eq!(err.field, "connector_stop_grace_ms");
     }
 }

@@ -5,17 +5,23 @@
 //! records from a sequence, a tail watch per shard, and checkpoint persistence. The server
 //! implements it over its shard logs and meta store; the tests implement it in memory.
 //!
-//! - `mod.rs` (this file): the trait, [`RuntimeConfig`], and [`ConnectorRuntime`], whose
-//!   supervisor starts a task for every shard that may run (a child of a split or merge only
-//!   after all its parents are FINISHED) and restarts tasks on reload;
+//! - `mod.rs` (this file): the trait, the typed [`SourceError`], [`RuntimeConfig`], and
+//!   [`ConnectorRuntime`], the handle its owner starts, reads and stops;
+//! - `supervisor.rs`: starts a task for every shard that may run (a child of a split or merge
+//!   only after all its parents are FINISHED), restarts tasks on reload, catches a panicking
+//!   task (logged, shown as CONTEXT_HANG with its message, restarted with backoff), and stops
+//!   all tasks at once;
 //! - `task.rs`: the per-shard loop: read from the checkpoint, batch by count / bytes / age,
 //!   `Sink::write` + `Sink::flush`, then save the checkpoint; retries with backoff; isolates
-//!   bad records; finishes closed shards;
+//!   bad records; finishes closed shards. On stop, reload or delete a flush in progress gets
+//!   [`RuntimeConfig::stop_grace`] to finish; after that the half-written batch is dropped
+//!   (its checkpoint never moved, so the next start delivers it again);
 //! - `backoff.rs`: jittered exponential backoff;
 //! - `status.rs`: checkpoints, task states, shard reports and done time.
 
 mod backoff;
 pub mod status;
+mod supervisor;
 mod task;
 
 use std::collections::{BTreeMap, HashMap};
@@ -31,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 pub use backoff::Backoff;
 pub use status::{Checkpoint, ContextState, LogView, ShardReport, TaskStatus};
 
-use crate::sink::{SharedColumns, Sink, SinkError};
+use crate::sink::{ErrorSource, SharedColumns, Sink, SinkError};
 
 /// A shard of the source topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,18 +69,90 @@ pub struct SourceBatch {
     pub entries: Vec<SourceEntry>,
 }
 
-/// Why a read failed.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum SourceError {
+/// What kind of failure a [`SourceError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceErrorKind {
     /// The records from `requested` on were removed by retention; the oldest left is `first`.
-    #[error("sequence {requested} expired; the oldest retained is {first}")]
     Expired { requested: u64, first: u64 },
-    /// The shard or topic no longer exists.
-    #[error("{0}")]
-    Gone(String),
-    #[error("{0}")]
-    Other(String),
+    /// The shard or topic no longer exists: the task ends.
+    Gone,
+    /// Anything else (I/O, a record that does not decode): retried with backoff.
+    Transient,
 }
+
+/// Why a read failed: its kind, a message for the task's status, and the underlying error
+/// when there is one.
+#[derive(Clone)]
+pub struct SourceError {
+    pub kind: SourceErrorKind,
+    pub message: String,
+    pub source: Option<ErrorSource>,
+}
+
+impl SourceError {
+    pub fn expired(requested: u64, first: u64) -> SourceError {
+        SourceError {
+            kind: SourceErrorKind::Expired { requested, first },
+            message: format!("sequence {requested} expired; the oldest retained is {first}"),
+            source: None,
+        }
+    }
+    pub fn gone(message: impl Into<String>) -> SourceError {
+        SourceError {
+            kind: SourceErrorKind::Gone,
+            message: message.into(),
+            source: None,
+        }
+    }
+    pub fn transient(message: impl Into<String>) -> SourceError {
+        SourceError {
+            kind: SourceErrorKind::Transient,
+            message: message.into(),
+            source: None,
+        }
+    }
+    /// Attaches the error that caused this one.
+    pub fn with_source(
+        mut self,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> SourceError {
+        self.source = Some(Arc::new(source));
+        self
+    }
+}
+
+impl std::fmt::Display for SourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::fmt::Debug for SourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("SourceError");
+        d.field("kind", &self.kind).field("message", &self.message);
+        if let Some(s) = &self.source {
+            d.field("source", &format_args!("{s}"));
+        }
+        d.finish()
+    }
+}
+
+impl std::error::Error for SourceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl PartialEq for SourceError {
+    fn eq(&self, other: &SourceError) -> bool {
+        self.kind == other.kind && self.message == other.message
+    }
+}
+
+impl Eq for SourceError {}
 
 /// A boxed future, for the trait objects below.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -122,6 +200,9 @@ pub struct RuntimeConfig {
     pub topology_interval: Duration,
     /// Shown as `WorkerAddress`.
     pub worker_address: String,
+    /// How long a stop, reload or delete lets a write or flush in progress finish before it
+    /// drops the batch (to be delivered again from the unchanged checkpoint).
+    pub stop_grace: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -135,6 +216,7 @@ impl Default for RuntimeConfig {
             retry_max: Duration::from_secs(10),
             topology_interval: Duration::from_millis(500),
             worker_address: String::new(),
+            stop_grace: Duration::from_secs(5),
         }
     }
 }
@@ -193,7 +275,8 @@ impl Shared {
 pub struct ConnectorRuntime {
     shared: Arc<Shared>,
     cancel: CancellationToken,
-    supervisor: Option<tokio::task::JoinHandle<()>>,
+    /// Taken by the first [`ConnectorRuntime::stop`]; a concurrent stop waits for it.
+    supervisor: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl ConnectorRuntime {
@@ -213,11 +296,11 @@ impl ConnectorRuntime {
             wake: Notify::new(),
         });
         let cancel = CancellationToken::new();
-        let supervisor = tokio::spawn(supervise(shared.clone(), cancel.clone()));
+        let supervisor = tokio::spawn(supervisor::supervise(shared.clone(), cancel.clone()));
         ConnectorRuntime {
             shared,
             cancel,
-            supervisor: Some(supervisor),
+            supervisor: tokio::sync::Mutex::new(Some(supervisor)),
         }
     }
 
@@ -257,12 +340,17 @@ impl ConnectorRuntime {
         self.shared.wake.notify_one();
     }
 
-    /// Stops every task and waits for them; buffered, unflushed records are read again by
-    /// the next start (their checkpoint was never advanced).
-    pub async fn stop(mut self) {
+    /// Stops every task and waits for them, at most about [`RuntimeConfig::stop_grace`]: a
+    /// write or flush still running then is dropped. Buffered, unflushed records are read again
+    /// by the next start (their checkpoint was never advanced). Takes `&self` so that readers
+    /// holding the runtime keep seeing its status while it stops.
+    pub async fn stop(&self) {
         self.cancel.cancel();
-        if let Some(h) = self.supervisor.take() {
-            let _ = h.await;
+        let mut supervisor = self.supervisor.lock().await;
+        if let Some(h) = supervisor.take() {
+            if let Err(e) = h.await {
+                tracing::error!(connector = %self.shared.spec.name, error = %e, "connector supervisor failed");
+            }
         }
     }
 }
@@ -270,86 +358,5 @@ impl ConnectorRuntime {
 impl Drop for ConnectorRuntime {
     fn drop(&mut self) {
         self.cancel.cancel();
-    }
-}
-
-/// Where a shard without a checkpoint starts.
-fn initial_checkpoint(shared: &Shared, shard: &ShardInfo) -> Checkpoint {
-    let start = shared.spec.start_time;
-    let seq = if start < 0 {
-        shard.first_seq
-    } else {
-        shared
-            .source
-            .seq_at_or_after_time(shard.id, start)
-            .unwrap_or(shard.next_seq)
-            .max(shard.first_seq)
-    };
-    Checkpoint::at(shard.id, seq)
-}
-
-/// Starts tasks for shards that may run, restarts reloaded ones, and stops all on cancel.
-async fn supervise(shared: Arc<Shared>, cancel: CancellationToken) {
-    let mut tasks: HashMap<u32, (CancellationToken, tokio::task::JoinHandle<()>)> = HashMap::new();
-    loop {
-        tasks.retain(|_, (_, h)| !h.is_finished());
-        let reloads: Vec<u32> = std::mem::take(&mut *shared.reload.lock().expect("reload lock"));
-        for shard in reloads {
-            if let Some((token, handle)) = tasks.remove(&shard) {
-                token.cancel();
-                let _ = handle.await;
-                tracing::info!(connector = %shared.spec.name, shard, "task reloaded from its checkpoint");
-            }
-        }
-        match shared.source.shards() {
-            Ok(shards) => {
-                let known: Vec<u32> = shards.iter().map(|s| s.id).collect();
-                for shard in &shards {
-                    if tasks.contains_key(&shard.id) {
-                        continue;
-                    }
-                    let cp = match shared.checkpoint(shard.id) {
-                        Some(cp) => cp,
-                        None => {
-                            let cp = initial_checkpoint(&shared, shard);
-                            shared.set_checkpoint(cp);
-                            cp
-                        }
-                    };
-                    if cp.finished {
-                        shared.set_status(shard.id, ContextState::Finished, None);
-                        continue;
-                    }
-                    let waiting: Vec<u32> = shard
-                        .parents
-                        .iter()
-                        .copied()
-                        .filter(|p| {
-                            known.contains(p) && !shared.checkpoint(*p).is_some_and(|c| c.finished)
-                        })
-                        .collect();
-                    if !waiting.is_empty() {
-                        shared.set_status(shard.id, ContextState::Planned, None);
-                        continue;
-                    }
-                    let token = cancel.child_token();
-                    let handle =
-                        tokio::spawn(task::run(shared.clone(), shard.id, cp, token.clone()));
-                    tasks.insert(shard.id, (token, handle));
-                }
-            }
-            Err(e) => {
-                tracing::warn!(connector = %shared.spec.name, error = %e, "cannot list the topic's shards");
-            }
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = shared.wake.notified() => {}
-            _ = tokio::time::sleep(shared.spec.config.topology_interval) => {}
-        }
-    }
-    for (_, (token, handle)) in tasks {
-        token.cancel();
-        let _ = handle.await;
     }
 }

@@ -12,8 +12,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::status::{expired_message, now_ms, Checkpoint, ContextState};
-use super::{Backoff, Shared, SourceBatch, SourceError};
-use crate::sink::{Columns, Sink, SinkData, SinkError, SinkRecord};
+use super::{Backoff, Shared, SourceBatch, SourceErrorKind};
+use crate::sink::{Columns, ErrorKind, Sink, SinkData, SinkError, SinkRecord};
 
 /// The task was cancelled (stop, reload, delete, shutdown).
 struct Cancelled;
@@ -117,6 +117,16 @@ impl Task {
     }
 
     fn hang(&self, message: String) {
+        self.hang_because(message, None, None);
+    }
+
+    /// A sink error's hang: the log line also names its kind and its source.
+    fn hang_on(&self, e: &SinkError) {
+        let source = e.source.as_ref().map(|s| s.to_string());
+        self.hang_because(e.message.clone(), Some(e.kind.as_str()), source);
+    }
+
+    fn hang_because(&self, message: String, kind: Option<&str>, source: Option<String>) {
         let repeated = self
             .shared
             .status
@@ -125,9 +135,10 @@ impl Task {
             .get(&self.shard)
             .is_some_and(|s| s.state == ContextState::Hang && s.last_error == message);
         if repeated {
-            tracing::debug!(connector = %self.name(), shard = self.shard, error = %message, "task still hangs");
+            tracing::debug!(connector = %self.name(), shard = self.shard, error = %message, kind, "task still hangs");
         } else {
-            tracing::warn!(connector = %self.name(), shard = self.shard, error = %message, "task hangs; retrying");
+            tracing::warn!(connector = %self.name(), shard = self.shard, error = %message, kind, source,
+                "task hangs; retrying");
         }
         self.shared
             .set_status(self.shard, ContextState::Hang, Some(message));
@@ -165,24 +176,26 @@ impl Task {
                 .await;
             let got = match read {
                 Ok(batch) => self.add(&mut buf, batch),
-                Err(SourceError::Expired { requested, first }) => {
-                    if !buf.records.is_empty() {
-                        self.deliver(&mut buf).await?;
+                Err(e) => match e.kind {
+                    SourceErrorKind::Expired { requested, first } => {
+                        if !buf.records.is_empty() {
+                            self.deliver(&mut buf).await?;
+                        }
+                        self.hang(expired_message(self.shard, requested, first));
+                        self.sleep(cfg.retry_max).await?;
+                        continue;
                     }
-                    self.hang(expired_message(self.shard, requested, first));
-                    self.sleep(cfg.retry_max).await?;
-                    continue;
-                }
-                Err(SourceError::Gone(m)) => {
-                    tracing::info!(connector = %self.name(), shard = self.shard, reason = %m, "source gone; task ends");
-                    return Ok(());
-                }
-                Err(SourceError::Other(m)) => {
-                    self.hang(format!("cannot read shard {}: {m}", self.shard));
-                    let d = self.backoff.next_delay();
-                    self.sleep(d).await?;
-                    continue;
-                }
+                    SourceErrorKind::Gone => {
+                        tracing::info!(connector = %self.name(), shard = self.shard, reason = %e, "source gone; task ends");
+                        return Ok(());
+                    }
+                    SourceErrorKind::Transient => {
+                        self.hang(format!("cannot read shard {}: {e}", self.shard));
+                        let d = self.backoff.next_delay();
+                        self.sleep(d).await?;
+                        continue;
+                    }
+                },
             };
             let full =
                 buf.records.len() >= cfg.max_batch_records || buf.bytes >= cfg.max_batch_bytes;
@@ -298,7 +311,7 @@ impl Task {
             match opened {
                 Ok(sink) => self.sink = Some(sink),
                 Err(e) => {
-                    self.hang(e.to_string());
+                    self.hang_on(&e);
                     let d = self.error_delay(&e);
                     self.sleep(d).await?;
                 }
@@ -309,10 +322,10 @@ impl Task {
 
     fn error_delay(&mut self, e: &SinkError) -> Duration {
         let d = self.backoff.next_delay();
-        match e {
+        match e.kind {
             // A configuration problem is not fixed by hammering the target.
-            SinkError::Config(_) => d.max(self.shared.spec.config.retry_max / 2),
-            _ => d,
+            ErrorKind::Config => d.max(self.shared.spec.config.retry_max / 2),
+            ErrorKind::Transient | ErrorKind::BadRecord => d,
         }
     }
 
@@ -320,6 +333,29 @@ impl Task {
         let sink = self.sink.as_mut().expect("sink is open");
         sink.write(records).await?;
         sink.flush().await
+    }
+
+    /// [`Task::write_flush`], given at most the stop grace once the task is cancelled: None when
+    /// the grace ran out. The half-written batch is then dropped with the sink (the target
+    /// sees its transaction or request abandoned); the checkpoint has not moved, so the next
+    /// start delivers the batch again.
+    async fn write_flush_within_grace(
+        &mut self,
+        records: &[SinkRecord],
+    ) -> Option<Result<(), SinkError>> {
+        let cancel = self.cancel.clone();
+        let grace = self.shared.spec.config.stop_grace;
+        let outcome = tokio::select! {
+            r = self.write_flush(records) => Some(r),
+            _ = async { cancel.cancelled().await; tokio::time::sleep(grace).await } => None,
+        };
+        if outcome.is_none() {
+            tracing::warn!(connector = %self.name(), shard = self.shard, records = records.len(),
+                grace_ms = grace.as_millis() as u64,
+                "stopping: the flush did not finish within the grace; the batch is dropped and will be delivered again");
+            self.sink = None;
+        }
+        outcome
     }
 
     /// Delivers the buffer (retrying transient failures, discarding bad records) and then
@@ -335,13 +371,22 @@ impl Task {
                 continue;
             }
             loop {
+                // Once stopping, start no new write: only one already running gets the grace.
+                if self.cancel.is_cancelled() {
+                    return Err(Cancelled);
+                }
                 self.open_sink().await?;
-                match self.write_flush(&records[range.clone()]).await {
+                let Some(outcome) = self.write_flush_within_grace(&records[range.clone()]).await
+                else {
+                    return Err(Cancelled);
+                };
+                match outcome {
                     Ok(()) => {
                         self.backoff.reset();
                         break;
                     }
-                    Err(SinkError::BadRecord(m)) if range.len() == 1 => {
+                    Err(e) if e.kind == ErrorKind::BadRecord && range.len() == 1 => {
+                        let m = e.message;
                         let r = &records[range.start];
                         tracing::warn!(connector = %self.name(), shard = self.shard, sequence = r.sequence,
                             batch_index = r.batch_index, error = %m, "bad record discarded");
@@ -356,7 +401,7 @@ impl Task {
                         );
                         break;
                     }
-                    Err(SinkError::BadRecord(_)) => {
+                    Err(e) if e.kind == ErrorKind::BadRecord => {
                         // Narrow down: deliver each half on its own (first half first).
                         let mid = range.start + range.len() / 2;
                         pending.push(mid..range.end);
@@ -364,8 +409,8 @@ impl Task {
                         break;
                     }
                     Err(e) => {
-                        self.hang(e.to_string());
-                        if matches!(e, SinkError::Config(_)) {
+                        self.hang_on(&e);
+                        if e.kind == ErrorKind::Config {
                             self.sink = None; // reopen with a fresh connection
                         }
                         let d = self.error_delay(&e);

@@ -91,7 +91,7 @@ pub async fn open(
         | ConnectorConfig::Oss(_)
         | ConnectorConfig::Es(_)
         | ConnectorConfig::Fc(_)
-        | ConnectorConfig::Ots(_) => Err(SinkError::Config(not_yet_message(config.kind()))),
+        | ConnectorConfig::Ots(_) => Err(SinkError::config(not_yet_message(config.kind()))),
     }
 }
 
@@ -130,7 +130,9 @@ mod tests {
             types: vec![],
         });
         match open(&config, columns).await {
-            Err(SinkError::Config(m)) => assert!(m.contains("feature sink-mysql"), "{m}"),
+            Err(e) if e.kind == crate::sink::ErrorKind::Config => {
+                assert!(e.message.contains("feature sink-mysql"), "{e}")
+            }
             Err(e) => panic!("{e:?}"),
             Ok(_) => panic!("opened without the writer"),
         }

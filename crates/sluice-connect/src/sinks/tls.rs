@@ -219,7 +219,7 @@ where
             match attempt(o.clone()).await {
                 Ok(t) => Ok((t, o)),
                 Err(e) => match tls_failure(&e) {
-                    Some(reason) => Err(SinkError::Config(format!(
+                    Some(reason) => Err(SinkError::config(format!(
                         "{context}: TLS is required (connector_tls = \"require\") but failed: \
                          {reason} (trusted: {})",
                         tls.trusted()
@@ -302,7 +302,7 @@ pub fn http_config_error(
     e: &(dyn std::error::Error + 'static),
 ) -> Option<SinkError> {
     tls_failure(e)
-        .map(|reason| SinkError::Config(format!("{what}: {reason} (trusted: {})", tls.trusted())))
+        .map(|reason| SinkError::config(format!("{what}: {reason} (trusted: {})", tls.trusted())))
 }
 
 #[cfg(test)]

@@ -77,7 +77,7 @@ impl ShardSource for TopicSource {
         Box::pin(async move {
             let shard = topic
                 .shard(shard)
-                .ok_or_else(|| SourceError::Gone(format!("shard {shard} no longer exists")))?;
+                .ok_or_else(|| SourceError::gone(format!("shard {shard} no longer exists")))?;
             tokio::task::spawn_blocking(move || {
                 let entries =
                     shard
@@ -85,12 +85,12 @@ impl ShardSource for TopicSource {
                         .read(from_seq, max_entries, max_bytes)
                         .map_err(|e| match e {
                             LogError::OutOfRange { requested, first } => {
-                                SourceError::Expired { requested, first }
+                                SourceError::expired(requested, first)
                             }
                             LogError::Closed => {
-                                SourceError::Gone(format!("shard {} was deleted", shard.id))
+                                SourceError::gone(format!("shard {} was deleted", shard.id))
                             }
-                            other => SourceError::Other(other.to_string()),
+                            other => SourceError::transient(other.to_string()).with_source(other),
                         })?;
                 let versions = topic.versions();
                 let (schema, version) = match topic.record_type {
@@ -104,7 +104,7 @@ impl ShardSource for TopicSource {
                 for entry in entries {
                     let records =
                         decode_entry(&topic, &versions, schema.as_deref(), version, &entry)
-                            .map_err(|e| SourceError::Other(e.to_string()))?;
+                            .map_err(|e| SourceError::transient(e.to_string()).with_source(e))?;
                     out.push(SourceEntry {
                         seq: entry.seq,
                         system_time: entry.system_time,
@@ -118,7 +118,7 @@ impl ShardSource for TopicSource {
                 })
             })
             .await
-            .map_err(|e| SourceError::Other(format!("read task failed: {e}")))?
+            .map_err(|e| SourceError::transient(format!("read task failed: {e}")).with_source(e))?
         })
     }
 

@@ -5,6 +5,16 @@
 //! [`ConnectorRuntime`] (from `sluice-connect`) reading the topic through [`TopicSource`].
 //! Changing a connector (config, columns, state, offsets) stops its runtime, writes the meta
 //! store, and starts a new runtime from the saved checkpoints.
+//!
+//! Locking (one connector never waits for another):
+//! - the registry's map is held only to look up, insert or remove a connector's `Slot`,
+//!   never across an await;
+//! - each slot has its own operation lock, held by change/delete/offset/reload for the whole
+//!   operation, including a runtime's stop (at most `connector_stop_grace_ms`);
+//! - readers (list, get, shard status, done time) take neither: they copy the slot's
+//!   `Snapshot` (row + runtime handle) and read the runtime's live status from it, so they
+//!   answer at once even while their own connector is being stopped;
+//! - shutdown and topic deletion stop all their runtimes at once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -19,37 +29,13 @@ use sluice_connect::ConnectorKind;
 use sluice_meta::ConnectorRow;
 
 use super::catalog::{now_ms, now_secs, Catalog, RecordType, Topic};
+pub use super::connector_registry::ConnectorRegistry;
+use super::connector_registry::{stop_slots, Slot, Snapshot};
 use super::connector_source::{checkpoint_of, checkpoint_row, shard_infos, TopicSource};
 use super::error::{Error, Result};
 
 pub const RUNNING: &str = "CONNECTOR_RUNNING";
 pub const STOPPED: &str = "CONNECTOR_STOPPED";
-
-/// A connector and, while it runs, its runtime.
-struct Entry {
-    row: ConnectorRow,
-    /// `row.config`, parsed (at the door, or when loaded from the meta store).
-    config: Arc<ConnectorConfig>,
-    runtime: Option<ConnectorRuntime>,
-}
-
-/// Every connector of the server, keyed by (topic uid, connector id).
-pub struct ConnectorRegistry {
-    entries: tokio::sync::Mutex<BTreeMap<(i64, String), Entry>>,
-    worker: String,
-}
-
-impl Default for ConnectorRegistry {
-    fn default() -> Self {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "localhost".into());
-        ConnectorRegistry {
-            entries: tokio::sync::Mutex::new(BTreeMap::new()),
-            worker: format!("{host}/sluice-{}", std::process::id()),
-        }
-    }
-}
 
 /// A create request, decoded.
 pub struct NewConnector {
@@ -142,6 +128,8 @@ impl Catalog {
             max_batch_bytes: bytes,
             max_batch_age: age,
             worker_address: worker.to_string(),
+            // issue 9: isolation
+            stop_grace: std::time::Duration::from_millis(self.config.connector_stop_grace_ms),
             ..RuntimeConfig::default()
         }
     }
@@ -191,7 +179,6 @@ impl Catalog {
     pub async fn start_connectors(&self) -> Result<()> {
         let topics: HashMap<i64, Arc<Topic>> =
             self.all_topics().into_iter().map(|t| (t.uid, t)).collect();
-        let mut entries = self.connectors.entries.lock().await;
         for row in self.meta.load_connectors().await? {
             let Some(topic) = topics.get(&row.topic_uid) else {
                 self.meta.delete_topic_connectors(row.topic_uid).await?;
@@ -204,76 +191,79 @@ impl Catalog {
             } else {
                 None
             };
-            entries.insert(
+            self.connectors.slots.lock().insert(
                 (row.topic_uid, row.connector_id.clone()),
-                Entry {
-                    row,
-                    config,
-                    runtime,
-                },
+                Slot::new(row, config, runtime),
             );
         }
         Ok(())
     }
 
-    /// Stops every runtime (server shutdown); checkpoints are already saved.
+    /// Stops every runtime, all at once (server shutdown); checkpoints are already saved.
     pub async fn stop_connectors(&self) {
-        let mut entries = self.connectors.entries.lock().await;
-        for entry in entries.values_mut() {
-            if let Some(rt) = entry.runtime.take() {
-                rt.stop().await;
-            }
-        }
+        let slots: Vec<Arc<Slot>> = self.connectors.slots.lock().values().cloned().collect();
+        stop_slots(slots, false).await;
     }
 
-    /// Stops and forgets the connectors of a deleted topic.
+    /// Stops (all at once) and forgets the connectors of a deleted topic.
     pub async fn drop_topic_connectors(&self, topic_uid: i64) -> Result<()> {
-        let mut entries = self.connectors.entries.lock().await;
-        let keys: Vec<_> = entries
-            .keys()
-            .filter(|(uid, _)| *uid == topic_uid)
-            .cloned()
-            .collect();
-        for key in keys {
-            if let Some(rt) = entries.remove(&key).and_then(|e| e.runtime) {
-                rt.stop().await;
-            }
-        }
+        let slots: Vec<Arc<Slot>> = {
+            let mut map = self.connectors.slots.lock();
+            let keys: Vec<_> = map
+                .keys()
+                .filter(|(uid, _)| *uid == topic_uid)
+                .cloned()
+                .collect();
+            keys.iter().filter_map(|k| map.remove(k)).collect()
+        };
+        stop_slots(slots, true).await;
         self.meta.delete_topic_connectors(topic_uid).await?;
         Ok(())
     }
 
     /// Resolves a path segment: a connector id, or a type string naming the topic's single
-    /// connector of that type.
-    fn resolve(
-        entries: &BTreeMap<(i64, String), Entry>,
-        topic: &Topic,
-        id: &str,
-    ) -> Result<(i64, String)> {
+    /// connector of that type. Holds the registry's map only while looking.
+    fn resolve(&self, topic: &Topic, id: &str) -> Result<((i64, String), Arc<Slot>)> {
+        let map = self.connectors.slots.lock();
         let key = (topic.uid, id.to_string());
-        if entries.contains_key(&key) {
-            return Ok(key);
+        if let Some(slot) = map.get(&key) {
+            return Ok((key, slot.clone()));
         }
         if let Some(kind) = ConnectorKind::parse(id) {
-            let of_kind: Vec<&String> = entries
+            let of_kind: Vec<(&(i64, String), &Arc<Slot>)> = map
                 .iter()
-                .filter(|((uid, _), e)| *uid == topic.uid && e.row.kind == kind.as_str())
-                .map(|((_, cid), _)| cid)
+                .filter(|((uid, _), slot)| *uid == topic.uid && slot.kind == kind.as_str())
                 .collect();
             match of_kind.as_slice() {
-                [one] => return Ok((topic.uid, (*one).clone())),
+                [(key, slot)] => return Ok(((*key).clone(), (*slot).clone())),
                 [] => {}
                 many => {
+                    let ids: Vec<&String> = many.iter().map(|((_, cid), _)| cid).collect();
                     return Err(Error::InvalidParameter(format!(
-                        "topic {} has {} connectors of type {}; address one by id: {many:?}",
+                        "topic {} has {} connectors of type {}; address one by id: {ids:?}",
                         topic.name,
                         many.len(),
                         kind.display_name()
-                    )))
+                    )));
                 }
             }
         }
         Err(Error::NoSuchConnector(id.to_string()))
+    }
+
+    /// Resolves a connector and takes its operation lock (waiting for the operation in
+    /// progress on it, never for another connector's).
+    async fn lock_connector(
+        &self,
+        topic: &Topic,
+        id: &str,
+    ) -> Result<((i64, String), Arc<Slot>, tokio::sync::OwnedMutexGuard<bool>)> {
+        let (key, slot) = self.resolve(topic, id)?;
+        let op = slot.op.clone().lock_owned().await;
+        if *op {
+            return Err(Error::NoSuchConnector(id.to_string()));
+        }
+        Ok((key, slot, op))
     }
 
     pub async fn create_connector(
@@ -308,27 +298,22 @@ impl Catalog {
             create_time: now,
             last_modify_time: now,
         };
-        let mut entries = self.connectors.entries.lock().await;
         self.meta.upsert_connector(&row).await?;
         let config = Arc::new(config);
         let runtime =
             self.start_runtime(&topic, &row, &config, Vec::new(), &self.connectors.worker)?;
         let id = row.connector_id.clone();
-        entries.insert(
+        self.connectors.slots.lock().insert(
             (topic.uid, id.clone()),
-            Entry {
-                row,
-                config,
-                runtime: Some(runtime),
-            },
+            Slot::new(row, config, Some(runtime)),
         );
         Ok(id)
     }
 
     pub async fn list_connectors(&self, project: &str, topic: &str) -> Result<Vec<String>> {
         let topic = self.topic(project, topic)?;
-        let entries = self.connectors.entries.lock().await;
-        Ok(entries
+        let map = self.connectors.slots.lock();
+        Ok(map
             .keys()
             .filter(|(uid, _)| *uid == topic.uid)
             .map(|(_, id)| id.clone())
@@ -340,7 +325,7 @@ impl Catalog {
     async fn checkpoints_of(
         &self,
         topic: &Topic,
-        entry: &Entry,
+        entry: &Snapshot,
     ) -> Result<BTreeMap<u32, Checkpoint>> {
         let mut cps: BTreeMap<u32, Checkpoint> = match &entry.runtime {
             Some(rt) => rt.checkpoints(),
@@ -374,10 +359,9 @@ impl Catalog {
         id: &str,
     ) -> Result<ConnectorView> {
         let topic = self.topic(project, topic)?;
-        let entries = self.connectors.entries.lock().await;
-        let key = Self::resolve(&entries, &topic, id)?;
-        let entry = &entries[&key];
-        let cps = self.checkpoints_of(&topic, entry).await?;
+        let (_, slot) = self.resolve(&topic, id)?;
+        let entry = slot.snapshot();
+        let cps = self.checkpoints_of(&topic, &entry).await?;
         let shard_contexts = shard_infos(&topic)
             .iter()
             .map(|s| {
@@ -387,8 +371,8 @@ impl Catalog {
             })
             .collect();
         Ok(ConnectorView {
-            row: entry.row.clone(),
             config: entry.config.to_wire(),
+            row: entry.row,
             worker: self.connectors.worker.clone(),
             shard_contexts,
         })
@@ -401,39 +385,40 @@ impl Catalog {
         F: FnOnce(&Topic, &mut ConnectorRow) -> Result<Option<ConnectorConfig>>,
     {
         let topic = self.topic(project, topic)?;
-        let mut entries = self.connectors.entries.lock().await;
-        let key = Self::resolve(&entries, &topic, id)?;
-        let entry = entries.get_mut(&key).expect("resolved");
+        let (_, slot, _op) = self.lock_connector(&topic, id).await?;
+        let entry = slot.snapshot();
         let mut row = entry.row.clone();
         let new_config = f(&topic, &mut row)?.map(Arc::new);
         if let Some(c) = &new_config {
             row.config = c.to_wire().to_string();
         }
         row.last_modify_time = now_secs();
-        if let Some(rt) = entry.runtime.take() {
+        if let Some(rt) = &entry.runtime {
             rt.stop().await;
         }
         let saved = self.meta.upsert_connector(&row).await;
-        if saved.is_ok() {
-            entry.row = row;
-            if let Some(c) = new_config {
-                entry.config = c;
+        let (row, config) = if saved.is_ok() {
+            (row, new_config.unwrap_or(entry.config))
+        } else {
+            (entry.row, entry.config)
+        };
+        let started = if row.state == RUNNING {
+            match self.load_checkpoints(&topic, &row.connector_id).await {
+                Ok(cps) => self
+                    .start_runtime(&topic, &row, &config, cps, &self.connectors.worker)
+                    .map(Some),
+                Err(e) => Err(e),
             }
-        }
-        if entry.row.state == RUNNING {
-            let cps = self
-                .load_checkpoints(&topic, &entry.row.connector_id)
-                .await?;
-            entry.runtime = Some(self.start_runtime(
-                &topic,
-                &entry.row,
-                &entry.config,
-                cps,
-                &self.connectors.worker,
-            )?);
-        }
+        } else {
+            Ok(None)
+        };
+        let (runtime, started) = match started {
+            Ok(rt) => (rt, Ok(())),
+            Err(e) => (None, Err(e)),
+        };
+        slot.set(row, config, runtime);
         saved?;
-        Ok(())
+        started
     }
 
     pub async fn update_connector_config(
@@ -507,13 +492,15 @@ impl Catalog {
 
     pub async fn delete_connector(&self, project: &str, topic: &str, id: &str) -> Result<()> {
         let topic = self.topic(project, topic)?;
-        let mut entries = self.connectors.entries.lock().await;
-        let key = Self::resolve(&entries, &topic, id)?;
-        if let Some(rt) = entries.get_mut(&key).and_then(|e| e.runtime.take()) {
+        let (key, slot, mut op) = self.lock_connector(&topic, id).await?;
+        let runtime = slot.snapshot().runtime;
+        if let Some(rt) = runtime {
             rt.stop().await;
         }
+        slot.take_runtime();
         self.meta.delete_connector(key.0, &key.1).await?;
-        entries.remove(&key);
+        *op = true;
+        self.connectors.slots.lock().remove(&key);
         Ok(())
     }
 
@@ -529,9 +516,8 @@ impl Catalog {
         time: Option<i64>,
     ) -> Result<()> {
         let topic = self.topic(project, topic)?;
-        let entries = self.connectors.entries.lock().await;
-        let key = Self::resolve(&entries, &topic, id)?;
-        let entry = &entries[&key];
+        let (key, slot, _op) = self.lock_connector(&topic, id).await?;
+        let entry = slot.snapshot();
         if entry.row.state != STOPPED {
             return Err(Error::InvalidOperation(format!(
                 "connector {} is running; stop it (CONNECTOR_STOPPED) before updating its offset",
@@ -549,7 +535,7 @@ impl Catalog {
             Some(s) => vec![topic.shard_by_text(s)?],
             None => topic.shards.read().clone(),
         };
-        let mut cps = self.checkpoints_of(&topic, entry).await?;
+        let mut cps = self.checkpoints_of(&topic, &entry).await?;
         let mut changed = Vec::new();
         for s in shards {
             let (first, next) = (s.log.first_seq(), s.log.next_seq());
@@ -603,13 +589,12 @@ impl Catalog {
         shard: Option<&str>,
     ) -> Result<()> {
         let topic = self.topic(project, topic)?;
-        let entries = self.connectors.entries.lock().await;
-        let key = Self::resolve(&entries, &topic, id)?;
+        let (_, slot, _op) = self.lock_connector(&topic, id).await?;
         let shard = match shard.filter(|s| !s.trim().is_empty()) {
             Some(s) => Some(topic.shard_by_text(s)?.id),
             None => None,
         };
-        if let Some(rt) = &entries[&key].runtime {
+        if let Some(rt) = &slot.snapshot().runtime {
             rt.reload(shard);
         }
         Ok(())
@@ -639,14 +624,13 @@ impl Catalog {
         shard: Option<&str>,
     ) -> Result<Vec<ShardReport>> {
         let topic = self.topic(project, topic)?;
-        let entries = self.connectors.entries.lock().await;
-        let key = Self::resolve(&entries, &topic, id)?;
-        let entry = &entries[&key];
+        let (_, slot) = self.resolve(&topic, id)?;
+        let entry = slot.snapshot();
         let only = match shard.filter(|s| !s.trim().is_empty()) {
             Some(s) => Some(topic.shard_by_text(s)?.id),
             None => None,
         };
-        let cps = self.checkpoints_of(&topic, entry).await?;
+        let cps = self.checkpoints_of(&topic, &entry).await?;
         let live = entry
             .runtime
             .as_ref()
@@ -678,10 +662,9 @@ impl Catalog {
         id: &str,
     ) -> Result<DoneTime> {
         let topic = self.topic(project, topic)?;
-        let entries = self.connectors.entries.lock().await;
-        let key = Self::resolve(&entries, &topic, id)?;
-        let entry = &entries[&key];
-        let cps = self.checkpoints_of(&topic, entry).await?;
+        let (_, slot) = self.resolve(&topic, id)?;
+        let entry = slot.snapshot();
+        let cps = self.checkpoints_of(&topic, &entry).await?;
         let shards: Vec<(Checkpoint, LogView)> = cps
             .values()
             .map(|cp| (*cp, Self::log_view(&topic, cp)))

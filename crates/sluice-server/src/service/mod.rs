@@ -1,6 +1,7 @@
 //! Domain logic over the catalog and the shard logs, free of HTTP.
 
 pub mod catalog;
+mod connector_registry;
 mod connector_source;
 pub mod connectors;
 pub mod error;

@@ -26,5 +26,5 @@ pub async fn open(
     _config: DatahubConfig,
     _columns: SharedColumns,
 ) -> Result<Box<dyn Sink>, SinkError> {
-    Err(SinkError::Config(super::built_without("sink-datahub")))
+    Err(SinkError::config(super::built_without("sink-datahub")))
 }

@@ -50,16 +50,17 @@ fn classify(e: ClientError, what: &str) -> SinkError {
         }
     }
     let message = format!("{what}: {e}");
-    match e.code() {
-        None => SinkError::Transient(message),
+    let error = match e.code() {
+        None => SinkError::transient(message),
         Some("MalformedRecord" | "InvalidParameter" | "InvalidSchema") => {
-            SinkError::BadRecord(message)
+            SinkError::bad_record(message)
         }
         Some(
             "NoSuchProject" | "NoSuchTopic" | "Unauthorized" | "NoPermission" | "InvalidUriSpec",
-        ) => SinkError::Config(message),
-        Some(_) => SinkError::Transient(message),
-    }
+        ) => SinkError::config(message),
+        Some(_) => SinkError::transient(message),
+    };
+    error.with_source(e)
 }
 
 impl DatahubSink {
@@ -73,7 +74,7 @@ impl DatahubSink {
         let client =
             Client::with_http(&cfg.endpoint, &cfg.access_id, cfg.access_key.expose(), http)
                 .map_err(|e| {
-                    SinkError::Config(format!("DataHub endpoint {}: {e}", cfg.endpoint))
+                    SinkError::config(format!("DataHub endpoint {}: {e}", cfg.endpoint))
                 })?;
         let where_ = format!(
             "target topic {}/{} at {}",
@@ -86,7 +87,7 @@ impl DatahubSink {
         let target = match info.schema {
             Some(schema) => Target::Tuple(map_fields(&schema, &columns.names, &where_)?),
             None if info.record_type.eq_ignore_ascii_case("BLOB") => Target::Blob,
-            None => return Err(SinkError::Config(format!("{where_} has no schema"))),
+            None => return Err(SinkError::config(format!("{where_} has no schema"))),
         };
         let mut sink = DatahubSink {
             client,
@@ -112,7 +113,7 @@ impl DatahubSink {
             .collect();
         active.sort_unstable();
         if active.is_empty() {
-            return Err(SinkError::Transient(format!(
+            return Err(SinkError::transient(format!(
                 "target topic {}/{} has no ACTIVE shard",
                 self.cfg.project, self.cfg.topic
             )));
@@ -141,12 +142,12 @@ impl DatahubSink {
             ),
             (Target::Blob, SinkData::Blob(b)) => RecordData::Blob(b.clone()),
             (Target::Blob, SinkData::Tuple(_)) => {
-                return Err(SinkError::Config(
+                return Err(SinkError::config(
                     "the target topic is BLOB but the source is TUPLE".into(),
                 ))
             }
             (Target::Tuple(_), SinkData::Blob(_)) => {
-                return Err(SinkError::Config(
+                return Err(SinkError::config(
                     "the target topic is TUPLE but the source is BLOB".into(),
                 ))
             }
@@ -171,7 +172,7 @@ fn map_fields(
         .map(|f| {
             let found = columns.iter().position(|c| c.eq_ignore_ascii_case(&f.name));
             if found.is_none() && f.not_null {
-                return Err(SinkError::Config(format!(
+                return Err(SinkError::config(format!(
                     "{where_}: field {} is NOT NULL but the connector has no such column",
                     f.name
                 )));

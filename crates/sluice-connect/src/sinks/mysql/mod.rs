@@ -29,5 +29,5 @@ pub async fn open(
     _config: MysqlConfig,
     _columns: SharedColumns,
 ) -> Result<Box<dyn Sink>, SinkError> {
-    Err(SinkError::Config(super::built_without("sink-mysql")))
+    Err(SinkError::config(super::built_without("sink-mysql")))
 }

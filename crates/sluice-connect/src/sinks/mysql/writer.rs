@@ -12,7 +12,7 @@
 //!   silently stores truncated or default values.
 //!
 //! Every session runs with a strict `sql_mode` and `time_zone = '+00:00'`, so a value that does
-//! not fit its column is an error (→ [`SinkError::BadRecord`]), never a silent truncation.
+//! not fit its column is an error (→ [`ErrorKind::BadRecord`](crate::sink::ErrorKind::BadRecord)), never a silent truncation.
 //!
 //! Column mapping: the connector's columns go to the same-named table columns (compared
 //! case-insensitively, as MySQL does). Values: integers as BIGINT parameters, DOUBLE/FLOAT as
@@ -69,7 +69,7 @@ fn quote_ident(name: &str) -> String {
 /// Maps a driver error onto what the runtime should do about it.
 fn classify(context: &str, e: sqlx::Error) -> SinkError {
     let msg = format!("{context}: {e}");
-    match &e {
+    let error = match &e {
         sqlx::Error::Database(db) => {
             let number = db
                 .try_downcast_ref::<MySqlDatabaseError>()
@@ -79,11 +79,11 @@ fn classify(context: &str, e: sqlx::Error) -> SinkError {
                 // Lock wait timeout, deadlock, too many connections, server shutting down,
                 // connection killed, statement/execution timeouts, read-only, query interrupted.
                 Some(1205 | 1213 | 1040 | 1053 | 1927 | 1969 | 3024 | 1290 | 1317 | 1836) => {
-                    SinkError::Transient(msg)
+                    SinkError::transient(msg)
                 }
                 // No table, no database, access denied, unknown column, packet too big.
                 Some(1146 | 1049 | 1044 | 1045 | 1142 | 1143 | 1054 | 1153 | 1064 | 1109) => {
-                    SinkError::Config(msg)
+                    SinkError::config(msg)
                 }
                 // Cannot be null, too long, out of range, incorrect value, truncated, bad
                 // date/time, FK, CHECK (MySQL 3819, MariaDB 4025), duplicate key (a
@@ -91,18 +91,19 @@ fn classify(context: &str, e: sqlx::Error) -> SinkError {
                 Some(
                     1048 | 1406 | 1264 | 1366 | 1265 | 1292 | 1452 | 1451 | 3819 | 4025 | 1062
                     | 1690 | 1367 | 1411 | 1365 | 1416,
-                ) => SinkError::BadRecord(msg),
+                ) => SinkError::bad_record(msg),
                 _ if state.starts_with("22") || state.starts_with("23") => {
-                    SinkError::BadRecord(msg)
+                    SinkError::bad_record(msg)
                 }
-                _ if state.starts_with("42") || state.starts_with("28") => SinkError::Config(msg),
-                _ => SinkError::Transient(msg),
+                _ if state.starts_with("42") || state.starts_with("28") => SinkError::config(msg),
+                _ => SinkError::transient(msg),
             }
         }
-        sqlx::Error::Configuration(_) | sqlx::Error::ColumnNotFound(_) => SinkError::Config(msg),
+        sqlx::Error::Configuration(_) | sqlx::Error::ColumnNotFound(_) => SinkError::config(msg),
         // Io (refused, reset, broken pipe), Tls, Protocol, PoolTimedOut, PoolClosed, ...
-        _ => SinkError::Transient(msg),
-    }
+        _ => SinkError::transient(msg),
+    };
+    error.with_source(e)
 }
 
 /// Connects (pooled; dead connections are replaced on the next acquire), checks that the table
@@ -153,7 +154,7 @@ pub async fn open(config: MysqlConfig, columns: SharedColumns) -> Result<Box<dyn
     .await
     .map_err(|e| classify(&where_, e))?;
     if table_columns.is_empty() {
-        return Err(SinkError::Config(format!(
+        return Err(SinkError::config(format!(
             "{where_}: table {} does not exist in database {} (or the user cannot see it)",
             config.table, config.database
         )));
@@ -169,7 +170,7 @@ pub async fn open(config: MysqlConfig, columns: SharedColumns) -> Result<Box<dyn
     for (name, ty) in columns.names.iter().zip(&columns.types) {
         let Some((real, data_type)) = found.iter().find(|(n, _)| n.eq_ignore_ascii_case(name))
         else {
-            return Err(SinkError::Config(format!(
+            return Err(SinkError::config(format!(
                 "{where_}: the table has no column {name} (connector columns must match table columns by name)"
             )));
         };
@@ -181,7 +182,7 @@ pub async fn open(config: MysqlConfig, columns: SharedColumns) -> Result<Box<dyn
         });
     }
     if names.is_empty() {
-        return Err(SinkError::Config(format!(
+        return Err(SinkError::config(format!(
             "{where_}: the connector has no columns"
         )));
     }
@@ -213,7 +214,7 @@ pub async fn open(config: MysqlConfig, columns: SharedColumns) -> Result<Box<dyn
 impl MysqlSink {
     fn convert(&self, record: &SinkRecord) -> Result<Vec<Cell>, SinkError> {
         let bad = |why: String| {
-            SinkError::BadRecord(format!(
+            SinkError::bad_record(format!(
                 "{}: record shard {} sequence {}: {why}",
                 self.where_, record.shard_id, record.sequence
             ))
@@ -323,7 +324,7 @@ impl Sink for MysqlSink {
         self.bytes = 0;
         match tokio::time::timeout(FLUSH_TIMEOUT, self.write_all(&rows)).await {
             Ok(result) => result,
-            Err(_) => Err(SinkError::Transient(format!(
+            Err(_) => Err(SinkError::transient(format!(
                 "{}: writing {} rows took longer than {:?}",
                 self.where_,
                 rows.len(),

@@ -31,5 +31,5 @@ pub async fn open(
     _config: PostgresConfig,
     _columns: SharedColumns,
 ) -> Result<Box<dyn Sink>, SinkError> {
-    Err(SinkError::Config(super::built_without("sink-hologres")))
+    Err(SinkError::config(super::built_without("sink-hologres")))
 }

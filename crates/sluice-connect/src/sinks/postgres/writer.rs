@@ -88,26 +88,27 @@ fn sqlstate(e: &sqlx::Error) -> Option<String> {
 /// Maps a driver error onto what the runtime should do about it, by SQLSTATE.
 fn classify(context: &str, e: sqlx::Error) -> SinkError {
     let mut msg = format!("{context}: {e}");
-    match sqlstate(&e) {
+    let error = match sqlstate(&e) {
         Some(state) => {
             msg.push_str(&format!(" (SQLSTATE {state})"));
             let class = state.get(..2).unwrap_or("");
             match (class, state.as_str()) {
                 ("08" | "53" | "57" | "58", _) | (_, "40001" | "40P01" | "55P03" | "25P02") => {
-                    SinkError::Transient(msg)
+                    SinkError::transient(msg)
                 }
-                ("22" | "23", _) => SinkError::BadRecord(msg),
-                ("42" | "28" | "3D" | "3F" | "0A", _) => SinkError::Config(msg),
-                _ => SinkError::Transient(msg),
+                ("22" | "23", _) => SinkError::bad_record(msg),
+                ("42" | "28" | "3D" | "3F" | "0A", _) => SinkError::config(msg),
+                _ => SinkError::transient(msg),
             }
         }
         None => match e {
             sqlx::Error::Configuration(_) | sqlx::Error::ColumnNotFound(_) => {
-                SinkError::Config(msg)
+                SinkError::config(msg)
             }
-            _ => SinkError::Transient(msg),
+            _ => SinkError::transient(msg),
         },
-    }
+    };
+    error.with_source(e)
 }
 
 /// Finds the table, its column types and primary key, then opens the pool (reconnecting; each
@@ -148,7 +149,7 @@ pub async fn open(
         .await
         .map_err(ctx)?;
     let Some(oid) = oid else {
-        return Err(SinkError::Config(format!(
+        return Err(SinkError::config(format!(
             "{where_}: the table does not exist"
         )));
     };
@@ -199,7 +200,7 @@ pub async fn open(
             .position(|c| &c.name == name)
             .or_else(|| table_cols.iter().position(|c| c.name.eq_ignore_ascii_case(name)))
             .ok_or_else(|| {
-                SinkError::Config(format!(
+                SinkError::config(format!(
                     "{where_}: the table has no column {name} (connector columns must match table columns by name)"
                 ))
             })?;
@@ -226,7 +227,7 @@ pub async fn open(
         binds.push(bind);
     }
     if names.is_empty() {
-        return Err(SinkError::Config(format!(
+        return Err(SinkError::config(format!(
             "{where_}: the connector has no columns"
         )));
     }
@@ -364,7 +365,7 @@ impl PostgresSink {
     }
 
     fn bad(&self, record: &SinkRecord, why: &str) -> SinkError {
-        SinkError::BadRecord(format!(
+        SinkError::bad_record(format!(
             "{}: record shard {} sequence {}: {why}",
             self.where_, record.shard_id, record.sequence
         ))
@@ -426,7 +427,7 @@ impl Sink for PostgresSink {
     async fn flush(&mut self) -> Result<(), SinkError> {
         if let Some(why) = self.refused.take() {
             self.rows.clear();
-            return Err(SinkError::BadRecord(why));
+            return Err(SinkError::bad_record(why));
         }
         if self.rows.rows() == 0 {
             return Ok(());
@@ -438,7 +439,7 @@ impl Sink for PostgresSink {
         let data = self.rows.take_data();
         match tokio::time::timeout(FLUSH_TIMEOUT, self.write_all(data)).await {
             Ok(result) => result,
-            Err(_) => Err(SinkError::Transient(format!(
+            Err(_) => Err(SinkError::transient(format!(
                 "{}: writing {rows} rows took longer than {:?}",
                 self.where_, FLUSH_TIMEOUT
             ))),

@@ -1,0 +1,114 @@
+//! The registry of connectors and its locks: a short-held map from (topic uid, connector id)
+//! to each connector's [`Slot`], which holds the connector's own operation lock and the
+//! [`Snapshot`] readers copy. `connectors.rs` says which operation takes which lock.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use sluice_connect::runtime::ConnectorRuntime;
+use sluice_connect::sinks::ConnectorConfig;
+use sluice_meta::ConnectorRow;
+
+/// A connector as readers see it: its row, its typed config and, while it runs, its runtime.
+#[derive(Clone)]
+pub(super) struct Snapshot {
+    pub row: ConnectorRow,
+    /// `row.config`, parsed (at the door, or when loaded from the meta store).
+    pub config: Arc<ConnectorConfig>,
+    pub runtime: Option<Arc<ConnectorRuntime>>,
+}
+
+/// One connector's place in the registry.
+pub(super) struct Slot {
+    /// The connector type (never changes; resolving by type reads it without locking).
+    pub kind: String,
+    /// Serializes the operations that change this connector; true once it is deleted (an
+    /// operation that waited for a delete then finds no connector).
+    pub op: Arc<tokio::sync::Mutex<bool>>,
+    /// Held only to copy or replace the snapshot.
+    snap: Mutex<Snapshot>,
+}
+
+impl Slot {
+    pub fn new(
+        row: ConnectorRow,
+        config: Arc<ConnectorConfig>,
+        runtime: Option<ConnectorRuntime>,
+    ) -> Arc<Slot> {
+        Arc::new(Slot {
+            kind: row.kind.clone(),
+            op: Arc::new(tokio::sync::Mutex::new(false)),
+            snap: Mutex::new(Snapshot {
+                row,
+                config,
+                runtime: runtime.map(Arc::new),
+            }),
+        })
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        self.snap.lock().clone()
+    }
+
+    pub fn set(
+        &self,
+        row: ConnectorRow,
+        config: Arc<ConnectorConfig>,
+        runtime: Option<ConnectorRuntime>,
+    ) {
+        *self.snap.lock() = Snapshot {
+            row,
+            config,
+            runtime: runtime.map(Arc::new),
+        };
+    }
+
+    /// Takes the runtime out of the snapshot (readers then see the saved checkpoints).
+    pub fn take_runtime(&self) -> Option<Arc<ConnectorRuntime>> {
+        self.snap.lock().runtime.take()
+    }
+}
+
+/// Stops the runtimes of the given connectors all at once (marking them deleted if asked),
+/// each after the operation in progress on it.
+pub(super) async fn stop_slots(slots: Vec<Arc<Slot>>, delete: bool) {
+    let mut stops = tokio::task::JoinSet::new();
+    for slot in slots {
+        stops.spawn(async move {
+            let mut deleted = slot.op.lock().await;
+            if delete {
+                *deleted = true;
+            }
+            let runtime = slot.snapshot().runtime;
+            if let Some(rt) = runtime {
+                rt.stop().await;
+            }
+            slot.take_runtime();
+        });
+    }
+    while let Some(done) = stops.join_next().await {
+        if let Err(e) = done {
+            tracing::error!(error = %e, "stopping a connector failed");
+        }
+    }
+}
+
+/// Every connector of the server, keyed by (topic uid, connector id).
+pub struct ConnectorRegistry {
+    /// Held only to look up, insert or remove a slot; never across an await.
+    pub(super) slots: Mutex<BTreeMap<(i64, String), Arc<Slot>>>,
+    pub(super) worker: String,
+}
+
+impl Default for ConnectorRegistry {
+    fn default() -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        ConnectorRegistry {
+            slots: Mutex::new(BTreeMap::new()),
+            worker: format!("{host}/sluice-{}", std::process::id()),
+        }
+    }
+}
