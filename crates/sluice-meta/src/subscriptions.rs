@@ -157,28 +157,36 @@ sqlx::query(
     /// a connector's discard count and update time are kept), all in one transaction: when
     /// this returns, they are on disk.
     pub async fn put_offsets(&self, rows: &[OffsetRow]) -> Result<(), MetaError> {
-        self.put_offset_rows(rows, false).await
+        self.put_offset_rows(
+            rows,
+            "sequence = excluded.sequence, timestamp = excluded.timestamp, \
+             batch_index = excluded.batch_index, version = excluded.version, \
+             session_id = excluded.session_id, read_end = excluded.read_end",
+        )
+        .await
     }
 
     /// Writes the session ids of offsets (a row that does not exist yet is inserted whole);
     /// the position of an existing row is left as it is, so an open never moves a connector
     /// that is writing its checkpoints at the same time.
     pub async fn put_sessions(&self, rows: &[OffsetRow]) -> Result<(), MetaError> {
-        self.put_offset_rows(rows, true).await
+        self.put_offset_rows(rows, "session_id = excluded.session_id")
+            .await
     }
 
+    /// Writes the read-end flags of offsets (a missing row is inserted whole), leaving the
+    /// position of an existing row as it is.
+    pub async fn put_read_ends(&self, rows: &[OffsetRow]) -> Result<(), MetaError> {
+        self.put_offset_rows(rows, "read_end = excluded.read_end")
+            .await
+    }
+
+    /// Inserts rows, or on an existing row sets the columns `on_conflict` names.
     async fn put_offset_rows(
         &self,
         rows: &[OffsetRow],
-        session_only: bool,
+        on_conflict: &str,
     ) -> Result<(), MetaError> {
-        let on_conflict = if session_only {
-            "session_id = excluded.session_id"
-        } else {
-            "sequence = excluded.sequence, timestamp = excluded.timestamp, \
-             batch_index = excluded.batch_index, version = excluded.version, \
-             session_id = excluded.session_id, read_end = excluded.read_end"
-        };
         let sql = format!(
             "INSERT INTO sub_offsets (sub_id, shard_id, sequence, timestamp, batch_index, \
              version, session_id, read_end) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \

@@ -285,7 +285,7 @@ impl Catalog {
             last_modify_time: now,
         };
         let mut entries = self.connectors.entries.lock().await;
-        self.meta.upsert_connector(&row).await?;
+        self.create_connector_subscription(&topic, &row).await?;
         let runtime = self.start_runtime(&topic, &row, Vec::new(), &self.connectors.worker)?;
         let id = row.connector_id.clone();
         entries.insert(
@@ -385,6 +385,12 @@ impl Catalog {
         if saved.is_ok() {
             entry.row = row;
         }
+        self.set_connector_running(
+            topic.uid,
+            &entry.row.connector_id,
+            entry.row.state == RUNNING,
+        )
+        .await;
         if entry.row.state == RUNNING {
             let cps = self
                 .load_checkpoints(&topic, &entry.row.connector_id)
@@ -475,6 +481,7 @@ impl Catalog {
             rt.stop().await;
         }
         self.meta.delete_connector(key.0, &key.1).await?;
+        self.forget_connector_subscription(key.0, &key.1);
         entries.remove(&key);
         Ok(())
     }
