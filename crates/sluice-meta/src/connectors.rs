@@ -354,7 +354,10 @@ mod tests {
             session_id: 1,
             ..offsets[0].clone()
         };
-        store.put_offsets(&[commit.clone()]).await.unwrap();
+        store
+            .put_offsets(std::slice::from_ref(&commit))
+            .await
+            .unwrap();
         let moved = CheckpointRow {
             next_seq: 20,
             last_time: 123,
