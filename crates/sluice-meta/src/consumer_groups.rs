@@ -81,6 +81,7 @@ mod tests {
             state: 1,
             create_time: 1,
             last_modify_time: 1,
+            connector_id: None,
         }
     }
 

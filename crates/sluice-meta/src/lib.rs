@@ -22,7 +22,8 @@
 //!
 //! Layout: `store.rs` (the type, the write helper, project/topic/schema/shard queries),
 //! `rows.rs` (row structs), `migrate.rs` + `migrations/` (the schema),
-//! `connectors.rs` (connector definitions and per-shard checkpoints),
+//! `connectors.rs` (connector definitions and per-shard checkpoints; each connector owns a
+//! subscription, and its checkpoints are stored as that subscription's offsets),
 //! `subscriptions.rs` (subscriptions and their offsets; an offset is committed in one
 //! transaction per request, so it is durable before the commit is acknowledged),
 //! `consumer_groups.rs` (each subscription's consumer group, so that it outlives a restart).

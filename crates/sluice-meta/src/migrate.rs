@@ -19,8 +19,14 @@ use sqlx::SqlitePool;
 use crate::store::MetaError;
 
 /// Every migration this binary knows: (version, description, SQL), in version order.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/0001_initial.sql")),
+    (
+        2,
+        "connector subscriptions",
+        include_str!("../migrations/0002_connector_subscriptions.sql"),
+    ),
+];
 
 /// The newest schema version this binary knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -126,6 +132,88 @@ mod tests {
         drop(store);
         let store = MetaStore::open(&path).await.unwrap();
         assert_eq!(store.load().await.unwrap().projects.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn migration_2_backs_each_connector_by_a_subscription_holding_its_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        {
+            // a version-1 store with two connectors, one of them with checkpoints
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+                .await
+                .unwrap();
+            sqlx::raw_sql(include_str!("../migrations/0001_initial.sql"))
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::raw_sql(
+                "INSERT INTO connectors VALUES (5, 'sink_a', 'sink_datahub', 'CONNECTOR_STOPPED', \
+                 '[]', '{}', 'me', -1, 1700000000, 1700000001); \
+                 INSERT INTO connectors VALUES (5, 'sink_b', 'sink_datahub', 'CONNECTOR_RUNNING', \
+                 '[]', '{}', 'me', -1, 1700000000, 1700000001); \
+                 INSERT INTO connector_checkpoints VALUES (5, 'sink_a', 0, 42, 1234, 3, 0, 77); \
+                 INSERT INTO connector_checkpoints VALUES (5, 'sink_a', 1, 9, 55, 0, 1, 78); \
+                 INSERT INTO subscriptions VALUES ('1', 5, 'ordinary', 1, 1, 1);",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        let store = MetaStore::open(&path).await.unwrap();
+        let (subs, offsets) = store.load_subscriptions().await.unwrap();
+        let owners: Vec<Option<&str>> = subs.iter().map(|s| s.connector_id.as_deref()).collect();
+        assert_eq!(owners.len(), 3, "{subs:?}");
+        assert!(
+            owners.contains(&None)
+                && owners.contains(&Some("sink_a"))
+                && owners.contains(&Some("sink_b"))
+        );
+        let a = subs
+            .iter()
+            .find(|s| s.connector_id.as_deref() == Some("sink_a"))
+            .unwrap();
+        assert_eq!(
+            (a.topic_uid, a.comment.as_str(), a.state),
+            (5, "connector sink_a", 1)
+        );
+        assert_ne!(
+            a.sub_id,
+            subs.iter()
+                .find(|s| s.connector_id.as_deref() == Some("sink_b"))
+                .unwrap()
+                .sub_id
+        );
+        assert_eq!(offsets.len(), 2);
+        assert!(offsets.iter().all(|o| o.sub_id == a.sub_id));
+        assert_eq!((offsets[0].sequence, offsets[0].timestamp), (42, 1234));
+        let cps = store.load_checkpoints(5, "sink_a").await.unwrap();
+        assert_eq!(
+            cps.iter()
+                .map(|c| (
+                    c.shard_id,
+                    c.next_seq,
+                    c.last_time,
+                    c.discard_count,
+                    c.finished,
+                    c.update_time
+                ))
+                .collect::<Vec<_>>(),
+            vec![(0, 42, 1234, 3, false, 77), (1, 9, 55, 0, true, 78)]
+        );
+        assert!(store
+            .load_checkpoints(5, "sink_b")
+            .await
+            .unwrap()
+            .is_empty());
+        let old: Option<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE name = 'connector_checkpoints'",
+        )
+        .fetch_optional(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(old, None, "the checkpoints live in sub_offsets only");
     }
 
     #[tokio::test]

@@ -5,6 +5,11 @@
 //! (`sequence`, `timestamp`, `batch_index`; -1/-1 when nothing was consumed), the offset
 //! `version` (bumped by a reset), the `session_id` of the latest opener (-1: never opened) and
 //! whether the subscription has read the (closed) shard to its end.
+//!
+//! A connector's subscription (`connector_id` set) holds the connector's checkpoints in the
+//! same rows (`connectors.rs`: next_seq = `sequence`, last_time = `timestamp`, finished =
+//! `read_end`, plus `discard_count` and `update_time`). Each writer updates only its own
+//! columns, so an offset commit keeps the discard count and an open keeps the position.
 
 use sqlx::Row;
 
@@ -21,6 +26,8 @@ pub struct SubscriptionRow {
     /// Seconds since the epoch.
     pub create_time: i64,
     pub last_modify_time: i64,
+    /// The connector that owns this subscription (`None`: an ordinary subscription).
+    pub connector_id: Option<String>,
 }
 
 /// The offset of one subscription on one shard.
@@ -38,14 +45,35 @@ pub struct OffsetRow {
     pub read_end: bool,
 }
 
+/// Inserts a subscription inside an open write transaction.
+pub(crate) async fn insert_subscription_in(
+    tx: &mut crate::store::Tx<'_>,
+    s: &SubscriptionRow,
+) -> Result<(), MetaError> {
+    sqlx::query(
+        "INSERT INTO subscriptions (sub_id, topic_uid, comment, state, create_time, \
+         last_modify_time, connector_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&s.sub_id)
+    .bind(s.topic_uid)
+    .bind(&s.comment)
+    .bind(s.state)
+    .bind(s.create_time)
+    .bind(s.last_modify_time)
+    .bind(&s.connector_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 impl MetaStore {
     /// Every subscription and offset, for the server's in-memory registry.
     pub async fn load_subscriptions(
         &self,
     ) -> Result<(Vec<SubscriptionRow>, Vec<OffsetRow>), MetaError> {
         let subs = sqlx::query(
-            "SELECT sub_id, topic_uid, comment, state, create_time, last_modify_time \
-             FROM subscriptions ORDER BY create_time, sub_id",
+            "SELECT sub_id, topic_uid, comment, state, create_time, last_modify_time, \
+             connector_id FROM subscriptions ORDER BY create_time, sub_id",
         )
         .fetch_all(&self.pool)
         .await?
@@ -57,6 +85,7 @@ impl MetaStore {
             state: r.get(3),
             create_time: r.get(4),
             last_modify_time: r.get(5),
+            connector_id: r.get(6),
         })
         .collect();
         let offsets = sqlx::query(
@@ -85,24 +114,8 @@ impl MetaStore {
     }
 
     pub async fn insert_subscription(&self, s: &SubscriptionRow) -> Result<(), MetaError> {
-        self.write(|tx| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO subscriptions (sub_id, topic_uid, comment, state, create_time, \
-             last_modify_time) VALUES (?, ?, ?, ?, ?, ?)",
-                )
-                .bind(&s.sub_id)
-                .bind(s.topic_uid)
-                .bind(&s.comment)
-                .bind(s.state)
-                .bind(s.create_time)
-                .bind(s.last_modify_time)
-                .execute(&mut **tx)
-                .await?;
-                Ok(())
-            })
-        })
-        .await
+        self.write(|tx| Box::pin(async move { insert_subscription_in(tx, s).await }))
+            .await
     }
 
     /// Writes a subscription's comment, state and modification time.
@@ -140,26 +153,60 @@ sqlx::query(
         .await
     }
 
-    /// Writes offsets (insert or replace), all in one transaction: when this returns, they are
-    /// on disk.
+    /// Writes offsets (insert, or update the subscription API's columns of an existing row;
+    /// a connector's discard count and update time are kept), all in one transaction: when
+    /// this returns, they are on disk.
     pub async fn put_offsets(&self, rows: &[OffsetRow]) -> Result<(), MetaError> {
+        self.put_offset_rows(
+            rows,
+            "sequence = excluded.sequence, timestamp = excluded.timestamp, \
+             batch_index = excluded.batch_index, version = excluded.version, \
+             session_id = excluded.session_id, read_end = excluded.read_end",
+        )
+        .await
+    }
+
+    /// Writes the session ids of offsets (a row that does not exist yet is inserted whole);
+    /// the position of an existing row is left as it is, so an open never moves a connector
+    /// that is writing its checkpoints at the same time.
+    pub async fn put_sessions(&self, rows: &[OffsetRow]) -> Result<(), MetaError> {
+        self.put_offset_rows(rows, "session_id = excluded.session_id")
+            .await
+    }
+
+    /// Writes the read-end flags of offsets (a missing row is inserted whole), leaving the
+    /// position of an existing row as it is.
+    pub async fn put_read_ends(&self, rows: &[OffsetRow]) -> Result<(), MetaError> {
+        self.put_offset_rows(rows, "read_end = excluded.read_end")
+            .await
+    }
+
+    /// Inserts rows, or on an existing row sets the columns `on_conflict` names.
+    async fn put_offset_rows(
+        &self,
+        rows: &[OffsetRow],
+        on_conflict: &str,
+    ) -> Result<(), MetaError> {
+        let sql = format!(
+            "INSERT INTO sub_offsets (sub_id, shard_id, sequence, timestamp, batch_index, \
+             version, session_id, read_end) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (sub_id, shard_id) DO UPDATE SET {on_conflict}"
+        );
+        let sql = &sql;
         self.write(|tx| {
             Box::pin(async move {
                 for o in rows {
-                    sqlx::query(
-                "INSERT OR REPLACE INTO sub_offsets (sub_id, shard_id, sequence, timestamp, \
-                 batch_index, version, session_id, read_end) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&o.sub_id)
-            .bind(o.shard_id as i64)
-            .bind(o.sequence)
-            .bind(o.timestamp)
-            .bind(o.batch_index)
-            .bind(o.version)
-            .bind(o.session_id)
-            .bind(o.read_end as i64)
-            .execute(&mut **tx)
-            .await?;
+                    sqlx::query(sql)
+                        .bind(&o.sub_id)
+                        .bind(o.shard_id as i64)
+                        .bind(o.sequence)
+                        .bind(o.timestamp)
+                        .bind(o.batch_index)
+                        .bind(o.version)
+                        .bind(o.session_id)
+                        .bind(o.read_end as i64)
+                        .execute(&mut **tx)
+                        .await?;
                 }
                 Ok(())
             })
@@ -184,6 +231,7 @@ mod tests {
             state: 1,
             create_time: 1,
             last_modify_time: 1,
+            connector_id: None,
         };
         store.insert_subscription(&sub).await.unwrap();
         let other = SubscriptionRow {

@@ -3,6 +3,8 @@
 //! opens with this build with every topic, shard, record, subscription, offset, consumer group
 //! and connector intact, takes new writes, and opens again after that. A data dir whose store
 //! records a schema version this build does not know (written by a newer Sluice) is refused.
+//! The connector gets its own subscription on upgrade (issue 8 item 7, migration 2), whose
+//! offsets are the connector's checkpoints as the old store had them.
 
 mod common;
 
@@ -147,6 +149,44 @@ async fn check_fixture(s: &Sluice) {
     assert_eq!(v["State"], "CONNECTOR_STOPPED", "{v}");
     assert_eq!(v["Config"]["Endpoint"], "http://127.0.0.1:9", "{v}");
     assert_eq!(v["ColumnFields"], json!(["a", "b"]), "{v}");
+
+    // the connector is backed by a subscription holding its checkpoint (`add_v0_checkpoint`)
+    let sub_id = v["ExtraInfo"]["SubscriptionId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no ExtraInfo.SubscriptionId: {v}"))
+        .to_string();
+    assert_eq!(v["ShardContexts"][0]["CurrentSequence"], 3, "{v}");
+    let base = format!("{P}/topics/tuples/subscriptions/{sub_id}");
+    let (status, sub) = s.call("GET", &base, Value::Null).await;
+    assert_eq!(status, 200, "{sub}");
+    assert_eq!(sub["Comment"], format!("connector {CONNECTOR}"), "{sub}");
+    let (status, o) = s
+        .call(
+            "POST",
+            &format!("{base}/offsets"),
+            json!({"Action": "get", "ShardIds": ["0"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{o}");
+    assert_eq!(o["Offsets"]["0"]["Sequence"], 3, "{o}");
+    assert_eq!(o["Offsets"]["0"]["Timestamp"], CHECKPOINT_TIME, "{o}");
+}
+
+/// The time of the checkpoint `add_v0_checkpoint` writes.
+const CHECKPOINT_TIME: i64 = 1_600_000_000_777;
+
+/// Gives the fixture's connector a checkpoint on shard 0 (next record 3), as the Sluice that
+/// wrote the fixture stored it (its `connector_checkpoints` table).
+async fn add_v0_checkpoint(data: &Path) {
+    let url = format!("sqlite://{}", data.join("meta.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("INSERT INTO connector_checkpoints VALUES (2, ?, 0, 3, ?, 1, 0, 5)")
+        .bind(CONNECTOR)
+        .bind(CHECKPOINT_TIME)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
 }
 
 async fn run() {
@@ -156,6 +196,7 @@ async fn run() {
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v0-store"),
         &data,
     );
+    add_v0_checkpoint(&data).await;
     let mut s = Sluice::start_with(&data, &[], ID, KEY).await;
     check_fixture(&s).await;
 

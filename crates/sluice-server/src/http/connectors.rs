@@ -49,6 +49,12 @@ pub async fn get(
         }));
     }
     let v = c.get_connector(&project, &topic, &id).await?;
+    // The connector's own subscription, as the service names it (pydatahub
+    // GetConnectorResult.sub_id, Go ExtraConfig, Java GetConnectorResult.subId).
+    let extra_info = match c.connector_subscription_id(&project, &topic, &v.row.connector_id)? {
+        Some(sub_id) => json!({ "SubscriptionId": sub_id, "OffsetStoreType": "coordinator" }),
+        None => json!({}),
+    };
     let contexts: Vec<Json> = v
         .shard_contexts
         .iter()
@@ -71,7 +77,7 @@ pub async fn get(
         "CreateTime": v.row.create_time,
         "LastModifyTime": v.row.last_modify_time,
         "ColumnFields": v.row.column_fields,
-        "ExtraInfo": {},
+        "ExtraInfo": extra_info,
         "ShardContexts": contexts,
         "Config": v.config,
     }))

@@ -298,7 +298,7 @@ impl Catalog {
             create_time: now,
             last_modify_time: now,
         };
-        self.meta.upsert_connector(&row).await?;
+        self.create_connector_subscription(&topic, &row).await?;
         let config = Arc::new(config);
         let runtime =
             self.start_runtime(&topic, &row, &config, Vec::new(), &self.connectors.worker)?;
@@ -402,6 +402,8 @@ impl Catalog {
         } else {
             (entry.row, entry.config)
         };
+        self.set_connector_running(topic.uid, &row.connector_id, row.state == RUNNING)
+            .await;
         let started = if row.state == RUNNING {
             match self.load_checkpoints(&topic, &row.connector_id).await {
                 Ok(cps) => self
@@ -500,6 +502,7 @@ impl Catalog {
         slot.take_runtime();
         self.meta.delete_connector(key.0, &key.1).await?;
         *op = true;
+        self.forget_connector_subscription(key.0, &key.1);
         self.connectors.slots.lock().remove(&key);
         Ok(())
     }

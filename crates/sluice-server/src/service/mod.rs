@@ -3,6 +3,7 @@
 pub mod catalog;
 mod connector_registry;
 mod connector_source;
+mod connector_subscription;
 pub mod connectors;
 pub mod error;
 pub mod groups;

@@ -6,6 +6,10 @@
 //! commit) and a version (bumped by each `reset`: commits made before it are refused). Each
 //! subscription also remembers which closed shards it has read to the end, so that children
 //! of a split or merge are read only after their parents (order per key survives).
+//!
+//! A subscription may back a connector ([`Subscription::connector`]); its offsets are then the
+//! connector's checkpoints. The rules for those (positions shown as the connector has them,
+//! changes refused while it runs, no direct delete) live in `connector_subscription.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +19,7 @@ use parking_lot::{Mutex, RwLock};
 use sluice_meta::{MetaStore, OffsetRow, SubscriptionRow};
 
 use super::catalog::{now_ms, now_secs, Catalog, ShardState, Topic};
+use super::connector_subscription::{overlay, ConnectorLink};
 use super::error::{Error, Result};
 use super::groups::Group;
 use super::projects::check_comment;
@@ -80,9 +85,45 @@ pub struct Subscription {
     pub group: Mutex<Group>,
     /// Held while the group is changed and saved (`Catalog::change_group`).
     pub group_save: tokio::sync::Mutex<()>,
+    /// The connector this subscription backs, if any (changed under the `offsets` lock).
+    pub(super) connector: Mutex<Option<ConnectorLink>>,
 }
 
 impl Subscription {
+    /// A subscription as loaded or created, with its offsets.
+    pub(super) fn new(
+        row: SubscriptionRow,
+        offsets: BTreeMap<u32, Offset>,
+        group: Group,
+        connector: Option<ConnectorLink>,
+    ) -> Subscription {
+        let read_end = offsets
+            .iter()
+            .filter(|(_, o)| o.read_end)
+            .map(|(s, _)| *s)
+            .collect();
+        Subscription {
+            sub_id: row.sub_id,
+            topic_uid: row.topic_uid,
+            meta: Mutex::new(SubMeta {
+                comment: row.comment,
+                state: row.state,
+                create_time: row.create_time,
+                last_modify_time: row.last_modify_time,
+            }),
+            offsets: tokio::sync::Mutex::new(offsets),
+            read_end: RwLock::new(read_end),
+            group: Mutex::new(group),
+            group_save: tokio::sync::Mutex::new(()),
+            connector: Mutex::new(connector),
+        }
+    }
+
+    /// The offsets lock, for `connector_subscription.rs` (which changes `connector` under it).
+    pub(super) async fn lock_offsets(&self) -> tokio::sync::MutexGuard<'_, BTreeMap<u32, Offset>> {
+        self.offsets.lock().await
+    }
+
     pub fn check_online(&self) -> Result<()> {
         if self.meta.lock().state == INACTIVE {
             return Err(Error::SubscriptionOffline(self.sub_id.clone()));
@@ -103,6 +144,11 @@ impl Subscription {
             state: m.state,
             create_time: m.create_time,
             last_modify_time: m.last_modify_time,
+            connector_id: self
+                .connector
+                .lock()
+                .as_ref()
+                .map(|c| c.connector_id.clone()),
         }
     }
 
@@ -138,6 +184,13 @@ pub struct SubView {
 impl Subscriptions {
     pub async fn load(meta: &MetaStore) -> Result<Subscriptions> {
         let (subs, offsets) = meta.load_subscriptions().await?;
+        let running: BTreeSet<(i64, String)> = meta
+            .load_connectors()
+            .await?
+            .into_iter()
+            .filter(|c| c.state == super::connectors::RUNNING)
+            .map(|c| (c.topic_uid, c.connector_id))
+            .collect();
         let mut groups: BTreeMap<String, Group> = BTreeMap::new();
         let now = std::time::Instant::now();
         for row in meta.load_consumer_groups().await? {
@@ -170,32 +223,53 @@ impl Subscriptions {
             .into_iter()
             .map(|row| {
                 let offsets = by_sub.remove(&row.sub_id).unwrap_or_default();
-                let read_end = offsets
-                    .iter()
-                    .filter(|(_, o)| o.read_end)
-                    .map(|(s, _)| *s)
-                    .collect();
-                let sub = Subscription {
-                    sub_id: row.sub_id.clone(),
-                    topic_uid: row.topic_uid,
-                    meta: Mutex::new(SubMeta {
-                        comment: row.comment,
-                        state: row.state,
-                        create_time: row.create_time,
-                        last_modify_time: row.last_modify_time,
-                    }),
-                    offsets: tokio::sync::Mutex::new(offsets),
-                    read_end: RwLock::new(read_end),
-                    group: Mutex::new(groups.remove(&row.sub_id).unwrap_or_default()),
-                    group_save: tokio::sync::Mutex::new(()),
-                };
-                (row.sub_id, Arc::new(sub))
+                let group = groups.remove(&row.sub_id).unwrap_or_default();
+                let link = row.connector_id.clone().map(|id| ConnectorLink {
+                    running: running.contains(&(row.topic_uid, id.clone())),
+                    connector_id: id,
+                });
+                let id = row.sub_id.clone();
+                (id, Arc::new(Subscription::new(row, offsets, group, link)))
             })
             .collect();
         Ok(Subscriptions {
             map: RwLock::new(map),
             epoch: now_ms(),
         })
+    }
+
+    /// Adds a subscription just written to the meta store.
+    pub(super) fn insert(&self, sub: Subscription) {
+        self.map.write().insert(sub.sub_id.clone(), Arc::new(sub));
+    }
+
+    /// The subscription `sub_id`, of any topic.
+    pub(super) fn of_id(&self, sub_id: &str) -> Option<Arc<Subscription>> {
+        self.map.read().get(sub_id).cloned()
+    }
+
+    /// Forgets a subscription just deleted from the meta store.
+    pub(super) fn remove(&self, sub_id: &str) {
+        self.map.write().remove(sub_id);
+    }
+
+    /// The subscription backing a connector, if any.
+    pub(super) fn of_connector(
+        &self,
+        topic_uid: i64,
+        connector_id: &str,
+    ) -> Option<Arc<Subscription>> {
+        self.map
+            .read()
+            .values()
+            .find(|s| {
+                s.topic_uid == topic_uid
+                    && s.connector
+                        .lock()
+                        .as_ref()
+                        .is_some_and(|c| c.connector_id == connector_id)
+            })
+            .cloned()
     }
 
     fn of_topic(&self, uid: i64) -> Vec<Arc<Subscription>> {
@@ -217,7 +291,7 @@ impl Subscriptions {
 /// A new subscription id: the creation time in milliseconds followed by five digits, strictly
 /// increasing within a process so that ids (and listings, which order by creation) follow the
 /// order in which subscriptions were created even when several are created in one millisecond.
-fn next_subscription_id() -> u64 {
+pub(super) fn next_subscription_id() -> u64 {
     static LAST: AtomicU64 = AtomicU64::new(0);
     let floor = (now_ms().max(0) as u64) * 100_000;
     let mut last = LAST.load(Ordering::Relaxed);
@@ -280,23 +354,15 @@ impl Catalog {
             state: ACTIVE,
             create_time: now,
             last_modify_time: now,
+            connector_id: None,
         };
         self.meta.insert_subscription(&row).await?;
-        let sub = Subscription {
-            sub_id: sub_id.clone(),
-            topic_uid: t.uid,
-            meta: Mutex::new(SubMeta {
-                comment: row.comment,
-                state: ACTIVE,
-                create_time: now,
-                last_modify_time: now,
-            }),
-            offsets: tokio::sync::Mutex::new(BTreeMap::new()),
-            read_end: RwLock::new(BTreeSet::new()),
-            group: Mutex::new(Group::default()),
-            group_save: tokio::sync::Mutex::new(()),
-        };
-        self.subs.map.write().insert(sub_id.clone(), Arc::new(sub));
+        self.subs.insert(Subscription::new(
+            row,
+            BTreeMap::new(),
+            Group::default(),
+            None,
+        ));
         Ok(sub_id)
     }
 
@@ -399,6 +465,7 @@ impl Catalog {
     ) -> Result<()> {
         let (_, sub) = self.subscription(project, topic, sub_id)?;
         let _guard = sub.offsets.lock().await;
+        Self::refuse_if_connector_owned(&sub, "deleted")?;
         self.meta
             .delete_subscriptions(std::slice::from_ref(&sub.sub_id))
             .await?;
@@ -464,6 +531,7 @@ impl Catalog {
                 )));
             }
         }
+        let positions = self.connector_positions(&t, &sub).await?;
         let mut offsets = sub.offsets.lock().await;
         let mut out = Vec::new();
         for s in shards {
@@ -473,9 +541,11 @@ impl Catalog {
             out.push((s, o));
         }
         let rows: Vec<OffsetRow> = out.iter().map(|(s, o)| sub.offset_row(*s, o)).collect();
-        self.meta.put_offsets(&rows).await?;
+        // Only the sessions are written: a connector may be moving the positions meanwhile.
+        self.meta.put_sessions(&rows).await?;
         offsets.extend(out.iter().copied());
-        Ok(out)
+        drop(offsets);
+        Ok(overlay(out, positions.as_ref()))
     }
 
     /// The offsets of `ids`, or of every shard of the topic.
@@ -491,11 +561,13 @@ impl Catalog {
             Some(ids) if !ids.is_empty() => Self::shard_ids(&t, ids)?,
             _ => t.shards.read().iter().map(|s| s.id).collect(),
         };
+        let positions = self.connector_positions(&t, &sub).await?;
         let offsets = sub.offsets.lock().await;
-        Ok(shards
+        let out = shards
             .into_iter()
             .map(|s| (s, offsets.get(&s).copied().unwrap_or_default()))
-            .collect())
+            .collect();
+        Ok(overlay(out, positions.as_ref()))
     }
 
     /// Commits offsets of several shards at once: all are checked (session, version) before
@@ -510,6 +582,7 @@ impl Catalog {
         let (t, sub) = self.subscription(project, topic, sub_id)?;
         sub.check_online()?;
         let mut offsets = sub.offsets.lock().await;
+        Self::refuse_if_connector_running(&sub)?;
         let mut next = Vec::with_capacity(updates.len());
         for (id, u) in updates {
             let shard = t.shard_by_text(id)?.id;
@@ -541,10 +614,11 @@ impl Catalog {
                     u.sequence
                 )));
             }
+            let sequence = Self::connector_sequence(&t, &sub, shard, u)?;
             next.push((
                 shard,
                 Offset {
-                    sequence: u.sequence,
+                    sequence,
                     timestamp: u.timestamp,
                     batch_index: u.batch_index,
                     ..cur
@@ -568,6 +642,7 @@ impl Catalog {
     ) -> Result<()> {
         let (t, sub) = self.subscription(project, topic, sub_id)?;
         let mut offsets = sub.offsets.lock().await;
+        Self::refuse_if_connector_running(&sub)?;
         let mut next = Vec::with_capacity(updates.len());
         for (id, u) in updates {
             let shard = t.shard_by_text(id)?.id;
@@ -577,10 +652,11 @@ impl Catalog {
                 )));
             }
             let cur = offsets.get(&shard).copied().unwrap_or_default();
+            let sequence = Self::connector_sequence(&t, &sub, shard, u)?;
             next.push((
                 shard,
                 Offset {
-                    sequence: u.sequence,
+                    sequence,
                     timestamp: u.timestamp,
                     batch_index: u.batch_index,
                     version: cur.version + 1,
@@ -641,7 +717,12 @@ impl Catalog {
             })
             .collect();
         let rows: Vec<OffsetRow> = next.iter().map(|(s, o)| sub.offset_row(*s, o)).collect();
-        self.meta.put_offsets(&rows).await?;
+        if sub.connector.lock().is_some() {
+            // the position is the connector's; only a read end is recorded
+            self.meta.put_read_ends(&rows).await?;
+        } else {
+            self.meta.put_offsets(&rows).await?;
+        }
         offsets.extend(next);
         sub.read_end.write().extend(new);
         Ok(())
