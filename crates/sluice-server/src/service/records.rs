@@ -410,11 +410,18 @@ impl Catalog {
             return Ok(());
         }
         let now = self.config.clock.now_ms();
+        let blob = topic.record_type == RecordType::Blob;
         let result = tokio::task::spawn_blocking(move || {
-            // issue 8: zstd and Go-DEFLATE payloads are re-encoded so that every SDK reads them.
+            // issue 8: zstd and Go-DEFLATE payloads, and Go v1.x's version-1 (Avro) batches,
+            // are re-encoded so that every SDK reads them.
+            let kind = if blob {
+                TopicKind::Blob
+            } else {
+                TopicKind::Tuple(&versions)
+            };
             let batches: Vec<Bytes> = batches
                 .into_iter()
-                .map(|b| batch::portable_batch(&b).map_or(b, Bytes::from))
+                .map(|b| batch::storable_batch(&b, kind).map_or(b, Bytes::from))
                 .collect();
             append_to_shard(&shard, &batches, now)
         })
