@@ -2,8 +2,8 @@
 
 use super::decode::{effective_compression, is_avro, payload};
 use super::{
-    parse_header, BatchCompression, BatchError, BatchHeader, TopicKind,
-    ATTRIBUTES_BASE, HEADER_SIZE, RECORD_HEADER, RECORD_PREFIX, VERSION,
+    parse_header, BatchCompression, BatchError, BatchHeader, TopicKind, ATTRIBUTES_BASE,
+    HEADER_SIZE, RECORD_HEADER, RECORD_PREFIX, VERSION,
 };
 use crate::compress::{self, Compression};
 use crate::record::{Record, RecordData};

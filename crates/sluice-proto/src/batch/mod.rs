@@ -186,11 +186,15 @@ pub enum BatchError {
         offset: usize,
         trailing: usize,
     },
-    #[error("version-1 batch has data offset {data_offset}, outside 36..={len} (the batch's length)")]
+    #[error(
+        "version-1 batch has data offset {data_offset}, outside 36..={len} (the batch's length)"
+    )]
     BadDataOffset { data_offset: u32, len: usize },
     #[error("version-1 batch has data type {data_type}; only 2 (Avro) exists")]
     UnsupportedDataType { data_type: u16 },
-    #[error("version-1 batch declares {columns} columns but its schema version has {fields} fields")]
+    #[error(
+        "version-1 batch declares {columns} columns but its schema version has {fields} fields"
+    )]
     ColumnCount { columns: u32, fields: usize },
     #[error("record {record}: {source}")]
     Avro { record: u32, source: AvroError },

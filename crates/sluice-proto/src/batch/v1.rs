@@ -203,12 +203,13 @@ fn columns<'k>(
             version: header.schema_version,
         }),
         TopicKind::Tuple(lookup) => {
-            let schema = lookup.schema(header.schema_version).ok_or(
-                BatchError::UnknownSchemaVersion {
-                    record: 0,
-                    version: header.schema_version,
-                },
-            )?;
+            let schema =
+                lookup
+                    .schema(header.schema_version)
+                    .ok_or(BatchError::UnknownSchemaVersion {
+                        record: 0,
+                        version: header.schema_version,
+                    })?;
             let n = match header.column_count as usize {
                 0 => schema.fields.len(),
                 n if n <= schema.fields.len() => n,
@@ -244,21 +245,21 @@ pub(super) fn decode_avro(
                 found: index,
             });
         }
-        let mut record = avro::read_record(&mut reader, cols.map(|(f, _)| f))
-            .map_err(|source| BatchError::Avro {
-                record: index,
-                source,
+        let mut record =
+            avro::read_record(&mut reader, cols.map(|(f, _)| f)).map_err(|source| {
+                BatchError::Avro {
+                    record: index,
+                    source,
+                }
             })?;
         if let (Some((_, schema)), RecordData::Tuple(values)) = (cols, &mut record.data) {
             values.resize(schema.fields.len(), crate::Value::Null);
             for (field, (value, f)) in values.iter().zip(&schema.fields).enumerate() {
-                value
-                    .check(f)
-                    .map_err(|source| BatchError::Value {
-                        record: index,
-                        field,
-                        source,
-                    })?;
+                value.check(f).map_err(|source| BatchError::Value {
+                    record: index,
+                    field,
+                    source,
+                })?;
             }
         }
         out.push(record);
@@ -293,7 +294,13 @@ pub fn encode_avro_batch(
     schema_version: i32,
     compression: BatchCompression,
 ) -> Result<Vec<u8>, BatchError> {
-    encode_avro(records, schema, schema_version, compression, AVRO_HEADER_SIZE)
+    encode_avro(
+        records,
+        schema,
+        schema_version,
+        compression,
+        AVRO_HEADER_SIZE,
+    )
 }
 
 /// [`encode_avro_batch`] with a 40-byte header (with the column count) or a 36-byte one.

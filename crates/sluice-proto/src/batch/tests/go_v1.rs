@@ -107,12 +107,7 @@ fn go_v1_tuple_batch_decodes_every_field_type() {
     let want: Vec<(i32, Record)> = go_records().into_iter().map(|r| (0, r)).collect();
     assert_same(&check(&batch, TopicKind::Tuple(&lookup)).unwrap(), &want);
     // Sized as it is stored: its version-0 form.
-    let v0 = encode_batch(
-        &go_records(),
-        Some(&go_schema()),
-        0,
-        BatchCompression::None,
-    );
+    let v0 = encode_batch(&go_records(), Some(&go_schema()), 0, BatchCompression::None);
     let sizes = validate_batch_sizes(&batch, TopicKind::Tuple(&lookup)).unwrap();
     assert_eq!(sizes.records, 2);
     assert_eq!(sizes.raw_bytes, v0.len());
@@ -163,10 +158,7 @@ fn go_v1_compression_codes_decode() {
         (&payload, 2),
     ] {
         let batch = go_v1(&payload, stored, code, 0, 2, 8, 40);
-        assert_same(
-            &check(&batch, TopicKind::Tuple(&lookup)).unwrap(),
-            &want,
-        );
+        assert_same(&check(&batch, TopicKind::Tuple(&lookup)).unwrap(), &want);
     }
     // A corrupt LZ4 block is refused.
     let mut bad = lz4.clone();
@@ -201,7 +193,10 @@ fn column_count_below_the_schema_reads_missing_fields_as_null() {
         check(&batch, TopicKind::Tuple(&lookup)).unwrap(),
         vec![(
             3,
-            tuple(vec![Value::Int(-2), Value::Str("dh".into()), Value::Null], &[])
+            tuple(
+                vec![Value::Int(-2), Value::Str("dh".into()), Value::Null],
+                &[]
+            )
         )]
     );
     // More columns than the version has, or a missing not-null column, are refused.
@@ -320,7 +315,10 @@ fn storable_batch_turns_v1_into_version_0_with_the_same_records() {
     let lookup = (0, go_schema());
     let kind = TopicKind::Tuple(&lookup);
     let zstd = zstd::bulk::compress(&payload, 1).unwrap();
-    for sent in [tuple_batch(&payload), go_v1(&payload, &zstd, 3, 0, 2, 8, 40)] {
+    for sent in [
+        tuple_batch(&payload),
+        go_v1(&payload, &zstd, 3, 0, 2, 8, 40),
+    ] {
         let kept = storable_batch(&sent, kind).unwrap();
         assert_eq!(parse_header(&kept).unwrap().version, 0);
         assert_same(&check(&kept, kind).unwrap(), &check(&sent, kind).unwrap());
@@ -356,7 +354,11 @@ fn stored_batches_are_served_to_go_v1_readers_as_avro() {
     for (version, r, schema) in [
         (0, &records[0], go_schema()),
         (0, &records[1], go_schema()),
-        (1, &tuple(vec![Value::Int(7)], &[("a", "b")]), lookup[&1].clone()),
+        (
+            1,
+            &tuple(vec![Value::Int(7)], &[("a", "b")]),
+            lookup[&1].clone(),
+        ),
     ] {
         let one = encode_batch(
             std::slice::from_ref(r),
@@ -388,8 +390,11 @@ fn stored_batches_are_served_to_go_v1_readers_as_avro() {
     // Byte for byte what Go writes for record 1 (no attributes: ours is the null branch).
     let first = &parts[0].data;
     let first_payload = if parse_avro_header(first).unwrap().attributes & 3 == 2 {
-        lz4_flex::block::decompress(&first[36..], parse_avro_header(first).unwrap().raw_size as usize)
-            .unwrap()
+        lz4_flex::block::decompress(
+            &first[36..],
+            parse_avro_header(first).unwrap().raw_size as usize,
+        )
+        .unwrap()
     } else {
         first[36..].to_vec()
     };
@@ -401,7 +406,10 @@ fn stored_batches_are_served_to_go_v1_readers_as_avro() {
     let blobs = encode_batch(&[blob(b"hello", &[])], None, -1, BatchCompression::None);
     let parts = avro_parts(&blobs, TopicKind::Blob).unwrap();
     assert_eq!(parts.len(), 1);
-    assert_eq!(parse_avro_header(&parts[0].data).unwrap().schema_version, -1);
+    assert_eq!(
+        parse_avro_header(&parts[0].data).unwrap().schema_version,
+        -1
+    );
     assert_eq!(&parts[0].data[36..], &hex("0a 68656c6c6f 00")[..]);
 }
 
