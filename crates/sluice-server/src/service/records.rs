@@ -145,12 +145,9 @@ impl RecordEncoder {
                     BatchCompression::None,
                 )
             }
-            (RecordData::Blob(bytes), RecordType::Blob) => {
-                if bytes.is_empty() {
-                    return Err(Error::MalformedRecord(
-                        "a BLOB record cannot be empty".into(),
-                    ));
-                }
+            // An empty BLOB is a record like any other: the service stores and returns it
+            // (Java SDK oldsdk/BlobTopicTest.java:108-124), and batch puts always took it.
+            (RecordData::Blob(_), RecordType::Blob) => {
                 batch::encode_batch(
                     std::slice::from_ref(record),
                     None,
