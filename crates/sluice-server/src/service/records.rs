@@ -147,14 +147,12 @@ impl RecordEncoder {
             }
             // An empty BLOB is a record like any other: the service stores and returns it
             // (Java SDK oldsdk/BlobTopicTest.java:108-124), and batch puts always took it.
-            (RecordData::Blob(_), RecordType::Blob) => {
-                batch::encode_batch(
-                    std::slice::from_ref(record),
-                    None,
-                    -1,
-                    BatchCompression::None,
-                )
-            }
+            (RecordData::Blob(_), RecordType::Blob) => batch::encode_batch(
+                std::slice::from_ref(record),
+                None,
+                -1,
+                BatchCompression::None,
+            ),
             (RecordData::Tuple(_), RecordType::Blob) => {
                 return Err(Error::MalformedRecord(format!(
                     "topic {} is a BLOB topic but the record is a tuple",
