@@ -24,7 +24,7 @@ from datahub.models.params import GetBatchRecordsRequestParams
 from datahub.proto.datahub_record_proto_pb import GetBinaryRecordsResponse, PutBinaryRecordsRequest
 from datahub.utils import pb_message_wrap, unwrap_pb_frame
 
-from util import create_blob_topic, cursor_of, put, read_all, unique_name
+from util import blob_records, create_blob_topic, cursor_of, put, read_all, unique_name
 
 crc32c = crcmod.predefined.mkCrcFun("crc-32c")
 
@@ -362,3 +362,18 @@ def test_go_v1_reader_after_append_field_gets_each_version(raw, dh, project):
         version = struct.unpack_from("<i", e.data, 24)[0]
         decoded.append((version, decode_go_v1(e.data, fields if version == 0 else fields3)[1]))
     assert decoded == [(0, [([1, "a"], {})]), (1, [([2, None, 9], {})])]
+
+
+def test_go_v1_reader_gets_blob_batches(raw, dh, project, client_factory):
+    """BLOB records written by pydatahub come back to a Go HEAD reader as version-1 batches of
+    schema version -1 whose Avro records are `data` bytes and attributes (avro_helper.go:95-104)."""
+    topic = create_blob_topic(dh, project)
+    blobs = [b"hello", bytes(range(256)) * 8]
+    put(client_factory("batch"), "batch", project, topic, blob_records(blobs, lambda i: {"i": str(i)}))
+    answer = go_get(raw, project, topic, cursor_of(dh, project, topic, "0", CursorType.OLDEST))
+    got = []
+    for entry in answer.records:
+        header, decoded = decode_go_v1(entry.data, None)
+        assert header["schema_version"] == -1, header
+        got.extend(decoded)
+    assert got == [([b], {"i": str(i)}) for i, b in enumerate(blobs)]
