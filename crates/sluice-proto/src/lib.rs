@@ -7,7 +7,8 @@
 //! - [`value`]: typed field values, their text forms (JSON/protobuf) and validation against a field;
 //! - [`record`]: the protocol-neutral record model every codec converts to and from;
 //! - [`pb`]: the protobuf messages of record calls (prost structs, no build step);
-//! - [`batch`]: the batch binary format (pydatahub's version-0 layout);
+//! - [`batch`]: the batch binary format (pydatahub's version-0 layout, and the Go SDK v1.x's
+//!   version 1 with Avro records);
 //! - [`envelope`]: the `DHUB` frame around protobuf bodies;
 //! - [`compress`]: HTTP body compression (raw LZ4 block, zlib, deflate, zstd);
 //! - [`sign`]: the `Authorization: DATAHUB id:signature` canonical string and HMAC;

@@ -27,6 +27,11 @@ const MIN_RECORD: usize = RECORD_PREFIX + 4;
 /// it), each value against its field ([`Value::check`]),
 /// UTF-8 of text and attributes. Never panics; allocations are bounded by the input.
 pub fn decode_batch(bytes: &[u8], kind: TopicKind) -> Result<Vec<(i32, Record)>, BatchError> {
+    if is_avro(bytes) {
+        let (header, records) = super::v1::decode_avro(bytes, kind)?;
+        let version = header.schema_version;
+        return Ok(records.into_iter().map(|r| (version, r)).collect());
+    }
     let (header, payload) = payload(bytes)?;
     let capacity = (header.record_count as usize).min(payload.len() / MIN_RECORD);
     let mut out = Vec::with_capacity(capacity);
@@ -70,6 +75,10 @@ pub struct BatchSizes {
 /// [`validate_batch`], also reporting the uncompressed sizes (for limits that must hold on
 /// what a batch expands to, not on its compressed form).
 pub fn validate_batch_sizes(bytes: &[u8], kind: TopicKind) -> Result<BatchSizes, BatchError> {
+    if is_avro(bytes) {
+        // Sized as what it is stored as: its version-0 form.
+        return validate_batch_sizes(&super::encode::avro_as_v0(bytes, kind, false)?, kind);
+    }
     let (header, payload) = payload(bytes)?;
     let mut largest_record = 0;
     walk(&payload, header.record_count, kind, |_, size| {
@@ -80,6 +89,11 @@ pub fn validate_batch_sizes(bytes: &[u8], kind: TopicKind) -> Result<BatchSizes,
         raw_bytes: HEADER_SIZE + payload.len(),
         largest_record,
     })
+}
+
+/// Whether a batch declares version 1 (the Go SDK v1.x's Avro layout).
+pub(super) fn is_avro(bytes: &[u8]) -> bool {
+    parse_header(bytes).is_ok_and(|h| h.version == super::VERSION_AVRO)
 }
 
 /// Checks the header and returns the uncompressed payload.

@@ -1,9 +1,9 @@
 //! Writing batches in pydatahub's version-0 layout.
 
-use super::decode::{effective_compression, payload};
+use super::decode::{effective_compression, is_avro, payload};
 use super::{
-    parse_header, BatchCompression, BatchHeader, ATTRIBUTES_BASE, HEADER_SIZE, RECORD_HEADER,
-    RECORD_PREFIX, VERSION,
+    parse_header, BatchCompression, BatchError, BatchHeader, TopicKind, ATTRIBUTES_BASE,
+    HEADER_SIZE, RECORD_HEADER, RECORD_PREFIX, VERSION,
 };
 use crate::compress::{self, Compression};
 use crate::record::{Record, RecordData};
@@ -70,8 +70,12 @@ pub fn encode_batch(
 /// unchanged) are unreadable to every LZ4 reader. Those become one LZ4 block (code 2) when
 /// smaller, else stored bytes (code 0); the records themselves are kept byte for byte, and the
 /// other attribute bits with them.
+/// Version-1 batches are left to [`storable_batch`].
 pub fn portable_batch(bytes: &[u8]) -> Option<Vec<u8>> {
     let header = parse_header(bytes).ok()?;
+    if header.version != VERSION {
+        return None;
+    }
     let stored = bytes.get(HEADER_SIZE..)?;
     let needs = match effective_compression(&header, stored) {
         BatchCompression::Zstd => true,
@@ -94,6 +98,39 @@ pub fn portable_batch(bytes: &[u8]) -> Option<Vec<u8>> {
         ..header
     };
     Some([&header.to_bytes()[..], &stored].concat())
+}
+
+/// What a valid batch is stored as, when not byte for byte (None): [`portable_batch`] for
+/// version 0, and for a version-1 batch (Go SDK v1.x, Avro records, which only Go v1.x reads)
+/// the same records in version 0 ([`encode_batch`], LZ4 when smaller), its schema version
+/// resolved through `kind`.
+pub fn storable_batch(bytes: &[u8], kind: TopicKind) -> Option<Vec<u8>> {
+    if is_avro(bytes) {
+        avro_as_v0(bytes, kind, true).ok()
+    } else {
+        portable_batch(bytes)
+    }
+}
+
+/// Decodes a version-1 batch and encodes its records as version 0, LZ4-compressed when `lz4`
+/// and smaller.
+pub(super) fn avro_as_v0(bytes: &[u8], kind: TopicKind, lz4: bool) -> Result<Vec<u8>, BatchError> {
+    let (header, records) = super::v1::decode_avro(bytes, kind)?;
+    let schema = match kind {
+        TopicKind::Blob => None,
+        TopicKind::Tuple(lookup) => lookup.schema(header.schema_version),
+    };
+    let compression = if lz4 {
+        BatchCompression::Lz4
+    } else {
+        BatchCompression::None
+    };
+    Ok(encode_batch(
+        &records,
+        schema,
+        header.schema_version,
+        compression,
+    ))
 }
 
 /// One slot's worth of data.

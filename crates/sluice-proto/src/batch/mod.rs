@@ -1,4 +1,6 @@
-//! The batch binary format (protocol doc §5.3–§5.5): pydatahub's "version 0" layout.
+//! The batch binary format (protocol doc §5.3–§5.5): pydatahub's "version 0" layout, and the
+//! Go SDK v1.x's "version 1" (Avro records, [`v1`]) that is accepted on put and served to Go
+//! v1.x readers, while batches are always stored as version 0.
 //!
 //! A batch is a 26-byte little-endian header (`"DHUB"`, version, length, raw size, CRC-32C of the
 //! stored payload, attributes with the compression code in bits 0–1, record count) followed by the
@@ -8,25 +10,31 @@
 //! [`encode_batch`] writes what pydatahub writes (attributes `0x08 | code`, version 0), padding
 //! long byte fields to the next multiple of 8 like the real service. [`decode_batch`] and
 //! [`validate_batch`] accept exactly the same inputs; both check every length, offset and value
-//! and never panic or allocate more than the input justifies.
+//! and never panic or allocate more than the input justifies. Both also take version-1
+//! batches; [`storable_batch`] turns one into version 0 for storage, and [`avro_parts`] turns
+//! a stored batch into version-1 batches for a Go v1.x reader ([`reads_avro_batches`]).
 
 use std::collections::{BTreeMap, HashMap};
 
 use crate::schema::RecordSchema;
 use crate::value::ValueError;
 
+mod avro;
 mod decode;
 mod encode;
 #[cfg(test)]
 mod tests;
+pub mod v1;
 
+pub use avro::AvroError;
 pub use decode::{decode_batch, validate_batch, validate_batch_sizes, BatchSizes};
-pub use encode::{encode_batch, portable_batch};
+pub use encode::{encode_batch, portable_batch, storable_batch};
+pub use v1::{avro_parts, encode_avro_batch, reads_avro_batches, AvroPart, VERSION_AVRO};
 
 /// Size of the batch header.
 pub const HEADER_SIZE: usize = 26;
 
-/// The version pydatahub writes and reads (the only one supported).
+/// The version pydatahub writes and reads, and the one batches are stored in.
 pub const VERSION: i32 = 0;
 
 /// Bit 3 of the header attributes, always set by pydatahub.
@@ -55,7 +63,7 @@ pub enum BatchError {
     TooShort { len: usize },
     #[error("batch does not start with the DHUB magic (found {found:02x?})")]
     BadMagic { found: [u8; 4] },
-    #[error("batch version {version} is not supported (only version 0, pydatahub's layout)")]
+    #[error("batch version {version} is not supported (only version 0, pydatahub's layout, and 1, the Go SDK v1.x's)")]
     UnsupportedVersion { version: i32 },
     #[error("batch header declares a length of {declared} bytes but the batch has {actual}")]
     BadLength { declared: u32, actual: usize },
@@ -178,6 +186,18 @@ pub enum BatchError {
         offset: usize,
         trailing: usize,
     },
+    #[error(
+        "version-1 batch has data offset {data_offset}, outside 36..={len} (the batch's length)"
+    )]
+    BadDataOffset { data_offset: u32, len: usize },
+    #[error("version-1 batch has data type {data_type}; only 2 (Avro) exists")]
+    UnsupportedDataType { data_type: u16 },
+    #[error(
+        "version-1 batch declares {columns} columns but its schema version has {fields} fields"
+    )]
+    ColumnCount { columns: u32, fields: usize },
+    #[error("record {record}: {source}")]
+    Avro { record: u32, source: AvroError },
 }
 
 /// The payload compression of a batch (header attributes bits 0–1).

@@ -1,7 +1,8 @@
 //! `/projects/{project}/topics/{topic}/shards/{shard}`: put by shard (protobuf, batch), get
 //! records (JSON, protobuf, batch; PB/batch reads may name a subscription in
 //! `x-datahub-sub-id`), get cursor and metering. Get-records answers are compressed as the
-//! request's `Accept-Encoding` allows (`body::negotiate`).
+//! request's `Accept-Encoding` allows (`body::negotiate`). Batch reads by the Go SDK v1.x get
+//! version-1 (Avro) batches, the only ones it parses.
 
 use std::sync::Arc;
 
@@ -12,14 +13,16 @@ use axum::response::Response;
 use bytes::Bytes;
 use prost::Message;
 use serde_json::json;
+use sluice_proto::batch::{self, TopicKind};
 use sluice_proto::compress::Compression;
+use sluice_proto::cursor::Cursor;
 use sluice_proto::{pb, Record, RecordData, Value};
 
 use super::body::{self, header_str, JsonFields};
 use super::json_records::{out_record, tuple_from_text, GetRecordsOut};
 use super::AppState;
 use crate::service::catalog::{RecordType, Topic};
-use crate::service::records::{CursorKind, Route, RoutedRecord};
+use crate::service::records::{CursorKind, ReadEntry, Route, RoutedRecord};
 use crate::service::subscriptions::Subscription;
 use crate::service::{Error, Result};
 
@@ -255,18 +258,22 @@ pub async fn post_shard(
                 .read_batches(&t, &shard, &req.cursor, req.limit.unwrap_or(0) as i64)
                 .await;
             let read = note_read_end(&s, &t, sub.as_deref(), read).await?;
-            let records: Vec<pb::BinaryRecordEntry> = read
-                .items
-                .into_iter()
-                .map(|e| pb::BinaryRecordEntry {
-                    cursor: Some(e.cursor.encode()),
-                    next_cursor: Some(e.next_cursor.encode()),
-                    sequence: Some(e.seq as i64),
-                    system_time: Some(e.system_time),
-                    serial: Some(0),
-                    data: Some(e.data),
-                })
-                .collect();
+            let records: Vec<pb::BinaryRecordEntry> = if go_avro_reader(&headers) {
+                let topic = t.clone();
+                body::off_thread(move || avro_entries(&topic, read.items)).await?
+            } else {
+                read.items
+                    .into_iter()
+                    .map(|e| pb::BinaryRecordEntry {
+                        cursor: Some(e.cursor.encode()),
+                        next_cursor: Some(e.next_cursor.encode()),
+                        sequence: Some(e.seq as i64),
+                        system_time: Some(e.system_time),
+                        serial: Some(0),
+                        data: Some(e.data),
+                    })
+                    .collect()
+            };
             body::binary_read(
                 &pb::GetBinaryRecordsResponse {
                     next_cursor: read.next_cursor.encode(),
@@ -285,6 +292,48 @@ pub async fn post_shard(
         )),
         (_, ContentKind::Json) => json_shard_action(&s, &t, &shard, &raw, encoding).await,
     }
+}
+
+/// Whether a batch reader is the Go SDK v1.x, which parses only version-1 (Avro) batches
+/// (docs/sdk-wire.md "Go SDK batch version 1").
+fn go_avro_reader(headers: &HeaderMap) -> bool {
+    header_str(headers, "user-agent").is_some_and(batch::reads_avro_batches)
+}
+
+/// A batch read for a Go SDK v1.x reader: every stored batch (always version 0) as version-1
+/// batches, one entry per run of one schema version, each with the cursor of its first record.
+fn avro_entries(t: &Topic, items: Vec<ReadEntry>) -> Result<Vec<pb::BinaryRecordEntry>> {
+    let versions = t.versions();
+    let kind = match t.record_type {
+        RecordType::Tuple => TopicKind::Tuple(&versions),
+        RecordType::Blob => TopicKind::Blob,
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for e in items {
+        let parts = batch::avro_parts(&e.data, kind).map_err(|err| {
+            Error::Internal(format!(
+                "stored batch at sequence {} is unreadable: {err}",
+                e.seq
+            ))
+        })?;
+        let n = parts.len();
+        for (i, part) in parts.into_iter().enumerate() {
+            let at = |offset: u32| Cursor::new(e.cursor.shard, e.seq, e.cursor.index + offset);
+            out.push(pb::BinaryRecordEntry {
+                cursor: Some(at(part.first).encode()),
+                next_cursor: Some(if i + 1 == n {
+                    e.next_cursor.encode()
+                } else {
+                    at(part.first + part.count).encode()
+                }),
+                sequence: Some(e.seq as i64),
+                system_time: Some(e.system_time),
+                serial: Some(0),
+                data: Some(Bytes::from(part.data)),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// The `GetRecordsRequest` of a protobuf or batch read.

@@ -145,19 +145,14 @@ impl RecordEncoder {
                     BatchCompression::None,
                 )
             }
-            (RecordData::Blob(bytes), RecordType::Blob) => {
-                if bytes.is_empty() {
-                    return Err(Error::MalformedRecord(
-                        "a BLOB record cannot be empty".into(),
-                    ));
-                }
-                batch::encode_batch(
-                    std::slice::from_ref(record),
-                    None,
-                    -1,
-                    BatchCompression::None,
-                )
-            }
+            // An empty BLOB is a record like any other: the service stores and returns it
+            // (Java SDK oldsdk/BlobTopicTest.java:108-124), and batch puts always took it.
+            (RecordData::Blob(_), RecordType::Blob) => batch::encode_batch(
+                std::slice::from_ref(record),
+                None,
+                -1,
+                BatchCompression::None,
+            ),
             (RecordData::Tuple(_), RecordType::Blob) => {
                 return Err(Error::MalformedRecord(format!(
                     "topic {} is a BLOB topic but the record is a tuple",
@@ -421,11 +416,18 @@ impl Catalog {
             return Ok(());
         }
         let now = self.config.clock.now_ms();
+        let blob = topic.record_type == RecordType::Blob;
         let result = tokio::task::spawn_blocking(move || {
-            // issue 8: zstd and Go-DEFLATE payloads are re-encoded so that every SDK reads them.
+            // issue 8: zstd and Go-DEFLATE payloads, and Go v1.x's version-1 (Avro) batches,
+            // are re-encoded so that every SDK reads them.
+            let kind = if blob {
+                TopicKind::Blob
+            } else {
+                TopicKind::Tuple(&versions)
+            };
             let batches: Vec<Bytes> = batches
                 .into_iter()
-                .map(|b| batch::portable_batch(&b).map_or(b, Bytes::from))
+                .map(|b| batch::storable_batch(&b, kind).map_or(b, Bytes::from))
                 .collect();
             append_to_shard(&shard, &batches, now)
         })

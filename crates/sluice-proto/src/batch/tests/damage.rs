@@ -78,11 +78,17 @@ fn header_damage_is_reported() {
         Err(BatchError::BadMagic { found: *b"XHUB" })
     );
     let mut bad = vector.clone();
-    bad[4] = 1;
+    bad[4] = 2;
     assert_eq!(
         check(&bad, TopicKind::Blob),
-        Err(BatchError::UnsupportedVersion { version: 1 })
+        Err(BatchError::UnsupportedVersion { version: 2 })
     );
+    // Version 1 is the Go SDK v1.x's layout: a version-0 body under it is not one.
+    bad[4] = 1;
+    assert!(matches!(
+        check(&bad, TopicKind::Blob),
+        Err(BatchError::BadDataOffset { .. })
+    ));
     assert_eq!(
         check(&vector[..75], TopicKind::Blob),
         Err(BatchError::BadLength {

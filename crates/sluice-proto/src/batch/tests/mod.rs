@@ -8,6 +8,7 @@ use crate::value::{Value, ValueError};
 
 mod damage;
 mod go_sdk;
+mod go_v1;
 
 fn hex(s: &str) -> Vec<u8> {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
