@@ -25,7 +25,14 @@ from tcp_proxy import TcpProxy
 from util import put, unique_name
 
 CONNECTOR_BATCH = 5
+SINK_TYPES = ["sink_odps", "sink_ads", "sink_es", "sink_fc", "sink_mysql", "sink_oss", "sink_ots", "sink_hologres",
+              "sink_datahub"]
+# Small batches for every type: the global keys, and each type's own table, which outranks the
+# batch defaults a sink chooses for itself (e.g. 5000 rows for MySQL).
 SERVER_CONFIG = {"connector_batch_records": CONNECTOR_BATCH, "connector_batch_age_ms": 20}
+for _t in SINK_TYPES:
+    SERVER_CONFIG["connector_batch.%s.records" % _t] = CONNECTOR_BATCH
+    SERVER_CONFIG["connector_batch.%s.age_ms" % _t] = 20
 WAIT_S = 45.0
 FIELDS = ["id", "note"]
 
