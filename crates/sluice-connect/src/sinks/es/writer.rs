@@ -14,8 +14,10 @@
 //!     first, then the flush fails with [`ErrorKind::BadRecord`](crate::sink::ErrorKind) and
 //!     the reason, and the runtime narrows the batch to the record, discards, counts and logs
 //!     it; documents written meanwhile are overwritten by the same ids.
-//! - Connection errors, timeouts, 429 / 5xx responses: transient. 401 / 403, a missing index
-//!   that the cluster will not create, TLS failures: configuration.
+//! - Connection errors, timeouts, 429 / 5xx responses: transient. A whole request refused
+//!   with 400 "Validation Failed" (an `_id` over 512 bytes): bad record (the runtime narrows
+//!   it down). 401 / 403, a missing index the cluster will not create, an invalid index
+//!   name, other 4xx answers, TLS failures: configuration.
 //! - Basic auth (`User` / `Password`) over http or https; https trusts the system roots plus
 //!   `connector_tls_ca_file` (`sinks/tls.rs`).
 
@@ -99,7 +101,11 @@ fn classify_item(status: u64, error: Option<&Json>) -> Outcome {
     let text = format!("status {status}, {kind}: {reason}");
     if status == 429 || kind.contains("rejected_execution") || status >= 500 {
         Outcome::Retry(text)
-    } else if status == 401 || status == 403 || kind == "index_not_found_exception" {
+    } else if status == 401
+        || status == 403
+        || kind == "index_not_found_exception"
+        || kind == "invalid_index_name_exception"
+    {
         Outcome::Config(text)
     } else {
         Outcome::Bad(text)
@@ -201,6 +207,11 @@ impl EsSink {
         match status.as_u16() {
             401 | 403 => SinkError::config(format!("{message} (check User and Password)")),
             429 | 500..=599 => SinkError::transient(message),
+            // A request some item of which fails validation (an `_id` over 512 bytes) is
+            // refused whole: the runtime narrows it down to that record.
+            400 if String::from_utf8_lossy(body).contains("Validation Failed") => {
+                SinkError::bad_record(message)
+            }
             _ => SinkError::config(message),
         }
     }
