@@ -104,8 +104,13 @@ def test_every_type_arrives_equal_searched_back_by_id(server, dh, es):
     topic = create_tuple_topic(dh, project, schema)
     rows = [list(r) for r in ROWS] + [list(NULL_ROW)]
     put(dh, "json", project, topic, tuple_records(schema, rows))
-    by_key = new_index(es)
-    by_pos = new_index(es)
+    # an explicit mapping: dynamic mapping would make f_double a float, which overflows
+    mapping = {"f_bigint": {"type": "long"}, "f_string": {"type": "keyword"}, "f_double": {"type": "double"},
+               "f_boolean": {"type": "boolean"}, "f_timestamp": {"type": "long"}, "f_decimal": {"type": "keyword"},
+               "f_integer": {"type": "integer"}, "f_smallint": {"type": "short"}, "f_tinyint": {"type": "byte"},
+               "f_float": {"type": "float"}}
+    by_key = new_index(es, mapping)
+    by_pos = new_index(es, mapping)
     # IDFields: f_integer and f_string (ROWS only: a null id is a bad record); none: shard_seq_index.
     dh.create_connector(project, topic, ConnectorType.SINK_ES, names,
                         EsConnectorConfig(by_key, es, "", "", ["f_integer", "f_string"], [], True))
