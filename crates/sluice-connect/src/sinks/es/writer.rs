@@ -15,8 +15,8 @@
 //!     the reason, and the runtime narrows the batch to the record, discards, counts and logs
 //!     it; documents written meanwhile are overwritten by the same ids.
 //! - Connection errors, timeouts, 429 / 5xx responses: transient. A whole request refused
-//!   with 400 "Validation Failed" (an `_id` over 512 bytes): bad record (the runtime narrows
-//!   it down). 401 / 403, a missing index the cluster will not create, an invalid index
+//!   with 400 "Validation Failed" (an `_id` over 512 bytes) or 413 (too large): bad record
+//!   (the runtime narrows it down). 401 / 403, a missing index the cluster will not create, an invalid index
 //!   name, other 4xx answers, TLS failures: configuration.
 //! - Basic auth (`User` / `Password`) over http or https; https trusts the system roots plus
 //!   `connector_tls_ca_file` (`sinks/tls.rs`).
@@ -207,8 +207,10 @@ impl EsSink {
         match status.as_u16() {
             401 | 403 => SinkError::config(format!("{message} (check User and Password)")),
             429 | 500..=599 => SinkError::transient(message),
-            // A request some item of which fails validation (an `_id` over 512 bytes) is
-            // refused whole: the runtime narrows it down to that record.
+            // A request some item of which fails validation (an `_id` over 512 bytes), or
+            // one too large for the cluster, is refused whole: the runtime narrows it down
+            // (halves fit; a document too large alone is discarded).
+            413 => SinkError::bad_record(message),
             400 if String::from_utf8_lossy(body).contains("Validation Failed") => {
                 SinkError::bad_record(message)
             }
@@ -426,6 +428,30 @@ mod tests {
         assert!(matches!(&out[4], Outcome::Config(_)));
         assert!(parse_bulk(body, 4).is_err());
         assert!(parse_bulk(b"<html>", 1).is_err());
+    }
+
+    #[test]
+    fn whole_request_statuses_are_classified() {
+        use crate::sink::ErrorKind;
+        let kind = |status: u16, body: &str| {
+            EsSink::status_error(
+                "x",
+                reqwest::StatusCode::from_u16(status).unwrap(),
+                body.as_bytes(),
+            )
+            .kind
+        };
+        assert_eq!(kind(401, ""), ErrorKind::Config);
+        assert_eq!(kind(403, ""), ErrorKind::Config);
+        assert_eq!(kind(429, ""), ErrorKind::Transient);
+        assert_eq!(kind(503, ""), ErrorKind::Transient);
+        assert_eq!(kind(413, ""), ErrorKind::BadRecord);
+        assert_eq!(
+            kind(400, "Validation Failed: 1: id is too long"),
+            ErrorKind::BadRecord
+        );
+        assert_eq!(kind(400, "something else"), ErrorKind::Config);
+        assert_eq!(kind(404, ""), ErrorKind::Config);
     }
 
     #[test]
