@@ -13,6 +13,7 @@ child order and re-delivery can be checked. A target that absorbs re-delivery (k
 gets a NEW arrival number when a row is written again, so re-delivered rows stay visible.
 """
 
+import base64
 import json
 import os
 import subprocess
@@ -231,7 +232,6 @@ def es_request(endpoint, method, path, body=None, content_type="application/json
     data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
     req = urllib.request.Request(endpoint + path, data=data, method=method, headers={"Content-Type": content_type})
     if auth:
-        import base64
         req.add_header("Authorization", "Basic " + base64.b64encode(("%s:%s" % auth).encode()).decode())
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:

@@ -14,6 +14,7 @@ SIGKILL, outage → HANG → recovery and bad records are the compliance suite's
 """
 
 import time
+import urllib.parse
 from decimal import Decimal
 
 import pytest
@@ -91,11 +92,6 @@ def docs_by_id(es, index):
     return {h["_id"]: h["_source"] for h in es_search_all(es, index)}
 
 
-def wait_docs(es, index, n):
-    wait_for(lambda: len(es_search_all(es, index)) >= n or len(es_search_all(es, index)), "%d documents" % n)
-    return docs_by_id(es, index)
-
-
 def test_every_type_arrives_equal_searched_back_by_id(server, dh, es):
     names = [n for n, _ in ALL_TYPES]
     project = unique_name("es")
@@ -118,7 +114,7 @@ def test_every_type_arrives_equal_searched_back_by_id(server, dh, es):
                         EsConnectorConfig(by_pos, es, "", "", [], [], True))
 
     def fetch(index, _id):
-        status, body = es_request(es, "GET", "/%s/_doc/%s" % (index, urllib_quote(_id)))
+        status, body = es_request(es, "GET", "/%s/_doc/%s" % (index, urllib.parse.quote(_id, safe="")))
         return body["_source"] if status == 200 and body.get("found") else None
 
     def equal(doc, row):
@@ -137,11 +133,6 @@ def test_every_type_arrives_equal_searched_back_by_id(server, dh, es):
         equal(fetch(by_key, "%d,%s" % (row[6], row[1])), row)
     # the NULL row has no id: it is discarded and counted, not written under a made-up id
     assert len(es_search_all(es, by_key)) == len(ROWS)
-
-
-def urllib_quote(s):
-    import urllib.parse
-    return urllib.parse.quote(s, safe="")
 
 
 def test_rejected_items_are_retried_alone_and_arrive(sluice_factory, es):

@@ -311,11 +311,15 @@ es_daemon_start() {
 }
 
 es_daemon_stop() {
-  local pid
+  local pid i
   pid="$(cat "$SLUICE_TEST_ES_DIR/daemon.pid" 2>/dev/null || true)"
   [ -n "$pid" ] || return 0
   kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
   rm -f "$SLUICE_TEST_ES_DIR/daemon.pid"
 }
 
