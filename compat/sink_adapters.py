@@ -13,14 +13,18 @@ child order and re-delivery can be checked. A target that absorbs re-delivery (k
 gets a NEW arrival number when a row is written again, so re-delivered rows stay visible.
 """
 
+import base64
+import json
 import os
 import subprocess
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 from datahub.models import (AuthMode, ConnectorType, DatabaseConnectorConfig, FieldType, HologresConnectorConfig,
                             RecordSchema)
-from datahub.models.connector import DataHubConnectorConfig
+from datahub.models.connector import DataHubConnectorConfig, EsConnectorConfig
 
 from util import ACCESS_ID, ACCESS_KEY, read_all, unique_name
 
@@ -223,4 +227,79 @@ class Datahub(SinkAdapter):
         return None
 
 
-ADAPTERS = {a.name: a for a in (MySql, Ads, Hologres, Datahub)}
+def es_request(endpoint, method, path, body=None, content_type="application/json", auth=None):
+    """One HTTP call to an Elasticsearch / OpenSearch endpoint; returns (status, parsed JSON)."""
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    req = urllib.request.Request(endpoint + path, data=data, method=method, headers={"Content-Type": content_type})
+    if auth:
+        req.add_header("Authorization", "Basic " + base64.b64encode(("%s:%s" % auth).encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def es_search_all(endpoint, index):
+    """Every document of `index` (refreshed first), as hits with `_seq_no`."""
+    es_request(endpoint, "POST", "/%s/_refresh" % index)
+    status, body = es_request(endpoint, "POST", "/%s/_search" % index,
+                              {"size": 10000, "seq_no_primary_term": True, "query": {"match_all": {}}})
+    assert status == 200, body
+    return body["hits"]["hits"]
+
+
+# The compliance index's `note.chk` sub-field is a date in this format: every note the suite writes
+# ("n<id>") parses, and BAD_NOTE does not, so the cluster refuses that document alone
+# (mapper_parsing_exception), as a real Elasticsearch does.
+NOTE_FORMAT = "||".join("'n'" + "S" * k for k in range(1, 7))
+
+
+class Es(SinkAdapter):
+    """SINK_ES into osmem-server (an OpenSearch API emulator). `_id` comes from `IDFields` = [id],
+    so re-delivery overwrites a document; every write of a document takes a new `_seq_no` (one
+    primary shard), which is the arrival order. ProxyMode is true: the suite's proxy is the endpoint
+    (with discovery the connector would go around it to the node's published address)."""
+
+    name = "es"
+    connector_type = ConnectorType.SINK_ES
+
+    def __init__(self):
+        self.endpoint = env("SLUICE_TEST_ES_ENDPOINT")
+        self.index = None
+
+    def prepare(self, sluice_factory):
+        self.index = table_name("sces")
+        mapping = {"settings": {"number_of_shards": 1},
+                   "mappings": {"properties": {"id": {"type": "long"},
+                                               "note": {"type": "keyword", "fields": {
+                                                   "chk": {"type": "date", "format": NOTE_FORMAT}}}}}}
+        status, body = es_request(self.endpoint, "PUT", "/" + self.index, mapping)
+        assert status == 200, body
+
+    def address(self):
+        host, port = self.endpoint.rsplit("/", 1)[-1].rsplit(":", 1)
+        return host, int(port)
+
+    def config(self, host, port):
+        return EsConnectorConfig(self.index, "http://%s:%s" % (host, port), "", "", ["id"], [], True)
+
+    def rows(self):
+        out = []
+        for h in es_search_all(self.endpoint, self.index):
+            src = h["_source"]
+            out.append({"id": src["id"], "note": src.get("note"), "extra": src.get("extra"),
+                        "arrival": h["_seq_no"]})
+        out.sort(key=lambda r: r["arrival"])
+        return out
+
+    def add_column(self, name):
+        status, body = es_request(self.endpoint, "PUT", "/%s/_mapping" % self.index,
+                                  {"properties": {name: {"type": "keyword"}}})
+        assert status == 200, body
+
+    def bad_note(self):
+        return "not-a-note"
+
+
+ADAPTERS = {a.name: a for a in (MySql, Ads, Hologres, Datahub, Es)}

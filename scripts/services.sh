@@ -14,7 +14,7 @@
 #   3. add <name> to SLUICE_SERVICES below.
 # A test that needs a service and does not find its variables must fail, not skip.
 
-SLUICE_SERVICES=(mysql postgres mysql_tls postgres_tls)
+SLUICE_SERVICES=(mysql postgres mysql_tls postgres_tls es)
 SLUICE_SERVICES_DIR="${SLUICE_SERVICES_DIR:-}"
 _SLUICE_SERVICES_RUNNING=()
 _SLUICE_SERVICES_TMP=""
@@ -283,4 +283,58 @@ service_postgres_tls_start() {
 service_postgres_tls_stop() {
   runuser -u postgres -- "$(pg_bin pg_ctl)" -w -t 60 -D "$SLUICE_TEST_PG_TLS_DIR/data" -m fast \
     stop </dev/null >/dev/null 2>&1 || true
+}
+
+# ---- osmem-server (SINK_ES; issue 11) ---------------------------------------------------
+# An in-memory OpenSearch API emulator from PyPI; its binary ships inside the package, so it
+# is pip-installed once into a venv in the cache dir. Exports SLUICE_TEST_ES_ENDPOINT
+# (http://127.0.0.1:P). es_daemon_start / es_daemon_stop restart it (an empty cluster again).
+SLUICE_OSMEM_VERSION=0.1.6
+
+es_binary() {
+  local venv="${SLUICE_CACHE_DIR:-/root/.cache/sluice}/osmem-$SLUICE_OSMEM_VERSION"
+  if [ ! -f "$venv/.sluice-ready" ]; then
+    rm -rf "$venv"
+    python3 -m venv "$venv" >&2 &&
+      "$venv/bin/python" -m pip install --quiet "osmem-server==$SLUICE_OSMEM_VERSION" >&2 &&
+      touch "$venv/.sluice-ready" || return 1
+  fi
+  ls "$venv"/lib/python3*/site-packages/osmem_server/bin/osmem-server
+}
+
+es_daemon_start() {
+  local d="$SLUICE_TEST_ES_DIR"
+  "$SLUICE_TEST_ES_BIN" -addr "127.0.0.1:$SLUICE_TEST_ES_PORT" -no-stdin-watch -no-ja \
+    </dev/null >>"$d/osmem.log" 2>&1 &
+  echo $! >"$d/daemon.pid"
+  services_wait curl -sf "http://127.0.0.1:$SLUICE_TEST_ES_PORT/"
+}
+
+es_daemon_stop() {
+  local pid i
+  pid="$(cat "$SLUICE_TEST_ES_DIR/daemon.pid" 2>/dev/null || true)"
+  [ -n "$pid" ] || return 0
+  kill "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
+  rm -f "$SLUICE_TEST_ES_DIR/daemon.pid"
+}
+
+service_es_start() {
+  export SLUICE_TEST_ES_DIR="$SLUICE_SERVICES_DIR/es"
+  mkdir -p "$SLUICE_TEST_ES_DIR"
+  SLUICE_TEST_ES_BIN="$(es_binary)" || { echo "error: cannot install osmem-server" >&2; return 1; }
+  export SLUICE_TEST_ES_BIN
+  export SLUICE_TEST_ES_PORT="${SLUICE_TEST_ES_PORT:-$(services_free_port)}"
+  es_daemon_start || { tail -20 "$SLUICE_TEST_ES_DIR/osmem.log" >&2; return 1; }
+  services_started es
+  export SLUICE_TEST_ES_ENDPOINT="http://127.0.0.1:$SLUICE_TEST_ES_PORT"
+  echo "osmem-server on $SLUICE_TEST_ES_ENDPOINT ($SLUICE_TEST_ES_DIR)"
+}
+
+service_es_stop() {
+  es_daemon_stop
 }

@@ -59,4 +59,13 @@ mod tests {
         assert_eq!(out["ProxyMode"], json!("true"));
         assert_eq!(EsConfig::from_wire(&out).unwrap().to_wire(), out);
     }
+
+    #[test]
+    fn the_password_never_prints() {
+        let cfg = json!({"Index": "i", "Endpoint": "e", "User": "elastic", "Password": "pw-s3cret",
+                         "IDFields": [], "TypeFields": [], "ProxyMode": "false"});
+        let cfg = EsConfig::from_wire(&cfg).unwrap();
+        assert!(!format!("{cfg:?}").contains("pw-s3cret"));
+        assert_eq!(cfg.password.expose(), "pw-s3cret");
+    }
 }
