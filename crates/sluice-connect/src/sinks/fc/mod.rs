@@ -62,8 +62,10 @@ mod tests {
 
     #[tokio::test]
     async fn sts_is_stored_and_its_tasks_hang_with_the_reason() {
-        let c = cfg(serde_json::json!({"Endpoint": "http://127.0.0.1:1", "Service": "s",
-            "Function": "f"}));
+        let c = cfg(
+            serde_json::json!({"Endpoint": "http://127.0.0.1:1", "Service": "s",
+            "Function": "f"}),
+        );
         assert_eq!(c.auth.mode, AuthMode::Sts);
         assert_eq!(c.to_wire()["AuthMode"], "sts");
         let columns = std::sync::Arc::new(Columns {
@@ -73,7 +75,10 @@ mod tests {
         match open(c, columns).await {
             Err(e) => {
                 assert_eq!(e.kind, ErrorKind::Config);
-                assert!(e.message.contains("STS is not available self-hosted"), "{e}");
+                assert!(
+                    e.message.contains("STS is not available self-hosted"),
+                    "{e}"
+                );
             }
             Ok(_) => panic!("an sts connector opened"),
         }
@@ -82,8 +87,10 @@ mod tests {
     #[cfg(feature = "sink-fc")]
     #[tokio::test]
     async fn ak_opens_and_names_the_function_service_dollar_function() {
-        let c = cfg(serde_json::json!({"Endpoint": "http://127.0.0.1:1", "Service": "svc",
-            "Function": "fn", "AuthMode": "ak", "AccessId": "id", "AccessKey": "key"}));
+        let c = cfg(
+            serde_json::json!({"Endpoint": "http://127.0.0.1:1", "Service": "svc",
+            "Function": "fn", "AuthMode": "ak", "AccessId": "id", "AccessKey": "key"}),
+        );
         assert_eq!(function_name(&c), "svc$fn");
         let columns = std::sync::Arc::new(Columns {
             names: vec![],
@@ -93,7 +100,10 @@ mod tests {
         let mut no_key = c;
         no_key.auth.access_id.clear();
         no_key.auth.access_key = crate::sinks::Secret::default();
-        let e = open(no_key, columns).await.err().expect("opened without a key");
+        let e = open(no_key, columns)
+            .await
+            .err()
+            .expect("opened without a key");
         assert_eq!(e.kind, ErrorKind::Config);
     }
 }

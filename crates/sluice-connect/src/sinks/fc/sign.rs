@@ -153,7 +153,10 @@ mod tests {
         let base = sig(&h, "/2023-03-30/functions/f/invocations", "key");
         assert_eq!(base.len(), 64);
         assert_ne!(base, sig(&h, "/2023-03-30/functions/g/invocations", "key"));
-        assert_ne!(base, sig(&h, "/2023-03-30/functions/f/invocations", "other"));
+        assert_ne!(
+            base,
+            sig(&h, "/2023-03-30/functions/f/invocations", "other")
+        );
         let h2 = signed_headers("fc.example:9000", b"{ }", "2023-11-14T22:13:20Z", "n1");
         assert_ne!(base, sig(&h2, "/2023-03-30/functions/f/invocations", "key"));
         // The SDK's own check of these bytes is in compat/test_connector_fc.py.

@@ -76,9 +76,8 @@ impl FcSink {
             sign::API_VERSION,
             sign::encode_segment(&name)
         );
-        let url = reqwest::Url::parse(&format!("{base}{path}")).map_err(|e| {
-            SinkError::config(format!("SINK_FC Endpoint {:?}: {e}", cfg.endpoint))
-        })?;
+        let url = reqwest::Url::parse(&format!("{base}{path}"))
+            .map_err(|e| SinkError::config(format!("SINK_FC Endpoint {:?}: {e}", cfg.endpoint)))?;
         let host = match (url.host_str(), url.port()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),
             (Some(h), None) => h.to_string(),
@@ -113,7 +112,8 @@ impl FcSink {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let nonce = format!("{:032x}", rand::random::<u128>());
-        let headers = sign::signed_headers(&self.host, body, &sign::acs_date(now.as_secs()), &nonce);
+        let headers =
+            sign::signed_headers(&self.host, body, &sign::acs_date(now.as_secs()), &nonce);
         let auth = sign::authorization(
             &self.path,
             &headers,
@@ -175,9 +175,9 @@ pub fn classify(status: u16, error_type: Option<String>, body: String) -> Outcom
     match (status, error_type) {
         (200..=299, None) => Outcome::Delivered,
         (200..=299, Some(t)) => Outcome::FunctionError(t, body),
-        (429, _) | (500..=599, _) => Outcome::Failed(SinkError::transient(format!(
-            "HTTP {status}: {body}"
-        ))),
+        (429, _) | (500..=599, _) => {
+            Outcome::Failed(SinkError::transient(format!("HTTP {status}: {body}")))
+        }
         (413, _) => Outcome::Failed(SinkError::bad_record(format!(
             "HTTP 413, the batch is too large for one invocation: {body}"
         ))),
@@ -256,11 +256,22 @@ mod tests {
             Outcome::FunctionError("UnhandledInvocationError".into(), "boom".into())
         );
         for s in [429, 500, 502, 503, 504] {
-            assert_eq!(kind(classify(s, None, String::new())), ErrorKind::Transient, "{s}");
+            assert_eq!(
+                kind(classify(s, None, String::new())),
+                ErrorKind::Transient,
+                "{s}"
+            );
         }
-        assert_eq!(kind(classify(413, None, String::new())), ErrorKind::BadRecord);
+        assert_eq!(
+            kind(classify(413, None, String::new())),
+            ErrorKind::BadRecord
+        );
         for s in [400, 401, 403, 404] {
-            assert_eq!(kind(classify(s, None, String::new())), ErrorKind::Config, "{s}");
+            assert_eq!(
+                kind(classify(s, None, String::new())),
+                ErrorKind::Config,
+                "{s}"
+            );
         }
     }
 
