@@ -24,7 +24,9 @@ import urllib.request
 import pytest
 from datahub.models import (AuthMode, ConnectorType, DatabaseConnectorConfig, FieldType, HologresConnectorConfig,
                             RecordSchema)
-from datahub.models.connector import DataHubConnectorConfig, EsConnectorConfig
+from datahub.models.connector import DataHubConnectorConfig, EsConnectorConfig, FcConnectorConfig
+
+from fc_receiver import BAD_NOTE, FcReceiver
 
 from util import ACCESS_ID, ACCESS_KEY, read_all, unique_name
 
@@ -302,4 +304,48 @@ class Es(SinkAdapter):
         return "not-a-note"
 
 
-ADAPTERS = {a.name: a for a in (MySql, Ads, Hologres, Datahub, Es)}
+
+
+class Fc(SinkAdapter):
+    """SINK_FC invoking a function on compat/fc_receiver.py, which checks every request's
+    signature with the vendor's SDK code and records the payloads: those are the target. An
+    invocation has no keys: re-delivered records remain as duplicates (at most one batch per
+    shard after a crash). `arrival` is the receiver's count of records in the order they came.
+    A function takes any field, so add_column has nothing to create; the function refuses a
+    record whose note is BAD_NOTE (an HTTP 200 with X-Fc-Error-Type)."""
+
+    name = "fc"
+    connector_type = ConnectorType.SINK_FC
+    absorbs_duplicates = False
+
+    def __init__(self):
+        self.receiver = None
+
+    def prepare(self, sluice_factory):
+        self.receiver = FcReceiver()
+
+    def address(self):
+        return self.receiver.host, self.receiver.port
+
+    def config(self, host, port):
+        return FcConnectorConfig("http://%s:%s" % (host, port), "compliance", "sink", AuthMode.AK,
+                                 self.receiver.access_id, self.receiver.access_key)
+
+    def rows(self):
+        assert not self.receiver.signature_failures, self.receiver.signature_failures[:3]
+        out = []
+        for arrival, function, rec in self.receiver.records():
+            assert function == "compliance$sink", function
+            fields = rec["fields"]
+            out.append({"id": fields["id"], "note": fields["note"], "extra": fields.get("extra"),
+                        "arrival": arrival})
+        return out
+
+    def add_column(self, name):
+        pass
+
+    def bad_note(self):
+        return BAD_NOTE
+
+
+ADAPTERS = {a.name: a for a in (MySql, Ads, Hologres, Datahub, Es, Fc)}

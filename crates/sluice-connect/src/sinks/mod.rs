@@ -6,16 +6,17 @@
 //! - `datahub/`: SINK_DATAHUB, into a topic on another DataHub endpoint;
 //! - `mysql/`: SINK_MYSQL and SINK_ADS (MySQL protocol); `postgres/`: SINK_HOLOGRES
 //!   (PostgreSQL protocol);
+//! - `fc/`: SINK_FC, a Function Compute 3.0 function invoked with each batch;
 //! - `tls.rs`: the TLS policy for every target (`connector_tls`, `connector_tls_ca_file`);
 //! - `es/`: SINK_ES, Elasticsearch / OpenSearch through `_bulk`;
-//! - `odps/`, `oss/`, `fc/`, `ots/`: configs only so far.
+//! - `odps/`, `oss/`, `ots/`: configs only so far.
 //!
 //! Each folder holds `config.rs` (always built: a server without the writer still accepts,
 //! validates and stores the type's configs) and its writer behind a cargo feature, on by
-//! default (`sink-mysql`, `sink-hologres`, `sink-datahub`, `sink-es`); a task of a type built without
-//! its feature hangs with a message naming the feature.
+//! default (`sink-mysql`, `sink-hologres`, `sink-datahub`, `sink-es`, `sink-fc`); a task of a
+//! type built without its feature hangs with a message naming the feature.
 //!
-//! SINK_ODPS, SINK_OSS, SINK_FC and SINK_OTS are managed fully but do not write yet:
+//! SINK_ODPS, SINK_OSS and SINK_OTS are managed fully but do not write yet:
 //! their tasks hang with [`not_yet_message`].
 
 mod config;
@@ -53,7 +54,8 @@ pub fn not_yet_message(kind: ConnectorKind) -> String {
         feature = "sink-mysql",
         feature = "sink-hologres",
         feature = "sink-datahub",
-        feature = "sink-es"
+        feature = "sink-es",
+        feature = "sink-fc"
     ),
     allow(dead_code)
 )]
@@ -90,10 +92,10 @@ pub async fn open(
         }
         ConnectorConfig::Hologres(c) => postgres::open(c.clone(), columns).await,
         ConnectorConfig::Es(c) => es::open(c.clone(), columns).await,
-        ConnectorConfig::Odps(_)
-        | ConnectorConfig::Oss(_)
-        | ConnectorConfig::Fc(_)
-        | ConnectorConfig::Ots(_) => Err(SinkError::config(not_yet_message(config.kind()))),
+        ConnectorConfig::Fc(c) => fc::open(c.clone(), columns).await,
+        ConnectorConfig::Odps(_) | ConnectorConfig::Oss(_) | ConnectorConfig::Ots(_) => {
+            Err(SinkError::config(not_yet_message(config.kind())))
+        }
     }
 }
 
