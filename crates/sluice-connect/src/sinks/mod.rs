@@ -6,15 +6,18 @@
 //! - `datahub/`: SINK_DATAHUB, into a topic on another DataHub endpoint;
 //! - `mysql/`: SINK_MYSQL and SINK_ADS (MySQL protocol); `postgres/`: SINK_HOLOGRES
 //!   (PostgreSQL protocol);
+//! - `objstore.rs` (feature `object-store`): the one builder of object stores (S3-compatible
+//!   endpoints, local directories) and their error classification;
 //! - `tls.rs`: the TLS policy for every target (`connector_tls`, `connector_tls_ca_file`);
-//! - `odps/`, `oss/`, `es/`, `fc/`, `ots/`: configs only so far.
+//! - `oss/`: SINK_OSS, objects in an S3-compatible bucket;
+//! - `odps/`, `es/`, `fc/`, `ots/`: configs only so far.
 //!
 //! Each folder holds `config.rs` (always built: a server without the writer still accepts,
 //! validates and stores the type's configs) and its writer behind a cargo feature, on by
-//! default (`sink-mysql`, `sink-hologres`, `sink-datahub`); a task of a type built without
+//! default (`sink-mysql`, `sink-hologres`, `sink-datahub`, `sink-oss`); a task of a type built without
 //! its feature hangs with a message naming the feature.
 //!
-//! SINK_ODPS, SINK_OSS, SINK_ES, SINK_FC and SINK_OTS are managed fully but do not write yet:
+//! SINK_ODPS, SINK_ES, SINK_FC and SINK_OTS are managed fully but do not write yet:
 //! their tasks hang with [`not_yet_message`].
 
 mod config;
@@ -22,6 +25,9 @@ pub mod datahub;
 pub mod es;
 pub mod fc;
 pub mod mysql;
+// issue 10: the shared object-store builder (SINK_OSS, SINK_ODPS lake files).
+#[cfg(feature = "object-store")]
+pub mod objstore;
 pub mod odps;
 pub mod oss;
 pub mod ots;
@@ -51,7 +57,8 @@ pub fn not_yet_message(kind: ConnectorKind) -> String {
     all(
         feature = "sink-mysql",
         feature = "sink-hologres",
-        feature = "sink-datahub"
+        feature = "sink-datahub",
+        feature = "sink-oss"
     ),
     allow(dead_code)
 )]
@@ -87,8 +94,8 @@ pub async fn open(
             mysql::open(c.clone(), columns).await
         }
         ConnectorConfig::Hologres(c) => postgres::open(c.clone(), columns).await,
+        ConnectorConfig::Oss(c) => oss::open(c.clone(), columns).await,
         ConnectorConfig::Odps(_)
-        | ConnectorConfig::Oss(_)
         | ConnectorConfig::Es(_)
         | ConnectorConfig::Fc(_)
         | ConnectorConfig::Ots(_) => Err(SinkError::config(not_yet_message(config.kind()))),
