@@ -1,7 +1,7 @@
 //! SINK_OSS against s3s-fs (started by `scripts/services.sh`, which keeps each object as a
 //! file at `$SLUICE_TEST_S3_DIR/<bucket>/<key>`): objects parse and hold every row once,
-//! re-delivery overwrites, rotation by size, and the error kinds of an outage and of bad
-//! credentials.
+//! re-delivery overwrites, rotation by size, and the error kinds of an outage, bad credentials
+//! and a missing bucket.
 
 mod common;
 
@@ -183,14 +183,18 @@ async fn an_unreachable_endpoint_is_transient_and_names_it() {
         .port();
     let (b, dir) = bucket("oss-outage");
     let endpoint = format!("http://127.0.0.1:{port}");
-    let mut sink = oss::open(
-        config(&endpoint, &b, &env("SLUICE_TEST_S3_SECRET_KEY")),
-        cols(),
-    )
-    .await
-    .unwrap();
+    let cfg = config(&endpoint, &b, &env("SLUICE_TEST_S3_SECRET_KEY"));
     let started = std::time::Instant::now();
-    let e = deliver(sink.as_mut(), &recs(0..3)).await.unwrap_err();
+    // Opening checks the bucket: the task hangs with the reason before any record.
+    let e = oss::open(cfg.clone(), cols())
+        .await
+        .err()
+        .expect("open fails");
+    assert_eq!(e.kind(), ErrorKind::Transient, "{e}");
+    assert!(e.message().contains(&port.to_string()), "{e}");
+    // A store that goes away after opening fails the flush the same way.
+    let mut sink = OssSink::new(&cfg, cols()).unwrap();
+    let e = deliver(&mut sink, &recs(0..3)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Transient, "{e}");
     assert!(e.message().contains(&port.to_string()), "{e}");
     assert!(
@@ -199,7 +203,7 @@ async fn an_unreachable_endpoint_is_transient_and_names_it() {
         started.elapsed()
     );
     assert!(objects(&dir).is_empty());
-    // The runtime writes the same batch again once the target is back: the buffer was emptied.
+    // Once the store answers, the same batch is written.
     let good = config(
         &env("SLUICE_TEST_S3_ENDPOINT"),
         &b,
@@ -212,17 +216,27 @@ async fn an_unreachable_endpoint_is_transient_and_names_it() {
 }
 
 #[tokio::test]
-async fn bad_credentials_are_a_configuration_error() {
+async fn bad_credentials_and_a_missing_bucket_are_configuration_errors() {
     let (b, dir) = bucket("oss-denied");
     let endpoint = env("SLUICE_TEST_S3_ENDPOINT");
-    let mut sink = oss::open(config(&endpoint, &b, "wrong-secret"), cols())
+    let cfg = config(&endpoint, &b, "wrong-secret");
+    let e = oss::open(cfg.clone(), cols())
         .await
-        .unwrap();
-    let e = deliver(sink.as_mut(), &recs(0..2)).await.unwrap_err();
+        .err()
+        .expect("open fails");
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    let mut sink = OssSink::new(&cfg, cols()).unwrap();
+    let e = deliver(&mut sink, &recs(0..2)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     assert!(!e.message().contains("wrong-secret"), "{e}");
-    // (A missing bucket is a 404, classified in objstore's unit tests: s3s-fs creates the
-    // bucket's directory on a put instead of answering NoSuchBucket.)
+    // A missing bucket: opening checks it (NoSuchBucket, 404).
+    let missing = config(
+        &endpoint,
+        &format!("{b}-missing"),
+        &env("SLUICE_TEST_S3_SECRET_KEY"),
+    );
+    let e = oss::open(missing, cols()).await.err().expect("open fails");
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     assert!(objects(&dir).is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }

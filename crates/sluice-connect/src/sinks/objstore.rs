@@ -241,6 +241,18 @@ impl Store {
         }
     }
 
+    /// Checks that the bucket answers and the credentials may list it (one list request
+    /// below the prefix): an unreachable store is transient, a missing bucket or a refused
+    /// key pair a configuration error, so a task hangs with the reason before any record.
+    pub async fn check(&self) -> Result<(), SinkError> {
+        let prefix = (!self.prefix.is_empty()).then(|| Path::from(self.prefix.as_str()));
+        self.inner
+            .list_with_delimiter(prefix.as_ref())
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(e, &format!("checking {}", self.describe)))
+    }
+
     /// Writes one object so that it becomes visible complete or not at all: one PUT, or a
     /// multipart upload completed at the end (aborted on failure). Overwrites an object of
     /// the same name.

@@ -34,9 +34,11 @@ pub const ROTATE_BYTES: usize = 64 << 20;
 pub const STS_MESSAGE: &str = "AuthMode sts is not available self-hosted (there is no STS to \
      issue temporary credentials): set AuthMode ak with the bucket's AccessId and AccessKey";
 
-/// Opens a SINK_OSS task's sink.
+/// Opens a SINK_OSS task's sink and checks that the bucket answers ([`Store::check`]).
 pub async fn open(cfg: OssConfig, columns: SharedColumns) -> Result<Box<dyn Sink>, SinkError> {
-    Ok(Box::new(OssSink::new(&cfg, columns)?))
+    let sink = OssSink::new(&cfg, columns)?;
+    sink.store.check().await?;
+    Ok(Box::new(sink))
 }
 
 /// One object being assembled.
