@@ -253,6 +253,29 @@ impl Store {
             .map_err(|e| classify(e, &format!("checking {}", self.describe)))
     }
 
+    /// The names of the objects directly below `dir` (a key prefix ending at a `/`).
+    pub async fn list_names(&self, dir: &str) -> Result<Vec<String>, SinkError> {
+        let path = self.path(dir.trim_end_matches('/'));
+        let listing = self
+            .inner
+            .list_with_delimiter(Some(&path))
+            .await
+            .map_err(|e| classify(e, &format!("listing {}/{dir}", self.describe)))?;
+        Ok(listing
+            .objects
+            .into_iter()
+            .filter_map(|m| m.location.filename().map(str::to_string))
+            .collect())
+    }
+
+    /// Deletes one object (a missing one is fine).
+    pub async fn delete(&self, key: &str) -> Result<(), SinkError> {
+        match self.inner.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(classify(e, &format!("deleting {}/{key}", self.describe))),
+        }
+    }
+
     /// Writes one object so that it becomes visible complete or not at all: one PUT, or a
     /// multipart upload completed at the end (aborted on failure). Overwrites an object of
     /// the same name.

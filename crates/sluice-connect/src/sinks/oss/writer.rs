@@ -2,7 +2,9 @@
 //! written with one PUT (or a completed multipart upload) through `sinks/objstore.rs`.
 //!
 //! Object names are deterministic, so a re-delivery after a crash overwrites instead of
-//! duplicating whenever it starts and ends at the same positions:
+//! duplicating when it starts and ends at the same positions; when it ends elsewhere, the
+//! leftover object of the crashed attempt is deleted once the new one is visible
+//! (`remove_stale`), so no row stays twice:
 //!
 //! `<Prefix>/<window start formatted with TimeFormat>/<shard>_<first seq>.<first index>_<last seq>.<last index>.csv`
 //!
@@ -113,6 +115,48 @@ impl OssSink {
     }
 }
 
+/// A written object: key, shard, first and last position.
+type Written = (String, u32, (u64, u32), (u64, u32));
+
+impl OssSink {
+    /// After a crash, the batch in flight is delivered again from the checkpoint, maybe with
+    /// other boundaries: an object of the same shard and window that starts inside a range just
+    /// written is a leftover of that attempt; deleting it (once the new objects are visible)
+    /// leaves every row once. Normal operation never overlaps, so this only lists.
+    async fn remove_stale(&self, window: i64, written: &[Written]) -> Result<(), SinkError> {
+        let dir = self.window_dir(window);
+        let dir = dir.trim_matches('/');
+        for name in self.store.list_names(dir).await? {
+            let Some((shard, first, _)) = parse_name(&name) else {
+                continue;
+            };
+            let key = format!("{dir}/{name}");
+            // It starts inside a range just written: its rows from there on are either in the
+            // new objects or still to come (they are past the checkpoint). An object starting
+            // before the range (an offset reset backwards) holds rows that will not come again.
+            let stale = written
+                .iter()
+                .any(|(k, s, f, l)| *s == shard && *k != key && *f <= first && first <= *l);
+            if stale {
+                self.store.delete(&key).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `<shard>_<seq>.<index>_<seq>.<index>.<ext>` → (shard, first, last).
+fn parse_name(name: &str) -> Option<(u32, (u64, u32), (u64, u32))> {
+    let (stem, _ext) = name.rsplit_once('.')?;
+    let mut it = stem.splitn(3, '_');
+    let shard = it.next()?.parse().ok()?;
+    let pos = |t: &str| -> Option<(u64, u32)> {
+        let (q, i) = t.split_once('.')?;
+        Some((q.parse().ok()?, i.parse().ok()?))
+    };
+    Some((shard, pos(it.next()?)?, pos(it.next()?)?))
+}
+
 /// A time format chrono cannot render would panic later: refuse it now.
 fn check_time_format(f: &str) -> Result<(), SinkError> {
     if StrftimeItems::new(f).any(|i| matches!(i, Item::Error)) {
@@ -158,10 +202,13 @@ impl Sink for OssSink {
     async fn flush(&mut self) -> Result<(), SinkError> {
         let parts = std::mem::take(&mut self.parts);
         for (window, list) in parts {
+            let mut written = Vec::with_capacity(list.len());
             for p in list {
                 let key = self.key(window, &p);
                 self.store.put(&key, Bytes::from(p.data)).await?;
+                written.push((key, p.shard, p.first, p.last));
             }
+            self.remove_stale(window, &written).await?;
         }
         Ok(())
     }
@@ -229,5 +276,10 @@ mod tests {
             sink.key(1_700_000_000_000, &p),
             "20231114/2200/1_00000000000000000003.0_00000000000000000009.2.csv"
         );
+        assert_eq!(
+            parse_name("1_00000000000000000003.0_00000000000000000009.2.csv"),
+            Some((1, (3, 0), (9, 2)))
+        );
+        assert_eq!(parse_name(".tmp.1.internal.part"), None);
     }
 }
