@@ -237,13 +237,13 @@ class Oss(SinkAdapter):
     """SINK_OSS into a bucket of s3s-fs (scripts/services.sh), which keeps each object as a file
     at SLUICE_TEST_S3_DIR/<bucket>/<key>. Objects are CSV in ColumnFields order. An object's
     name is deterministic (shard, first and last position), so a re-delivery with the same
-    boundaries overwrites it; one with other boundaries leaves duplicates (at most one batch per
-    shard): absorbs_duplicates is False. `arrival` is the object's mtime (ns) * 10^6 + its line,
-    ties broken by shard and position. Objects accept every value."""
+    boundaries overwrites it, and one with other boundaries deletes the crashed attempt's
+    object: absorbs_duplicates. `arrival` is the object's mtime (ns) * 10^6 + its line, ties
+    broken by shard and position. Objects accept every value."""
 
     name = "oss"
     connector_type = ConnectorType.SINK_OSS
-    absorbs_duplicates = False
+    absorbs_duplicates = True
     rejects_records = False
 
     def __init__(self):
