@@ -115,8 +115,10 @@ impl OssSink {
     }
 }
 
+/// A record's position: (sequence, index in the batch).
+type Pos = (u64, u32);
 /// A written object: key, shard, first and last position.
-type Written = (String, u32, (u64, u32), (u64, u32));
+type Written = (String, u32, Pos, Pos);
 
 impl OssSink {
     /// After a crash, the batch in flight is delivered again from the checkpoint, maybe with
@@ -146,11 +148,11 @@ impl OssSink {
 }
 
 /// `<shard>_<seq>.<index>_<seq>.<index>.<ext>` → (shard, first, last).
-fn parse_name(name: &str) -> Option<(u32, (u64, u32), (u64, u32))> {
+fn parse_name(name: &str) -> Option<(u32, Pos, Pos)> {
     let (stem, _ext) = name.rsplit_once('.')?;
     let mut it = stem.splitn(3, '_');
     let shard = it.next()?.parse().ok()?;
-    let pos = |t: &str| -> Option<(u64, u32)> {
+    let pos = |t: &str| -> Option<Pos> {
         let (q, i) = t.split_once('.')?;
         Some((q.parse().ok()?, i.parse().ok()?))
     };
