@@ -54,9 +54,11 @@ class SinkAdapter:
     rejects_records = True
 
     def server_config(self, records, age_ms):
-        """Extra server config keys for the suite's small batches (the global keys reach a sink
-        type only where its own batch defaults leave them open)."""
-        return {}
+        """Extra server config keys for the suite's small batches: the global keys reach a sink
+        type only where its own batch defaults leave them open (SINK_MYSQL's 5,000 records,
+        SINK_OSS's 5 minutes), so the type's `[connector_batch.<type>]` is set too."""
+        kind = self.connector_type.value.lower()
+        return {"connector_batch.%s.records" % kind: records, "connector_batch.%s.age_ms" % kind: age_ms}
 
     def prepare(self, sluice_factory):
         """Creates a fresh target for one test."""
@@ -251,10 +253,6 @@ class Oss(SinkAdapter):
         self.root = env("SLUICE_TEST_S3_DIR")
         self.ak, self.sk = env("SLUICE_TEST_S3_ACCESS_KEY"), env("SLUICE_TEST_S3_SECRET_KEY")
         self.bucket = None
-
-    def server_config(self, records, age_ms):
-        # SINK_OSS batches minutes / 64 MB by default (BATCH_DEFAULTS): `[connector_batch.sink_oss]`
-        return {"connector_batch.sink_oss.records": records, "connector_batch.sink_oss.age_ms": age_ms}
 
     def prepare(self, sluice_factory):
         self.bucket = table_name("sc-oss").replace("_", "-")
