@@ -14,6 +14,8 @@ gets a NEW arrival number when a row is written again, so re-delivered rows stay
 """
 
 import base64
+import csv
+import io
 import json
 import os
 import subprocess
@@ -23,7 +25,7 @@ import urllib.request
 
 import pytest
 from datahub.models import (AuthMode, ConnectorType, DatabaseConnectorConfig, FieldType, HologresConnectorConfig,
-                            RecordSchema)
+                            OssConnectorConfig, RecordSchema)
 from datahub.models.connector import DataHubConnectorConfig, EsConnectorConfig, FcConnectorConfig
 
 from fc_receiver import BAD_NOTE, FcReceiver
@@ -53,6 +55,16 @@ class SinkAdapter:
     # True when re-delivered rows overwrite themselves (keyed REPLACE / upsert): after a crash no
     # duplicate may remain. False (no keys): duplicates remain, at most one batch per shard.
     absorbs_duplicates = True
+    # False for a target that accepts every value (objects): then `bad_note()` is a value that is
+    # hard to encode, which must arrive intact and not be discarded.
+    rejects_records = True
+
+    def server_config(self, records, age_ms):
+        """Extra server config keys for the suite's small batches: the global keys reach a sink
+        type only where its own batch defaults leave them open (SINK_MYSQL's 5,000 records,
+        SINK_OSS's 5 minutes), so the type's `[connector_batch.<type>]` is set too."""
+        kind = self.connector_type.value.lower()
+        return {"connector_batch.%s.records" % kind: records, "connector_batch.%s.age_ms" % kind: age_ms}
 
     def prepare(self, sluice_factory):
         """Creates a fresh target for one test."""
@@ -348,4 +360,71 @@ class Fc(SinkAdapter):
         return BAD_NOTE
 
 
-ADAPTERS = {a.name: a for a in (MySql, Ads, Hologres, Datahub, Es, Fc)}
+
+
+class Oss(SinkAdapter):
+    """SINK_OSS into a bucket of s3s-fs (scripts/services.sh), which keeps each object as a file
+    at SLUICE_TEST_S3_DIR/<bucket>/<key>. Objects are CSV in ColumnFields order. An object's
+    name is deterministic (shard, first and last position), so a re-delivery with the same
+    boundaries overwrites it, and one with other boundaries deletes the crashed attempt's
+    object: absorbs_duplicates. `arrival` is the object's mtime (ns) * 10^6 + its line, ties
+    broken by shard and position. Objects accept every value."""
+
+    name = "oss"
+    connector_type = ConnectorType.SINK_OSS
+    absorbs_duplicates = True
+    rejects_records = False
+
+    def __init__(self):
+        self.port = env("SLUICE_TEST_S3_PORT")
+        self.root = env("SLUICE_TEST_S3_DIR")
+        self.ak, self.sk = env("SLUICE_TEST_S3_ACCESS_KEY"), env("SLUICE_TEST_S3_SECRET_KEY")
+        self.bucket = None
+
+    def prepare(self, sluice_factory):
+        self.bucket = table_name("sc-oss").replace("_", "-")
+        os.makedirs(os.path.join(self.root, self.bucket))  # s3s-fs: a bucket is a directory
+
+    def address(self):
+        return "127.0.0.1", self.port
+
+    def config(self, host, port):
+        return OssConnectorConfig("http://%s:%s" % (host, port), self.bucket, "compliance", "%Y%m%d/%H%M", 60,
+                                  AuthMode.AK, self.ak, self.sk)
+
+    def objects(self):
+        """[(sort key, path)] of every complete object in the bucket, oldest first."""
+        out = []
+        base = os.path.join(self.root, self.bucket)
+        for d, _, files in os.walk(base):
+            for f in files:
+                if not f.endswith(".csv"):
+                    continue  # s3s-fs's own temporary / metadata files
+                path = os.path.join(d, f)
+                shard, first = f.split("_")[:2]
+                out.append(((os.stat(path).st_mtime_ns, int(shard), first), path))
+        return sorted(out)
+
+    def rows(self):
+        out = []
+        last_mtime, n = None, 0
+        for (mtime, _, _), path in self.objects():
+            if mtime != last_mtime:
+                last_mtime, n = mtime, 0  # lines of objects with the same mtime count on
+            with open(path, newline="") as f:
+                text = f.read()
+            for rec in csv.reader(io.StringIO(text, newline="")):
+                extra = rec[2] if len(rec) > 2 and rec[2] != "" else None
+                out.append({"id": int(rec[0]), "note": rec[1] if rec[1] != "" else None, "extra": extra,
+                            "arrival": mtime * 1_000_000 + n})
+                n += 1
+        return out
+
+    def add_column(self, name):
+        pass  # objects have no schema: the connector's new column is a new CSV column
+
+    def bad_note(self):
+        return 'a,"b"\nc'
+
+
+ADAPTERS = {a.name: a for a in (MySql, Ads, Hologres, Datahub, Es, Fc, Oss)}

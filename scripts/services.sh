@@ -14,7 +14,7 @@
 #   3. add <name> to SLUICE_SERVICES below.
 # A test that needs a service and does not find its variables must fail, not skip.
 
-SLUICE_SERVICES=(mysql postgres mysql_tls postgres_tls es)
+SLUICE_SERVICES=(mysql postgres mysql_tls postgres_tls es s3)
 SLUICE_SERVICES_DIR="${SLUICE_SERVICES_DIR:-}"
 _SLUICE_SERVICES_RUNNING=()
 _SLUICE_SERVICES_TMP=""
@@ -337,4 +337,55 @@ service_es_start() {
 
 service_es_stop() {
   es_daemon_stop
+}
+
+# ---- S3-compatible object storage: s3s-fs (issue 10: SINK_OSS, SINK_ODPS lake files) -----
+# s3s-fs 0.14.1 (newer versions need a newer rustc), installed once into the cache dir outside
+# the clone. Objects land as plain files at $SLUICE_TEST_S3_DIR/<bucket>/<key>; a bucket is a
+# directory (the tests create theirs, through S3 or with mkdir). Exported:
+# SLUICE_TEST_S3_ENDPOINT (http://127.0.0.1:P), SLUICE_TEST_S3_ACCESS_KEY,
+# SLUICE_TEST_S3_SECRET_KEY, SLUICE_TEST_S3_DIR, SLUICE_TEST_S3_PORT.
+
+s3s_fs_bin() {
+  local root="${SLUICE_CACHE_DIR:-/root/.cache/sluice}/s3s-fs"
+  if [ ! -x "$root/bin/s3s-fs" ]; then
+    echo "installing s3s-fs 0.14.1 into $root (about 1.5 min, once)" >&2
+    mkdir -p "$root"
+    # Built outside the clone's target dir, so the workspace's build stays untouched.
+    (cd / && CARGO_TARGET_DIR="$root/target" cargo install s3s-fs --version 0.14.1 \
+      --features binary --locked --root "$root" </dev/null >"$root/install.log" 2>&1) ||
+      { tail -20 "$root/install.log" >&2; return 1; }
+  fi
+  echo "$root/bin/s3s-fs"
+}
+
+service_s3_start() {
+  local bin d
+  bin="$(s3s_fs_bin)" || return 1
+  d="$SLUICE_SERVICES_DIR/s3"
+  export SLUICE_TEST_S3_DIR="$d/data"
+  mkdir -p "$SLUICE_TEST_S3_DIR"
+  export SLUICE_TEST_S3_PORT="${SLUICE_TEST_S3_PORT:-$(services_free_port)}"
+  export SLUICE_TEST_S3_ACCESS_KEY="sluice-test-ak" SLUICE_TEST_S3_SECRET_KEY="sluice-test-sk"
+  export SLUICE_TEST_S3_ENDPOINT="http://127.0.0.1:$SLUICE_TEST_S3_PORT"
+  "$bin" --host 127.0.0.1 --port "$SLUICE_TEST_S3_PORT" --access-key "$SLUICE_TEST_S3_ACCESS_KEY" \
+    --secret-key "$SLUICE_TEST_S3_SECRET_KEY" "$SLUICE_TEST_S3_DIR" </dev/null >"$d/s3s-fs.log" 2>&1 &
+  echo $! >"$d/daemon.pid"
+  services_wait python3 -c "import socket; socket.create_connection(('127.0.0.1', $SLUICE_TEST_S3_PORT), 1)" ||
+    { tail -20 "$d/s3s-fs.log" >&2; return 1; }
+  services_started s3
+  echo "s3s-fs on $SLUICE_TEST_S3_ENDPOINT ($SLUICE_TEST_S3_DIR)"
+}
+
+service_s3_stop() {
+  local d="$SLUICE_SERVICES_DIR/s3" pid i
+  pid="$(cat "$d/daemon.pid" 2>/dev/null || true)"
+  [ -n "$pid" ] || return 0
+  kill "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
+  rm -f "$d/daemon.pid"
 }

@@ -7,16 +7,19 @@
 //! - `mysql/`: SINK_MYSQL and SINK_ADS (MySQL protocol); `postgres/`: SINK_HOLOGRES
 //!   (PostgreSQL protocol);
 //! - `fc/`: SINK_FC, a Function Compute 3.0 function invoked with each batch;
+//! - `objstore.rs` (feature `object-store`): the one builder of object stores (S3-compatible
+//!   endpoints, local directories) and their error classification;
 //! - `tls.rs`: the TLS policy for every target (`connector_tls`, `connector_tls_ca_file`);
 //! - `es/`: SINK_ES, Elasticsearch / OpenSearch through `_bulk`;
-//! - `odps/`, `oss/`, `ots/`: configs only so far.
+//! - `oss/`: SINK_OSS, objects in an S3-compatible bucket;
+//! - `odps/`, `ots/`: configs only so far.
 //!
 //! Each folder holds `config.rs` (always built: a server without the writer still accepts,
 //! validates and stores the type's configs) and its writer behind a cargo feature, on by
-//! default (`sink-mysql`, `sink-hologres`, `sink-datahub`, `sink-es`, `sink-fc`); a task of a
-//! type built without its feature hangs with a message naming the feature.
+//! default (`sink-mysql`, `sink-hologres`, `sink-datahub`, `sink-es`, `sink-fc`, `sink-oss`); a
+//! task of a type built without its feature hangs with a message naming the feature.
 //!
-//! SINK_ODPS, SINK_OSS and SINK_OTS are managed fully but do not write yet:
+//! SINK_ODPS and SINK_OTS are managed fully but do not write yet:
 //! their tasks hang with [`not_yet_message`].
 
 mod config;
@@ -24,6 +27,9 @@ pub mod datahub;
 pub mod es;
 pub mod fc;
 pub mod mysql;
+// issue 10: the shared object-store builder (SINK_OSS, SINK_ODPS lake files).
+#[cfg(feature = "object-store")]
+pub mod objstore;
 pub mod odps;
 pub mod oss;
 pub mod ots;
@@ -55,7 +61,8 @@ pub fn not_yet_message(kind: ConnectorKind) -> String {
         feature = "sink-hologres",
         feature = "sink-datahub",
         feature = "sink-es",
-        feature = "sink-fc"
+        feature = "sink-fc",
+        feature = "sink-oss"
     ),
     allow(dead_code)
 )]
@@ -93,7 +100,8 @@ pub async fn open(
         ConnectorConfig::Hologres(c) => postgres::open(c.clone(), columns).await,
         ConnectorConfig::Es(c) => es::open(c.clone(), columns).await,
         ConnectorConfig::Fc(c) => fc::open(c.clone(), columns).await,
-        ConnectorConfig::Odps(_) | ConnectorConfig::Oss(_) | ConnectorConfig::Ots(_) => {
+        ConnectorConfig::Oss(c) => oss::open(c.clone(), columns).await,
+        ConnectorConfig::Odps(_) | ConnectorConfig::Ots(_) => {
             Err(SinkError::config(not_yet_message(config.kind())))
         }
     }
