@@ -35,6 +35,9 @@ impl Server {
                 .connector_tls_policy()
                 .map_err(|e| Error::Internal(e.to_string()))?,
         );
+        // issue 10: lake — SINK_ODPS's time zone and window scale, process-wide.
+        #[cfg(feature = "sink-odps")]
+        sluice_connect::sinks::odps::configure(config.lake_settings());
         catalog.start_connectors().await?;
         let stop = CancellationToken::new();
         let retention = tokio::spawn(retention::run(

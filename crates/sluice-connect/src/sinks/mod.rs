@@ -7,14 +7,15 @@
 //! - `mysql/`: SINK_MYSQL and SINK_ADS (MySQL protocol); `postgres/`: SINK_HOLOGRES
 //!   (PostgreSQL protocol);
 //! - `tls.rs`: the TLS policy for every target (`connector_tls`, `connector_tls_ca_file`);
-//! - `odps/`, `oss/`, `es/`, `fc/`, `ots/`: configs only so far.
+//! - `odps/`: SINK_ODPS, a Hive-partitioned Parquet table (`file://` warehouses);
+//! - `oss/`, `es/`, `fc/`, `ots/`: configs only so far.
 //!
 //! Each folder holds `config.rs` (always built: a server without the writer still accepts,
 //! validates and stores the type's configs) and its writer behind a cargo feature, on by
-//! default (`sink-mysql`, `sink-hologres`, `sink-datahub`); a task of a type built without
+//! default (`sink-mysql`, `sink-hologres`, `sink-datahub`, `sink-odps`); a task of a type built without
 //! its feature hangs with a message naming the feature.
 //!
-//! SINK_ODPS, SINK_OSS, SINK_ES, SINK_FC and SINK_OTS are managed fully but do not write yet:
+//! SINK_OSS, SINK_ES, SINK_FC and SINK_OTS are managed fully but do not write yet:
 //! their tasks hang with [`not_yet_message`].
 
 mod config;
@@ -51,7 +52,8 @@ pub fn not_yet_message(kind: ConnectorKind) -> String {
     all(
         feature = "sink-mysql",
         feature = "sink-hologres",
-        feature = "sink-datahub"
+        feature = "sink-datahub",
+        feature = "sink-odps"
     ),
     allow(dead_code)
 )]
@@ -87,8 +89,8 @@ pub async fn open(
             mysql::open(c.clone(), columns).await
         }
         ConnectorConfig::Hologres(c) => postgres::open(c.clone(), columns).await,
-        ConnectorConfig::Odps(_)
-        | ConnectorConfig::Oss(_)
+        ConnectorConfig::Odps(c) => odps::open(c.clone(), columns).await,
+        ConnectorConfig::Oss(_)
         | ConnectorConfig::Es(_)
         | ConnectorConfig::Fc(_)
         | ConnectorConfig::Ots(_) => Err(SinkError::config(not_yet_message(config.kind()))),
