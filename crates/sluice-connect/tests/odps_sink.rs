@@ -196,7 +196,11 @@ async fn every_row_once_in_its_partition_in_each_mode() {
             // Three deliveries per shard, of uneven sizes, spanning ~10 windows.
             let recs = shard_records(shard, 0..20, false);
             all.extend(recs.clone());
-            let batches = vec![recs[..6].to_vec(), recs[6..25].to_vec(), recs[25..].to_vec()];
+            let batches = vec![
+                recs[..6].to_vec(),
+                recs[6..25].to_vec(),
+                recs[25..].to_vec(),
+            ];
             deliver(&cfg, &cols, &batches).await;
         }
         let rows = read_table(&table_dir(dir.path()));
@@ -218,7 +222,10 @@ async fn every_row_once_in_its_partition_in_each_mode() {
             partitions.insert(row.0.clone());
         }
         if mode != "USER_DEFINE" {
-            assert!(partitions.len() >= 8, "{mode}: several windows: {partitions:?}");
+            assert!(
+                partitions.len() >= 8,
+                "{mode}: several windows: {partitions:?}"
+            );
         } else {
             assert_eq!(partitions.len(), 2, "{partitions:?}");
         }
@@ -245,7 +252,9 @@ async fn a_crash_after_files_became_visible_leaves_no_gap_and_no_duplicate() {
     let rows = read_table(&table_dir(dir.path()));
     let mut ids: Vec<i64> = rows.iter().map(|r| r.1).collect();
     ids.sort();
-    let mut want: Vec<i64> = (0..30).flat_map(|q| (0..2).map(move |i| id_of(2, q, i))).collect();
+    let mut want: Vec<i64> = (0..30)
+        .flat_map(|q| (0..2).map(move |i| id_of(2, q, i)))
+        .collect();
     want.sort();
     assert_eq!(ids, want, "no gap, no duplicate");
 
@@ -293,11 +302,18 @@ async fn bad_decimals_are_bad_records_and_maxcompute_hangs() {
     assert_eq!(e.kind, ErrorKind::BadRecord, "{e}");
     assert!(e.message.contains("decimal(38, 18)"), "{e}");
     sink.flush().await.unwrap();
-    assert!(read_table(&table_dir(dir.path())).is_empty(), "the failed write left rows");
+    assert!(
+        read_table(&table_dir(dir.path())).is_empty(),
+        "the failed write left rows"
+    );
 
     let mut mc = cfg.clone();
     mc.odps_endpoint = "http://service.cn-hangzhou.maxcompute.aliyun.com/api".into();
     let e = odps::open(mc, columns(false)).await.err().unwrap();
     assert_eq!(e.kind, ErrorKind::Config);
-    assert!(e.message.contains("MaxCompute tunnel is not available self-hosted"), "{e}");
+    assert!(
+        e.message
+            .contains("MaxCompute tunnel is not available self-hosted"),
+        "{e}"
+    );
 }

@@ -352,7 +352,9 @@ impl ServerConfig {
             "must be between 1 and 60000",
         )?;
         #[cfg(feature = "sink-odps")]
-        if let Err(problem) = sluice_connect::sinks::odps::parse_zone(&self.connector_odps_time_zone) {
+        if let Err(problem) =
+            sluice_connect::sinks::odps::parse_zone(&self.connector_odps_time_zone)
+        {
             return Err(ConfigError {
                 field: "connector_odps_time_zone",
                 problem,

@@ -46,6 +46,12 @@ impl Server {
             stop.clone(),
         ));
         let mut tasks = vec![retention];
+        // issue 10: lake — _SUCCESS markers of SINK_ODPS tables.
+        #[cfg(feature = "sink-odps")]
+        tasks.push(tokio::spawn(crate::service::lake_markers::run(
+            catalog.clone(),
+            stop.clone(),
+        )));
         if config.fsync == crate::config::FsyncPolicy::Interval {
             tasks.push(tokio::spawn(retention::run_flusher(
                 catalog.clone(),

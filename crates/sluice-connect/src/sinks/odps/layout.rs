@@ -188,13 +188,7 @@ impl Partitioner {
         };
         let mut parts = Vec::with_capacity(self.columns.len());
         match (time_ms, &self.source) {
-            (Some(ms), _) => {
-                let start = self.window_start(ms)?;
-                for (name, format) in &self.columns {
-                    let value = start.format(format).to_string();
-                    parts.push(format!("{name}={}", escape_partition_value(&value)));
-                }
-            }
+            (Some(ms), _) => return Ok(self.window_path(&self.window_start(ms)?)),
             (None, Source::UserDefine(idx)) => {
                 for ((name, _), i) in self.columns.iter().zip(idx) {
                     let text = match values.get(*i) {
@@ -212,6 +206,18 @@ impl Partitioner {
             (None, _) => unreachable!("only USER_DEFINE has no time"),
         }
         Ok(parts.join("/"))
+    }
+
+    /// The partition path of the window starting at `start` (time modes).
+    pub fn window_path(&self, start: &DateTime<Tz>) -> String {
+        self.columns
+            .iter()
+            .map(|(name, format)| {
+                let value = start.format(format).to_string();
+                format!("{name}={}", escape_partition_value(&value))
+            })
+            .collect::<Vec<_>>()
+            .join("/")
     }
 
     /// The start of the window holding `ms`, in the partition time zone (windows are aligned
@@ -346,18 +352,36 @@ mod tests {
     #[test]
     fn system_time_windows_follow_the_formats_in_order() {
         let pc = json!([{"key":"ds","value":"%Y%m%d"},{"key":"hh","value":"%H"},{"key":"mm","value":"%M"}]);
-        let p = Partitioner::new(&config("SYSTEM_TIME", 15, pc), &cols(&[], &[]), Tz::UTC, 60_000).unwrap();
+        let p = Partitioner::new(
+            &config("SYSTEM_TIME", 15, pc),
+            &cols(&[], &[]),
+            Tz::UTC,
+            60_000,
+        )
+        .unwrap();
         // 2026-11-24 18:44:59.999 UTC
         let ms = 1_795_545_899_999;
-        assert_eq!(p.path_of(&rec(ms, vec![])).unwrap(), "ds=20261124/hh=18/mm=30");
-        assert_eq!(p.path_of(&rec(ms + 1, vec![])).unwrap(), "ds=20261124/hh=18/mm=45");
+        assert_eq!(
+            p.path_of(&rec(ms, vec![])).unwrap(),
+            "ds=20261124/hh=18/mm=30"
+        );
+        assert_eq!(
+            p.path_of(&rec(ms + 1, vec![])).unwrap(),
+            "ds=20261124/hh=18/mm=45"
+        );
     }
 
     #[test]
     fn the_zone_moves_the_windows() {
         let pc = json!([{"key":"ds","value":"%Y%m%d"},{"key":"hh","value":"%H"}]);
         let zone: Tz = "Asia/Kolkata".parse().unwrap(); // +05:30
-        let p = Partitioner::new(&config("SYSTEM_TIME", 60, pc), &cols(&[], &[]), zone, 60_000).unwrap();
+        let p = Partitioner::new(
+            &config("SYSTEM_TIME", 60, pc),
+            &cols(&[], &[]),
+            zone,
+            60_000,
+        )
+        .unwrap();
         // 2026-11-24 18:44:59 UTC = 2026-11-25 00:14:59 +05:30
         assert_eq!(
             p.path_of(&rec(1_795_545_899_000, vec![])).unwrap(),
@@ -368,19 +392,34 @@ mod tests {
     #[test]
     fn event_time_and_user_define_read_fields() {
         let pc = json!([{"key":"ds","value":"%Y%m%d"}]);
-        let c = cols(&["id", "event_time"], &[FieldType::Bigint, FieldType::Timestamp]);
-        let p = Partitioner::new(&config("EVENT_TIME", 15, pc.clone()), &c, Tz::UTC, 60_000).unwrap();
+        let c = cols(
+            &["id", "event_time"],
+            &[FieldType::Bigint, FieldType::Timestamp],
+        );
+        let p =
+            Partitioner::new(&config("EVENT_TIME", 15, pc.clone()), &c, Tz::UTC, 60_000).unwrap();
         let r = rec(0, vec![Value::Int(1), Value::Int(1_795_545_899_000_000)]);
         assert_eq!(p.path_of(&r).unwrap(), "ds=20261124");
-        assert!(p.path_of(&rec(0, vec![Value::Int(1), Value::Null])).is_err());
+        assert!(p
+            .path_of(&rec(0, vec![Value::Int(1), Value::Null]))
+            .is_err());
         let no_field = cols(&["id"], &[FieldType::Bigint]);
-        assert!(Partitioner::new(&config("EVENT_TIME", 15, pc.clone()), &no_field, Tz::UTC, 60_000).is_err());
+        assert!(Partitioner::new(
+            &config("EVENT_TIME", 15, pc.clone()),
+            &no_field,
+            Tz::UTC,
+            60_000
+        )
+        .is_err());
 
         let c = cols(&["id", "ds"], &[FieldType::Bigint, FieldType::String]);
-        let p = Partitioner::new(&config("USER_DEFINE", 15, pc.clone()), &c, Tz::UTC, 60_000).unwrap();
+        let p =
+            Partitioner::new(&config("USER_DEFINE", 15, pc.clone()), &c, Tz::UTC, 60_000).unwrap();
         let r = rec(0, vec![Value::Int(1), Value::Str("a/b=c".into())]);
         assert_eq!(p.path_of(&r).unwrap(), "ds=a%2Fb%3Dc");
-        assert!(Partitioner::new(&config("USER_DEFINE", 15, pc), &no_field, Tz::UTC, 60_000).is_err());
+        assert!(
+            Partitioner::new(&config("USER_DEFINE", 15, pc), &no_field, Tz::UTC, 60_000).is_err()
+        );
     }
 
     #[test]

@@ -19,8 +19,8 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BooleanBuilder, Decimal128Builder, Float32Builder, Float64Builder, Int16Builder,
-    Int32Builder, Int64Builder, Int8Builder, StringBuilder, TimestampMicrosecondBuilder,
+    BooleanBuilder, Decimal128Builder, Float32Builder, Float64Builder, Int16Builder, Int32Builder,
+    Int64Builder, Int8Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -91,7 +91,11 @@ pub fn decimal_38_18(text: &str) -> Option<i128> {
     if dropped.bytes().any(|b| b != b'0') || kept.len() > usize::from(DECIMAL_PRECISION) {
         return None;
     }
-    let v: i128 = if kept.is_empty() { 0 } else { kept.parse().ok()? };
+    let v: i128 = if kept.is_empty() {
+        0
+    } else {
+        kept.parse().ok()?
+    };
     Some(if neg { -v } else { v })
 }
 
@@ -193,9 +197,7 @@ pub fn record_batch(
                     .with_precision_and_scale(DECIMAL_PRECISION, DECIMAL_SCALE)?;
                 for r in rows {
                     match cell(r) {
-                        Value::Decimal(s) | Value::Str(s) => {
-                            b.append_option(decimal_38_18(&s))
-                        }
+                        Value::Decimal(s) | Value::Str(s) => b.append_option(decimal_38_18(&s)),
                         _ => b.append_null(),
                     }
                 }
@@ -234,7 +236,10 @@ mod tests {
         assert_eq!(decimal_38_18("0.000000000000000001"), Some(1));
         assert_eq!(decimal_38_18("1.0000000000000000000"), Some(e18));
         assert_eq!(decimal_38_18("0.0000000000000000001"), None);
-        assert_eq!(decimal_38_18(&"9".repeat(20)), Some(99_999_999_999_999_999_999 * e18));
+        assert_eq!(
+            decimal_38_18(&"9".repeat(20)),
+            Some(99_999_999_999_999_999_999 * e18)
+        );
         assert_eq!(decimal_38_18(&"9".repeat(21)), None);
         assert_eq!(decimal_38_18("abc"), None);
     }
@@ -251,7 +256,12 @@ mod tests {
         let types: Vec<_> = cols.iter().map(|c| c.1).collect();
         let s = schema(&cols);
         let rows = vec![
-            vec![Value::Int(1), Value::Int(5), Value::Decimal("2.5".into()), Value::Str("x".into())],
+            vec![
+                Value::Int(1),
+                Value::Int(5),
+                Value::Decimal("2.5".into()),
+                Value::Str("x".into()),
+            ],
             vec![Value::Null, Value::Null, Value::Null, Value::Null],
         ];
         let bytes = parquet_bytes(&record_batch(&s, &types, &rows).unwrap()).unwrap();
@@ -261,8 +271,14 @@ mod tests {
             .unwrap();
         let back = reader.next().unwrap().unwrap();
         assert_eq!(back.num_rows(), 2);
-        assert_eq!(back.schema().field(1).data_type(), &arrow_type(FieldType::Timestamp));
-        assert_eq!(back.schema().field(2).data_type(), &DataType::Decimal128(38, 18));
+        assert_eq!(
+            back.schema().field(1).data_type(),
+            &arrow_type(FieldType::Timestamp)
+        );
+        assert_eq!(
+            back.schema().field(2).data_type(),
+            &DataType::Decimal128(38, 18)
+        );
         assert_eq!(back.column(0).null_count(), 1);
     }
 }

@@ -5,7 +5,8 @@
 //! - `layout.rs`: warehouse URI, table folder, partition paths (SYSTEM_TIME, EVENT_TIME,
 //!   USER_DEFINE), file names carrying shard and positions;
 //! - `mapping.rs`: DataHub types → Parquet, rows → a Parquet file;
-//! - `writer.rs`: the [`Sink`](crate::sink::Sink), atomic visible files, recovery from files.
+//! - `writer.rs`: the [`Sink`](crate::sink::Sink), atomic visible files, recovery from files;
+//! - `markers.rs`: `_SUCCESS` markers from the connector's done time.
 //!
 //! Everything but the config is behind the cargo feature `sink-odps` (arrow + parquet).
 
@@ -14,6 +15,8 @@ mod config;
 pub mod layout;
 #[cfg(feature = "sink-odps")]
 mod mapping;
+#[cfg(feature = "sink-odps")]
+pub mod markers;
 #[cfg(feature = "sink-odps")]
 mod writer;
 
@@ -81,6 +84,9 @@ pub const BATCH_DEFAULTS: BatchDefaults = BatchDefaults {
 
 /// Built without `sink-odps`: the task hangs with the reason.
 #[cfg(not(feature = "sink-odps"))]
-pub async fn open(_config: OdpsConfig, _columns: SharedColumns) -> Result<Box<dyn Sink>, SinkError> {
+pub async fn open(
+    _config: OdpsConfig,
+    _columns: SharedColumns,
+) -> Result<Box<dyn Sink>, SinkError> {
     Err(SinkError::config(super::built_without("sink-odps")))
 }

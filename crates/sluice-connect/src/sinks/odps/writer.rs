@@ -48,6 +48,8 @@ struct OdpsSink {
     shard: Option<u32>,
     /// The first position of the delivery being written.
     batch: Position,
+    /// Rows written into partitions that already had `_SUCCESS` (EVENT_TIME late rows).
+    late_rows: u64,
 }
 
 /// Opens the writer of one task, with the server's [`LakeSettings`](super::LakeSettings).
@@ -91,8 +93,11 @@ pub async fn open_with(
         .collect();
     let table_dir = root.join(table_path(&config));
     tokio::fs::create_dir_all(&table_dir).await.map_err(|e| {
-        SinkError::transient(format!("creating the table folder {}: {e}", table_dir.display()))
-            .with_source(e)
+        SinkError::transient(format!(
+            "creating the table folder {}: {e}",
+            table_dir.display()
+        ))
+        .with_source(e)
     })?;
     Ok(Box::new(OdpsSink {
         table_dir,
@@ -104,6 +109,7 @@ pub async fn open_with(
         pending: BTreeMap::new(),
         shard: None,
         batch: (0, 0),
+        late_rows: 0,
     }))
 }
 
@@ -135,10 +141,16 @@ impl OdpsSink {
         };
         let values = match &record.data {
             SinkData::Tuple(v) => v,
-            SinkData::Blob(_) => return Err(bad("BLOB records cannot be written to a table".into())),
+            SinkData::Blob(_) => {
+                return Err(bad("BLOB records cannot be written to a table".into()))
+            }
         };
         let partition = self.partitioner.path_of(record).map_err(bad)?;
-        let row: Vec<&Value> = self.keep.iter().map(|&i| values.get(i).unwrap_or(&Value::Null)).collect();
+        let row: Vec<&Value> = self
+            .keep
+            .iter()
+            .map(|&i| values.get(i).unwrap_or(&Value::Null))
+            .collect();
         mapping::check_row(&self.types, &row).map_err(bad)?;
         let pos = (record.sequence, record.batch_index);
         let shard = record.shard_id;
@@ -178,6 +190,7 @@ impl OdpsSink {
             let tmp = dir.join(format!(".{}.tmp", name.render()));
             let tmp2 = tmp.clone();
             let rows = p.rows;
+            let late = super::markers::is_marked(&dir).then_some(rows.len());
             let dir2 = dir.clone();
             tokio::task::spawn_blocking(move || -> Result<(), SinkError> {
                 let batch = mapping::record_batch(&schema, &types, &rows)
@@ -197,6 +210,15 @@ impl OdpsSink {
             sync_dir(&dir).map_err(io("syncing", &dir))?;
             if let Some(files) = self.seen.get_mut(&partition) {
                 files.push(name);
+            }
+            if let Some(n) = late {
+                self.late_rows += n as u64;
+                tracing::warn!(
+                    partition = %partition,
+                    rows = n,
+                    total = self.late_rows,
+                    "late rows written into a partition that already has _SUCCESS (a new file)"
+                );
             }
         }
         Ok(())
