@@ -93,7 +93,7 @@ class Lake:
                 out[rec.values[0]] = rec.system_time
         return out
 
-    def query(self, select):
+    def query(self, select, tail=""):
         files = glob.glob(os.path.join(self.table, "**", "*.parquet"), recursive=True)
         if not files:
             return []
@@ -101,7 +101,7 @@ class Lake:
         try:
             return con.execute(
                 "SELECT %s FROM read_parquet('%s/**/*.parquet', hive_partitioning=true, union_by_name=true, "
-                "hive_types_autocast=false)" % (select, self.table)).fetchall()
+                "hive_types_autocast=false) %s" % (select, self.table, tail)).fetchall()
         finally:
             con.close()
 
@@ -219,3 +219,76 @@ def test_endpoints_that_are_no_warehouse_are_stored_and_hang_saying_why(sluice_f
 
     wait_for(hanging, "every shard in CONTEXT_HANG")
     assert all(needle in m for m in seen.values()), seen
+
+
+def partitions_of(lake):
+    """{partition path: has _SUCCESS} of every leaf partition folder."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(lake.table):
+        if not dirnames and dirpath != lake.table:
+            out[os.path.relpath(dirpath, lake.table)] = "_SUCCESS" in filenames
+    return out
+
+
+def rows_per_partition(lake):
+    return {"ds=%s/hh=%s/mm=%s" % (r[0], r[1], r[2]): r[3]
+            for r in lake.query("ds, hh, mm, count(*)", "GROUP BY ALL") or []}
+
+
+def test_success_marks_exactly_the_complete_system_time_partitions(sluice_factory, tmp_path):
+    lake = Lake(sluice_factory, tmp_path, PartitionMode.SYSTEM_TIME)
+    lake.connect()
+    want = []
+    checked = {}  # partition -> rows seen there when its marker was first seen
+    deadline = time.monotonic() + 6 * WINDOW_MS / 1000
+    n = 0
+    while time.monotonic() < deadline:
+        for s in range(SHARDS):
+            lake.put(s, [s * 100_000 + n])
+            want.append(s * 100_000 + n)
+        n += 1
+        # markers first, then rows: a marker seen means its rows were visible before it
+        marks = partitions_of(lake)
+        counts = rows_per_partition(lake)
+        for p, marked in marks.items():
+            if marked and p not in checked:
+                checked[p] = counts.get(p, 0)
+        time.sleep(0.05)
+    lake.wait_count(len(want))
+    # every window has ended a moment later and the connector is idle: all partitions complete
+    wait_for(lambda: all(partitions_of(lake).values()) or partitions_of(lake), "every partition marked")
+    system = lake.system_times()
+    expected = collections.Counter("ds=%(ds)s/hh=%(hh)s/mm=%(mm)s" % window_values(system[i]) for i in want)
+    assert set(partitions_of(lake)) == set(expected)
+    assert len(expected) >= 4, expected
+    # a marker never came before its partition's last row
+    assert checked, "no marker appeared while rows were streaming"
+    for p, seen in checked.items():
+        assert seen == expected[p], "%s was marked with %d of its %d rows" % (p, seen, expected[p])
+    print("markers seen mid-stream: %d of %d partitions" % (len(checked), len(expected)))
+
+
+def test_event_time_markers_wait_for_the_allowance_and_late_rows_land(sluice_factory, tmp_path):
+    lake = Lake(sluice_factory, tmp_path, PartitionMode.EVENT_TIME)
+    lake.connect()
+    now_us = int(time.time() * 1_000_000)
+    # rows whose event time lies one window back
+    ev = now_us - WINDOW_MS * 1000
+    schema = lake.schema
+    recs = [TupleRecord(schema=schema, values=[i, ev, "east", "n%d" % i, Decimal(1), 0.0]) for i in range(5)]
+    put(lake.dh, "json", lake.project, lake.topic, recs, shard_id="0")
+    lake.wait_count(5)
+    (part,) = partitions_of(lake)
+    # complete when the done time passes the window's end plus one window of allowance
+    wait_for(lambda: partitions_of(lake)[part] or "not yet", "_SUCCESS in %s" % part)
+    marked_at = time.time() * 1000
+    window_end = (ev // 1000) - (ev // 1000) % WINDOW_MS + WINDOW_MS
+    assert marked_at >= window_end + WINDOW_MS, "marked before the lateness allowance passed"
+    # a late row still lands, in a new file of the marked partition
+    late = [TupleRecord(schema=schema, values=[99, ev, "east", "late", Decimal(1), 0.0])]
+    put(lake.dh, "json", lake.project, lake.topic, late, shard_id="1")
+    lake.wait_count(6)
+    files = glob.glob(os.path.join(lake.table, part, "*.parquet"))
+    assert len(files) == 2 and any(f.split("/")[-1].startswith("shard-1_") for f in files), files
+    wait_for(lambda: "late rows written" in open(lake.srv.log_path, errors="replace").read() or "no log line",
+             "the late row counted in the server log")
