@@ -686,4 +686,24 @@ mod tests {
         let err = ServerConfig::from_toml("connector_stop_grace_ms = 600001").unwrap_err();
         assert_eq!(err.field, "connector_stop_grace_ms");
     }
+
+    // issue 10: lake (SINK_ODPS)
+    #[cfg(feature = "sink-odps")]
+    #[test]
+    fn lake_zone_and_minute_are_configurable_and_checked() {
+        let d = ServerConfig::default().lake_settings();
+        assert_eq!((d.zone.name(), d.minute_ms), ("UTC", 60_000));
+        let ok = ServerConfig::from_toml(
+            "connector_odps_time_zone = \"Asia/Shanghai\"\nconnector_odps_minute_ms = 100",
+        )
+        .unwrap();
+        let s = ok.lake_settings();
+        assert_eq!((s.zone.name(), s.minute_ms), ("Asia/Shanghai", 100));
+        let err =
+            ServerConfig::from_toml("connector_odps_time_zone = \"Mars/Olympus\"").unwrap_err();
+        assert_eq!(err.field, "connector_odps_time_zone");
+        assert!(err.problem.contains("IANA"), "{err}");
+        let err = ServerConfig::from_toml("connector_odps_minute_ms = 0").unwrap_err();
+        assert_eq!(err.field, "connector_odps_minute_ms");
+    }
 }
