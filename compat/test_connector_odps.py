@@ -53,8 +53,8 @@ def window_values(ms):
 
 
 class Lake:
-    def __init__(self, sluice_factory, tmp_path, mode, partition_config=TIME_FORMATS):
-        self.srv = sluice_factory("lake", config=SERVER_CONFIG)
+    def __init__(self, sluice_factory, tmp_path, mode, partition_config=TIME_FORMATS, config=None):
+        self.srv = sluice_factory("lake", config=dict(SERVER_CONFIG, **(config or {})))
         self.dh = self.srv.client()
         self.project = unique_name("lk")
         self.dh.create_project(self.project, "lake")
@@ -163,10 +163,13 @@ def test_duckdb_finds_every_row_once_in_its_partition(sluice_factory, tmp_path, 
 
 
 def test_sigkill_mid_write_then_restart_leaves_no_gap_and_no_duplicate(sluice_factory, tmp_path):
-    lake = Lake(sluice_factory, tmp_path, PartitionMode.SYSTEM_TIME)
+    # small files (10 rows) so that the stream lasts long enough to be cut
+    lake = Lake(sluice_factory, tmp_path, PartitionMode.SYSTEM_TIME,
+                config={"connector_batch.sink_odps.records": 10})
     want = []
+    per_shard = 1500
     for s in range(SHARDS):
-        ids = list(range(s * 10_000, s * 10_000 + 400))
+        ids = list(range(s * 10_000, s * 10_000 + per_shard))
         lake.put(s, ids)
         want += ids
     lake.connect()
@@ -177,7 +180,7 @@ def test_sigkill_mid_write_then_restart_leaves_no_gap_and_no_duplicate(sluice_fa
     lake.srv.start()
     lake.dh = lake.srv.client()
     for s in range(SHARDS):
-        ids = list(range(s * 10_000 + 400, s * 10_000 + 420))
+        ids = list(range(s * 10_000 + per_shard, s * 10_000 + per_shard + 20))
         lake.put(s, ids)
         want += ids
     lake.wait_count(len(want))
