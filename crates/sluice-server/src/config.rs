@@ -103,6 +103,12 @@ pub struct ServerConfig {
     /// write in progress finish; after that the half-written batch is dropped and delivered
     /// again from the unchanged checkpoint.
     pub connector_stop_grace_ms: u64,
+    // issue 10: lake (SINK_ODPS)
+    /// IANA time zone of SINK_ODPS partition values (default `"UTC"`).
+    pub connector_odps_time_zone: String,
+    /// How long one minute of a SINK_ODPS `TimeRange` lasts, in ms (default 60000). Only tests
+    /// shorten it, to see several windows in seconds.
+    pub connector_odps_minute_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -146,6 +152,9 @@ impl Default for ServerConfig {
             connector_tls_ca_file: None,
             // issue 9: isolation
             connector_stop_grace_ms: 5_000,
+            // issue 10: lake (SINK_ODPS)
+            connector_odps_time_zone: "UTC".to_string(),
+            connector_odps_minute_ms: 60_000,
         }
     }
 }
@@ -336,7 +345,34 @@ impl ServerConfig {
             "connector_stop_grace_ms",
             "must be between 0 and 600000",
         )?;
+        // issue 10: lake (SINK_ODPS)
+        check(
+            (1..=60_000).contains(&self.connector_odps_minute_ms),
+            "connector_odps_minute_ms",
+            "must be between 1 and 60000",
+        )?;
+        #[cfg(feature = "sink-odps")]
+        if let Err(problem) =
+            sluice_connect::sinks::odps::parse_zone(&self.connector_odps_time_zone)
+        {
+            return Err(ConfigError {
+                field: "connector_odps_time_zone",
+                problem,
+            });
+        }
         Ok(())
+    }
+
+    // issue 10: lake (SINK_ODPS)
+    /// The lake writer's server-wide settings (validated by [`ServerConfig::validate`]).
+    #[cfg(feature = "sink-odps")]
+    pub fn lake_settings(&self) -> sluice_connect::sinks::odps::LakeSettings {
+        use sluice_connect::sinks::odps::{parse_zone, LakeSettings};
+        LakeSettings {
+            zone: parse_zone(&self.connector_odps_time_zone)
+                .unwrap_or(LakeSettings::default().zone),
+            minute_ms: self.connector_odps_minute_ms as i64,
+        }
     }
 
     // issue 9: tls
@@ -649,5 +685,25 @@ mod tests {
         assert_eq!(ok.connector_stop_grace_ms, 250);
         let err = ServerConfig::from_toml("connector_stop_grace_ms = 600001").unwrap_err();
         assert_eq!(err.field, "connector_stop_grace_ms");
+    }
+
+    // issue 10: lake (SINK_ODPS)
+    #[cfg(feature = "sink-odps")]
+    #[test]
+    fn lake_zone_and_minute_are_configurable_and_checked() {
+        let d = ServerConfig::default().lake_settings();
+        assert_eq!((d.zone.name(), d.minute_ms), ("UTC", 60_000));
+        let ok = ServerConfig::from_toml(
+            "connector_odps_time_zone = \"Asia/Shanghai\"\nconnector_odps_minute_ms = 100",
+        )
+        .unwrap();
+        let s = ok.lake_settings();
+        assert_eq!((s.zone.name(), s.minute_ms), ("Asia/Shanghai", 100));
+        let err =
+            ServerConfig::from_toml("connector_odps_time_zone = \"Mars/Olympus\"").unwrap_err();
+        assert_eq!(err.field, "connector_odps_time_zone");
+        assert!(err.problem.contains("IANA"), "{err}");
+        let err = ServerConfig::from_toml("connector_odps_minute_ms = 0").unwrap_err();
+        assert_eq!(err.field, "connector_odps_minute_ms");
     }
 }

@@ -35,6 +35,9 @@ impl Server {
                 .connector_tls_policy()
                 .map_err(|e| Error::Internal(e.to_string()))?,
         );
+        // issue 10: lake — SINK_ODPS's time zone and window scale, process-wide.
+        #[cfg(feature = "sink-odps")]
+        sluice_connect::sinks::odps::configure(config.lake_settings());
         catalog.start_connectors().await?;
         let stop = CancellationToken::new();
         let retention = tokio::spawn(retention::run(
@@ -43,6 +46,12 @@ impl Server {
             stop.clone(),
         ));
         let mut tasks = vec![retention];
+        // issue 10: lake — _SUCCESS markers of SINK_ODPS tables.
+        #[cfg(feature = "sink-odps")]
+        tasks.push(tokio::spawn(crate::service::lake_markers::run(
+            catalog.clone(),
+            stop.clone(),
+        )));
         if config.fsync == crate::config::FsyncPolicy::Interval {
             tasks.push(tokio::spawn(retention::run_flusher(
                 catalog.clone(),

@@ -12,15 +12,16 @@
 //! - `tls.rs`: the TLS policy for every target (`connector_tls`, `connector_tls_ca_file`);
 //! - `es/`: SINK_ES, Elasticsearch / OpenSearch through `_bulk`;
 //! - `oss/`: SINK_OSS, objects in an S3-compatible bucket;
-//! - `odps/`, `ots/`: configs only so far.
+//! - `odps/`: SINK_ODPS, a Hive-partitioned Parquet table (`file://` warehouses);
+//! - `ots/`: config only so far.
 //!
 //! Each folder holds `config.rs` (always built: a server without the writer still accepts,
 //! validates and stores the type's configs) and its writer behind a cargo feature, on by
-//! default (`sink-mysql`, `sink-hologres`, `sink-datahub`, `sink-es`, `sink-fc`, `sink-oss`); a
-//! task of a type built without its feature hangs with a message naming the feature.
+//! default (`sink-mysql`, `sink-hologres`, `sink-datahub`, `sink-es`, `sink-fc`, `sink-oss`,
+//! `sink-odps`); a task of a type built without its feature hangs with a message naming the
+//! feature.
 //!
-//! SINK_ODPS and SINK_OTS are managed fully but do not write yet:
-//! their tasks hang with [`not_yet_message`].
+//! SINK_OTS is managed fully but does not write yet: its tasks hang with [`not_yet_message`].
 
 mod config;
 pub mod datahub;
@@ -62,7 +63,8 @@ pub fn not_yet_message(kind: ConnectorKind) -> String {
         feature = "sink-datahub",
         feature = "sink-es",
         feature = "sink-fc",
-        feature = "sink-oss"
+        feature = "sink-oss",
+        feature = "sink-odps"
     ),
     allow(dead_code)
 )]
@@ -101,9 +103,8 @@ pub async fn open(
         ConnectorConfig::Es(c) => es::open(c.clone(), columns).await,
         ConnectorConfig::Fc(c) => fc::open(c.clone(), columns).await,
         ConnectorConfig::Oss(c) => oss::open(c.clone(), columns).await,
-        ConnectorConfig::Odps(_) | ConnectorConfig::Ots(_) => {
-            Err(SinkError::config(not_yet_message(config.kind())))
-        }
+        ConnectorConfig::Odps(c) => odps::open(c.clone(), columns).await,
+        ConnectorConfig::Ots(_) => Err(SinkError::config(not_yet_message(config.kind()))),
     }
 }
 

@@ -90,7 +90,7 @@ fn new_connector_id(kind: ConnectorKind) -> String {
 }
 
 /// Checks column names against a topic: each in the schema, none twice.
-fn check_columns(topic: &Topic, columns: &[String]) -> Result<Columns> {
+pub(super) fn check_columns(topic: &Topic, columns: &[String]) -> Result<Columns> {
     let schema = topic.meta.read().current_schema();
     let mut out = Columns {
         names: Vec::new(),
@@ -322,7 +322,7 @@ impl Catalog {
 
     /// Checkpoints of a connector: live ones while it runs, else saved ones; shards without
     /// one get where they would start.
-    async fn checkpoints_of(
+    pub(super) async fn checkpoints_of(
         &self,
         topic: &Topic,
         entry: &Snapshot,
@@ -603,7 +603,7 @@ impl Catalog {
         Ok(())
     }
 
-    fn log_view(topic: &Topic, cp: &Checkpoint) -> LogView {
+    pub(super) fn log_view(topic: &Topic, cp: &Checkpoint) -> LogView {
         match topic.shard(cp.shard_id) {
             Some(s) => LogView {
                 first_seq: s.log.first_seq(),
@@ -675,7 +675,11 @@ impl Catalog {
         let window_minutes = entry.config.time_range_minutes().unwrap_or(0);
         Ok(DoneTime {
             done_time: status::connector_done_time(&shards, now_ms()),
-            time_zone: "UTC".into(),
+            // issue 10: lake — SINK_ODPS partitions follow connector_odps_time_zone.
+            time_zone: match &*entry.config {
+                ConnectorConfig::Odps(_) => self.config.connector_odps_time_zone.clone(),
+                _ => "UTC".into(),
+            },
             time_window: window_minutes * 60,
         })
     }

@@ -8,6 +8,9 @@ pub mod connectors;
 pub mod error;
 pub mod groups;
 pub mod health;
+// issue 10: lake
+#[cfg(feature = "sink-odps")]
+pub mod lake_markers;
 pub mod projects;
 pub mod reads;
 pub mod records;

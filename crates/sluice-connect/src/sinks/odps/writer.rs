@@ -1,0 +1,289 @@
+//! The SINK_ODPS writer: each flush writes one Parquet file per partition the delivery touched
+//! (one writer per (shard, partition); the runtime's batch limits, 64 MB / 60 s by default, are
+//! the file's size and age limits), under a hidden temporary name, then makes it visible with
+//! an atomic rename (after fsync) and only then returns Ok, so the checkpoint follows visible
+//! files.
+//!
+//! Recovery without gap or duplicate: a file's name carries its shard, its first and last
+//! record positions and the first position of the delivery it came from. The checkpoint only
+//! ever stands at the start of a delivery, and after a crash (or a failed, partly published
+//! flush) delivery resumes exactly there; a delivery is a contiguous run of the shard's log and
+//! puts all its rows of one partition into one file. So files ahead of the checkpoint are
+//! exactly those whose delivery start equals the start of the delivery now written, and a
+//! record of the delivery is already in the table iff its partition holds such a file whose
+//! range covers it: those are skipped, everything else is written. This is read from the files
+//! themselves (each partition folder is listed once, when first touched). An offset reset to
+//! an earlier point starts a delivery elsewhere, so its rows are written again, as asked.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use arrow_schema::SchemaRef;
+use sluice_proto::{FieldType, Value};
+
+use super::layout::{maxcompute_message, table_path, FileName, Partitioner, Position, Warehouse};
+use super::mapping;
+use super::OdpsConfig;
+use crate::sink::{SharedColumns, Sink, SinkData, SinkError, SinkRecord};
+
+/// Rows of one partition waiting for the flush.
+#[derive(Default)]
+struct Pending {
+    rows: Vec<Vec<Value>>,
+    first: Option<Position>,
+    last: Position,
+}
+
+struct OdpsSink {
+    table_dir: PathBuf,
+    partitioner: Partitioner,
+    /// Index in the connector's columns of each file column (partition columns are left out:
+    /// they are in the path).
+    keep: Vec<usize>,
+    types: Vec<FieldType>,
+    schema: SchemaRef,
+    /// Partition path → position ranges of this shard's visible files there.
+    seen: HashMap<String, Vec<FileName>>,
+    pending: BTreeMap<String, Pending>,
+    shard: Option<u32>,
+    /// The first position of the delivery being written.
+    batch: Position,
+    /// Rows written into partitions that already had `_SUCCESS` (EVENT_TIME late rows).
+    late_rows: u64,
+}
+
+/// Opens the writer of one task, with the server's [`LakeSettings`](super::LakeSettings).
+pub async fn open(config: OdpsConfig, columns: SharedColumns) -> Result<Box<dyn Sink>, SinkError> {
+    open_with(config, columns, super::settings()).await
+}
+
+/// Opens the writer with the given settings.
+pub async fn open_with(
+    config: OdpsConfig,
+    columns: SharedColumns,
+    settings: super::LakeSettings,
+) -> Result<Box<dyn Sink>, SinkError> {
+    let root = match Warehouse::parse(&config.odps_endpoint)? {
+        Warehouse::Local(root) => root,
+        Warehouse::MaxCompute(e) => return Err(SinkError::config(maxcompute_message(&e))),
+        Warehouse::S3 { .. } => {
+            return Err(SinkError::config(format!(
+                "OdpsEndpoint {:?}: s3:// warehouses are not written yet by this build; use a \
+                 file:///path warehouse",
+                config.odps_endpoint
+            )))
+        }
+    };
+    if columns.names.is_empty() {
+        return Err(SinkError::config(
+            "SINK_ODPS writes TUPLE topics only: the connector has no ColumnFields".to_string(),
+        ));
+    }
+    let partitioner = Partitioner::new(&config, &columns, settings.zone, settings.minute_ms)?;
+    let part_cols: Vec<String> = partitioner
+        .column_names()
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    let keep: Vec<usize> = (0..columns.names.len())
+        .filter(|&i| !part_cols.contains(&columns.names[i].to_ascii_lowercase()))
+        .collect();
+    let file_cols: Vec<(String, FieldType)> = keep
+        .iter()
+        .map(|&i| (columns.names[i].clone(), columns.types[i]))
+        .collect();
+    let table_dir = root.join(table_path(&config));
+    tokio::fs::create_dir_all(&table_dir).await.map_err(|e| {
+        SinkError::transient(format!(
+            "creating the table folder {}: {e}",
+            table_dir.display()
+        ))
+        .with_source(e)
+    })?;
+    Ok(Box::new(OdpsSink {
+        table_dir,
+        partitioner,
+        types: file_cols.iter().map(|c| c.1).collect(),
+        schema: mapping::schema(&file_cols),
+        keep,
+        seen: HashMap::new(),
+        pending: BTreeMap::new(),
+        shard: None,
+        batch: (0, 0),
+        late_rows: 0,
+    }))
+}
+
+impl OdpsSink {
+    fn partition_dir(&self, partition: &str) -> PathBuf {
+        if partition.is_empty() {
+            self.table_dir.clone()
+        } else {
+            self.table_dir.join(partition)
+        }
+    }
+
+    /// This shard's files already visible in a partition (listed once).
+    fn visible(&mut self, shard: u32, partition: &str) -> std::io::Result<&Vec<FileName>> {
+        if !self.seen.contains_key(partition) {
+            let dir = self.partition_dir(partition);
+            let files = list_files(&dir, shard)?;
+            self.seen.insert(partition.to_string(), files);
+        }
+        Ok(&self.seen[partition])
+    }
+
+    fn take_one(&mut self, record: &SinkRecord) -> Result<(), SinkError> {
+        let bad = |why: String| {
+            SinkError::bad_record(format!(
+                "SINK_ODPS: record shard {} sequence {} index {}: {why}",
+                record.shard_id, record.sequence, record.batch_index
+            ))
+        };
+        let values = match &record.data {
+            SinkData::Tuple(v) => v,
+            SinkData::Blob(_) => {
+                return Err(bad("BLOB records cannot be written to a table".into()))
+            }
+        };
+        let partition = self.partitioner.path_of(record).map_err(bad)?;
+        let row: Vec<&Value> = self
+            .keep
+            .iter()
+            .map(|&i| values.get(i).unwrap_or(&Value::Null))
+            .collect();
+        mapping::check_row(&self.types, &row).map_err(bad)?;
+        let pos = (record.sequence, record.batch_index);
+        let shard = record.shard_id;
+        self.shard = Some(shard);
+        let batch = self.batch;
+        let written = self
+            .visible(shard, &partition)
+            .map_err(|e| SinkError::transient(format!("listing partition {partition:?}: {e}")))?
+            .iter()
+            .any(|f| f.batch == batch && f.holds(pos));
+        if written {
+            return Ok(());
+        }
+        let p = self.pending.entry(partition).or_default();
+        p.rows.push(row.into_iter().cloned().collect());
+        p.first.get_or_insert(pos);
+        p.last = pos;
+        Ok(())
+    }
+
+    async fn flush_all(&mut self) -> Result<(), SinkError> {
+        let Some(shard) = self.shard else {
+            return Ok(());
+        };
+        let pending = std::mem::take(&mut self.pending);
+        for (partition, p) in pending {
+            let Some(first) = p.first else { continue };
+            let name = FileName {
+                shard,
+                first,
+                last: p.last,
+                batch: self.batch,
+            };
+            let dir = self.partition_dir(&partition);
+            let schema = self.schema.clone();
+            let types = self.types.clone();
+            let tmp = dir.join(format!(".{}.tmp", name.render()));
+            let tmp2 = tmp.clone();
+            let rows = p.rows;
+            let late = super::markers::is_marked(&dir).then_some(rows.len());
+            let dir2 = dir.clone();
+            tokio::task::spawn_blocking(move || -> Result<(), SinkError> {
+                let batch = mapping::record_batch(&schema, &types, &rows)
+                    .map_err(|e| SinkError::transient(format!("building a Parquet batch: {e}")))?;
+                let bytes = mapping::parquet_bytes(&batch)
+                    .map_err(|e| SinkError::transient(format!("encoding Parquet: {e}")))?;
+                std::fs::create_dir_all(&dir2).map_err(io("creating", &dir2))?;
+                write_synced(&tmp2, &bytes).map_err(io("writing", &tmp2))?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| SinkError::transient(format!("the Parquet encoder failed: {e}")))??;
+            // The rename happens here, not in the blocking task, so a dropped flush never
+            // makes a file visible after the fact.
+            let target = dir.join(name.render());
+            std::fs::rename(&tmp, &target).map_err(io("publishing", &target))?;
+            sync_dir(&dir).map_err(io("syncing", &dir))?;
+            if let Some(files) = self.seen.get_mut(&partition) {
+                files.push(name);
+            }
+            if let Some(n) = late {
+                self.late_rows += n as u64;
+                tracing::warn!(
+                    partition = %partition,
+                    rows = n,
+                    total = self.late_rows,
+                    "late rows written into a partition that already has _SUCCESS (a new file)"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn io<'a>(what: &'a str, path: &'a Path) -> impl Fn(std::io::Error) -> SinkError + 'a {
+    move |e| SinkError::transient(format!("{what} {}: {e}", path.display())).with_source(e)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// This shard's data files in a partition folder (none when it does not exist yet).
+fn list_files(dir: &Path, shard: u32) -> std::io::Result<Vec<FileName>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(e),
+    };
+    let mut out = vec![];
+    let leftover = format!(".shard-{shard}_");
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(f) = FileName::parse(name) {
+            if f.shard == shard {
+                out.push(f);
+            }
+        } else if name.starts_with(&leftover) && name.ends_with(".tmp") {
+            // A temporary file of a write that never became visible (a crash): its rows
+            // come again and are written anew.
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(out)
+}
+
+#[async_trait::async_trait]
+impl Sink for OdpsSink {
+    async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
+        if let Some(r) = records.first() {
+            self.batch = (r.sequence, r.batch_index);
+        }
+        for r in records {
+            if let Err(e) = self.take_one(r) {
+                self.pending.clear();
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        let result = self.flush_all().await;
+        self.pending.clear();
+        result
+    }
+}
