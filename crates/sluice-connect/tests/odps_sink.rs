@@ -2,10 +2,17 @@
 //! partition mode, read back from the Parquet files (every row once, in its partition, with
 //! equal values); a crash after files became visible but before the checkpoint (no gap, no
 //! duplicate); an offset reset writes again; append field; MaxCompute endpoints hang.
+//! The same into an `s3://` warehouse on s3s-fs (`scripts/services.sh`, objects kept as files
+//! at `$SLUICE_TEST_S3_DIR/<bucket>/<key>`): rows once, crash recovery from the listed object
+//! names, an outage behind a TCP proxy (transient, then recovery) and the configuration
+//! errors (refused key, missing bucket).
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow_array::{Array, Int64Array, StringArray, TimestampMicrosecondArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -84,6 +91,11 @@ fn shard_records(shard: u32, seqs: std::ops::Range<u64>, extra: bool) -> Vec<Sin
 type Row = (String, i64, String, Option<i64>, Option<String>);
 
 fn read_table(table: &Path) -> Vec<Row> {
+    read_files(table, true)
+}
+
+/// `strict`: a temporary file fails the test (s3s-fs keeps its own beside the objects).
+fn read_files(table: &Path, strict: bool) -> Vec<Row> {
     let mut out = vec![];
     let mut stack = vec![table.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -94,7 +106,10 @@ fn read_table(table: &Path) -> Vec<Row> {
                 continue;
             }
             let name = p.file_name().unwrap().to_str().unwrap().to_string();
-            assert!(!name.ends_with(".tmp"), "a temporary file is left: {name}");
+            assert!(
+                !strict || !name.ends_with(".tmp"),
+                "a temporary file is left: {name}"
+            );
             if !name.ends_with(".parquet") {
                 continue;
             }
@@ -316,4 +331,192 @@ async fn bad_decimals_are_bad_records_and_maxcompute_hangs() {
             .contains("MaxCompute tunnel is not available self-hosted"),
         "{e}"
     );
+}
+
+// ---- s3:// warehouses on s3s-fs ----------------------------------------------------------
+
+use common::env;
+
+/// A fresh bucket (s3s-fs: a directory) and its directory.
+fn s3_bucket(name: &str) -> (String, PathBuf) {
+    let bucket = format!("{name}-{}", std::process::id());
+    let dir = Path::new(&env("SLUICE_TEST_S3_DIR")).join(&bucket);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    (bucket, dir)
+}
+
+fn s3_config(endpoint: &str, bucket: &str, secret: &str) -> OdpsConfig {
+    OdpsConfig::from_wire(&json!({"Project": "proj", "Table": "events",
+        "OdpsEndpoint": format!("s3://{bucket}/wh/lake"), "TunnelEndpoint": endpoint,
+        "AccessId": env("SLUICE_TEST_S3_ACCESS_KEY"), "AccessKey": secret,
+        "PartitionMode": "SYSTEM_TIME", "TimeRange": 15,
+        "PartitionConfig": time_pc().to_string()}))
+    .unwrap()
+}
+
+fn s3_table(dir: &Path) -> PathBuf {
+    dir.join("wh/lake/proj.db/events")
+}
+
+fn sorted_ids(rows: &[Row]) -> Vec<i64> {
+    let mut ids: Vec<i64> = rows.iter().map(|r| r.1).collect();
+    ids.sort();
+    ids
+}
+
+fn want_ids(shard: u32, seqs: std::ops::Range<u64>) -> Vec<i64> {
+    let mut w: Vec<i64> = seqs
+        .flat_map(|q| (0..2).map(move |i| id_of(shard, q, i)))
+        .collect();
+    w.sort();
+    w
+}
+
+#[tokio::test]
+async fn s3_warehouse_rows_once_and_crash_recovery_from_object_names() {
+    let (bucket, dir) = s3_bucket("odps-s3");
+    let sk = env("SLUICE_TEST_S3_SECRET_KEY");
+    let cfg = s3_config(&env("SLUICE_TEST_S3_ENDPOINT"), &bucket, &sk);
+    let cols = columns(false);
+    let recs = shard_records(1, 0..30, false);
+    // Delivery 1 is checkpointed; delivery 2 became visible but its checkpoint was lost.
+    deliver(&cfg, &cols, &[recs[..20].to_vec(), recs[20..40].to_vec()]).await;
+    let rows = read_files(&s3_table(&dir), false);
+    assert_eq!(sorted_ids(&rows), want_ids(1, 0..20));
+    for r in &rows {
+        let rec = recs.iter().find(|x| match &x.data {
+            SinkData::Tuple(v) => v[0] == Value::Int(r.1),
+            _ => false,
+        });
+        assert_eq!(r.0, expected_partition("SYSTEM_TIME", rec.unwrap()));
+    }
+    // Restart: delivery resumes at the checkpoint (sequence 10); the objects of delivery 2
+    // are found by listing, their rows are not written twice.
+    deliver(&cfg, &cols, &[recs[20..].to_vec()]).await;
+    let rows = read_files(&s3_table(&dir), false);
+    assert_eq!(
+        sorted_ids(&rows),
+        want_ids(1, 0..30),
+        "no gap, no duplicate"
+    );
+
+    // _SUCCESS markers are objects, written for complete windows only.
+    let settings = odps::LakeSettings::default();
+    let done = T0 + 30 * MIN; // 18:00 and 18:15 complete
+    let c = (*cols).clone();
+    let cfg2 = cfg.clone();
+    let marked = tokio::task::spawn_blocking(move || {
+        odps::markers::mark(&cfg2, &c, done, settings, None).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(marked, vec![window_path(T0), window_path(T0 + 15 * MIN)]);
+    let table = s3_table(&dir);
+    assert!(table.join(window_path(T0)).join("_SUCCESS").is_file());
+    assert!(!table
+        .join(window_path(T0 + 30 * MIN))
+        .join("_SUCCESS")
+        .exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A TCP proxy to `target` that can be cut (every connection closed, the port refused) and
+/// restored on the same port.
+struct Proxy {
+    port: u16,
+    target: std::net::SocketAddr,
+    tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(target: std::net::SocketAddr, port: u16) -> Proxy {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let t2 = tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let h = tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+                t2.lock().unwrap().push(h);
+            }
+        });
+        tasks.lock().unwrap().push(accept);
+        Proxy {
+            port,
+            target,
+            tasks,
+        }
+    }
+
+    fn cut(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+#[tokio::test]
+async fn s3_outage_is_transient_then_recovers_and_bad_keys_are_configuration() {
+    let (bucket, dir) = s3_bucket("odps-s3-outage");
+    let sk = env("SLUICE_TEST_S3_SECRET_KEY");
+    let target: std::net::SocketAddr = format!("127.0.0.1:{}", env("SLUICE_TEST_S3_PORT"))
+        .parse()
+        .unwrap();
+    let proxy = Proxy::start(target, 0).await;
+    let cfg = s3_config(&format!("http://127.0.0.1:{}", proxy.port), &bucket, &sk);
+    let cols = columns(false);
+    let recs = shard_records(0, 0..20, false);
+    let mut sink = odps::open(cfg.clone(), cols.clone()).await.unwrap();
+    sink.write(&recs[..20]).await.unwrap();
+    sink.flush().await.unwrap();
+
+    // The store goes away: the flush fails transient, within the request's short retries.
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let mut failed = None;
+    match sink.write(&recs[20..]).await {
+        Err(e) => failed = Some(e),
+        Ok(()) => {
+            if let Err(e) = sink.flush().await {
+                failed = Some(e);
+            }
+        }
+    }
+    let e = failed.expect("a write during the outage failed");
+    assert_eq!(e.kind, ErrorKind::Transient, "{e}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    // A new task cannot open meanwhile either (transient: it hangs and retries).
+    let e = odps::open(cfg.clone(), cols.clone()).await.err().unwrap();
+    assert_eq!(e.kind, ErrorKind::Transient, "{e}");
+
+    // Back: the runtime delivers again from the checkpoint; every row once.
+    let proxy2 = Proxy::start(proxy.target, proxy.port).await;
+    sink.write(&recs[20..]).await.unwrap();
+    sink.flush().await.unwrap();
+    let rows = read_files(&s3_table(&dir), false);
+    assert_eq!(sorted_ids(&rows), want_ids(0, 0..20));
+    proxy2.cut();
+
+    // A refused key pair and a missing bucket are configuration errors.
+    let endpoint = env("SLUICE_TEST_S3_ENDPOINT");
+    let e = odps::open(s3_config(&endpoint, &bucket, "wrong-secret"), cols.clone())
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.kind, ErrorKind::Config, "{e}");
+    assert!(!e.message.contains("wrong-secret"));
+    let e = odps::open(s3_config(&endpoint, "no-such-bucket-odps", &sk), cols)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.kind, ErrorKind::Config, "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

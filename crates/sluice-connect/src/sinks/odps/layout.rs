@@ -75,6 +75,33 @@ pub fn table_path(config: &OdpsConfig) -> String {
     format!("{}.db/{}", config.project, config.table)
 }
 
+/// The store of an `s3://bucket/prefix` warehouse's table (`TunnelEndpoint` is the S3
+/// endpoint, `AccessId`/`AccessKey` its credentials), its prefix ending at the table folder.
+/// No request is made yet.
+pub fn table_store(config: &OdpsConfig) -> Result<crate::sinks::objstore::Store, SinkError> {
+    use crate::sinks::objstore::{Store, StoreSpec};
+    let Warehouse::S3 { bucket, prefix } = Warehouse::parse(&config.odps_endpoint)? else {
+        return Err(SinkError::config(format!(
+            "OdpsEndpoint {:?} is not an s3://bucket/prefix warehouse",
+            config.odps_endpoint
+        )));
+    };
+    let table = table_path(config);
+    let prefix = if prefix.is_empty() {
+        table
+    } else {
+        format!("{prefix}/{table}")
+    };
+    let spec = StoreSpec::s3(&config.tunnel_endpoint, &bucket, &prefix)
+        .map_err(|e| {
+            SinkError::config(format!(
+                "SINK_ODPS TunnelEndpoint (the S3 endpoint of an s3:// warehouse): {e}"
+            ))
+        })?
+        .with_credentials(&config.access_id, &config.access_key);
+    Store::open(&spec, &crate::sinks::tls::current())
+}
+
 /// Escapes a partition value as Hive does (`%XX` for path-unsafe characters).
 pub fn escape_partition_value(value: &str) -> String {
     let mut out = String::with_capacity(value.len());

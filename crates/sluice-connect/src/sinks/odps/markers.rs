@@ -7,7 +7,10 @@
 //! (the checkpoint moves only after that), so for SYSTEM_TIME no row can arrive after the
 //! marker. Windows are walked from a per-table watermark kept in memory (at start, up to
 //! [`FIRST_LOOKBACK_WINDOWS`] windows back); a window without a partition folder has no rows
-//! and gets no marker. A marker is an empty file written under a hidden name and renamed.
+//! and gets no marker. A marker is an empty file written under a hidden name and renamed; in
+//! an `s3://` warehouse it is an empty object (a partition "folder" exists when its prefix
+//! holds objects). [`mark`] is blocking (the server runs it with `spawn_blocking`); for an
+//! `s3://` warehouse it drives the requests on the calling runtime's handle.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -42,8 +45,16 @@ pub fn mark(
     if config.partition_config.is_empty() {
         return Ok(vec![]);
     }
-    let Ok(Warehouse::Local(root)) = Warehouse::parse(&config.odps_endpoint) else {
-        return Ok(vec![]);
+    let backend = match Warehouse::parse(&config.odps_endpoint) {
+        Ok(Warehouse::Local(root)) => Backend::Local(root.join(table_path(config))),
+        Ok(Warehouse::S3 { .. }) => {
+            let Ok(handle) = tokio::runtime::Handle::try_current() else {
+                return Ok(vec![]);
+            };
+            let store = super::layout::table_store(config).map_err(std::io::Error::other)?;
+            Backend::Remote(handle, store)
+        }
+        _ => return Ok(vec![]),
     };
     let Ok(partitioner) = Partitioner::new(config, columns, settings.zone, settings.minute_ms)
     else {
@@ -55,7 +66,7 @@ pub fn mark(
     } else {
         0
     };
-    let table = root.join(table_path(config));
+    let table = backend.key();
     let limit = done_time - allowance; // a window ending at or before this is complete
     let mut marks = WATERMARKS.lock().unwrap_or_else(|e| e.into_inner());
     let marks = marks.get_or_insert_with(HashMap::new);
@@ -74,9 +85,7 @@ pub fn mark(
             break;
         }
         let path = partitioner.window_path(&start);
-        let dir = table.join(&path);
-        if dir.is_dir() && !dir.join(SUCCESS).exists() {
-            write_marker(&dir)?;
+        if backend.mark_partition(&path)? {
             marked.push(path);
         }
         marks.insert(table.clone(), end);
@@ -86,6 +95,58 @@ pub fn mark(
         }
     }
     Ok(marked)
+}
+
+enum Backend {
+    /// The table folder.
+    Local(PathBuf),
+    /// The table's store, driven from a blocking thread.
+    Remote(tokio::runtime::Handle, crate::sinks::objstore::Store),
+}
+
+impl Backend {
+    /// The watermark key of the table.
+    fn key(&self) -> PathBuf {
+        match self {
+            Backend::Local(table) => table.clone(),
+            Backend::Remote(_, store) => PathBuf::from(store.describe()),
+        }
+    }
+
+    /// Writes the partition's marker if it has files and no marker yet; true if written.
+    fn mark_partition(&self, path: &str) -> std::io::Result<bool> {
+        match self {
+            Backend::Local(table) => {
+                let dir = table.join(path);
+                if dir.is_dir() && !dir.join(SUCCESS).exists() {
+                    write_marker(&dir)?;
+                    return Ok(true);
+                }
+                Ok(false)
+            }
+            Backend::Remote(handle, store) => handle.block_on(async {
+                let names = store
+                    .list_names(path)
+                    .await
+                    .map_err(std::io::Error::other)?;
+                if names.is_empty() || names.iter().any(|n| n == SUCCESS) {
+                    return Ok(false);
+                }
+                store
+                    .put(&format!("{path}/{SUCCESS}"), bytes::Bytes::new())
+                    .await
+                    .map_err(std::io::Error::other)?;
+                Ok(true)
+            }),
+        }
+    }
+}
+
+/// Whether a partition of an `s3://` table already has its marker (an unreachable store
+/// says no: the answer only decides a warning).
+pub async fn is_marked_remote(store: &crate::sinks::objstore::Store, partition: &str) -> bool {
+    let key = super::writer::object_key(partition, SUCCESS);
+    store.inner().head(&store.path(&key)).await.is_ok()
 }
 
 fn write_marker(dir: &Path) -> std::io::Result<()> {

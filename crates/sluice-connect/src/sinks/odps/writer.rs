@@ -1,8 +1,11 @@
 //! The SINK_ODPS writer: each flush writes one Parquet file per partition the delivery touched
 //! (one writer per (shard, partition); the runtime's batch limits, 64 MB / 60 s by default, are
-//! the file's size and age limits), under a hidden temporary name, then makes it visible with
-//! an atomic rename (after fsync) and only then returns Ok, so the checkpoint follows visible
-//! files.
+//! the file's size and age limits) and only then returns Ok, so the checkpoint follows visible
+//! files. In a `file://` warehouse a file is written under a hidden temporary name and made
+//! visible with an atomic rename (after fsync); in an `s3://` warehouse it is one object, put
+//! through `sinks/objstore.rs` (one PUT or a completed multipart upload: visible whole or not
+//! at all), and objstore classifies the errors (unreachable: transient; 403, missing bucket:
+//! configuration).
 //!
 //! Recovery without gap or duplicate: a file's name carries its shard, its first and last
 //! record positions and the first position of the delivery it came from. The checkpoint only
@@ -12,7 +15,7 @@
 //! exactly those whose delivery start equals the start of the delivery now written, and a
 //! record of the delivery is already in the table iff its partition holds such a file whose
 //! range covers it: those are skipped, everything else is written. This is read from the files
-//! themselves (each partition folder is listed once, when first touched). An offset reset to
+//! themselves (each partition folder, or object prefix, is listed once, when first touched). An offset reset to
 //! an earlier point starts a delivery elsewhere, so its rows are written again, as asked.
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,6 +28,7 @@ use super::layout::{maxcompute_message, table_path, FileName, Partitioner, Posit
 use super::mapping;
 use super::OdpsConfig;
 use crate::sink::{SharedColumns, Sink, SinkData, SinkError, SinkRecord};
+use crate::sinks::objstore::Store;
 
 /// Rows of one partition waiting for the flush.
 #[derive(Default)]
@@ -34,8 +38,16 @@ struct Pending {
     last: Position,
 }
 
+/// Where the table's files go.
+enum Place {
+    /// The table folder of a `file://` warehouse.
+    Local(PathBuf),
+    /// An `s3://` warehouse: the store's prefix ends at the table (`<prefix>/<project>.db/<table>`).
+    Remote(Store),
+}
+
 struct OdpsSink {
-    table_dir: PathBuf,
+    place: Place,
     partitioner: Partitioner,
     /// Index in the connector's columns of each file column (partition columns are left out:
     /// they are in the path).
@@ -63,17 +75,10 @@ pub async fn open_with(
     columns: SharedColumns,
     settings: super::LakeSettings,
 ) -> Result<Box<dyn Sink>, SinkError> {
-    let root = match Warehouse::parse(&config.odps_endpoint)? {
-        Warehouse::Local(root) => root,
-        Warehouse::MaxCompute(e) => return Err(SinkError::config(maxcompute_message(&e))),
-        Warehouse::S3 { .. } => {
-            return Err(SinkError::config(format!(
-                "OdpsEndpoint {:?}: s3:// warehouses are not written yet by this build; use a \
-                 file:///path warehouse",
-                config.odps_endpoint
-            )))
-        }
-    };
+    let warehouse = Warehouse::parse(&config.odps_endpoint)?;
+    if let Warehouse::MaxCompute(e) = &warehouse {
+        return Err(SinkError::config(maxcompute_message(e)));
+    }
     if columns.names.is_empty() {
         return Err(SinkError::config(
             "SINK_ODPS writes TUPLE topics only: the connector has no ColumnFields".to_string(),
@@ -91,16 +96,26 @@ pub async fn open_with(
         .iter()
         .map(|&i| (columns.names[i].clone(), columns.types[i]))
         .collect();
-    let table_dir = root.join(table_path(&config));
-    tokio::fs::create_dir_all(&table_dir).await.map_err(|e| {
-        SinkError::transient(format!(
-            "creating the table folder {}: {e}",
-            table_dir.display()
-        ))
-        .with_source(e)
-    })?;
+    let place = match warehouse {
+        Warehouse::Local(root) => {
+            let table_dir = root.join(table_path(&config));
+            tokio::fs::create_dir_all(&table_dir).await.map_err(|e| {
+                SinkError::transient(format!(
+                    "creating the table folder {}: {e}",
+                    table_dir.display()
+                ))
+                .with_source(e)
+            })?;
+            Place::Local(table_dir)
+        }
+        _ => {
+            let store = super::layout::table_store(&config)?;
+            store.check().await?;
+            Place::Remote(store)
+        }
+    };
     Ok(Box::new(OdpsSink {
-        table_dir,
+        place,
         partitioner,
         types: file_cols.iter().map(|c| c.1).collect(),
         schema: mapping::schema(&file_cols),
@@ -114,25 +129,29 @@ pub async fn open_with(
 }
 
 impl OdpsSink {
-    fn partition_dir(&self, partition: &str) -> PathBuf {
-        if partition.is_empty() {
-            self.table_dir.clone()
-        } else {
-            self.table_dir.join(partition)
-        }
-    }
-
     /// This shard's files already visible in a partition (listed once).
-    fn visible(&mut self, shard: u32, partition: &str) -> std::io::Result<&Vec<FileName>> {
+    async fn visible(&mut self, shard: u32, partition: &str) -> Result<&Vec<FileName>, SinkError> {
         if !self.seen.contains_key(partition) {
-            let dir = self.partition_dir(partition);
-            let files = list_files(&dir, shard)?;
+            let files = match &self.place {
+                Place::Local(table) => list_files(&partition_dir(table, partition), shard)
+                    .map_err(|e| {
+                        SinkError::transient(format!("listing partition {partition:?}: {e}"))
+                            .with_source(e)
+                    })?,
+                Place::Remote(store) => store
+                    .list_names(partition)
+                    .await?
+                    .iter()
+                    .filter_map(|n| FileName::parse(n))
+                    .filter(|f| f.shard == shard)
+                    .collect(),
+            };
             self.seen.insert(partition.to_string(), files);
         }
         Ok(&self.seen[partition])
     }
 
-    fn take_one(&mut self, record: &SinkRecord) -> Result<(), SinkError> {
+    async fn take_one(&mut self, record: &SinkRecord) -> Result<(), SinkError> {
         let bad = |why: String| {
             SinkError::bad_record(format!(
                 "SINK_ODPS: record shard {} sequence {} index {}: {why}",
@@ -158,7 +177,7 @@ impl OdpsSink {
         let batch = self.batch;
         let written = self
             .visible(shard, &partition)
-            .map_err(|e| SinkError::transient(format!("listing partition {partition:?}: {e}")))?
+            .await?
             .iter()
             .any(|f| f.batch == batch && f.holds(pos));
         if written {
@@ -184,30 +203,46 @@ impl OdpsSink {
                 last: p.last,
                 batch: self.batch,
             };
-            let dir = self.partition_dir(&partition);
             let schema = self.schema.clone();
             let types = self.types.clone();
-            let tmp = dir.join(format!(".{}.tmp", name.render()));
-            let tmp2 = tmp.clone();
             let rows = p.rows;
-            let late = super::markers::is_marked(&dir).then_some(rows.len());
-            let dir2 = dir.clone();
-            tokio::task::spawn_blocking(move || -> Result<(), SinkError> {
+            let n = rows.len();
+            let bytes = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, SinkError> {
                 let batch = mapping::record_batch(&schema, &types, &rows)
                     .map_err(|e| SinkError::transient(format!("building a Parquet batch: {e}")))?;
-                let bytes = mapping::parquet_bytes(&batch)
-                    .map_err(|e| SinkError::transient(format!("encoding Parquet: {e}")))?;
-                std::fs::create_dir_all(&dir2).map_err(io("creating", &dir2))?;
-                write_synced(&tmp2, &bytes).map_err(io("writing", &tmp2))?;
-                Ok(())
+                mapping::parquet_bytes(&batch)
+                    .map_err(|e| SinkError::transient(format!("encoding Parquet: {e}")))
             })
             .await
             .map_err(|e| SinkError::transient(format!("the Parquet encoder failed: {e}")))??;
-            // The rename happens here, not in the blocking task, so a dropped flush never
-            // makes a file visible after the fact.
-            let target = dir.join(name.render());
-            std::fs::rename(&tmp, &target).map_err(io("publishing", &target))?;
-            sync_dir(&dir).map_err(io("syncing", &dir))?;
+            let late = match &self.place {
+                Place::Local(table) => {
+                    let dir = partition_dir(table, &partition);
+                    let late = super::markers::is_marked(&dir);
+                    let tmp = dir.join(format!(".{}.tmp", name.render()));
+                    let (dir2, tmp2) = (dir.clone(), tmp.clone());
+                    tokio::task::spawn_blocking(move || -> Result<(), SinkError> {
+                        std::fs::create_dir_all(&dir2).map_err(io("creating", &dir2))?;
+                        write_synced(&tmp2, &bytes).map_err(io("writing", &tmp2))
+                    })
+                    .await
+                    .map_err(|e| SinkError::transient(format!("the file writer failed: {e}")))??;
+                    // The rename happens here, not in the blocking task, so a dropped flush
+                    // never makes a file visible after the fact.
+                    let target = dir.join(name.render());
+                    std::fs::rename(&tmp, &target).map_err(io("publishing", &target))?;
+                    sync_dir(&dir).map_err(io("syncing", &dir))?;
+                    late
+                }
+                Place::Remote(store) => {
+                    let late = super::markers::is_marked_remote(store, &partition).await;
+                    store
+                        .put(&object_key(&partition, &name.render()), bytes.into())
+                        .await?;
+                    late
+                }
+            };
+            let late = late.then_some(n);
             if let Some(files) = self.seen.get_mut(&partition) {
                 files.push(name);
             }
@@ -222,6 +257,23 @@ impl OdpsSink {
             }
         }
         Ok(())
+    }
+}
+
+fn partition_dir(table: &Path, partition: &str) -> PathBuf {
+    if partition.is_empty() {
+        table.to_path_buf()
+    } else {
+        table.join(partition)
+    }
+}
+
+/// The key of `name` in a partition, below the table's prefix.
+pub(super) fn object_key(partition: &str, name: &str) -> String {
+    if partition.is_empty() {
+        name.to_string()
+    } else {
+        format!("{partition}/{name}")
     }
 }
 
@@ -273,7 +325,7 @@ impl Sink for OdpsSink {
             self.batch = (r.sequence, r.batch_index);
         }
         for r in records {
-            if let Err(e) = self.take_one(r) {
+            if let Err(e) = self.take_one(r).await {
                 self.pending.clear();
                 return Err(e);
             }
