@@ -1,6 +1,7 @@
 """SINK_ODPS as a Hive-partitioned Parquet lake in a file:// warehouse (issue 10 item 1), read
 back with DuckDB exactly as a user would: `read_parquet(..., hive_partitioning=true,
-union_by_name=true)`.
+union_by_name=true)`; and in an s3:// warehouse on s3s-fs (scripts/services.sh keeps each object
+as a file at SLUICE_TEST_S3_DIR/<bucket>/<key>, so DuckDB reads the same table there).
 
 The server runs with `connector_odps_minute_ms = MINUTE_MS`, so a 15-minute TimeRange window
 lasts 15 * MINUTE_MS ms and a test sees several windows in seconds; the partition formats include
@@ -67,10 +68,23 @@ class Lake:
         self.mode = mode
         self.partition_config = partition_config
         self.cid = None
+        self.tunnel, self.ak, self.sk = "local", "", ""
 
     def config(self, endpoint=None):
-        return OdpsConnectorConfig("lakeproj", "events", endpoint or "file://" + self.warehouse, "local", "", "",
-                                   self.mode, 15, self.partition_config)
+        return OdpsConnectorConfig("lakeproj", "events", endpoint or "file://" + self.warehouse, self.tunnel,
+                                   self.ak, self.sk, self.mode, 15, self.partition_config)
+
+    def use_s3(self):
+        """Points the lake at a fresh bucket of s3s-fs; returns the s3:// endpoint."""
+        root = os.environ.get("SLUICE_TEST_S3_DIR")
+        if not root:
+            pytest.fail("SLUICE_TEST_S3_DIR is not set: run through scripts/test.sh", pytrace=False)
+        bucket = unique_name("lk-s3").replace("_", "-").lower()
+        os.makedirs(os.path.join(root, bucket))  # s3s-fs: a bucket is a directory
+        self.tunnel = os.environ["SLUICE_TEST_S3_ENDPOINT"]
+        self.ak, self.sk = os.environ["SLUICE_TEST_S3_ACCESS_KEY"], os.environ["SLUICE_TEST_S3_SECRET_KEY"]
+        self.table = os.path.join(root, bucket, "wh", "lakeproj.db", "events")
+        return "s3://%s/wh" % bucket
 
     def connect(self, columns=None, endpoint=None):
         self.cid = self.dh.create_connector(self.project, self.topic, ConnectorType.SINK_ODPS,
@@ -295,3 +309,27 @@ def test_event_time_markers_wait_for_the_allowance_and_late_rows_land(sluice_fac
     assert len(files) == 2 and any(f.split("/")[-1].startswith("shard-1_") for f in files), files
     wait_for(lambda: "late rows written" in open(lake.srv.log_path, errors="replace").read() or "no log line",
              "the late row counted in the server log")
+
+
+def test_s3_warehouse_rows_once_in_their_partitions_and_markers_are_objects(sluice_factory, tmp_path):
+    lake = Lake(sluice_factory, tmp_path, PartitionMode.SYSTEM_TIME)
+    endpoint = lake.use_s3()
+    lake.connect(endpoint=endpoint)
+    want = []
+    for rnd in range(3):
+        for s in range(SHARDS):
+            ids = list(range(s * 10_000 + rnd * 10, s * 10_000 + rnd * 10 + 10))
+            lake.put(s, ids)
+            want += ids
+        time.sleep(WINDOW_MS * 1.2 / 1000)
+    lake.wait_count(len(want))
+    time.sleep(0.5)
+    rows = lake.query("id, note, ds, hh, mm")
+    assert sorted(r[0] for r in rows) == sorted(want), "every row once"
+    system = lake.system_times()
+    for r in rows:
+        assert r[1] == "n%d" % r[0]
+        assert dict(zip(TIME_FORMATS, r[2:5])) == window_values(system[r[0]]), "id %d in the wrong partition" % r[0]
+    # the windows the done time has passed get a _SUCCESS object
+    wait_for(lambda: any(partitions_of(lake).values()) or partitions_of(lake), "a _SUCCESS object")
+    assert not glob.glob(os.path.join(lake.table, "**", ".*.tmp"), recursive=True)
