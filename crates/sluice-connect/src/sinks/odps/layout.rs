@@ -1,7 +1,8 @@
 //! Where SINK_ODPS puts things: the warehouse ([`Warehouse`] from `OdpsEndpoint`), the table
 //! folder `<warehouse>/<project>.db/<table>/`, the Hive partition path of a record
 //! ([`Partitioner`]: SYSTEM_TIME, EVENT_TIME, USER_DEFINE) and the data file names
-//! ([`FileName`]: shard plus first and last position).
+//! ([`FileName`]: shard plus first and last position); the object store of an `s3://`
+//! warehouse's table ([`table_store`]).
 
 use std::path::PathBuf;
 

@@ -5,10 +5,12 @@
 //! - `layout.rs`: warehouse URI, table folder, partition paths (SYSTEM_TIME, EVENT_TIME,
 //!   USER_DEFINE), file names carrying shard and positions;
 //! - `mapping.rs`: DataHub types → Parquet, rows → a Parquet file;
-//! - `writer.rs`: the [`Sink`](crate::sink::Sink), atomic visible files, recovery from files;
+//! - `writer.rs`: the [`Sink`](crate::sink::Sink), atomic visible files (renamed files in a
+//!   `file://` warehouse, objects in an `s3://` one), recovery from file / object names;
 //! - `markers.rs`: `_SUCCESS` markers from the connector's done time.
 //!
-//! Everything but the config is behind the cargo feature `sink-odps` (arrow + parquet).
+//! Everything but the config is behind the cargo feature `sink-odps` (arrow + parquet, and
+//! object_store through `sinks/objstore.rs`).
 
 mod config;
 #[cfg(feature = "sink-odps")]
