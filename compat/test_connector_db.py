@@ -18,11 +18,10 @@ from datahub.exceptions import DatahubException
 from datahub.models import (AuthMode, ConnectorOffset, ConnectorState, ConnectorType, DatabaseConnectorConfig,
                             HologresConnectorConfig, TupleRecord)
 
-from util import ALL_TYPES, all_types_schema, create_tuple_topic, put
+from util import ALL_TYPES, all_types_schema, create_tuple_topic, put, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARDS = 4
-WAIT_S = 60.0
 NAMES = [n for n, _ in ALL_TYPES]
 
 
@@ -119,17 +118,6 @@ def put_rows(client, project, topic, ids, schema):
 
 def ids_in(db, table):
     return [int(r[0]) for r in db.run("SELECT f_bigint FROM %s ORDER BY f_bigint" % table)]
-
-
-def wait_for(predicate, what, timeout=WAIT_S):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last is True:
-            return
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
 
 
 def wait_ids(db, table, want):

@@ -13,7 +13,6 @@ what osmem-server does not do itself (429 items, basic auth, TLS, several nodes)
 SIGKILL, outage → HANG → recovery and bad records are the compliance suite's (adapter `es`).
 """
 
-import time
 import urllib.parse
 from decimal import Decimal
 
@@ -23,21 +22,10 @@ from datahub.models.connector import EsConnectorConfig
 
 from es_front import EsFront
 from sink_adapters import env, es_request, es_search_all, table_name
-from util import ALL_TYPES, NULL_ROW, ROWS, all_types_schema, create_tuple_topic, put, tuple_records, unique_name
+from util import (ALL_TYPES, NULL_ROW, ROWS, all_types_schema, create_tuple_topic, put, tuple_records, unique_name,
+                  wait_for)
 
-WAIT_S = 45.0
 SMALL_BATCHES = {"connector_batch_records": 5, "connector_batch_age_ms": 20}
-
-
-def wait_for(predicate, what, timeout=WAIT_S):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last is True:
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out after %.0fs waiting for %s (last: %r)" % (timeout, what, last))
 
 
 @pytest.fixture

@@ -22,21 +22,9 @@ from datahub.models import AuthMode, ConnectorType, FieldType, RecordSchema, Tup
 from datahub.models.connector import FcConnectorConfig
 
 from fc_receiver import BAD_NOTE, FcReceiver
-from util import ALL_TYPES, ROWS, all_types_schema, put, unique_name
+from util import ALL_TYPES, ROWS, all_types_schema, put, unique_name, wait_for
 
 SERVER_CONFIG = {"connector_batch_records": 5, "connector_batch_age_ms": 20}
-WAIT_S = 45.0
-
-
-def wait_for(predicate, what, timeout=WAIT_S):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last is True:
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out after %.0fs waiting for %s (last: %r)" % (timeout, what, last))
 
 
 @pytest.fixture

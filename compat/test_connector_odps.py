@@ -20,7 +20,7 @@ import pytest
 from datahub.models import (ConnectorType, FieldType, OdpsConnectorConfig, PartitionMode, RecordSchema,
                             TupleRecord)
 
-from util import put, read_all, unique_name
+from util import put, read_all, unique_name, wait_for
 
 MINUTE_MS = 100
 WINDOW_MS = 15 * MINUTE_MS
@@ -33,18 +33,6 @@ SHARDS = 4
 FIELDS = [("id", FieldType.BIGINT), ("event_time", FieldType.TIMESTAMP), ("region", FieldType.STRING),
           ("note", FieldType.STRING), ("price", FieldType.DECIMAL), ("score", FieldType.DOUBLE)]
 TIME_FORMATS = collections.OrderedDict([("ds", "%Y%m%d"), ("hh", "%H"), ("mm", "%M%S")])
-WAIT_S = 60.0
-
-
-def wait_for(predicate, what, timeout=WAIT_S, interval=0.2):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last is True:
-            return
-        time.sleep(interval)
-    raise AssertionError("timed out after %.0fs waiting for %s (last: %r)" % (timeout, what, last))
 
 
 def window_values(ms):

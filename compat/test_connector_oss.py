@@ -15,25 +15,13 @@ from decimal import Decimal
 from datahub.models import AuthMode, ConnectorType, FieldType, OssConnectorConfig, RecordSchema, TupleRecord
 
 from sink_adapters import env
-from util import put, unique_name
+from util import put, unique_name, wait_for
 
-WAIT_S = 60.0
 # small batches for the test (SINK_OSS's own default is 5 minutes / 64 MiB)
 CONFIG = {"connector_batch.sink_oss.records": 50, "connector_batch.sink_oss.age_ms": 100}
 NAMES = ["id", "name", "ok", "score", "at", "amount"]
 TYPES = [FieldType.BIGINT, FieldType.STRING, FieldType.BOOLEAN, FieldType.DOUBLE, FieldType.TIMESTAMP,
          FieldType.DECIMAL]
-
-
-def wait_for(predicate, what, timeout=WAIT_S):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last is True:
-            return
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
 
 
 def new_bucket():

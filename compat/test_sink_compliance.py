@@ -23,24 +23,11 @@ from datahub.models import ConnectorOffset, ConnectorState, FieldType, RecordSch
 
 from sink_adapters import ADAPTERS
 from tcp_proxy import TcpProxy
-from util import put, unique_name
+from util import put, unique_name, wait_for
 
 CONNECTOR_BATCH = 5
 SERVER_CONFIG = {"connector_batch_records": CONNECTOR_BATCH, "connector_batch_age_ms": 20}
-WAIT_S = 45.0
 FIELDS = ["id", "note"]
-
-
-def wait_for(predicate, what, timeout=WAIT_S, interval=0.1):
-    """Polls until `predicate()` returns True; anything else it returns is shown on timeout."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last is True:
-            return
-        time.sleep(interval)
-    raise AssertionError("timed out after %.0fs waiting for %s (last: %r)" % (timeout, what, last))
 
 
 class Rig:

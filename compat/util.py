@@ -266,3 +266,15 @@ def assert_rows_equal(got_rows, want_rows, names=None):
             if isinstance(w, bool) or isinstance(g, bool):
                 ok = ok and type(g) is type(w)
             assert ok, "row %d field %s: got %r, want %r" % (i, field, g, w)
+
+
+def wait_for(predicate, what, timeout=60.0, interval=0.1):
+    """Polls until `predicate()` returns True; anything else it returns is shown on timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last is True:
+            return
+        time.sleep(interval)
+    raise AssertionError("timed out after %.0fs waiting for %s (last: %r)" % (timeout, what, last))
