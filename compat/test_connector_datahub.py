@@ -99,8 +99,14 @@ def test_every_type_across_shards_arrives_equal(dh, project, target):
     infos = dh.get_connector_shard_status(project, topic, cid).shard_status_infos
     for shard, e in infos.items():
         assert e.state.value == "CONTEXT_EXECUTING", e.to_json()
-        assert e.current_sequence == 3 * len(ROWS), e.to_json()
+        assert e.current_sequence == 3 * len(ROWS) - 1, e.to_json()  # the last delivered
         assert e.discard_count == 0
+        # Java SDK e2e BaseConnectorTest.isAllShardSinked: a shard is done when CurrSequence and
+        # CurrTimestamp reach the LATEST cursor's, i.e. the last record's sequence and time
+        latest = dh.get_cursor(project, topic, shard, CursorType.LATEST)
+        assert (e.current_sequence, e.current_timestamp) == (latest.sequence, latest.record_time), e.to_json()
+    # e2e SinkMysqlTest.java:437-445: the sum of CurrSequence + 1 is the number of records written
+    assert sum(e.current_sequence + 1 for e in infos.values()) == len(want)
     assert dh.get_connector_done_time(project, topic, cid).done_time >= now_ms() - 5000
 
 

@@ -125,32 +125,34 @@ def test_offsets_agree_both_ways_and_a_stopped_connector_resumes_from_them(dh, p
     put(dh, project, topic, "a")
     assert wait_count(tclient, tproject, ttopic, SHARDS * PER_SHARD) == SHARDS * PER_SHARD
     deadline = time.monotonic() + 10
-    while connector_sequences(dh, project, topic, cid) != {"0": PER_SHARD, "1": PER_SHARD}:
+    last = PER_SHARD - 1  # CurrentSequence: the last record delivered
+    while connector_sequences(dh, project, topic, cid) != {"0": last, "1": last}:
         assert time.monotonic() < deadline, connector_sequences(dh, project, topic, cid)
         time.sleep(0.1)
-    # the subscription's Sequence is the connector's CurrentSequence (the next record to deliver)
-    assert sub_sequences(dh, project, topic, sub_id) == {"0": PER_SHARD, "1": PER_SHARD}
+    # the subscription's Sequence is the connector's CurrentSequence (the last record delivered)
+    assert sub_sequences(dh, project, topic, sub_id) == {"0": last, "1": last}
     opened = dh.init_and_get_subscription_offset(project, topic, sub_id, ["0", "1"]).offsets
-    assert {s: o.sequence for s, o in opened.items()} == {"0": PER_SHARD, "1": PER_SHARD}
+    assert {s: o.sequence for s, o in opened.items()} == {"0": last, "1": last}
 
     dh.update_connector_state(project, topic, cid, ConnectorState.CONNECTOR_STOPPED)
     # connector API -> subscription API
     dh.update_connector_offset(project, topic, cid, "0", ConnectorOffset(2, -1))
-    assert sub_sequences(dh, project, topic, sub_id) == {"0": 2, "1": PER_SHARD}
+    assert sub_sequences(dh, project, topic, sub_id) == {"0": 2, "1": last}
     # subscription API (commit) -> connector API
     session = opened["1"]
     ts = int(time.time() * 1000)
     dh.update_subscription_offset(project, topic, sub_id,
-                                  {"1": OffsetWithSession(3, ts, session.version, session.session_id)})
-    assert connector_sequences(dh, project, topic, cid) == {"0": 2, "1": 3}
-    assert status_sequences(dh, project, topic, cid) == {"0": 2, "1": 3}
+                                  {"1": OffsetWithSession(2, ts, session.version, session.session_id)})
+    assert connector_sequences(dh, project, topic, cid) == {"0": 2, "1": 2}
+    assert status_sequences(dh, project, topic, cid) == {"0": 2, "1": 2}
     assert dh.get_connector_shard_status(project, topic, cid, "1").shard_status_infos["1"].current_timestamp == ts
     # subscription API (reset) -> connector API
-    dh.reset_subscription_offset(project, topic, sub_id, {"0": OffsetWithVersion(4, ts, 0)})
-    assert connector_sequences(dh, project, topic, cid) == {"0": 4, "1": 3}
-    assert sub_sequences(dh, project, topic, sub_id) == {"0": 4, "1": 3}
+    dh.reset_subscription_offset(project, topic, sub_id, {"0": OffsetWithVersion(3, ts, 0)})
+    assert connector_sequences(dh, project, topic, cid) == {"0": 3, "1": 2}
+    assert sub_sequences(dh, project, topic, sub_id) == {"0": 3, "1": 2}
 
-    # started again, it resumes exactly there: shard 0 from 4 (1 record), shard 1 from 3 (2)
+    # started again, it resumes just after them, as any subscriber does: shard 0 from 4
+    # (1 record), shard 1 from 3 (2)
     dh.update_connector_state(project, topic, cid, ConnectorState.CONNECTOR_RUNNING)
     assert wait_count(tclient, tproject, ttopic, SHARDS * PER_SHARD + 3) == SHARDS * PER_SHARD + 3
 

@@ -171,7 +171,7 @@ def test_tutorial_odps_walkthrough(dh, project, topic_name):
     for e in infos.values():
         assert "OdpsEndpoint" in e.last_error_message
         assert e.update_time > 0 and e.worker_addr and e.done_time > 0 and e.discard_count == 0
-    assert infos["0"].current_sequence == 0  # start_time is before every record
+    assert infos["0"].current_sequence == -1  # start_time is before every record: none delivered
 
     # 重启connector shard
     dh.reload_connector(project_name, topic_name, connector_id, shard_id)
@@ -193,7 +193,8 @@ def test_tutorial_odps_walkthrough(dh, project, topic_name):
     assert infos["0"].state.value == "CONTEXT_PAUSED"
     dh.update_connector_offset(project_name, topic_name, connector_id, '', ConnectorOffset(-1, 1582801630000))
     infos = dh.get_connector_shard_status(project_name, topic_name, connector_id).shard_status_infos
-    assert infos["0"].current_sequence == 0 and infos["1"].current_sequence == 0
+    # every record is after the time: none delivered yet
+    assert infos["0"].current_sequence == -1 and infos["1"].current_sequence == -1
     dh.update_connector_state(project_name, topic_name, connector_id, ConnectorState.CONNECTOR_RUNNING)
 
     # 查询connector完成时间
@@ -237,7 +238,8 @@ def test_each_type_is_managed(dh, project, topic_name, endpoint, connector_type)
                         lambda s: s and all(e.state.value == "CONTEXT_HANG" and e.last_error_message
                                             for e in s.values()))
     for e in infos.values():
-        assert e.current_sequence >= 0 and e.current_timestamp > 0 and e.done_time > 0
+        # nothing delivered yet: CurrentSequence is the last record delivered, so -1
+        assert e.current_sequence == -1 and e.current_timestamp > 0 and e.done_time > 0
         assert e.update_time > 0 and e.worker_addr
 
     dh.update_connector(project_name, topic_name, connector_id, connector_config)
@@ -334,11 +336,12 @@ def test_start_time_picks_the_first_record_at_or_after_it(dh, project, topic_nam
     cid = dh.create_connector(project, topic_name, ConnectorType.SINK_OTS, column_fields,
                               configs("http://x")[ConnectorType.SINK_OTS], t).connector_id
     infos = dh.get_connector_shard_status(project, topic_name, cid).shard_status_infos
-    assert infos["0"].current_sequence == 5
-    assert infos["1"].current_sequence == 0  # empty shard: starts at its end
+    # CurrentSequence is the last record delivered: it resumes at 5
+    assert infos["0"].current_sequence == 4
+    assert infos["1"].current_sequence == -1  # empty shard: starts at its end
     cid2 = dh.create_connector(project, topic_name, ConnectorType.SINK_FC, column_fields,
                                configs("http://x")[ConnectorType.SINK_FC]).connector_id
-    assert dh.get_connector_shard_status(project, topic_name, cid2, "0").shard_status_infos["0"].current_sequence == 0
+    assert dh.get_connector_shard_status(project, topic_name, cid2, "0").shard_status_infos["0"].current_sequence == -1
 
 
 def test_connectors_survive_restart(sluice_factory):

@@ -252,7 +252,8 @@ def test_stop_start_and_offset_reset_redeliver_from_the_given_point(rig_factory)
     time.sleep(0.5)
     assert sorted(set(rig.ids())) == sorted(expect), "records before the reset time were delivered"
 
-    # reset by sequence, backwards: shard 0 re-delivers from sequence 3, shard 1 nothing
+    # reset by sequence, backwards: the last delivered is 3, so shard 0 re-delivers from sequence 4,
+    # shard 1 nothing
     rig.set_state(ConnectorState.CONNECTOR_STOPPED)
     wait_for(lambda: all(e.state.value == "CONTEXT_PAUSED" for e in rig.status().values()) or rig.status(),
              "every shard CONTEXT_PAUSED")
@@ -260,13 +261,13 @@ def test_stop_start_and_offset_reset_redeliver_from_the_given_point(rig_factory)
     rig.dh.update_connector_offset(rig.project, rig.topic, rig.cid, "0", ConnectorOffset(3, -1))
     rig.set_state(ConnectorState.CONNECTOR_RUNNING)
     shard0 = first[0] + skipped[0] + wanted[0]  # sequences 0..19 of shard 0
-    again = shard0[3:]
+    again = shard0[4:]
 
     def redelivered():
         got = sorted(r["id"] for r in rig.adapter.rows() if r["arrival"] > mark)
         return got == sorted(again) or got
 
-    wait_for(redelivered, "shard 0 re-delivered from sequence 3")
+    wait_for(redelivered, "shard 0 re-delivered from sequence 4")
     time.sleep(0.5)
     later = sorted(r["id"] for r in rig.adapter.rows() if r["arrival"] > mark)
     assert later == sorted(again), "re-delivery did not start at the given sequence"

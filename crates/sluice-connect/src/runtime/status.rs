@@ -81,6 +81,9 @@ impl TaskStatus {
 pub struct ShardReport {
     pub shard_id: u32,
     pub state: ContextState,
+    /// The last sequence delivered (the checkpoint's `next_seq` - 1; -1 when none was), as the
+    /// service reports it (Java SDK e2e `SinkMysqlTest`: the sum of CurrSequence + 1 over the
+    /// shards is the number of records written).
     pub current_sequence: i64,
     pub current_timestamp: i64,
     pub done_time: i64,
@@ -165,7 +168,8 @@ pub fn report(
     ShardReport {
         shard_id: cp.shard_id,
         state,
-        current_sequence: cp.next_seq as i64,
+        // The last record delivered (-1: none yet), as the service reports it.
+        current_sequence: cp.next_seq as i64 - 1,
         current_timestamp: if cp.last_time >= 0 {
             cp.last_time
         } else {

@@ -6,13 +6,16 @@
 //! names it in `ExtraInfo.SubscriptionId`, as the service does.
 //!
 //! One source of truth: the connector's per-shard checkpoints are stored as that
-//! subscription's offset rows (`sluice-meta`, migration 2). The mapping is the service's
-//! (Java SDK oldsdk SinkOdpsTest: a connector's CurrentSequence equals its subscription's
-//! offset Sequence): offset `Sequence` = the connector's CurrentSequence = its checkpoint's
-//! `next_seq` (the first record not yet delivered, where it resumes); `Timestamp` =
-//! CurrentTimestamp; a shard the connector finished is read to its end. So, unlike an
-//! ordinary subscription (whose Sequence is the last record consumed), committing Sequence
-//! N to a connector's subscription makes the connector resume AT N.
+//! subscription's offset rows (`sluice-meta`, migration 2), holding the checkpoint's `next_seq`
+//! (where the connector resumes). Through the API, the offset `Sequence` is the connector's
+//! CurrentSequence: the last record delivered (-1: none yet), the same convention as any
+//! subscription's (the last record consumed) and as the service's shard status (Java SDK e2e
+//! `SinkMysqlTest`: the sum of CurrSequence + 1 over the shards is the number of records
+//! written). `Timestamp` = CurrentTimestamp; a shard the connector finished is read to its
+//! end. Committing Sequence N to a connector's subscription makes the connector resume at
+//! N + 1; a commit with only a Timestamp resumes at the first record at or after it. (The old
+//! SDK's tests, `oldsdk/SinkOdpsTest.java:383-387`, saw the older executor report the next
+//! record instead; docs/sdk-wire.md.)
 //!
 //! Reads of the offsets (get, open) show the positions the connector API shows (live ones
 //! while it runs). Commits and resets are refused with InvalidOperation while the connector
@@ -47,7 +50,7 @@ pub struct ConnectorLink {
 /// Where a connector stands on one shard, as its subscription's offset shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
-    /// The connector's CurrentSequence (its next record to deliver).
+    /// The connector's CurrentSequence (the last record delivered; -1: none yet).
     pub sequence: i64,
     /// The connector's CurrentTimestamp.
     pub timestamp: i64,
@@ -142,8 +145,8 @@ impl Catalog {
     }
 
     /// The Sequence to store for an offset update: as given for an ordinary subscription; for
-    /// a connector's, the record the connector resumes at (from the time when only a
-    /// Timestamp is given).
+    /// a connector's, the record the connector resumes at: the one after the given Sequence,
+    /// or the first at or after the Timestamp when only that is given.
     pub(super) fn connector_sequence(
         topic: &Topic,
         sub: &Subscription,
@@ -154,7 +157,8 @@ impl Catalog {
             return Ok(u.sequence);
         };
         if u.sequence >= 0 {
-            return Ok(u.sequence);
+            // The last record delivered, as for any subscription: the connector resumes after it.
+            return Ok(u.sequence + 1);
         }
         if u.timestamp < 0 {
             return Err(Error::InvalidParameter(format!(

@@ -366,7 +366,8 @@ impl Catalog {
             .iter()
             .map(|s| {
                 let end = if s.closed { s.next_seq as i64 - 1 } else { -1 };
-                let cur = cps.get(&s.id).map(|c| c.next_seq as i64).unwrap_or(-1);
+                // CurrentSequence is the last record delivered (-1: none yet).
+                let cur = cps.get(&s.id).map_or(-1, |c| c.next_seq as i64 - 1);
                 (s.id, s.first_seq as i64, end, cur)
             })
             .collect();
@@ -543,16 +544,17 @@ impl Catalog {
         for s in shards {
             let (first, next) = (s.log.first_seq(), s.log.next_seq());
             let seq = match sequence {
+                // CurrentSequence is the last record delivered: the task resumes after it.
                 Some(q) => {
-                    let q = q as u64;
+                    let resume = q as u64 + 1;
                     // Past the end is allowed: the task waits for that sequence.
-                    if q < first {
+                    if resume < first {
                         return Err(Error::InvalidParameter(format!(
                             "CurrentSequence {q} has expired: shard {}'s oldest record is {first}",
                             s.id
                         )));
                     }
-                    q
+                    resume
                 }
                 None => s
                     .log
