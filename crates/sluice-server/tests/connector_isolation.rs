@@ -349,14 +349,18 @@ async fn a_stuck_connector_never_stalls_the_api() {
         .await
         .unwrap();
     assert_eq!(ids, (0..100).collect::<Vec<_>>());
-    wait_until("the last delivered at 99", Duration::from_secs(10), || async {
-        hub.catalog()
-            .connector_shard_status(&hub.project, "stuck", &stopped, None)
-            .await
-            .unwrap()[0]
-            .current_sequence
-            == 99
-    })
+    wait_until(
+        "the last delivered at 99",
+        Duration::from_secs(10),
+        || async {
+            hub.catalog()
+                .connector_shard_status(&hub.project, "stuck", &stopped, None)
+                .await
+                .unwrap()[0]
+                .current_sequence
+                == 99
+        },
+    )
     .await;
     lock.close().await.unwrap();
     pool.close().await;
