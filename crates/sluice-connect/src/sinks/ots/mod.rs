@@ -7,7 +7,8 @@
 //!   failures are classified;
 //! - `mapping.rs`: primary key columns from the topic fields of the same name, and the type
 //!   mapping;
-//! - `writer.rs`: the sink (one row per key per delivery, PUT or UPDATE, per-row errors).
+//! - `writer.rs`: the sink (one row per key per delivery, PUT or UPDATE, per-row errors);
+//! - `vectors.rs` (tests): Sluice's codec against bytes the official package made.
 //!
 //! Everything but the config is behind the cargo feature `sink-ots` (on by default).
 //! `AuthMode` `sts` (the default when none is sent) is accepted and stored, but its tasks hang
@@ -25,6 +26,8 @@ mod mapping;
 pub mod plainbuffer;
 #[cfg(feature = "sink-ots")]
 pub mod proto;
+#[cfg(all(test, feature = "sink-ots"))]
+mod vectors;
 #[cfg(feature = "sink-ots")]
 mod writer;
 

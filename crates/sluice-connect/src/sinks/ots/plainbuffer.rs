@@ -81,6 +81,10 @@ pub enum DecodeError {
         found: u8,
         computed: u8,
     },
+    #[error("PlainBuffer value length {declared} does not match its {actual} bytes")]
+    Length { declared: u32, actual: usize },
+    #[error("PlainBuffer boolean byte {0:#x} is not 0 or 1")]
+    Bool(u8),
     #[error("PlainBuffer cell name or string is not UTF-8")]
     Utf8,
 }
@@ -283,12 +287,16 @@ impl<'a> Reader<'a> {
     }
 
     fn value(&mut self) -> Result<Cell, DecodeError> {
-        let _len = self.u32()?;
+        let declared = self.u32()?;
+        let start = self.pos;
         let vt = self.byte()?;
-        Ok(match vt {
+        let value = match vt {
             VT_INTEGER => Cell::Int(self.i64()?),
             VT_DOUBLE => Cell::Double(f64::from_bits(self.i64()? as u64)),
-            VT_BOOLEAN => Cell::Bool(self.byte()? != 0),
+            VT_BOOLEAN => match self.byte()? {
+                b @ (0 | 1) => Cell::Bool(b == 1),
+                other => return Err(DecodeError::Bool(other)),
+            },
             VT_STRING => {
                 let n = self.u32()? as usize;
                 Cell::Str(self.string(n)?)
@@ -298,7 +306,12 @@ impl<'a> Reader<'a> {
                 Cell::Blob(self.take(n)?.to_vec())
             }
             other => return Err(DecodeError::ValueType(other)),
-        })
+        };
+        let actual = self.pos - start;
+        if declared as usize != actual {
+            return Err(DecodeError::Length { declared, actual });
+        }
+        Ok(value)
     }
 
     /// One cell (after its `TAG_CELL`); returns it and its verified checksum.

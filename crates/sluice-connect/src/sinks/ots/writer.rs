@@ -324,7 +324,7 @@ mod tests {
             auth: Auth {
                 mode: AuthMode::Ak,
                 access_id: "id".into(),
-                access_key: crate::sinks::Secret::new("key".into()),
+                access_key: crate::sinks::Secret::new("key"),
             },
             write_mode: mode,
         };
