@@ -36,7 +36,7 @@ VECTORS = os.path.join(os.path.dirname(__file__), "..", "crates", "sluice-connec
 
 @pytest.fixture
 def ots():
-    srv = OtsServer(max_cell_bytes=64)
+    srv = OtsServer(max_cell_bytes=1024)
     yield srv
     srv.close()
 
@@ -83,11 +83,20 @@ def official_client(ots, key=None):
                                 retry_policy=tablestore.NoRetryPolicy())
 
 
+def official_put(client, table, rows):
+    """PUT rows [(primary key, attributes)] with the official client's BatchWriteRow."""
+    req = tablestore.BatchWriteRowRequest()
+    cond = tablestore.Condition(tablestore.RowExistenceExpectation.IGNORE)
+    req.add(tablestore.TableInBatchWriteRowItem(table, [tablestore.PutRowItem(tablestore.Row(pk, attrs), cond)
+                                                       for pk, attrs in rows]))
+    assert client.batch_write_row(req).is_all_succeed()
+
+
 def test_the_server_serves_the_official_client_and_refuses_a_wrong_key(ots):
     ots.create_table("t", [("id", "INTEGER")])
     client = official_client(ots)
     assert client.describe_table("t").table_meta.schema_of_primary_key == [("id", "INTEGER")]
-    client.put_row("t", tablestore.Row([("id", 1)], [("a", "x")]))
+    official_put(client, "t", [([("id", 1)], [("a", "x")])])
     assert ots.rows("t")[(1,)]["columns"] == {"a": "x"}
     with pytest.raises(tablestore.OTSServiceError) as e:
         official_client(ots, "wrong").describe_table("t")
@@ -123,8 +132,7 @@ def test_put_replaces_rows_and_update_sets_only_the_given_columns(sluice_factory
     for table in ("put", "upd"):
         ots.create_table(table, [("id", "INTEGER")])
         client = official_client(ots)
-        for i in (1, 2):
-            client.put_row(table, tablestore.Row([("id", i)], [("note", "old%d" % i), ("keep", "k%d" % i)]))
+        official_put(client, table, [([("id", i)], [("note", "old%d" % i), ("keep", "k%d" % i)]) for i in (1, 2)])
     src = Source(sluice_factory)
     src.connect(ots, "put")
     src.connect(ots, "upd", mode=WriteMode.UPDATE)
@@ -175,7 +183,7 @@ def test_bad_records_are_discarded_and_counted(sluice_factory, ots):
     ots.create_table("bad", [("id", "INTEGER")])
     src = Source(sluice_factory)
     cid = src.connect(ots, "bad")
-    src.put([[1, "ok1"], [None, "null key"], [2, "x" * 100], [3, "ok3"]])
+    src.put([[1, "ok1"], [None, "null key"], [2, "x" * 2000], [3, "ok3"]])
     wait_for(lambda: src.shard(cid).discard_count == 2 and len(ots.rows("bad")) == 2 or
              (src.shard(cid).discard_count, ots.rows("bad")), "2 discarded, 2 written")
     assert {k[0]: r["columns"]["note"] for k, r in ots.rows("bad").items()} == {1: "ok1", 3: "ok3"}
