@@ -228,7 +228,7 @@ class OtsServer:
                     key = tuple(bytes(v) if isinstance(v, bytearray) else v for _, v in pk)
                     if key in seen:
                         return self._error(req, "BatchWriteRow", 400, "OTSParameterInvalid",
-                                           "The input parameter is invalid: duplicated primary key.", locked=True)
+                                           "The input parameter is invalid: duplicated primary key.")
                     seen.add(key)
                     if self._row_errors[0] > 0:
                         self._row_errors[0] -= 1
@@ -269,7 +269,7 @@ class OtsServer:
         req.end_headers()
         req.wfile.write(data)
 
-    def _error(self, req, api, status, code, message, locked=False):
+    def _error(self, req, api, status, code, message):
         err = pb2.Error()
         err.code, err.message = code, message
         return self._answer(req, api, status, err.SerializeToString())
