@@ -27,9 +27,10 @@ import urllib.request
 import pytest
 from datahub.models import (AuthMode, ConnectorType, DatabaseConnectorConfig, FieldType, HologresConnectorConfig,
                             OdpsConnectorConfig, OssConnectorConfig, PartitionMode, RecordSchema)
-from datahub.models.connector import DataHubConnectorConfig, EsConnectorConfig, FcConnectorConfig
+from datahub.models.connector import DataHubConnectorConfig, EsConnectorConfig, FcConnectorConfig, OtsConnectorConfig
 
 from fc_receiver import BAD_NOTE, FcReceiver
+from ots_server import OtsServer
 
 from util import ACCESS_ID, ACCESS_KEY, read_all, unique_name
 
@@ -497,4 +498,47 @@ class Odps(SinkAdapter):
         return 'a,"b"\nc \u00e9\u6e56'
 
 
-ADAPTERS = {a.name: a for a in (MySql, Ads, Hologres, Datahub, Es, Fc, Oss, Odps)}
+class Ots(SinkAdapter):
+    """SINK_OTS into a table of compat/ots_server.py, a Tablestore test server built on the official
+    `tablestore` package (it decodes every request with the package's code and checks its
+    signature). The table's primary key is `id` (INTEGER): PUT rows replace themselves, so
+    re-delivery leaves no duplicate (absorbs_duplicates), and every write gets a new `arrival`.
+    Attribute columns need no schema, so add_column has nothing to create. The server refuses a
+    string cell longer than NOTE_WIDTH bytes (as the service refuses one over 2 MB) with the
+    per-row error OTSParameterInvalid."""
+
+    name = "ots"
+    connector_type = ConnectorType.SINK_OTS
+
+    def __init__(self):
+        self.server = None
+        self.table = None
+
+    def prepare(self, sluice_factory):
+        self.server = OtsServer(max_cell_bytes=NOTE_WIDTH)
+        self.table = table_name("scots")
+        self.server.create_table(self.table, [("id", "INTEGER")])
+
+    def address(self):
+        return self.server.host, self.server.port
+
+    def config(self, host, port):
+        return OtsConnectorConfig("http://%s:%s" % (host, port), self.server.instance, self.table, AuthMode.AK,
+                                  self.server.access_id, self.server.access_key)
+
+    def rows(self):
+        assert not self.server.signature_failures, self.server.signature_failures[:3]
+        out = []
+        for (key,), row in self.server.rows(self.table).items():
+            c = row["columns"]
+            out.append({"id": key, "note": c.get("note"), "extra": c.get("extra"), "arrival": row["arrival"]})
+        return sorted(out, key=lambda r: r["arrival"])
+
+    def add_column(self, name):
+        pass
+
+    def bad_note(self):
+        return "x" * (NOTE_WIDTH + 30)
+
+
+ADAPTERS = {a.name: a for a in (MySql, Ads, Hologres, Datahub, Es, Fc, Oss, Odps, Ots)}

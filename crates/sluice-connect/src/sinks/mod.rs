@@ -13,15 +13,13 @@
 //! - `es/`: SINK_ES, Elasticsearch / OpenSearch through `_bulk`;
 //! - `oss/`: SINK_OSS, objects in an S3-compatible bucket;
 //! - `odps/`: SINK_ODPS, a Hive-partitioned Parquet table (`file://` warehouses);
-//! - `ots/`: config only so far.
+//! - `ots/`: SINK_OTS, rows into a Tablestore table (BatchWriteRow, PlainBuffer rows).
 //!
 //! Each folder holds `config.rs` (always built: a server without the writer still accepts,
 //! validates and stores the type's configs) and its writer behind a cargo feature, on by
 //! default (`sink-mysql`, `sink-hologres`, `sink-datahub`, `sink-es`, `sink-fc`, `sink-oss`,
-//! `sink-odps`); a task of a type built without its feature hangs with a message naming the
+//! `sink-odps`, `sink-ots`); a task of a type built without its feature hangs with a message naming the
 //! feature.
-//!
-//! SINK_OTS is managed fully but does not write yet: its tasks hang with [`not_yet_message`].
 
 mod config;
 pub mod datahub;
@@ -64,7 +62,8 @@ pub fn not_yet_message(kind: ConnectorKind) -> String {
         feature = "sink-es",
         feature = "sink-fc",
         feature = "sink-oss",
-        feature = "sink-odps"
+        feature = "sink-odps",
+        feature = "sink-ots"
     ),
     allow(dead_code)
 )]
@@ -104,7 +103,7 @@ pub async fn open(
         ConnectorConfig::Fc(c) => fc::open(c.clone(), columns).await,
         ConnectorConfig::Oss(c) => oss::open(c.clone(), columns).await,
         ConnectorConfig::Odps(c) => odps::open(c.clone(), columns).await,
-        ConnectorConfig::Ots(_) => Err(SinkError::config(not_yet_message(config.kind()))),
+        ConnectorConfig::Ots(c) => ots::open(c.clone(), columns).await,
     }
 }
 
