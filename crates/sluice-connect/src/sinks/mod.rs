@@ -45,14 +45,6 @@ pub use wire::ConfigError;
 use crate::kind::ConnectorKind;
 use crate::sink::{BatchDefaults, SharedColumns, Sink, SinkError};
 
-/// What the tasks of a connector whose sink is not built yet report.
-pub fn not_yet_message(kind: ConnectorKind) -> String {
-    format!(
-        "{} writes arrive in a later release; this connector is managed but does not write yet",
-        kind.display_name()
-    )
-}
-
 /// What a task of a sink type left out of the build reports.
 #[cfg_attr(
     all(
