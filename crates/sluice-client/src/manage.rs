@@ -191,7 +191,10 @@ impl Client {
             }
         };
         let v = self
-            .post_json(&format!("{}/shards/{shard}", topic_path(project, topic)), body)
+            .post_json(
+                &format!("{}/shards/{shard}", topic_path(project, topic)),
+                body,
+            )
             .await?;
         Ok(CursorInfo {
             cursor: v["Cursor"]
@@ -348,8 +351,13 @@ impl Client {
         if let Some(s) = state {
             body["State"] = json!(s);
         }
-        self.json(Method::PUT, &sub_path(project, topic, sub), None, Some(body))
-            .await?;
+        self.json(
+            Method::PUT,
+            &sub_path(project, topic, sub),
+            None,
+            Some(body),
+        )
+        .await?;
         Ok(())
     }
 

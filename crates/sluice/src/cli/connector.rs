@@ -155,7 +155,9 @@ fn mask_secrets(config: &mut Json) {
 
 /// The next sequence a shard will write (its end).
 async fn shard_end(c: &Client, project: &str, topic: &str, shard: &str) -> Result<i64> {
-    let latest = c.cursor_info(project, topic, shard, CursorType::Latest).await?;
+    let latest = c
+        .cursor_info(project, topic, shard, CursorType::Latest)
+        .await?;
     let (list, _) = c
         .get_records_pb(project, topic, shard, &latest.cursor, 1, None)
         .await?;
@@ -181,7 +183,10 @@ async fn status_rows(
     let v = c
         .connector_action(project, topic, connector, "Status", fields)
         .await?;
-    let infos: Map<String, Json> = v["ShardStatusInfos"].as_object().cloned().unwrap_or_default();
+    let infos: Map<String, Json> = v["ShardStatusInfos"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     let mut rows: Vec<(u64, Json)> = Vec::new();
     let now = now_ms();
     for (id, mut entry) in infos {

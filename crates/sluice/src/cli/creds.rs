@@ -123,7 +123,9 @@ pub fn resolve(args: &ClientArgs) -> Result<Credentials> {
 pub async fn login(args: &ClientArgs) -> Result<PathBuf> {
     let mut args = args.clone();
     if args.access_id.is_none() {
-        return Err(usage("`sluice login` needs --access-id (or SLUICE_ACCESS_ID)"));
+        return Err(usage(
+            "`sluice login` needs --access-id (or SLUICE_ACCESS_ID)",
+        ));
     }
     if args.access_key.is_none() {
         use std::io::IsTerminal;
@@ -139,8 +141,9 @@ pub async fn login(args: &ClientArgs) -> Result<PathBuf> {
     }
     let creds = resolve(&args)?;
     creds.client()?.list_projects().await?;
-    let path = profiles_path()
-        .ok_or_else(|| usage("neither XDG_CONFIG_HOME nor HOME is set: nowhere to keep the profile"))?;
+    let path = profiles_path().ok_or_else(|| {
+        usage("neither XDG_CONFIG_HOME nor HOME is set: nowhere to keep the profile")
+    })?;
     let mut profiles = read_profiles(&path)?;
     profiles.insert(
         args.profile.clone(),
@@ -177,4 +180,21 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
         .and_then(|_| f.sync_all())
         .map_err(|e| io(format!("cannot write {}", tmp.display()), e))?;
     std::fs::rename(&tmp, path).map_err(|e| io(format!("cannot write {}", path.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_secret() {
+        let c = Credentials {
+            endpoint: "http://e".into(),
+            access_id: "the-id".into(),
+            access_key: "the-secret-key".into(),
+        };
+        let text = format!("{c:?}");
+        assert!(text.contains("the-id"));
+        assert!(!text.contains("the-secret-key"));
+    }
 }

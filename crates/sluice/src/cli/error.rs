@@ -83,12 +83,29 @@ impl CliError {
 
     /// Prints the error (with its DataHub code and a hint) to stderr; returns the exit code.
     pub fn report(&self) -> ExitCode {
-        eprintln!("error: {self}");
+        let mut text = self.to_string();
+        // The transport's causes (connection refused, TLS, timeout) say what went wrong.
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            let cause = cause.to_string();
+            if !text.contains(&cause) {
+                text.push_str(": ");
+                text.push_str(&cause);
+            }
+            source = cause_of(source);
+        }
+        eprintln!("error: {text}");
         if let Some(hint) = self.hint() {
             eprintln!("hint: {hint}");
         }
         ExitCode::from(self.exit_code())
     }
+}
+
+fn cause_of<'a>(
+    e: Option<&'a (dyn std::error::Error + 'static)>,
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    e.and_then(|e| e.source())
 }
 
 pub fn usage(msg: impl Into<String>) -> CliError {
@@ -101,4 +118,23 @@ pub fn input(msg: impl Into<String>) -> CliError {
 
 pub fn io(what: impl std::fmt::Display, e: std::io::Error) -> CliError {
     CliError::Io(format!("{what}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_has_its_exit_code() {
+        assert_eq!(usage("x").exit_code(), EXIT_USAGE);
+        assert_eq!(input("x").exit_code(), EXIT_LOCAL);
+        let api = CliError::Client(ClientError::Api {
+            status: 404,
+            code: "NoSuchTopic".into(),
+            message: "m".into(),
+            request_id: "r".into(),
+        });
+        assert_eq!(api.exit_code(), EXIT_SERVER);
+        assert!(api.hint().unwrap().contains("sluice topic list"));
+    }
 }

@@ -105,7 +105,9 @@ fn json_record(schema: Option<&RecordSchema>, v: Json, line: u64) -> Result<Reco
     let bad = |what: &str| input(format!("line {line}: {what}"));
     let (data, attrs) = match v {
         Json::Object(mut m)
-            if m.contains_key("Data") || m.contains_key("DataBase64") || m.contains_key("Attributes") =>
+            if m.contains_key("Data")
+                || m.contains_key("DataBase64")
+                || m.contains_key("Attributes") =>
         {
             let data = m
                 .remove("Data")
@@ -127,7 +129,9 @@ fn json_record(schema: Option<&RecordSchema>, v: Json, line: u64) -> Result<Reco
         None => match data {
             Json::String(s) => RecordData::Blob(s.into_bytes()),
             Json::Object(m) if m.contains_key("base64") => {
-                let text = m["base64"].as_str().ok_or_else(|| bad("DataBase64 must be a string"))?;
+                let text = m["base64"]
+                    .as_str()
+                    .ok_or_else(|| bad("DataBase64 must be a string"))?;
                 RecordData::Blob(
                     base64::engine::general_purpose::STANDARD
                         .decode(text)
@@ -324,7 +328,10 @@ pub async fn run(args: &ClientArgs, a: ProduceArgs) -> Result<()> {
             .collect(),
     };
     if shards.is_empty() {
-        return Err(usage(format!("{}/{} has no active shard", a.project, a.topic)));
+        return Err(usage(format!(
+            "{}/{} has no active shard",
+            a.project, a.topic
+        )));
     }
     let (raw, total): (Box<dyn Read>, Option<u64>) = match &a.file {
         Some(path) if path.as_os_str() != "-" => {
@@ -378,7 +385,11 @@ pub async fn run(args: &ClientArgs, a: ProduceArgs) -> Result<()> {
     }
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
-    let rate = if seconds > 0.0 { sent as f64 / seconds } else { 0.0 };
+    let rate = if seconds > 0.0 {
+        sent as f64 / seconds
+    } else {
+        0.0
+    };
     done(
         args.output,
         json!({
@@ -396,7 +407,9 @@ pub async fn run(args: &ClientArgs, a: ProduceArgs) -> Result<()> {
         ),
     );
     if let Some(e) = stop {
-        return Err(input(format!("{e}; stopped there ({sent} records were put before it)")));
+        return Err(input(format!(
+            "{e}; stopped there ({sent} records were put before it)"
+        )));
     }
     if failed > 0 {
         return Err(input(format!(

@@ -205,7 +205,12 @@ pub async fn topic_schema(c: &Client, project: &str, topic: &str) -> Result<Opti
 }
 
 /// The shards to read: those named, or all of the topic's.
-async fn shard_ids(c: &Client, project: &str, topic: &str, named: &[String]) -> Result<Vec<String>> {
+async fn shard_ids(
+    c: &Client,
+    project: &str,
+    topic: &str,
+    named: &[String],
+) -> Result<Vec<String>> {
     if !named.is_empty() {
         return Ok(named.to_vec());
     }
@@ -415,8 +420,16 @@ pub async fn consume(args: &ClientArgs, a: ConsumeArgs) -> Result<()> {
 }
 
 /// Where tail starts in a shard: `lines` records before its end.
-async fn tail_cursor(c: &Client, project: &str, topic: &str, shard: &str, lines: u64) -> Result<String> {
-    let latest = c.cursor_info(project, topic, shard, CursorType::Latest).await?;
+async fn tail_cursor(
+    c: &Client,
+    project: &str,
+    topic: &str,
+    shard: &str,
+    lines: u64,
+) -> Result<String> {
+    let latest = c
+        .cursor_info(project, topic, shard, CursorType::Latest)
+        .await?;
     let (list, after_latest) = c
         .get_records_pb(project, topic, shard, &latest.cursor, 1, None)
         .await?;
@@ -427,7 +440,9 @@ async fn tail_cursor(c: &Client, project: &str, topic: &str, shard: &str, lines:
     if lines == 0 {
         return Ok(after_latest);
     }
-    let oldest = c.cursor_info(project, topic, shard, CursorType::Oldest).await?;
+    let oldest = c
+        .cursor_info(project, topic, shard, CursorType::Oldest)
+        .await?;
     let start = (latest.sequence + 1 - lines as i64).max(oldest.sequence);
     c.get_cursor(project, topic, shard, CursorType::Sequence(start))
         .await

@@ -188,14 +188,7 @@ pub fn parse_schema_spec(spec: &str) -> Result<RecordSchema> {
 }
 
 fn topic_table(v: &Json) -> Table {
-    let mut t = Table::new(&[
-        "TOPIC",
-        "TYPE",
-        "SHARDS",
-        "LIFECYCLE",
-        "CREATED",
-        "COMMENT",
-    ]);
+    let mut t = Table::new(&["TOPIC", "TYPE", "SHARDS", "LIFECYCLE", "CREATED", "COMMENT"]);
     t.row(vec![
         format!("{}/{}", cell(&v["ProjectName"]), cell(&v["TopicName"])),
         cell(&v["RecordType"]),
@@ -250,8 +243,15 @@ pub async fn topic(args: &ClientArgs, cmd: TopicCmd) -> Result<()> {
             comment,
         } => {
             let schema = schema.as_deref().map(parse_schema_spec).transpose()?;
-            c.create_topic(&project, &topic, shards, lifecycle, schema.as_ref(), &comment)
-                .await?;
+            c.create_topic(
+                &project,
+                &topic,
+                shards,
+                lifecycle,
+                schema.as_ref(),
+                &comment,
+            )
+            .await?;
             let kind = if schema.is_some() { "TUPLE" } else { "BLOB" };
             done(
                 out,

@@ -125,7 +125,12 @@ pub async fn run(args: &ClientArgs, cmd: SubscriptionCmd) -> Result<()> {
                 for s in v["Subscriptions"].as_array().into_iter().flatten() {
                     t.row(vec![
                         cell(&s["SubId"]),
-                        if s["State"].as_i64() == Some(1) { "on" } else { "off" }.into(),
+                        if s["State"].as_i64() == Some(1) {
+                            "on"
+                        } else {
+                            "off"
+                        }
+                        .into(),
                         time_s(&s["CreateTime"]),
                         cell(&s["Comment"]),
                     ]);
@@ -144,7 +149,12 @@ pub async fn run(args: &ClientArgs, cmd: SubscriptionCmd) -> Result<()> {
                 t.row(vec![
                     cell(&s["SubId"]),
                     cell(&s["TopicName"]),
-                    if s["State"].as_i64() == Some(1) { "on" } else { "off" }.into(),
+                    if s["State"].as_i64() == Some(1) {
+                        "on"
+                    } else {
+                        "off"
+                    }
+                    .into(),
                     time_s(&s["CreateTime"]),
                     cell(&s["Comment"]),
                 ]);
@@ -225,7 +235,10 @@ pub async fn run(args: &ClientArgs, cmd: SubscriptionCmd) -> Result<()> {
             done(
                 out,
                 json!({ "SubId": sub_id, "Shards": shards }),
-                &format!("reset the offsets of subscription {sub_id} ({} shards)", shards.len()),
+                &format!(
+                    "reset the offsets of subscription {sub_id} ({} shards)",
+                    shards.len()
+                ),
             );
         }
     }
