@@ -275,7 +275,7 @@ async fn status(
         let mut stdout = std::io::stdout().lock();
         let written = if in_place {
             // Home the cursor and clear the screen, then redraw.
-            write!(stdout, "\x1b[H\x1b[2J{text}\n")
+            writeln!(stdout, "\x1b[H\x1b[2J{text}")
         } else {
             writeln!(stdout, "{text}")
         };
