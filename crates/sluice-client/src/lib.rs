@@ -1,9 +1,10 @@
 //! The Rust SDK for DataHub-compatible endpoints: Sluice itself or the cloud service.
 //!
 //! It mirrors the parts of pydatahub's API that Sluice's own tools need so far (the benchmark,
-//! the crash test, the DataHub sink, the `sluice` command line): projects, topics, shards, cursors, and records in the
-//! protobuf and batch protocols, connectors and subscriptions. Every request is signed (`sluice_proto::sign`). Errors keep
-//! DataHub's `ErrorCode`, so callers can tell a bad record from an outage.
+//! the crash test, the DataHub sink, the `sluice` command line): projects, topics, shards,
+//! cursors, records in the protobuf and batch protocols, connectors and subscriptions. Every
+//! request is signed (`sluice_proto::sign`). Errors keep DataHub's `ErrorCode`, so callers can
+//! tell a bad record from an outage.
 //!
 //! Layout: `client.rs` (transport, signing, errors), `records.rs` (record calls), `manage.rs`
 //! (management calls answered as JSON, for the command line).
