@@ -321,24 +321,25 @@ pub async fn run(args: &ClientArgs, cmd: ConnectorCmd) -> Result<()> {
             if !show_secrets {
                 mask_secrets(&mut v["Config"]);
             }
-            show(out, &v, |v| {
-                let mut t = Table::new(&["CONNECTOR", "TYPE", "STATE", "CREATOR", "CREATED"]);
-                t.row(vec![
-                    cell(&v["ConnectorId"]),
-                    cell(&v["Type"]),
-                    cell(&v["State"]),
-                    cell(&v["Creator"]),
-                    time_s(&v["CreateTime"]),
-                ]);
-                t.row(vec![]);
-                t.row(vec!["COLUMNS".into(), cell(&v["ColumnFields"])]);
-                if let Some(config) = v["Config"].as_object() {
-                    for (k, val) in config {
-                        t.row(vec![k.clone(), cell(val)]);
+            match out {
+                Output::Json => println!("{v}"),
+                Output::Table => {
+                    let mut t = Table::new(&["CONNECTOR", "TYPE", "STATE", "CREATOR", "CREATED"]);
+                    t.row(vec![
+                        cell(&v["ConnectorId"]),
+                        cell(&v["Type"]),
+                        cell(&v["State"]),
+                        cell(&v["Creator"]),
+                        time_s(&v["CreateTime"]),
+                    ]);
+                    let mut config = Table::new(&["CONFIG", "VALUE"]);
+                    config.row(vec!["(columns)".into(), cell(&v["ColumnFields"])]);
+                    for (k, val) in v["Config"].as_object().into_iter().flatten() {
+                        config.row(vec![k.clone(), cell(val)]);
                     }
+                    println!("{}\n\n{}", t.render(), config.render());
                 }
-                t
-            });
+            }
         }
         ConnectorCmd::Create {
             project,

@@ -7,7 +7,7 @@ use sluice_proto::RecordSchema;
 use super::creds::resolve;
 use super::error::{io, usage, Result};
 use super::output::{cell, done, show, time_s, Table};
-use super::ClientArgs;
+use super::{ClientArgs, Output};
 
 #[derive(Subcommand)]
 pub enum ProjectCmd {
@@ -187,7 +187,8 @@ pub fn parse_schema_spec(spec: &str) -> Result<RecordSchema> {
     RecordSchema::parse(&json_text).map_err(|e| usage(format!("--schema: {e}")))
 }
 
-fn topic_table(v: &Json) -> Table {
+/// A topic as text: its row, then its schema's fields (TUPLE topics).
+fn topic_text(v: &Json) -> String {
     let mut t = Table::new(&["TOPIC", "TYPE", "SHARDS", "LIFECYCLE", "CREATED", "COMMENT"]);
     t.row(vec![
         format!("{}/{}", cell(&v["ProjectName"]), cell(&v["TopicName"])),
@@ -197,21 +198,21 @@ fn topic_table(v: &Json) -> Table {
         time_s(&v["CreateTime"]),
         cell(&v["Comment"]),
     ]);
-    let mut text = t;
+    let mut text = t.render();
     if let Some(schema) = v["RecordSchema"]
         .as_str()
         .and_then(|s| RecordSchema::parse(s).ok())
     {
-        // The schema follows as rows of its own under a blank line.
-        text.row(vec![]);
-        text.row(vec!["FIELD".into(), "TYPE".into(), "NOT NULL".into()]);
+        let mut fields = Table::new(&["FIELD", "TYPE", "NOT NULL"]);
         for f in &schema.fields {
-            text.row(vec![
+            fields.row(vec![
                 f.name.clone(),
                 f.field_type.wire_name().to_string(),
                 f.not_null.to_string(),
             ]);
         }
+        text.push_str("\n\n");
+        text.push_str(&fields.render());
     }
     text
 }
@@ -232,7 +233,10 @@ pub async fn topic(args: &ClientArgs, cmd: TopicCmd) -> Result<()> {
         }
         TopicCmd::Get { project, topic } => {
             let v = c.describe_topic(&project, &topic).await?;
-            show(out, &v, topic_table);
+            match out {
+                Output::Json => println!("{v}"),
+                Output::Table => println!("{}", topic_text(&v)),
+            }
         }
         TopicCmd::Create {
             project,
