@@ -1,14 +1,18 @@
 //! The Rust SDK for DataHub-compatible endpoints: Sluice itself or the cloud service.
 //!
 //! It mirrors the parts of pydatahub's API that Sluice's own tools need so far (the benchmark,
-//! the crash test, the DataHub sink): projects, topics, shards, cursors, and records in the
-//! protobuf and batch protocols. Every request is signed (`sluice_proto::sign`). Errors keep
-//! DataHub's `ErrorCode`, so callers can tell a bad record from an outage.
+//! the crash test, the DataHub sink, the `sluice` command line): projects, topics, shards,
+//! cursors, records in the protobuf and batch protocols, connectors and subscriptions. Every
+//! request is signed (`sluice_proto::sign`). Errors keep DataHub's `ErrorCode`, so callers can
+//! tell a bad record from an outage.
 //!
-//! Layout: `client.rs` (transport, signing, errors), `records.rs` (record calls).
+//! Layout: `client.rs` (transport, signing, errors), `records.rs` (record calls), `manage.rs`
+//! (management calls answered as JSON, for the command line).
 
 mod client;
+mod manage;
 mod records;
 
 pub use client::{Client, ClientError, ShardInfo, TopicInfo};
+pub use manage::CursorInfo;
 pub use records::{CursorType, ReadBatch, ReadRecord};
