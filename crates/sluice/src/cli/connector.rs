@@ -98,9 +98,10 @@ pub enum ConnectorCmd {
         connector: String,
         #[arg(long)]
         shard: Option<String>,
+        /// The last record delivered: the connector resumes at the next one.
         #[arg(long)]
         sequence: Option<i64>,
-        /// System time in ms.
+        /// System time in ms: resumes at the first record at or after it.
         #[arg(long)]
         time: Option<i64>,
     },
@@ -191,9 +192,14 @@ async fn status_rows(
     let now = now_ms();
     for (id, mut entry) in infos {
         let end = shard_end(c, project, topic, &id).await?;
-        let position = entry["CurrentSequence"].as_i64().unwrap_or(0).max(0);
+        // CurrentSequence is the last record delivered (-1: none), so it resumes one later.
+        let resumes_at = entry["CurrentSequence"].as_i64().unwrap_or(-1).max(-1) + 1;
         let finished = entry["State"].as_str() == Some("CONTEXT_FINISHED");
-        let lag = if finished { 0 } else { (end - position).max(0) };
+        let lag = if finished {
+            0
+        } else {
+            (end - resumes_at).max(0)
+        };
         let done_time = entry["DoneTime"].as_i64().unwrap_or(0);
         let lag_seconds = if lag > 0 && done_time > 0 {
             ((now - done_time).max(0)) / 1000
