@@ -93,6 +93,17 @@ impl Accounts {
         }
         Err(Error::Unauthorized(BAD_SIGNATURE.into()))
     }
+
+    // issue 13: console
+    /// Whether `key` is the secret key of `access_id` (the console's sign-in). Like `verify`, an
+    /// unknown id is checked against a key nobody has, and what is compared are two signatures
+    /// of one fixed text, equal in length, so the answer's timing tells nothing.
+    pub fn key_matches(&self, access_id: &str, key: &str) -> bool {
+        const PROBE: &str = "sluice console sign-in";
+        let known = self.keys.get(access_id.trim());
+        let expected = sign::signature(known.map_or(UNKNOWN_ID_KEY, String::as_str), PROBE);
+        sign::signatures_equal(&expected, &sign::signature(key, PROBE)) && known.is_some()
+    }
 }
 
 #[cfg(test)]
