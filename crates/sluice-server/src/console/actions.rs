@@ -41,7 +41,11 @@ pub async fn sign_in(State(console): State<Console>, Form(form): Form<SignIn>) -
     let id = form.access_id.trim();
     if !console.app.accounts.key_matches(id, &form.access_key) {
         tracing::info!(access_id = %id, "console sign-in refused");
-        return (StatusCode::UNAUTHORIZED, sign_in_form(Some(SIGN_IN_REFUSED))).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            sign_in_form(Some(SIGN_IN_REFUSED)),
+        )
+            .into_response();
     }
     let token = console.sessions.open(id);
     (
@@ -124,7 +128,11 @@ pub async fn create_topic(
         comment: form.comment.clone(),
         expand_mode: None,
     };
-    console.app.catalog.create_topic(&project, name, new).await?;
+    console
+        .app
+        .catalog
+        .create_topic(&project, name, new)
+        .await?;
     Ok(Redirect::to(&format!("/console/projects/{project}/topics/{name}")).into_response())
 }
 
@@ -286,7 +294,13 @@ pub async fn connector_state(
             "Start"
         };
         let what = format!("{verb} connector {id}?");
-        return Ok(confirmation(&session, &format!("{page}/state"), what, &form, &page));
+        return Ok(confirmation(
+            &session,
+            &format!("{page}/state"),
+            what,
+            &form,
+            &page,
+        ));
     }
     console
         .app
@@ -309,7 +323,13 @@ pub async fn connector_reload(
             "Reload connector {id} on {} (its tasks restart from their checkpoints)?",
             shard_words(&form.shard)
         );
-        return Ok(confirmation(&session, &format!("{page}/reload"), what, &form, &page));
+        return Ok(confirmation(
+            &session,
+            &format!("{page}/reload"),
+            what,
+            &form,
+            &page,
+        ));
     }
     let shard = Some(form.shard.as_str()).filter(|s| !s.trim().is_empty());
     console
@@ -345,7 +365,13 @@ pub async fn connector_offset(
             "Reset connector {id}'s offset on {} to {to}?",
             shard_words(&form.shard)
         );
-        return Ok(confirmation(&session, &format!("{page}/offset"), what, &form, &page));
+        return Ok(confirmation(
+            &session,
+            &format!("{page}/offset"),
+            what,
+            &form,
+            &page,
+        ));
     }
     let shard = Some(form.shard.as_str()).filter(|s| !s.trim().is_empty());
     console

@@ -58,9 +58,10 @@ pub struct SampleQuery {
 
 fn cursor_kind(kind: &str, value: &str) -> Result<CursorKind, Error> {
     let number = |what: &str| {
-        value.trim().parse::<i64>().map_err(|_| {
-            Error::InvalidParameter(format!("{what} {value:?} is not a whole number"))
-        })
+        value
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| Error::InvalidParameter(format!("{what} {value:?} is not a whole number")))
     };
     Ok(match kind.to_ascii_uppercase().as_str() {
         "" | "OLDEST" => CursorKind::Oldest,
@@ -90,7 +91,9 @@ pub async fn records(
         q.cursor.clone()
     };
     let limit = q.limit.unwrap_or(SAMPLE_LIMIT).clamp(1, SAMPLE_LIMIT);
-    let read = catalog.read_records(&topic, &q.shard, &cursor, limit).await?;
+    let read = catalog
+        .read_records(&topic, &q.shard, &cursor, limit)
+        .await?;
     let records: Vec<Json> = read
         .items
         .iter()

@@ -42,7 +42,7 @@ pub struct Console {
 const CONSOLE_JS: &str = include_str!("static/console.js");
 const CONSOLE_CSS: &str = include_str!("static/console.css");
 
-/// The console's routes, to be nested under `/console`.
+/// The console's routes, all under `/console`, to be merged into the API's router.
 pub fn router<S>(app: AppState) -> Router<S> {
     let console = Console {
         secure: app.catalog.config.tls_cert.is_some(),
@@ -50,35 +50,44 @@ pub fn router<S>(app: AppState) -> Router<S> {
         app,
     };
     let signed_in = Router::new()
-        .route("/", get(pages::overview))
-        .route("/logout", post(actions::sign_out))
-        .route("/projects/{project}", get(pages::project))
-        .route("/projects/{project}/topics", post(actions::create_topic))
-        .route("/projects/{project}/topics/{topic}", get(pages::topic))
+        .route("/console/", get(pages::overview))
+        .route("/console/logout", post(actions::sign_out))
+        .route("/console/projects/{project}", get(pages::project))
         .route(
-            "/projects/{project}/topics/{topic}/connectors",
+            "/console/projects/{project}/topics",
+            post(actions::create_topic),
+        )
+        .route(
+            "/console/projects/{project}/topics/{topic}",
+            get(pages::topic),
+        )
+        .route(
+            "/console/projects/{project}/topics/{topic}/connectors",
             post(actions::create_connector),
         )
         .route(
-            "/projects/{project}/topics/{topic}/connectors/{id}",
+            "/console/projects/{project}/topics/{topic}/connectors/{id}",
             get(pages::connector),
         )
         .route(
-            "/projects/{project}/topics/{topic}/connectors/{id}/state",
+            "/console/projects/{project}/topics/{topic}/connectors/{id}/state",
             post(actions::connector_state),
         )
         .route(
-            "/projects/{project}/topics/{topic}/connectors/{id}/reload",
+            "/console/projects/{project}/topics/{topic}/connectors/{id}/reload",
             post(actions::connector_reload),
         )
         .route(
-            "/projects/{project}/topics/{topic}/connectors/{id}/offset",
+            "/console/projects/{project}/topics/{topic}/connectors/{id}/offset",
             post(actions::connector_offset),
         )
-        .route("/api/overview", get(api::overview))
-        .route("/api/projects/{project}/topics/{topic}/records", get(api::records))
+        .route("/console/api/overview", get(api::overview))
         .route(
-            "/api/projects/{project}/topics/{topic}/connectors/{id}/status",
+            "/console/api/projects/{project}/topics/{topic}/records",
+            get(api::records),
+        )
+        .route(
+            "/console/api/projects/{project}/topics/{topic}/connectors/{id}/status",
             get(api::connector_status),
         )
         .layer(middleware::from_fn_with_state(
@@ -86,9 +95,10 @@ pub fn router<S>(app: AppState) -> Router<S> {
             require_session,
         ));
     Router::new()
-        .route("/login", get(pages::sign_in).post(actions::sign_in))
-        .route("/static/console.js", get(script))
-        .route("/static/console.css", get(stylesheet))
+        .route("/console", get(|| async { Redirect::to("/console/") }))
+        .route("/console/login", get(pages::sign_in).post(actions::sign_in))
+        .route("/console/static/console.js", get(script))
+        .route("/console/static/console.css", get(stylesheet))
         .merge(signed_in)
         .layer(middleware::from_fn(security_headers))
         .with_state(console)
@@ -102,7 +112,7 @@ async fn require_session(State(console): State<Console>, mut req: Request, next:
             req.extensions_mut().insert(session);
             next.run(req).await
         }
-        None if req.uri().path().starts_with("/api/") || req.method() != Method::GET => {
+        None if req.uri().path().starts_with("/console/api/") || req.method() != Method::GET => {
             let body = serde_json::json!({"error": "not signed in (or the session expired)"});
             view::json(StatusCode::UNAUTHORIZED, &body)
         }

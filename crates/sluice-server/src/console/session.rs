@@ -155,7 +155,9 @@ mod tests {
         assert!(!format!("{s:?}").contains(&s.csrf));
         sessions.close(&headers);
         assert!(sessions.from_headers(&headers).is_none());
-        assert!(sessions.from_headers(&with_cookie("sluice_console=nope")).is_none());
+        assert!(sessions
+            .from_headers(&with_cookie("sluice_console=nope"))
+            .is_none());
     }
 
     #[test]

@@ -155,7 +155,10 @@ mod tests {
         });
         let masked = mask_secrets(&config);
         let text = masked.to_string();
-        assert!(!text.contains("s3cret-pw") && !text.contains("ak-secret"), "{text}");
+        assert!(
+            !text.contains("s3cret-pw") && !text.contains("ak-secret"),
+            "{text}"
+        );
         assert_eq!(masked["Password"], "***");
         assert_eq!(masked["Inner"]["AccessKey"], "***");
         assert_eq!(masked["Inner"]["AccessId"], "id");

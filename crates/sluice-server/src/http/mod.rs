@@ -106,7 +106,7 @@ pub fn app(state: AppState) -> Router {
         .merge(api)
         .layer(middleware::from_fn(request_id))
         // issue 13: console (session sign-in, HTML pages; outside the DataHub error mapping)
-        .nest("/console", crate::console::router(state.clone()))
+        .merge(crate::console::router(state.clone()))
         .with_state(state)
 }
 
