@@ -132,4 +132,16 @@ mod tests {
         assert_eq!(unknown, wrong);
         assert!(!unknown.contains("no-such-id"), "{unknown}");
     }
+
+    // issue 13: console
+    #[test]
+    fn console_sign_in_accepts_only_the_right_pair() {
+        let accounts = Accounts::with_root("root-id", "root-key");
+        assert!(accounts.key_matches("root-id", "root-key"));
+        assert!(accounts.key_matches(" root-id ", "root-key"));
+        assert!(!accounts.key_matches("root-id", "root-kex"));
+        assert!(!accounts.key_matches("root-id", ""));
+        assert!(!accounts.key_matches("other-id", "root-key"));
+        assert!(!accounts.key_matches("other-id", UNKNOWN_ID_KEY));
+    }
 }

@@ -140,7 +140,7 @@
       line.dataset.shard = shard;
       line.setAttribute("points", points.map(([t, lag]) => {
         const x = pad + (t - t0) * (w - pad - 8) / span;
-        const y = (h - pad) - lag * (h - pad - 8) / max;
+        const y = (h - pad - 2) - lag * (h - pad - 10) / max; // lag 0 just above the axis
         return x.toFixed(1) + "," + y.toFixed(1);
       }).join(" "));
       svg.appendChild(line);
