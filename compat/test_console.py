@@ -11,6 +11,7 @@ assertions are on page elements, never pixels. Cookie flags and CSRF are checked
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -171,8 +172,14 @@ def test_console_walkthrough(browser, server, dh, project):
     # Put with pydatahub, then sample shard 0 from OLDEST.
     put(dh, project, topic, "0", records(0, 20))
     put(dh, project, topic, "1", records(100, 10))
+    sub_id = dh.create_subscription(project, topic, "console lag").sub_id
     d.refresh()
     wait_el(d, "#sample-form")
+    subs = d.execute_script(
+        "return Array.from(document.querySelectorAll('#subscriptions tbody tr'))"
+        ".map(tr => Array.from(tr.cells).map(td => td.textContent.trim()));")
+    assert [row[0] for row in subs] == [sub_id], subs
+    assert subs[0][4] == "30" and "0: 20" in subs[0][3] and "1: 10" in subs[0][3], subs
     find(d, "#sample-button").click()
     wait_for(lambda: len(find_all(d, "#records tr.record")) == 20 or len(find_all(d, "#records tr.record")),
              "20 sampled records", timeout=WAIT_S)
@@ -221,6 +228,12 @@ def test_console_walkthrough(browser, server, dh, project):
     wait_for(lambda: sorted(s for s, n in d.execute_script(lines) if n >= 3) == ["0", "1"] or d.execute_script(lines),
              "a lag line of several polls per shard", timeout=WAIT_S)
     shot(d, "04-connector-progress")
+
+    # Reload (behind a confirmation): the tasks restart and stay delivered.
+    find(d, "#reload").click()
+    confirm(d, "Reload connector")
+    wait_el(d, "#connector-summary")
+    wait_for(delivered, "the reloaded connector's progress", timeout=WAIT_S)
 
     # Stop (behind a confirmation).
     find(d, "#stop").click()
@@ -300,3 +313,23 @@ def test_api_needs_a_session_and_forms_need_the_csrf_token(server, dh, project):
                     allow_redirects=False, timeout=10)
     assert forged.status_code == 401 and "CSRF" in forged.text
     assert topic not in dh.list_topic(project).topic_names
+
+
+def test_connector_json_config_is_checked_by_the_typed_config(server, dh, project):
+    topic = unique_name("t")
+    dh.create_tuple_topic(project, topic, 1, 1, RecordSchema.from_lists(["id"], [FieldType.BIGINT]),
+                          "console json config")
+    s, _ = login_with_requests(server.endpoint)
+    page = s.get(server.endpoint + "/console/projects/%s/topics/%s" % (project, topic), timeout=10)
+    assert page.status_code == 200
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text).group(1)
+    form = {"csrf": csrf, "kind": "SINK_MYSQL", "columns": "", "start_time": "-1",
+            "config_json": json.dumps({"Host": "127.0.0.1", "Port": "3306"})}
+    bad = s.post(server.endpoint + "/console/projects/%s/topics/%s/connectors" % (project, topic), data=form,
+                 allow_redirects=False, timeout=10)
+    assert bad.status_code == 400 and "Database" in bad.text, bad.text
+    form["config_json"] = "[1, 2]"
+    bad = s.post(server.endpoint + "/console/projects/%s/topics/%s/connectors" % (project, topic), data=form,
+                 allow_redirects=False, timeout=10)
+    assert bad.status_code == 400 and "JSON object" in bad.text, bad.text
+    assert dh.list_connector(project, topic).connector_names == []
