@@ -9,7 +9,8 @@
 #   4. cargo test --workspace       Rust unit / handler / property / crash / sink tests (release)
 #   5. cargo build -p sluice        the server binary
 #   6. python venv                  pydatahub 2.29.0 + pytest from compat/requirements.txt (cached)
-#   7. pytest compat/               pydatahub against a live `sluice serve`
+#   7. pytest compat/               pydatahub against a live `sluice serve` (first installs Debian's
+#                                   chromium + chromium-driver when missing: the console's test)
 #
 # Everything is built in release mode so one set of artifacts serves every stage. Build output and
 # the venv live outside the clone (CI runs in a fresh clone each time):
@@ -134,8 +135,24 @@ python_venv() {
   "$VENV/bin/python" -c 'import datahub, sys; print("python", sys.version.split()[0], "pydatahub", datahub.__version__)'
 }
 
+# issue 13: console — compat/test_console.py drives Debian's chromium through chromium-driver
+# (offline; the test fails without them), so install both when missing.
+browser_packages() {
+  if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+    return 0
+  fi
+  stage "apt-get install chromium chromium-driver (console browser test)"
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "error: /usr/bin/chromium or /usr/bin/chromedriver is missing and there is no apt-get" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver
+}
+
 run_compat() {
   start_services
+  browser_packages
 
   stage "pytest compat/ (pydatahub 2.29.0 against sluice serve)"
   local rc=0

@@ -8,13 +8,16 @@
 //! - [`service`]: the domain logic, free of HTTP: the in-memory [`service::Catalog`] over the
 //!   meta store, topology changes, record routing, reads, cursors and retention, subscriptions
 //!   with their offsets, and consumer groups;
-//! - [`config`]: the server's tunables, validated at start.
+//! - [`config`]: the server's tunables, validated at start;
+//! - [`console`]: the web console under `/console` (sessions, server-rendered pages).
 //!
 //! [`Server::open`] builds the state from a data directory; [`http::app`] turns it into a
 //! router, which tests drive with `oneshot` and the binary serves with [`http::listen::serve`].
 
 pub mod clock;
 pub mod config;
+// issue 13: console
+pub mod console;
 pub mod http;
 pub mod server;
 pub mod service;

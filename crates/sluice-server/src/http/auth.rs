@@ -93,6 +93,17 @@ impl Accounts {
         }
         Err(Error::Unauthorized(BAD_SIGNATURE.into()))
     }
+
+    // issue 13: console
+    /// Whether `key` is the secret key of `access_id` (the console's sign-in). Like `verify`, an
+    /// unknown id is checked against a key nobody has, and what is compared are two signatures
+    /// of one fixed text, equal in length, so the answer's timing tells nothing.
+    pub fn key_matches(&self, access_id: &str, key: &str) -> bool {
+        const PROBE: &str = "sluice console sign-in";
+        let known = self.keys.get(access_id.trim());
+        let expected = sign::signature(known.map_or(UNKNOWN_ID_KEY, String::as_str), PROBE);
+        sign::signatures_equal(&expected, &sign::signature(key, PROBE)) && known.is_some()
+    }
 }
 
 #[cfg(test)]
@@ -120,5 +131,17 @@ mod tests {
         let wrong = refusal(&accounts, "root-id");
         assert_eq!(unknown, wrong);
         assert!(!unknown.contains("no-such-id"), "{unknown}");
+    }
+
+    // issue 13: console
+    #[test]
+    fn console_sign_in_accepts_only_the_right_pair() {
+        let accounts = Accounts::with_root("root-id", "root-key");
+        assert!(accounts.key_matches("root-id", "root-key"));
+        assert!(accounts.key_matches(" root-id ", "root-key"));
+        assert!(!accounts.key_matches("root-id", "root-kex"));
+        assert!(!accounts.key_matches("root-id", ""));
+        assert!(!accounts.key_matches("other-id", "root-key"));
+        assert!(!accounts.key_matches("other-id", UNKNOWN_ID_KEY));
     }
 }

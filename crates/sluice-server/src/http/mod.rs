@@ -105,6 +105,8 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(health))
         .merge(api)
         .layer(middleware::from_fn(request_id))
+        // issue 13: console (session sign-in, HTML pages; outside the DataHub error mapping)
+        .merge(crate::console::router(state.clone()))
         .with_state(state)
 }
 
