@@ -165,11 +165,13 @@ pub async fn connector_progress(
         .map(|r| {
             let shard = topic.shard(r.shard_id);
             let end = shard.as_ref().map_or(0, |s| s.log.next_seq() as i64);
-            let lag = (end - r.current_sequence).max(0);
+            // CurrentSequence is the last record delivered (-1: none): it resumes one later.
+            let resumes_at = r.current_sequence.max(-1) + 1;
+            let lag = (end - resumes_at).max(0);
             let lag_seconds = match (&shard, lag) {
                 (Some(s), l) if l > 0 => s
                     .log
-                    .time_of(r.current_sequence.max(0) as u64)
+                    .time_of(resumes_at as u64)
                     .map_or(0, |t| ((now - t) / 1000).max(0)),
                 _ => 0,
             };

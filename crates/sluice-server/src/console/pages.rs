@@ -375,7 +375,7 @@ pub async fn connector(
                         @for s in shard_rows { option value=(s["shard"]) { (s["shard"]) } }
                     }
                 }
-                label { "Sequence" input #offset-sequence name="sequence" inputmode="numeric"; }
+                label title="the last record delivered: the connector resumes at the next one" { "Last delivered sequence" input #offset-sequence name="sequence" inputmode="numeric"; }
                 label { "or time (ms)" input #offset-time name="time" inputmode="numeric"; }
                 button #offset-reset type="submit" { "Reset offset" }
             }
