@@ -81,6 +81,8 @@ mod commit;
 mod files;
 mod frame;
 mod index;
+mod lookup;
+mod persist;
 mod retention;
 mod segment;
 mod shard;

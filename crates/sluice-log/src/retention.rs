@@ -44,6 +44,7 @@ impl ShardLog {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),
             }
+            crate::persist::remove_file_if_any(&crate::persist::index_path(&self.dir, base))?;
         }
         if self.cfg.fsync != FsyncMode::Never {
             sync_dir(&self.dir)?;

@@ -14,6 +14,10 @@ use tokio::sync::watch;
 use crate::commit::GroupCommit;
 use crate::frame::{self, PendingFrame, HEADER_LEN};
 use crate::index::{FrameMeta, Index, SegmentIndex, Span};
+use crate::persist::{
+    clean_marker_path, encode, index_path, load_index, remove_file_if_any, write_atomically,
+    write_index,
+};
 use crate::segment::{list_segments, scan_segment, segment_path, sync_dir};
 use crate::{AppendInfo, Entry, FsyncMode, LogConfig, LogError};
 
@@ -39,6 +43,8 @@ pub struct ShardLog {
 /// Progress of one [`ShardLog::read`] call.
 struct ReadCursor {
     from_seq: u64,
+    /// One past the last sequence the read may return.
+    visible: u64,
     max_entries: usize,
     max_bytes: usize,
     /// Base sequence the next frame must have (`None` before the first frame).
@@ -73,6 +79,8 @@ impl ShardLog {
                 sync_dir(parent_of(dir))?;
             }
         }
+        let marker = clean_marker_path(dir);
+        let clean = marker.exists();
         let bases = list_segments(dir)?;
         let mut segments: Vec<SegmentIndex> = Vec::with_capacity(bases.len().max(1));
         let mut expected: Option<u64> = None;
@@ -93,55 +101,83 @@ impl ShardLog {
                 });
             }
             let file = OpenOptions::new().read(true).write(is_last).open(&path)?;
-            let scan = scan_segment(&file, base, last_time)?;
-            if let Some((offset, reason)) = scan.bad {
-                if !is_last {
-                    return Err(LogError::Corrupt {
-                        segment: path,
-                        offset,
-                        reason,
-                    });
+            // A sealed segment's index is trusted once checked; the active segment's only
+            // after a clean shutdown (it is written by `close`).
+            let persisted = if !is_last || clean {
+                load_index(dir, base, &file)?.filter(|seg| {
+                    let in_order = last_time.is_none_or(|t| seg.first_time() >= Some(t));
+                    if !in_order {
+                        tracing::warn!(segment = %path.display(), "segment index goes back in time; scanning");
+                    }
+                    in_order
+                })
+            } else {
+                None
+            };
+            let seg = match persisted {
+                Some(seg) => seg,
+                None => {
+                    let scan = scan_segment(&file, base, last_time)?;
+                    if let Some((offset, reason)) = scan.bad {
+                        if !is_last {
+                            return Err(LogError::Corrupt {
+                                segment: path,
+                                offset,
+                                reason,
+                            });
+                        }
+                        tracing::warn!(
+                            segment = %path.display(),
+                            offset,
+                            discarded_bytes = scan.file_len - offset,
+                            %reason,
+                            "truncating torn tail of shard log"
+                        );
+                        file.set_len(scan.index.size)?;
+                        file.sync_all()?;
+                    }
+                    if !is_last && scan.index.points.is_empty() {
+                        tracing::warn!(segment = %path.display(), "removing empty sealed segment");
+                        std::fs::remove_file(&path)?;
+                        remove_file_if_any(&index_path(dir, base))?;
+                        dir_dirty = true;
+                        continue;
+                    }
+                    if !is_last {
+                        // Rewrite the missing or untrusted index so the next open is fast.
+                        match write_index(dir, &scan.index, syncs) {
+                            Ok(()) => dir_dirty = true,
+                            Err(e) => {
+                                tracing::warn!(segment = %path.display(), error = %e, "cannot write segment index")
+                            }
+                        }
+                    }
+                    scan.index
                 }
-                tracing::warn!(
-                    segment = %path.display(),
-                    offset,
-                    discarded_bytes = scan.file_len - offset,
-                    %reason,
-                    "truncating torn tail of shard log"
-                );
-                file.set_len(scan.valid_len)?;
-                file.sync_all()?;
-            }
-            if !is_last && scan.frames.is_empty() {
-                tracing::warn!(segment = %path.display(), "removing empty sealed segment");
-                std::fs::remove_file(&path)?;
+            };
+            if is_last && remove_file_if_any(&index_path(dir, base))? {
+                // The active segment grows from here on: its index would go stale.
                 dir_dirty = true;
-                continue;
             }
-            expected = Some(scan.end_seq);
-            last_time = scan.last_time;
-            first_time = scan.frames.first().map(|f| f.time);
-            segments.push(SegmentIndex {
-                base_seq: base,
-                end_seq: scan.end_seq,
-                size: scan.valid_len,
-                frames: scan.frames,
-            });
+            expected = Some(seg.end_seq);
+            last_time = seg.last_time().or(last_time);
+            first_time = seg.first_time();
+            segments.push(seg);
             if is_last {
                 active = Some(file);
             }
+        }
+        if clean {
+            // From now on the active segment may change: a crash must not find the marker.
+            std::fs::remove_file(&marker)?;
+            dir_dirty = true;
         }
         let active = match active {
             Some(f) => f,
             None => {
                 let f = create_segment(dir, 0)?;
                 dir_dirty = true;
-                segments.push(SegmentIndex {
-                    base_seq: 0,
-                    end_seq: 0,
-                    size: 0,
-                    frames: Vec::new(),
-                });
+                segments.push(SegmentIndex::empty(0));
                 first_time = None;
                 f
             }
@@ -262,9 +298,9 @@ impl ShardLog {
         if self.closed.load(Ordering::Acquire) {
             return Err(LogError::Closed);
         }
+        let visible = self.visible.load(Ordering::Acquire);
         let spans = {
             let ix = self.index.read();
-            let visible = self.visible.load(Ordering::Acquire);
             let first = ix.first_seq().min(visible);
             if from_seq < first {
                 return Err(LogError::OutOfRange {
@@ -279,6 +315,7 @@ impl ShardLog {
         };
         let mut cur = ReadCursor {
             from_seq,
+            visible,
             max_entries,
             max_bytes,
             expected: None,
@@ -324,7 +361,8 @@ impl ShardLog {
             frame::check_frame(&h, &fr).map_err(|r| corrupt(pos, r))?;
             let continuous = match cur.expected {
                 Some(e) => h.base_seq == e,
-                None => h.base_seq <= cur.from_seq && cur.from_seq < h.end_seq(),
+                // The span starts at an index point at or before `from_seq`.
+                None => h.base_seq <= cur.from_seq,
             };
             if !continuous {
                 return Err(corrupt(
@@ -336,6 +374,9 @@ impl ShardLog {
             for (seq, payload) in (h.base_seq..).zip(frame::payloads(&fr, &h)) {
                 if seq < cur.from_seq {
                     continue;
+                }
+                if seq >= cur.visible {
+                    return Ok(false);
                 }
                 let bytes_full =
                     cur.bytes >= cur.max_bytes || cur.bytes + payload.len() > cur.max_bytes;
@@ -365,28 +406,15 @@ impl ShardLog {
         self.visible.load(Ordering::Acquire)
     }
 
-    /// First retained, visible sequence whose system time is `>= t_ms`.
-    pub fn seq_at_or_after_time(&self, t_ms: i64) -> Option<u64> {
-        let ix = self.index.read();
-        ix.seq_at_or_after_time(t_ms, self.visible.load(Ordering::Acquire))
-    }
-
-    /// System time of a retained, visible sequence.
-    pub fn time_of(&self, seq: u64) -> Option<i64> {
-        let ix = self.index.read();
-        ix.time_of(seq, self.visible.load(Ordering::Acquire))
-    }
-
-    /// System time of the last retained, visible entry.
-    pub fn last_time(&self) -> Option<i64> {
-        let ix = self.index.read();
-        let visible = self.visible.load(Ordering::Acquire);
-        ix.time_of(visible.checked_sub(1)?, visible)
-    }
-
     /// Total bytes of the segment files.
     pub fn size_bytes(&self) -> u64 {
         self.index.read().total_bytes
+    }
+
+    /// Heap bytes of the in-memory index (for benchmarks and memory accounting).
+    #[doc(hidden)]
+    pub fn index_bytes(&self) -> usize {
+        self.index.read().heap_bytes()
     }
 
     /// Number of segment files (sealed and active).
@@ -422,7 +450,9 @@ impl ShardLog {
     }
 
     /// Closes the log: later appends and reads fail with [`LogError::Closed`]; everything
-    /// appended so far is synced (except in [`FsyncMode::Never`]).
+    /// appended so far is synced (except in [`FsyncMode::Never`]). Then, unless the log is
+    /// poisoned, the active segment's index and the clean-shutdown marker are written, so the
+    /// next [`open`](Self::open) reads no segment in full.
     pub fn close(&self) -> Result<(), LogError> {
         let target = {
             let w = self.writer.lock();
@@ -435,7 +465,33 @@ impl ShardLog {
         };
         self.writer.lock().unsynced = None;
         self.cfg.files.remove_log(self.id);
-        res
+        res?;
+        if self.poison.get().is_none() {
+            self.write_clean_marker()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the active segment's index and then the clean-shutdown marker (both fsync'd,
+    /// then the directory), after everything was synced.
+    fn write_clean_marker(&self) -> Result<(), LogError> {
+        let syncs = self.cfg.fsync != FsyncMode::Never;
+        let _w = self.writer.lock();
+        let active = {
+            let ix = self.index.read();
+            ix.segments
+                .last()
+                .filter(|s| s.last.is_some())
+                .map(|s| (s.base_seq, encode(s)))
+        };
+        if let Some((base, bytes)) = active {
+            write_atomically(&index_path(&self.dir, base), &bytes, syncs)?;
+        }
+        write_atomically(&clean_marker_path(&self.dir), b"", syncs)?;
+        if syncs {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
     }
 
     /// The cache key of one of this log's segments.
@@ -488,6 +544,21 @@ impl ShardLog {
             let file = self.active_file(w)?;
             self.fsync(&file)?;
         }
+        // Persist the sealed segment's index (made durable by the directory sync below). If
+        // that fails, the next open scans the segment instead.
+        let sealed_index = self
+            .index
+            .read()
+            .segments
+            .last()
+            .filter(|s| s.last.is_some())
+            .map(encode);
+        if let Some(bytes) = sealed_index {
+            let path = index_path(&self.dir, w.base_seq);
+            if let Err(e) = write_atomically(&path, &bytes, syncs) {
+                tracing::warn!(index = %path.display(), error = %e, "cannot write segment index");
+            }
+        }
         let base = w.next_seq;
         let file = create_segment(&self.dir, base)?;
         if syncs {
@@ -500,14 +571,9 @@ impl ShardLog {
         {
             let mut ix = self.index.write();
             if let Some(old) = ix.segments.last_mut() {
-                old.frames.shrink_to_fit();
+                old.points.shrink_to_fit();
             }
-            ix.segments.push(SegmentIndex {
-                base_seq: base,
-                end_seq: base,
-                size: 0,
-                frames: Vec::new(),
-            });
+            ix.segments.push(SegmentIndex::empty(base));
         }
         w.unsynced = None;
         w.base_seq = base;
