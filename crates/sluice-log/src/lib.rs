@@ -83,6 +83,7 @@ mod frame;
 mod index;
 mod lookup;
 mod persist;
+mod recovery;
 mod retention;
 mod segment;
 mod shard;

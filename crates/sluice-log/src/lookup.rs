@@ -59,11 +59,13 @@ impl ShardLog {
 
     /// System time of the last retained, visible entry.
     pub fn last_time(&self) -> Option<i64> {
+        self.ready_or_log();
         self.time_of(self.visible.load(Ordering::Acquire).checked_sub(1)?)
     }
 
     /// [`time_of`](Self::time_of), with read errors returned.
     pub fn try_time_of(&self, seq: u64) -> Result<Option<i64>, LogError> {
+        self.ready()?;
         let probe = {
             let ix = self.index.read();
             if seq >= self.visible.load(Ordering::Acquire) {
@@ -73,7 +75,9 @@ impl ShardLog {
                 return Ok(None);
             };
             let seg = &ix.segments[si];
-            let last = seg.last.expect("a segment holding a sequence has a last frame");
+            let last = seg
+                .last
+                .expect("a segment holding a sequence has a last frame");
             let range_last_time = seg.points.get(k + 1).map_or(last.time, |p| p.time);
             if seq >= seg.base_seq + u64::from(last.rel_seq) {
                 return Ok(Some(last.time));
@@ -100,6 +104,7 @@ impl ShardLog {
 
     /// [`seq_at_or_after_time`](Self::seq_at_or_after_time), with read errors returned.
     pub fn try_seq_at_or_after_time(&self, t_ms: i64) -> Result<Option<u64>, LogError> {
+        self.ready()?;
         let (plan, visible) = {
             let ix = self.index.read();
             let visible = self.visible.load(Ordering::Acquire);

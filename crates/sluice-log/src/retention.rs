@@ -20,6 +20,7 @@ impl ShardLog {
         if self.closed.load(std::sync::atomic::Ordering::Acquire) {
             return Err(LogError::Closed);
         }
+        self.ready()?;
         let removed: Vec<u64> = {
             let mut ix = self.index.write();
             let sealed = ix.segments.len().saturating_sub(1);

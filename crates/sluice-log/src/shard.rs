@@ -14,11 +14,8 @@ use tokio::sync::watch;
 use crate::commit::GroupCommit;
 use crate::frame::{self, PendingFrame, HEADER_LEN};
 use crate::index::{FrameMeta, Index, SegmentIndex, Span};
-use crate::persist::{
-    clean_marker_path, encode, index_path, load_index, remove_file_if_any, write_atomically,
-    write_index,
-};
-use crate::segment::{list_segments, scan_segment, segment_path, sync_dir};
+use crate::persist::{clean_marker_path, encode, index_path, write_atomically};
+use crate::segment::{segment_path, sync_dir};
 use crate::{AppendInfo, Entry, FsyncMode, LogConfig, LogError};
 
 /// One shard's append-only log. See the crate docs for format, invariants and concurrency.
@@ -38,6 +35,11 @@ pub struct ShardLog {
     pub(crate) closed: AtomicBool,
     /// Set after a failed fsync or an unrepairable failed write.
     pub(crate) poison: OnceLock<String>,
+    /// Whether the files have been recovered (see `recovery.rs`); until then the fields above
+    /// describe an empty log.
+    pub(crate) recovered: AtomicBool,
+    /// Held while recovering.
+    pub(crate) recovery: Mutex<()>,
 }
 
 /// Progress of one [`ShardLog::read`] call.
@@ -69,162 +71,15 @@ pub(crate) struct Writer {
 }
 
 impl ShardLog {
-    /// Opens (creating if missing) the log in `dir`, validating every segment and truncating a
-    /// torn tail of the active segment (see the crate docs).
-    pub fn open(dir: &Path, cfg: LogConfig) -> Result<ShardLog, LogError> {
-        let syncs = cfg.fsync != FsyncMode::Never;
-        if !dir.is_dir() {
-            std::fs::create_dir_all(dir)?;
-            if syncs {
-                sync_dir(parent_of(dir))?;
-            }
-        }
-        let marker = clean_marker_path(dir);
-        let clean = marker.exists();
-        let bases = list_segments(dir)?;
-        let mut segments: Vec<SegmentIndex> = Vec::with_capacity(bases.len().max(1));
-        let mut expected: Option<u64> = None;
-        let mut last_time: Option<i64> = None;
-        let mut dir_dirty = false;
-        let mut active: Option<File> = None;
-        let mut first_time: Option<i64> = None;
-        for (i, &base) in bases.iter().enumerate() {
-            let path = segment_path(dir, base);
-            let is_last = i + 1 == bases.len();
-            if let Some(exp) = expected.filter(|&e| e != base) {
-                return Err(LogError::Corrupt {
-                    segment: path,
-                    offset: 0,
-                    reason: format!(
-                        "segment starts at sequence {base}, previous one ends at {exp}"
-                    ),
-                });
-            }
-            let file = OpenOptions::new().read(true).write(is_last).open(&path)?;
-            // A sealed segment's index is trusted once checked; the active segment's only
-            // after a clean shutdown (it is written by `close`).
-            let persisted = if !is_last || clean {
-                load_index(dir, base, &file)?.filter(|seg| {
-                    let in_order = last_time.is_none_or(|t| seg.first_time() >= Some(t));
-                    if !in_order {
-                        tracing::warn!(segment = %path.display(), "segment index goes back in time; scanning");
-                    }
-                    in_order
-                })
-            } else {
-                None
-            };
-            let seg = match persisted {
-                Some(seg) => seg,
-                None => {
-                    let scan = scan_segment(&file, base, last_time)?;
-                    if let Some((offset, reason)) = scan.bad {
-                        if !is_last {
-                            return Err(LogError::Corrupt {
-                                segment: path,
-                                offset,
-                                reason,
-                            });
-                        }
-                        tracing::warn!(
-                            segment = %path.display(),
-                            offset,
-                            discarded_bytes = scan.file_len - offset,
-                            %reason,
-                            "truncating torn tail of shard log"
-                        );
-                        file.set_len(scan.index.size)?;
-                        file.sync_all()?;
-                    }
-                    if !is_last && scan.index.points.is_empty() {
-                        tracing::warn!(segment = %path.display(), "removing empty sealed segment");
-                        std::fs::remove_file(&path)?;
-                        remove_file_if_any(&index_path(dir, base))?;
-                        dir_dirty = true;
-                        continue;
-                    }
-                    if !is_last {
-                        // Rewrite the missing or untrusted index so the next open is fast.
-                        match write_index(dir, &scan.index, syncs) {
-                            Ok(()) => dir_dirty = true,
-                            Err(e) => {
-                                tracing::warn!(segment = %path.display(), error = %e, "cannot write segment index")
-                            }
-                        }
-                    }
-                    scan.index
-                }
-            };
-            if is_last && remove_file_if_any(&index_path(dir, base))? {
-                // The active segment grows from here on: its index would go stale.
-                dir_dirty = true;
-            }
-            expected = Some(seg.end_seq);
-            last_time = seg.last_time().or(last_time);
-            first_time = seg.first_time();
-            segments.push(seg);
-            if is_last {
-                active = Some(file);
-            }
-        }
-        if clean {
-            // From now on the active segment may change: a crash must not find the marker.
-            std::fs::remove_file(&marker)?;
-            dir_dirty = true;
-        }
-        let active = match active {
-            Some(f) => f,
-            None => {
-                let f = create_segment(dir, 0)?;
-                dir_dirty = true;
-                segments.push(SegmentIndex::empty(0));
-                first_time = None;
-                f
-            }
-        };
-        if syncs {
-            if dir_dirty {
-                sync_dir(dir)?;
-            }
-            // Whatever a previous process left in the page cache is about to become visible.
-            active.sync_data()?;
-        }
-        let id = crate::files::next_log_id();
-        let seg = segments.last().expect("at least one segment");
-        cfg.files.insert((id, seg.base_seq), Arc::new(active));
-        let writer = Writer {
-            unsynced: None,
-            base_seq: seg.base_seq,
-            size: seg.size,
-            next_seq: seg.end_seq,
-            last_time,
-            first_time,
-        };
-        let next = writer.next_seq;
-        let total_bytes = segments.iter().map(|s| s.size).sum();
-        tracing::debug!(dir = %dir.display(), segments = segments.len(), next_seq = next, "opened shard log");
-        Ok(ShardLog {
-            id,
-            dir: dir.to_path_buf(),
-            cfg,
-            writer: Mutex::new(writer),
-            index: RwLock::new(Index {
-                segments,
-                total_bytes,
-            }),
-            commit: GroupCommit::new(next),
-            visible: AtomicU64::new(next),
-            watch_tx: watch::Sender::new(next),
-            closed: AtomicBool::new(false),
-            poison: OnceLock::new(),
-        })
-    }
-
     /// Appends all payloads as ONE frame with consecutive sequences and one system time, and
     /// returns only after the frame is durable in [`FsyncMode::Always`] (concurrent appenders
     /// share one fsync). `system_time_ms` is clamped to be `>=` the last frame's time.
     pub fn append(&self, payloads: &[&[u8]], system_time_ms: i64) -> Result<AppendInfo, LogError> {
         let mut frame = PendingFrame::encode(payloads)?;
+        if self.closed.load(Ordering::Acquire) {
+            return Err(LogError::Closed);
+        }
+        self.ready()?;
         // Bounds the handles pinned by appends waiting for their sync (see `files.rs`).
         let _slot = (self.cfg.fsync == FsyncMode::Always).then(|| self.cfg.files.write_slot());
         let info = {
@@ -298,6 +153,7 @@ impl ShardLog {
         if self.closed.load(Ordering::Acquire) {
             return Err(LogError::Closed);
         }
+        self.ready()?;
         let visible = self.visible.load(Ordering::Acquire);
         let spans = {
             let ix = self.index.read();
@@ -397,28 +253,33 @@ impl ShardLog {
 
     /// Oldest retained sequence (equal to [`next_seq`](Self::next_seq) when the log is empty).
     pub fn first_seq(&self) -> u64 {
+        self.ready_or_log();
         let ix = self.index.read();
         ix.first_seq().min(self.visible.load(Ordering::Acquire))
     }
 
     /// One past the last visible (durable, in [`FsyncMode::Always`]) sequence.
     pub fn next_seq(&self) -> u64 {
+        self.ready_or_log();
         self.visible.load(Ordering::Acquire)
     }
 
     /// Total bytes of the segment files.
     pub fn size_bytes(&self) -> u64 {
+        self.ready_or_log();
         self.index.read().total_bytes
     }
 
     /// Heap bytes of the in-memory index (for benchmarks and memory accounting).
     #[doc(hidden)]
     pub fn index_bytes(&self) -> usize {
+        self.ready_or_log();
         self.index.read().heap_bytes()
     }
 
     /// Number of segment files (sealed and active).
     pub fn segment_count(&self) -> usize {
+        self.ready_or_log();
         self.index.read().segments.len()
     }
 
@@ -434,12 +295,17 @@ impl ShardLog {
 
     /// A receiver of [`next_seq`](Self::next_seq), updated after each durable append.
     pub fn watch(&self) -> watch::Receiver<u64> {
+        self.ready_or_log();
         self.watch_tx.subscribe()
     }
 
     /// Seals the active segment if it holds any frame, so that retention may delete it; the next
     /// append goes to a new segment. Returns whether a segment was sealed.
     pub fn roll(&self) -> Result<bool, LogError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(LogError::Closed);
+        }
+        self.ready()?;
         let mut w = self.writer.lock();
         self.check_writable()?;
         if w.size == 0 {
@@ -454,6 +320,14 @@ impl ShardLog {
     /// poisoned, the active segment's index and the clean-shutdown marker are written, so the
     /// next [`open`](Self::open) reads no segment in full.
     pub fn close(&self) -> Result<(), LogError> {
+        {
+            let _recovery = self.recovery.lock();
+            if !self.is_recovered() {
+                // Never used: the files are as the last process left them.
+                self.closed.store(true, Ordering::Release);
+                return Ok(());
+            }
+        }
         let target = {
             let w = self.writer.lock();
             self.closed.store(true, Ordering::Release);
@@ -600,7 +474,7 @@ impl Drop for ShardLog {
 }
 
 /// Creates an empty segment file (the caller fsyncs the directory).
-fn create_segment(dir: &Path, base: u64) -> io::Result<File> {
+pub(crate) fn create_segment(dir: &Path, base: u64) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
         .write(true)

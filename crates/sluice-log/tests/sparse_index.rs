@@ -21,7 +21,10 @@ fn appends() -> impl Strategy<Value = Vec<Append>> {
         1 => 3000usize..9000,
     ];
     prop::collection::vec(
-        (prop::collection::vec(lens, 1..4), prop_oneof![3 => Just(0i64), 2 => -3i64..6]),
+        (
+            prop::collection::vec(lens, 1..4),
+            prop_oneof![3 => Just(0i64), 2 => -3i64..6],
+        ),
         1..400,
     )
 }
@@ -46,7 +49,10 @@ impl Model {
             let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
             let info = log.append(&refs, self.clock).unwrap();
             assert_eq!(info.first_seq, seq0 as u64);
-            let time = self.entries.last().map_or(self.clock, |e| e.0.max(self.clock));
+            let time = self
+                .entries
+                .last()
+                .map_or(self.clock, |e| e.0.max(self.clock));
             assert_eq!(info.system_time, time);
             self.entries.extend(payloads.into_iter().map(|p| (time, p)));
         }
@@ -80,7 +86,11 @@ impl Model {
         );
         for t in lo - 2..=hi + 2 {
             let want = self.entries.iter().position(|e| e.0 >= t).map(|s| s as u64);
-            assert_eq!(log.seq_at_or_after_time(t), want, "seq_at_or_after_time({t})");
+            assert_eq!(
+                log.seq_at_or_after_time(t),
+                want,
+                "seq_at_or_after_time({t})"
+            );
         }
         for from in 0..=n {
             // Unbounded reads from a sample of positions only (they cost O(n) each).
@@ -91,7 +101,11 @@ impl Model {
                 }
                 let got = log.read(from as u64, max_entries, max_bytes).unwrap();
                 let seqs: Vec<u64> = got.iter().map(|e| e.seq).collect();
-                assert_eq!(seqs, self.read(from, max_entries, max_bytes), "read({from})");
+                assert_eq!(
+                    seqs,
+                    self.read(from, max_entries, max_bytes),
+                    "read({from})"
+                );
                 for e in &got {
                     let (time, payload) = &self.entries[e.seq as usize];
                     assert_eq!((e.system_time, &e.payload[..]), (*time, &payload[..]));
@@ -152,4 +166,19 @@ proptest! {
         let log = open(tmp.path(), cfg);
         model.check(&log);
     }
+}
+
+#[test]
+fn index_memory_is_under_a_byte_per_small_frame() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open(tmp.path(), config(8 << 20));
+    let frames = 20_000u64;
+    for i in 0..frames {
+        log.append(&[&[7u8; 100]], i as i64).unwrap();
+    }
+    let bytes = log.index_bytes() as u64;
+    assert!(
+        bytes < frames,
+        "{bytes} index bytes for {frames} frames of 136 bytes"
+    );
 }
