@@ -2,7 +2,7 @@
 """Restart time (issue 12, item 7): how long until `/health` answers, and until every shard
 answers, after a clean shutdown and after kill -9, with a data set filled by `log_bench`.
 
-1. Starts the `after` binary on a new data dir, creates project `rs` with TOPICS BLOB topics of
+1. Starts the `after` binary on a new data dir, creates project `restartbench` with TOPICS BLOB topics of
    SHARDS/TOPICS shards each, stops it (SIGTERM).
 2. Fills every shard log with `log_bench fill` (FRAMES frames of PAYLOAD bytes, round-robin,
    segments of SEGMENT_BYTES) and closes the logs cleanly.
@@ -56,7 +56,7 @@ def start(binary, data, port, log):
 
 
 def cursor(port, topic, shard):
-    st, body = mb.request(port, "POST", f"/projects/rs/topics/{topic}/shards/{shard}",
+    st, body = mb.request(port, "POST", f"/projects/restartbench/topics/{topic}/shards/{shard}",
                           json.dumps({"Action": "cursor", "Type": "LATEST"}).encode())
     if st != 200:
         raise SystemExit(f"GetCursor {topic}/{shard}: {st} {body[:200]!r}")
@@ -113,14 +113,17 @@ def main():
     assert args.shards % TOPICS == 0
     per_topic = args.shards // TOPICS
     work = args.work or tempfile.mkdtemp(prefix="sluice-restart-")
+    os.makedirs(work, exist_ok=True)
     data = os.path.join(work, "data")
     log = open(os.path.join(work, "server.log"), "w")
     try:
         port = mb.free_port()
         proc, _, _ = start(args.after, data, port, log)
-        mb.request(port, "POST", "/projects/rs", json.dumps({"Comment": "r"}).encode())
+        st, body = mb.request(port, "POST", "/projects/restartbench",
+                              json.dumps({"Comment": "r"}).encode())
+        assert st in (200, 201), (st, body)
         for t in range(TOPICS):
-            st, body = mb.request(port, "POST", f"/projects/rs/topics/t{t}", json.dumps(
+            st, body = mb.request(port, "POST", f"/projects/restartbench/topics/t{t}", json.dumps(
                 {"ShardCount": per_topic, "Lifecycle": 7, "RecordType": "BLOB",
                  "Comment": ""}).encode())
             assert st in (200, 201), (st, body)

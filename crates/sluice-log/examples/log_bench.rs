@@ -70,11 +70,16 @@ fn fill(args: &[String]) {
     let clean = args[5] == "clean";
     let rss0 = rss_mib();
     // Existing logs (e.g. a server's shards) if there are any, else new ones.
+    std::fs::create_dir_all(&dir).expect("create DIR");
     let mut dirs = shard_dirs(&dir);
     if dirs.is_empty() {
         dirs = (0..shards).map(|i| dir.join(i.to_string())).collect();
     }
-    assert_eq!(dirs.len(), shards, "SHARDS does not match the logs found in DIR");
+    assert_eq!(
+        dirs.len(),
+        shards,
+        "SHARDS does not match the logs found in DIR"
+    );
     let logs: Vec<ShardLog> = dirs
         .iter()
         .map(|d| {

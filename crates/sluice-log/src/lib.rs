@@ -71,8 +71,8 @@
 //! offset is whole, passes its CRC and has the recorded sequences and time; only that frame is
 //! read. A missing, torn or stale index falls back to the scan and is rewritten.
 //! [`ShardLog::close`] writes the active segment's index too and then a `CLEAN` marker (after
-//! everything is synced); recovery uses the active index only if the marker is there, and
-//! removes both (with a directory fsync) before the log can be written again.
+//! everything is synced; neither is fsync'd, since both are only hints checked like any index);
+//! recovery uses the active index only if the marker is there, and removes both.
 //!
 //! # In memory
 //!

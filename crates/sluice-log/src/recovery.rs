@@ -193,9 +193,12 @@ fn recover(dir: &Path, cfg: LogConfig) -> Result<Recovered, LogError> {
                 scan.index
             }
         };
-        if is_last && remove_file_if_any(&index_path(dir, base))? {
-            // The active segment grows from here on: its index would go stale.
-            dir_dirty = true;
+        if is_last {
+            // The active segment grows from here on: its index would go stale. No directory
+            // fsync is needed for this removal (nor the marker's): should they come back after
+            // a crash, the index no longer matches the segment's length, or the segment is
+            // exactly as it was when the index was written (see `ShardLog::close`).
+            remove_file_if_any(&index_path(dir, base))?;
         }
         expected = Some(seg.end_seq);
         last_time = seg.last_time().or(last_time);
@@ -206,9 +209,8 @@ fn recover(dir: &Path, cfg: LogConfig) -> Result<Recovered, LogError> {
         }
     }
     if clean {
-        // From now on the active segment may change: a crash must not find the marker.
+        // From now on the active segment may change.
         std::fs::remove_file(&marker)?;
-        dir_dirty = true;
     }
     let active = match active {
         Some(f) => f,

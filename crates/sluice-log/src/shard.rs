@@ -346,10 +346,12 @@ impl ShardLog {
         Ok(())
     }
 
-    /// Writes the active segment's index and then the clean-shutdown marker (both fsync'd,
-    /// then the directory), after everything was synced.
+    /// Writes the active segment's index and then the clean-shutdown marker, after everything
+    /// was synced. Neither is fsync'd: the marker only lets recovery try the active index, which
+    /// is still checked (checksum, length, last frame), so a marker or index lost or torn by a
+    /// crash costs a scan, never a wrong answer; and since the data was synced first, the
+    /// marker cannot outlive frames that did not reach the disk.
     fn write_clean_marker(&self) -> Result<(), LogError> {
-        let syncs = self.cfg.fsync != FsyncMode::Never;
         let _w = self.writer.lock();
         let active = {
             let ix = self.index.read();
@@ -359,12 +361,9 @@ impl ShardLog {
                 .map(|s| (s.base_seq, encode(s)))
         };
         if let Some((base, bytes)) = active {
-            write_atomically(&index_path(&self.dir, base), &bytes, syncs)?;
+            write_atomically(&index_path(&self.dir, base), &bytes, false)?;
         }
-        write_atomically(&clean_marker_path(&self.dir), b"", syncs)?;
-        if syncs {
-            sync_dir(&self.dir)?;
-        }
+        write_atomically(&clean_marker_path(&self.dir), b"", false)?;
         Ok(())
     }
 

@@ -61,8 +61,14 @@ fn recovery_errors_surface_at_first_use_and_are_retried() {
     let moved = tmp.path().join("moved-away");
     std::fs::rename(&files[1], &moved).unwrap();
     let log = ShardLog::open_lazy(tmp.path(), cfg(1000));
-    assert!(matches!(log.read(0, 10, 10_000), Err(LogError::Corrupt { .. })));
-    assert!(matches!(log.append(&[b"x"], 1), Err(LogError::Corrupt { .. })));
+    assert!(matches!(
+        log.read(0, 10, 10_000),
+        Err(LogError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        log.append(&[b"x"], 1),
+        Err(LogError::Corrupt { .. })
+    ));
     assert!(!log.is_recovered());
     std::fs::rename(&moved, &files[1]).unwrap();
     assert_eq!(seqs(&read_all(&log, 20)), (20..25).collect::<Vec<_>>());
