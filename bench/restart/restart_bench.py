@@ -116,9 +116,11 @@ def main():
     os.makedirs(work, exist_ok=True)
     data = os.path.join(work, "data")
     log = open(os.path.join(work, "server.log"), "w")
+    procs = []
     try:
         port = mb.free_port()
         proc, _, _ = start(args.after, data, port, log)
+        procs.append(proc)
         st, body = mb.request(port, "POST", "/projects/restartbench",
                               json.dumps({"Comment": "r"}).encode())
         assert st in (200, 201), (st, body)
@@ -144,6 +146,9 @@ def main():
                 total = measure(label, binary, data, per_topic, log, kill9)
                 assert total == frames, (total, frames)
     finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
         log.close()
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
