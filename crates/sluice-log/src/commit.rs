@@ -47,6 +47,13 @@ impl GroupCommit {
         }
     }
 
+    /// Sets the durable watermark (after recovery: everything on disk is durable).
+    pub fn reset(&self, synced: u64) {
+        let mut st = self.state.lock();
+        st.synced = synced;
+        st.last_sync = Instant::now();
+    }
+
     /// Whether at least `interval` has passed since the last sync.
     pub fn sync_due(&self, interval: Duration) -> bool {
         self.state.lock().last_sync.elapsed() >= interval
@@ -141,7 +148,8 @@ impl ShardLog {
 
     /// Flushes everything appended so far to disk. A no-op in [`FsyncMode::Never`].
     pub fn sync(&self) -> Result<(), LogError> {
-        if self.cfg.fsync == FsyncMode::Never {
+        // A log never recovered has nothing unsynced.
+        if self.cfg.fsync == FsyncMode::Never || !self.is_recovered() {
             return Ok(());
         }
         let target = self.writer.lock().next_seq;
@@ -155,6 +163,9 @@ impl ShardLog {
         let FsyncMode::Interval(interval) = self.cfg.fsync else {
             return Ok(false);
         };
+        if !self.is_recovered() {
+            return Ok(false);
+        }
         let target = self.writer.lock().next_seq;
         {
             let st = self.commit.state.lock();

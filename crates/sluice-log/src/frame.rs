@@ -39,6 +39,7 @@ impl FrameHeader {
 }
 
 /// Payload bytes of a frame of `len` bytes holding `count` entries.
+#[cfg(test)]
 pub(crate) fn frame_payload_bytes(len: u64, count: u64) -> u64 {
     len.saturating_sub(HEADER_LEN as u64 + ENTRY_PREFIX as u64 * count)
 }

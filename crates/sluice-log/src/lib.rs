@@ -10,7 +10,8 @@
 //!
 //! A log directory holds segment files named `<base>.log`, where `<base>` is the sequence of the
 //! segment's first entry, zero-padded to 20 decimal digits (so lexical order is numeric order),
-//! e.g. `00000000000000000000.log`, `00000000000000001742.log`. Other files are ignored. The
+//! e.g. `00000000000000000000.log`, `00000000000000001742.log`, with their persisted indexes
+//! (`<base>.idx`) and a clean-shutdown marker `CLEAN` (see below). Other files are ignored. The
 //! segment with the highest base is the *active* segment; all others are *sealed* and never
 //! written again.
 //!
@@ -45,27 +46,48 @@
 //!   [`LogConfig::segment_max_age`] or more past the active segment's first frame, the active
 //!   segment is fsync'd, sealed, and a new one named after the next sequence is created (and the
 //!   directory fsync'd). A single frame larger than `segment_bytes` gets a segment of its own.
-//! * Only the active segment can end in a torn or partial frame. On [`ShardLog::open`] every
-//!   segment is scanned and every frame checked (header, length, CRC, entry structure, sequence
-//!   continuity, time order). A bad frame in the active segment, and everything after it, is cut
-//!   off (`set_len` + fsync, with a `tracing` warning); it was never acknowledged. A bad frame in
-//!   a sealed segment is [`LogError::Corrupt`]: sealed segments were fsync'd before sealing.
+//! * Only the active segment can end in a torn or partial frame. Recovery (at
+//!   [`ShardLog::open`], or at the first use after [`ShardLog::open_lazy`]) loads each sealed
+//!   segment from its persisted index if that can be trusted (see below) and otherwise scans it,
+//!   checking every frame (header, length, CRC, entry structure, sequence continuity, time
+//!   order). The active segment is scanned unless the log was closed cleanly. A bad frame in the
+//!   active segment, and everything after it, is cut off (`set_len` + fsync, with a `tracing`
+//!   warning); it was never acknowledged. A bad frame found by the scan of a sealed segment is
+//!   [`LogError::Corrupt`]: sealed segments were fsync'd before sealing. Frames of a segment
+//!   loaded from its index are checked (CRC) when read.
 //! * In [`FsyncMode::Always`], [`ShardLog::append`] returns only after `fdatasync` covered its
 //!   frame, and readers ([`ShardLog::read`], [`ShardLog::next_seq`], [`ShardLog::watch`], time
 //!   lookups) see only such durable frames, so nothing is visible that a crash could take back.
 //!   Frames become visible whole, never partially.
 //! * Segment creation and deletion are followed by an fsync of the directory.
 //!
+//! # Persisted indexes and the clean-shutdown marker
+//!
+//! When a segment seals, its sparse index (see below) is written to `<base>.idx` next to it
+//! (temp file, fsync, rename; the directory fsync of the roll covers it): the points, then a
+//! last entry with the segment's base, length, end sequence and last frame (offset, sequence,
+//! time), then a CRC-32C of it all. Recovery trusts it only if the checksum and the structure
+//! hold, the segment file has exactly the recorded length, and the frame at the recorded last
+//! offset is whole, passes its CRC and has the recorded sequences and time; only that frame is
+//! read. A missing, torn or stale index falls back to the scan and is rewritten.
+//! [`ShardLog::close`] writes the active segment's index too and then a `CLEAN` marker (after
+//! everything is synced; neither is fsync'd, since both are only hints checked like any index);
+//! recovery uses the active index only if the marker is there, and removes both.
+//!
 //! # In memory
 //!
-//! The index keeps 16 bytes per frame (sequence and file offset relative to the segment, system
-//! time), grouped by segment; sequence and time lookups are binary searches and need no I/O.
+//! The index is sparse: per segment, the first frame and then each frame starting at least
+//! 4 KiB (`INDEX_STRIDE`) after the previous point, 16 bytes each (sequence and file offset
+//! relative to the segment, system time), plus the segment's last frame. Sequence and time
+//! lookups binary-search the points; when they need a single frame, they read the frame headers
+//! of one range (under 4 KiB plus one frame) with positional reads. Reads start at the point at or
+//! before their first sequence and skip the frames before it.
 //! A log holds no file descriptor of its own: segment files, active and sealed, are opened on
 //! demand through the process-wide [`FileCache`] (an LRU bounded by its capacity, see `files.rs`),
 //! except that in [`FsyncMode::Always`] the handle of the last unsynced write is kept until a
 //! sync covers it (appends in flight are bounded by the cache's write slots). No buffers
 //! are kept between calls: a new, empty log costs about a kilobyte (mostly the watch channel).
-//! Opening reads every segment once, one file at a time, with a transient 256 KiB buffer.
+//! Scanning a segment reads it once with a transient 256 KiB buffer.
 //!
 //! # Concurrency
 //!
@@ -76,11 +98,17 @@
 //! far while the others wait on a condition variable (group commit), so many concurrent appends
 //! share few fsyncs. Readers plan under a short shared lock on the index and then read with
 //! positional reads (`pread`) without holding any lock.
+//! A log opened with [`ShardLog::open_lazy`] is recovered by the first call that needs it, under
+//! a mutex of its own: concurrent first calls wait for that one recovery, other logs are not
+//! involved.
 
 mod commit;
 mod files;
 mod frame;
 mod index;
+mod lookup;
+mod persist;
+mod recovery;
 mod retention;
 mod segment;
 mod shard;

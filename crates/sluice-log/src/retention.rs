@@ -20,6 +20,7 @@ impl ShardLog {
         if self.closed.load(std::sync::atomic::Ordering::Acquire) {
             return Err(LogError::Closed);
         }
+        self.ready()?;
         let removed: Vec<u64> = {
             let mut ix = self.index.write();
             let sealed = ix.segments.len().saturating_sub(1);
@@ -44,6 +45,7 @@ impl ShardLog {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),
             }
+            crate::persist::remove_file_if_any(&crate::persist::index_path(&self.dir, base))?;
         }
         if self.cfg.fsync != FsyncMode::Never {
             sync_dir(&self.dir)?;

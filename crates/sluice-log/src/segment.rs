@@ -5,7 +5,7 @@ use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use crate::frame::{self, HEADER_LEN, MAX_FRAME_BYTES};
-use crate::index::FrameMeta;
+use crate::index::{FrameMeta, SegmentIndex};
 
 /// Digits in a segment file name (enough for any u64, so lexical order equals numeric order).
 const NAME_DIGITS: usize = 20;
@@ -50,15 +50,11 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Outcome of scanning one segment file.
 #[derive(Debug)]
 pub(crate) struct Scan {
-    /// Index entries of the valid frames, in file order.
-    pub frames: Vec<FrameMeta>,
-    /// Bytes covered by valid frames (a prefix of the file).
-    pub valid_len: u64,
+    /// Sparse index of the valid frames (a prefix of the file: `index.size` bytes).
+    pub index: SegmentIndex,
     /// Length of the file as found.
     pub file_len: u64,
-    /// One past the last sequence of the valid frames (`base` if there are none).
-    pub end_seq: u64,
-    /// System time of the last valid frame.
+    /// System time of the last valid frame (or `prev_time` if there is none).
     pub last_time: Option<i64>,
     /// The first invalid frame, if any: its offset and what is wrong with it.
     pub bad: Option<(u64, String)>,
@@ -72,37 +68,37 @@ pub(crate) fn scan_segment(file: &File, base: u64, prev_time: Option<i64>) -> io
     let mut rd =
         BufReader::with_capacity(file_len.clamp(HEADER_LEN as u64, SCAN_BUF) as usize, file);
     let mut scan = Scan {
-        frames: Vec::new(),
-        valid_len: 0,
+        index: SegmentIndex::empty(base),
         file_len,
-        end_seq: base,
         last_time: prev_time,
         bad: None,
     };
     let mut buf = Vec::new();
-    while scan.valid_len < file_len {
-        let pos = scan.valid_len;
+    while scan.index.size < file_len {
+        let pos = scan.index.size;
         match next_frame(&mut rd, &mut buf, file_len - pos)? {
             Err(reason) => {
                 scan.bad = Some((pos, reason));
                 break;
             }
             Ok(h) => {
-                let problem = if h.base_seq != scan.end_seq {
+                let problem = if h.base_seq != scan.index.end_seq {
                     Some(format!(
                         "frame base sequence {} where {} was expected",
-                        h.base_seq, scan.end_seq
+                        h.base_seq, scan.index.end_seq
                     ))
                 } else if scan.last_time.is_some_and(|t| h.time < t) {
                     Some(format!("system time {} goes backwards", h.time))
                 } else {
-                    match (u32::try_from(pos), u32::try_from(h.base_seq - base)) {
-                        (Ok(offset), Ok(rel_seq)) => {
-                            scan.frames.push(FrameMeta {
+                    let end = pos + u64::from(h.len);
+                    match (u32::try_from(end), u32::try_from(h.base_seq - base)) {
+                        (Ok(_), Ok(rel_seq)) => {
+                            let meta = FrameMeta {
                                 rel_seq,
-                                offset,
+                                offset: pos as u32,
                                 time: h.time,
-                            });
+                            };
+                            scan.index.push(meta, u64::from(h.len), h.end_seq());
                             None
                         }
                         _ => Some("segment too large to index".to_string()),
@@ -112,13 +108,11 @@ pub(crate) fn scan_segment(file: &File, base: u64, prev_time: Option<i64>) -> io
                     scan.bad = Some((pos, reason));
                     break;
                 }
-                scan.valid_len += u64::from(h.len);
-                scan.end_seq = h.end_seq();
                 scan.last_time = Some(h.time);
             }
         }
     }
-    scan.frames.shrink_to_fit();
+    scan.index.points.shrink_to_fit();
     Ok(scan)
 }
 
@@ -191,17 +185,19 @@ mod tests {
         f.write_all(b"garbage").unwrap();
         drop(f);
         let scan = scan_segment(&File::open(&path).unwrap(), 10, None).unwrap();
-        assert_eq!(scan.frames.len(), 2);
-        assert_eq!(scan.frames[1].offset as u64, a_len);
-        assert_eq!(scan.frames[1].rel_seq, 2);
-        assert_eq!(scan.end_seq, 13);
+        // Two small frames: one index point, and the second frame is the last one.
+        assert_eq!(scan.index.points.len(), 1);
+        let last = scan.index.last.unwrap();
+        assert_eq!(last.offset as u64, a_len);
+        assert_eq!(last.rel_seq, 2);
+        assert_eq!(scan.index.end_seq, 13);
         assert_eq!(scan.last_time, Some(6));
-        assert_eq!(scan.bad.as_ref().unwrap().0, scan.valid_len);
-        assert_eq!(scan.file_len, scan.valid_len + 7);
+        assert_eq!(scan.bad.as_ref().unwrap().0, scan.index.size);
+        assert_eq!(scan.file_len, scan.index.size + 7);
 
         // Wrong base sequence for the segment: the very first frame is bad.
         let scan = scan_segment(&File::open(&path).unwrap(), 11, None).unwrap();
-        assert!(scan.frames.is_empty());
+        assert!(scan.index.points.is_empty());
         assert_eq!(scan.bad.unwrap().0, 0);
 
         // Time going backwards relative to the previous segment.

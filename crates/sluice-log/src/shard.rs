@@ -14,7 +14,8 @@ use tokio::sync::watch;
 use crate::commit::GroupCommit;
 use crate::frame::{self, PendingFrame, HEADER_LEN};
 use crate::index::{FrameMeta, Index, SegmentIndex, Span};
-use crate::segment::{list_segments, scan_segment, segment_path, sync_dir};
+use crate::persist::{clean_marker_path, encode, index_path, write_atomically};
+use crate::segment::{segment_path, sync_dir};
 use crate::{AppendInfo, Entry, FsyncMode, LogConfig, LogError};
 
 /// One shard's append-only log. See the crate docs for format, invariants and concurrency.
@@ -34,11 +35,18 @@ pub struct ShardLog {
     pub(crate) closed: AtomicBool,
     /// Set after a failed fsync or an unrepairable failed write.
     pub(crate) poison: OnceLock<String>,
+    /// Whether the files have been recovered (see `recovery.rs`); until then the fields above
+    /// describe an empty log.
+    pub(crate) recovered: AtomicBool,
+    /// Held while recovering.
+    pub(crate) recovery: Mutex<()>,
 }
 
 /// Progress of one [`ShardLog::read`] call.
 struct ReadCursor {
     from_seq: u64,
+    /// One past the last sequence the read may return.
+    visible: u64,
     max_entries: usize,
     max_bytes: usize,
     /// Base sequence the next frame must have (`None` before the first frame).
@@ -63,132 +71,15 @@ pub(crate) struct Writer {
 }
 
 impl ShardLog {
-    /// Opens (creating if missing) the log in `dir`, validating every segment and truncating a
-    /// torn tail of the active segment (see the crate docs).
-    pub fn open(dir: &Path, cfg: LogConfig) -> Result<ShardLog, LogError> {
-        let syncs = cfg.fsync != FsyncMode::Never;
-        if !dir.is_dir() {
-            std::fs::create_dir_all(dir)?;
-            if syncs {
-                sync_dir(parent_of(dir))?;
-            }
-        }
-        let bases = list_segments(dir)?;
-        let mut segments: Vec<SegmentIndex> = Vec::with_capacity(bases.len().max(1));
-        let mut expected: Option<u64> = None;
-        let mut last_time: Option<i64> = None;
-        let mut dir_dirty = false;
-        let mut active: Option<File> = None;
-        let mut first_time: Option<i64> = None;
-        for (i, &base) in bases.iter().enumerate() {
-            let path = segment_path(dir, base);
-            let is_last = i + 1 == bases.len();
-            if let Some(exp) = expected.filter(|&e| e != base) {
-                return Err(LogError::Corrupt {
-                    segment: path,
-                    offset: 0,
-                    reason: format!(
-                        "segment starts at sequence {base}, previous one ends at {exp}"
-                    ),
-                });
-            }
-            let file = OpenOptions::new().read(true).write(is_last).open(&path)?;
-            let scan = scan_segment(&file, base, last_time)?;
-            if let Some((offset, reason)) = scan.bad {
-                if !is_last {
-                    return Err(LogError::Corrupt {
-                        segment: path,
-                        offset,
-                        reason,
-                    });
-                }
-                tracing::warn!(
-                    segment = %path.display(),
-                    offset,
-                    discarded_bytes = scan.file_len - offset,
-                    %reason,
-                    "truncating torn tail of shard log"
-                );
-                file.set_len(scan.valid_len)?;
-                file.sync_all()?;
-            }
-            if !is_last && scan.frames.is_empty() {
-                tracing::warn!(segment = %path.display(), "removing empty sealed segment");
-                std::fs::remove_file(&path)?;
-                dir_dirty = true;
-                continue;
-            }
-            expected = Some(scan.end_seq);
-            last_time = scan.last_time;
-            first_time = scan.frames.first().map(|f| f.time);
-            segments.push(SegmentIndex {
-                base_seq: base,
-                end_seq: scan.end_seq,
-                size: scan.valid_len,
-                frames: scan.frames,
-            });
-            if is_last {
-                active = Some(file);
-            }
-        }
-        let active = match active {
-            Some(f) => f,
-            None => {
-                let f = create_segment(dir, 0)?;
-                dir_dirty = true;
-                segments.push(SegmentIndex {
-                    base_seq: 0,
-                    end_seq: 0,
-                    size: 0,
-                    frames: Vec::new(),
-                });
-                first_time = None;
-                f
-            }
-        };
-        if syncs {
-            if dir_dirty {
-                sync_dir(dir)?;
-            }
-            // Whatever a previous process left in the page cache is about to become visible.
-            active.sync_data()?;
-        }
-        let id = crate::files::next_log_id();
-        let seg = segments.last().expect("at least one segment");
-        cfg.files.insert((id, seg.base_seq), Arc::new(active));
-        let writer = Writer {
-            unsynced: None,
-            base_seq: seg.base_seq,
-            size: seg.size,
-            next_seq: seg.end_seq,
-            last_time,
-            first_time,
-        };
-        let next = writer.next_seq;
-        let total_bytes = segments.iter().map(|s| s.size).sum();
-        tracing::debug!(dir = %dir.display(), segments = segments.len(), next_seq = next, "opened shard log");
-        Ok(ShardLog {
-            id,
-            dir: dir.to_path_buf(),
-            cfg,
-            writer: Mutex::new(writer),
-            index: RwLock::new(Index {
-                segments,
-                total_bytes,
-            }),
-            commit: GroupCommit::new(next),
-            visible: AtomicU64::new(next),
-            watch_tx: watch::Sender::new(next),
-            closed: AtomicBool::new(false),
-            poison: OnceLock::new(),
-        })
-    }
-
     /// Appends all payloads as ONE frame with consecutive sequences and one system time, and
     /// returns only after the frame is durable in [`FsyncMode::Always`] (concurrent appenders
     /// share one fsync). `system_time_ms` is clamped to be `>=` the last frame's time.
     pub fn append(&self, payloads: &[&[u8]], system_time_ms: i64) -> Result<AppendInfo, LogError> {
         let mut frame = PendingFrame::encode(payloads)?;
+        if self.closed.load(Ordering::Acquire) {
+            return Err(LogError::Closed);
+        }
+        self.ready()?;
         // Bounds the handles pinned by appends waiting for their sync (see `files.rs`).
         let _slot = (self.cfg.fsync == FsyncMode::Always).then(|| self.cfg.files.write_slot());
         let info = {
@@ -262,9 +153,10 @@ impl ShardLog {
         if self.closed.load(Ordering::Acquire) {
             return Err(LogError::Closed);
         }
+        self.ready()?;
+        let visible = self.visible.load(Ordering::Acquire);
         let spans = {
             let ix = self.index.read();
-            let visible = self.visible.load(Ordering::Acquire);
             let first = ix.first_seq().min(visible);
             if from_seq < first {
                 return Err(LogError::OutOfRange {
@@ -279,6 +171,7 @@ impl ShardLog {
         };
         let mut cur = ReadCursor {
             from_seq,
+            visible,
             max_entries,
             max_bytes,
             expected: None,
@@ -324,7 +217,8 @@ impl ShardLog {
             frame::check_frame(&h, &fr).map_err(|r| corrupt(pos, r))?;
             let continuous = match cur.expected {
                 Some(e) => h.base_seq == e,
-                None => h.base_seq <= cur.from_seq && cur.from_seq < h.end_seq(),
+                // The span starts at an index point at or before `from_seq`.
+                None => h.base_seq <= cur.from_seq,
             };
             if !continuous {
                 return Err(corrupt(
@@ -336,6 +230,9 @@ impl ShardLog {
             for (seq, payload) in (h.base_seq..).zip(frame::payloads(&fr, &h)) {
                 if seq < cur.from_seq {
                     continue;
+                }
+                if seq >= cur.visible {
+                    return Ok(false);
                 }
                 let bytes_full =
                     cur.bytes >= cur.max_bytes || cur.bytes + payload.len() > cur.max_bytes;
@@ -356,41 +253,33 @@ impl ShardLog {
 
     /// Oldest retained sequence (equal to [`next_seq`](Self::next_seq) when the log is empty).
     pub fn first_seq(&self) -> u64 {
+        self.ready_or_log();
         let ix = self.index.read();
         ix.first_seq().min(self.visible.load(Ordering::Acquire))
     }
 
     /// One past the last visible (durable, in [`FsyncMode::Always`]) sequence.
     pub fn next_seq(&self) -> u64 {
+        self.ready_or_log();
         self.visible.load(Ordering::Acquire)
-    }
-
-    /// First retained, visible sequence whose system time is `>= t_ms`.
-    pub fn seq_at_or_after_time(&self, t_ms: i64) -> Option<u64> {
-        let ix = self.index.read();
-        ix.seq_at_or_after_time(t_ms, self.visible.load(Ordering::Acquire))
-    }
-
-    /// System time of a retained, visible sequence.
-    pub fn time_of(&self, seq: u64) -> Option<i64> {
-        let ix = self.index.read();
-        ix.time_of(seq, self.visible.load(Ordering::Acquire))
-    }
-
-    /// System time of the last retained, visible entry.
-    pub fn last_time(&self) -> Option<i64> {
-        let ix = self.index.read();
-        let visible = self.visible.load(Ordering::Acquire);
-        ix.time_of(visible.checked_sub(1)?, visible)
     }
 
     /// Total bytes of the segment files.
     pub fn size_bytes(&self) -> u64 {
+        self.ready_or_log();
         self.index.read().total_bytes
+    }
+
+    /// Heap bytes of the in-memory index (for benchmarks and memory accounting).
+    #[doc(hidden)]
+    pub fn index_bytes(&self) -> usize {
+        self.ready_or_log();
+        self.index.read().heap_bytes()
     }
 
     /// Number of segment files (sealed and active).
     pub fn segment_count(&self) -> usize {
+        self.ready_or_log();
         self.index.read().segments.len()
     }
 
@@ -406,12 +295,17 @@ impl ShardLog {
 
     /// A receiver of [`next_seq`](Self::next_seq), updated after each durable append.
     pub fn watch(&self) -> watch::Receiver<u64> {
+        self.ready_or_log();
         self.watch_tx.subscribe()
     }
 
     /// Seals the active segment if it holds any frame, so that retention may delete it; the next
     /// append goes to a new segment. Returns whether a segment was sealed.
     pub fn roll(&self) -> Result<bool, LogError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(LogError::Closed);
+        }
+        self.ready()?;
         let mut w = self.writer.lock();
         self.check_writable()?;
         if w.size == 0 {
@@ -422,8 +316,18 @@ impl ShardLog {
     }
 
     /// Closes the log: later appends and reads fail with [`LogError::Closed`]; everything
-    /// appended so far is synced (except in [`FsyncMode::Never`]).
+    /// appended so far is synced (except in [`FsyncMode::Never`]). Then, unless the log is
+    /// poisoned, the active segment's index and the clean-shutdown marker are written, so the
+    /// next [`open`](Self::open) reads no segment in full.
     pub fn close(&self) -> Result<(), LogError> {
+        {
+            let _recovery = self.recovery.lock();
+            if !self.is_recovered() {
+                // Never used: the files are as the last process left them.
+                self.closed.store(true, Ordering::Release);
+                return Ok(());
+            }
+        }
         let target = {
             let w = self.writer.lock();
             self.closed.store(true, Ordering::Release);
@@ -435,7 +339,32 @@ impl ShardLog {
         };
         self.writer.lock().unsynced = None;
         self.cfg.files.remove_log(self.id);
-        res
+        res?;
+        if self.poison.get().is_none() {
+            self.write_clean_marker()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the active segment's index and then the clean-shutdown marker, after everything
+    /// was synced. Neither is fsync'd: the marker only lets recovery try the active index, which
+    /// is still checked (checksum, length, last frame), so a marker or index lost or torn by a
+    /// crash costs a scan, never a wrong answer; and since the data was synced first, the
+    /// marker cannot outlive frames that did not reach the disk.
+    fn write_clean_marker(&self) -> Result<(), LogError> {
+        let _w = self.writer.lock();
+        let active = {
+            let ix = self.index.read();
+            ix.segments
+                .last()
+                .filter(|s| s.last.is_some())
+                .map(|s| (s.base_seq, encode(s)))
+        };
+        if let Some((base, bytes)) = active {
+            write_atomically(&index_path(&self.dir, base), &bytes, false)?;
+        }
+        write_atomically(&clean_marker_path(&self.dir), b"", false)?;
+        Ok(())
     }
 
     /// The cache key of one of this log's segments.
@@ -488,6 +417,21 @@ impl ShardLog {
             let file = self.active_file(w)?;
             self.fsync(&file)?;
         }
+        // Persist the sealed segment's index (made durable by the directory sync below). If
+        // that fails, the next open scans the segment instead.
+        let sealed_index = self
+            .index
+            .read()
+            .segments
+            .last()
+            .filter(|s| s.last.is_some())
+            .map(encode);
+        if let Some(bytes) = sealed_index {
+            let path = index_path(&self.dir, w.base_seq);
+            if let Err(e) = write_atomically(&path, &bytes, syncs) {
+                tracing::warn!(index = %path.display(), error = %e, "cannot write segment index");
+            }
+        }
         let base = w.next_seq;
         let file = create_segment(&self.dir, base)?;
         if syncs {
@@ -500,14 +444,9 @@ impl ShardLog {
         {
             let mut ix = self.index.write();
             if let Some(old) = ix.segments.last_mut() {
-                old.frames.shrink_to_fit();
+                old.points.shrink_to_fit();
             }
-            ix.segments.push(SegmentIndex {
-                base_seq: base,
-                end_seq: base,
-                size: 0,
-                frames: Vec::new(),
-            });
+            ix.segments.push(SegmentIndex::empty(base));
         }
         w.unsynced = None;
         w.base_seq = base;
@@ -534,7 +473,7 @@ impl Drop for ShardLog {
 }
 
 /// Creates an empty segment file (the caller fsyncs the directory).
-fn create_segment(dir: &Path, base: u64) -> io::Result<File> {
+pub(crate) fn create_segment(dir: &Path, base: u64) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
         .write(true)

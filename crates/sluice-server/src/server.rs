@@ -74,7 +74,7 @@ impl Server {
         self.state.catalog.data_dir.clone()
     }
 
-    /// Stops background tasks and flushes every log.
+    /// Stops background tasks and closes every log (synced, with its clean-shutdown marker).
     pub async fn shutdown(self) {
         self.stop.cancel();
         self.state.catalog.stop_connectors().await;
@@ -85,8 +85,8 @@ impl Server {
         let _ = tokio::task::spawn_blocking(move || {
             for topic in catalog.all_topics() {
                 for shard in topic.shards.read().iter() {
-                    if let Err(e) = shard.log.sync() {
-                        tracing::warn!(shard = shard.id, error = %e, "flush at shutdown failed");
+                    if let Err(e) = shard.log.close() {
+                        tracing::warn!(shard = shard.id, error = %e, "closing a log at shutdown failed");
                     }
                 }
             }

@@ -196,7 +196,7 @@ pub fn shard_meta_from_row(row: &ShardRow) -> Result<ShardMeta> {
 }
 
 impl Catalog {
-    /// Loads the catalog from the meta store and opens every shard's log.
+    /// Loads the catalog from the meta store and opens every shard's log lazily.
     pub async fn load(meta: MetaStore, config: ServerConfig, data_dir: &Path) -> Result<Catalog> {
         let snapshot = meta.load().await?;
         let mut projects: BTreeMap<String, Project> = snapshot
@@ -225,12 +225,9 @@ impl Catalog {
             let mut shards = Vec::new();
             for row in snapshot.shards.iter().filter(|s| s.topic_uid == t.uid) {
                 let dir = topic_dir.join(row.shard_id.to_string());
-                let log = tokio::task::spawn_blocking({
-                    let cfg = log_config;
-                    move || ShardLog::open(&dir, cfg)
-                })
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))??;
+                // Recovered on first use (sluice-log `open_lazy`), so that start-up does not
+                // wait for every shard and a request waits only for its own.
+                let log = ShardLog::open_lazy(&dir, log_config);
                 shards.push(Arc::new(Shard {
                     id: row.shard_id,
                     meta: RwLock::new(shard_meta_from_row(row)?),
