@@ -110,12 +110,31 @@ def tool(args, pids, target):
     return dict(json.loads(line[len("RESULT "):]), target=target)
 
 
+class Perf:
+    """`perf record` of the server while a connector run is timed, when PERF_DIR is set."""
+
+    def __init__(self, name):
+        self.proc = None
+        d = os.environ.get("PERF_DIR")
+        if d:
+            os.makedirs(d, exist_ok=True)
+            self.proc = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-p", os.environ["SLUICE_PID"], "-o",
+                                          os.path.join(d, name + ".data")], stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
+
+    def stop(self):
+        if self.proc:
+            self.proc.send_signal(2)
+            self.proc.wait(60)
+
+
 def es_connector(dh, project, topic, es, rows, pids, run, target):
     """One SINK_ES connector run into a fresh index at `es` (osmem-server or the stand-in)."""
     index = "bench_conn_%d_%s" % (run, uuid.uuid4().hex[:8])
     status, out = http("PUT", "%s/%s" % (es, index), INDEX_BODY)
     assert status == 200, out
     time.sleep(float(os.environ.get("SETTLE_SECS", "2")))
+    perf = Perf("es-connector-%s-%d" % (target, run))
     before = cpu_snapshot(pids)
     started = time.time()
     cid = dh.create_connector(project, topic, ConnectorType.SINK_ES, COLUMNS,
@@ -132,6 +151,7 @@ def es_connector(dh, project, topic, es, rows, pids, run, target):
             time.sleep(POLL_S)
     secs = time.time() - started
     cpu = cpu_delta(before, pids)
+    perf.stop()
     dh.delete_connector(project, topic, cid)
     http("POST", "%s/%s/_refresh" % (es, index))
     count = es_count(es, index)
@@ -149,9 +169,10 @@ def fc_count(receiver):
     return int(http("GET", receiver + "/count")[1])
 
 
-def fc_connector(dh, project, topic, receiver, rows, pids):
+def fc_connector(dh, project, topic, receiver, rows, pids, run):
     time.sleep(float(os.environ.get("SETTLE_SECS", "2")))
     n0 = fc_count(receiver)
+    perf = Perf("fc-connector-%d" % run)
     before = cpu_snapshot(pids)
     started = time.time()
     cfg = FcConnectorConfig(receiver, "svc", "fn", AuthMode.AK, FC_ID, FC_KEY)
@@ -160,6 +181,7 @@ def fc_connector(dh, project, topic, receiver, rows, pids):
         time.sleep(POLL_S)
     secs = time.time() - started
     cpu = cpu_delta(before, pids)
+    perf.stop()
     dh.delete_connector(project, topic, cid)
     got = fc_count(receiver) - n0
     assert got == rows, "the receiver counted %d records, expected %d" % (got, rows)
@@ -274,7 +296,7 @@ def main():
             results.append(show(tool(["es-sink", standin, index, rows, SHARDS, FLUSH], standin_pids, "stand-in")))
         for run in range(runs if "fc" in only else 0):
             results.append(show(tool(["fc-direct", standin, rows, SHARDS, FLUSH], standin_pids, "stand-in")))
-            results.append(show(fc_connector(dh, project, topic, standin, rows, standin_pids)))
+            results.append(show(fc_connector(dh, project, topic, standin, rows, standin_pids, run)))
             results.append(show(tool(["fc-sink", standin, rows, SHARDS, FLUSH], standin_pids, "stand-in")))
     finally:
         rx.terminate()
