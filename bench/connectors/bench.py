@@ -2,23 +2,29 @@
 baselines in the same run (issue 11, "Benchmark"). `run.sh` starts everything and calls this.
 
 Environment: SLUICE_ENDPOINT, SLUICE_PID (the server), SLUICE_TEST_ES_ENDPOINT and ES_PID
-(osmem-server), CONNBENCH (the connbench binary), ROWS (default 1,000,000), RUNS (default 3),
-OUT (where the Markdown summary goes, default bench/out/connectors.md).
+(osmem-server), CONNBENCH (the connbench binary), ROWS (default 1,000,000), ES_ROWS (default
+30,000: osmem-server indexes ~1-2 k documents/s), RUNS (default 3), PERF_DIR (optional: `perf
+record` the server during every connector run), OUT (the Markdown summary, default
+bench/out/connectors.md). Arguments: any of `osmem es fc` (default all three).
 
-1. One 4-shard TUPLE topic (id BIGINT, ts TIMESTAMP, s STRING; ~100 bytes a record) is loaded
-   with ROWS records (record i in shard i % 4, 1000-record batch-protocol puts), untimed. Every
-   connector run reads this same topic from its earliest data.
-2. ES, RUNS rounds of: `connbench es-bulk` (the same documents straight to `_bulk`, 1000 per
-   request, one request in flight per shard: what SINK_ES does with the default
-   connector_batch_records 5000), then a SINK_ES connector (IDFields id, ProxyMode true) into a
-   fresh index, timed from create_connector until the last document of every shard can be
-   fetched by id, then `connbench es-sink` (the sink alone, no server). Each run checks
-   `_count` == ROWS afterwards (untimed).
-3. FC, the same with the fast receiver (`connbench fc-receiver`, answers 200 at once, counts
-   records): `fc-direct` (payloads straight to it), a SINK_FC connector (timed until the receiver
-   has counted ROWS records), `fc-sink`.
-4. CPU seconds (utime + stime from /proc/<pid>/stat) of the server, osmem-server / the receiver
-   and the bench tool per run, per million records; the load (uptime) before and after.
+1. Two 4-shard TUPLE topics (id BIGINT, ts TIMESTAMP, s STRING; ~100 bytes a record) are loaded
+   with ROWS and ES_ROWS records (record i in shard i % 4, 1000-record batch-protocol puts),
+   untimed. Every connector run reads one of them from its earliest data.
+2. `osmem`: RUNS rounds against osmem-server of `connbench es-bulk` (the same documents straight
+   to `_bulk`, 1000 per request, one request in flight per shard: what SINK_ES does with the
+   default connector_batch_records 5000), a SINK_ES connector (IDFields id, ProxyMode true) into
+   a fresh index, timed from create_connector until the last document of every shard can be
+   fetched by id, and `connbench es-sink` (the sink alone, no server). Every run checks `_count`
+   == ES_ROWS afterwards (untimed).
+3. `es`: the same with ROWS documents against the bench tool's stand-in (`connbench receiver`,
+   answers every `_bulk` item 201 at once), the connector timed until the stand-in has counted
+   ROWS documents for its index.
+4. `fc`: the same against the stand-in as a Function Compute endpoint (answers 200 at once,
+   counts records, checks no signature): `fc-direct` (payloads straight to it), a SINK_FC
+   connector (timed until the stand-in has counted ROWS records), `fc-sink`.
+5. CPU seconds (utime + stime from /proc/<pid>/stat) of the server, the target (osmem-server or
+   the stand-in) and the bench tool per run, per million records; the load (uptime) before and
+   after.
 """
 
 import json

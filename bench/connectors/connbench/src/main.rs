@@ -169,11 +169,20 @@ async fn es_check_and_drop(
         None,
     )
     .await?;
-    let n = es_call(http, Method::GET, format!("{endpoint}/{index}/_count"), None).await?["count"]
+    let n = es_call(
+        http,
+        Method::GET,
+        format!("{endpoint}/{index}/_count"),
+        None,
+    )
+    .await?["count"]
         .as_i64()
         .unwrap_or(-1);
     es_call(http, Method::DELETE, format!("{endpoint}/{index}"), None).await?;
-    ensure!(n == rows, "index {index} holds {n} documents, expected {rows}");
+    ensure!(
+        n == rows,
+        "index {index} holds {n} documents, expected {rows}"
+    );
     Ok(())
 }
 
@@ -289,10 +298,16 @@ struct Received {
 fn take_bulk(received: &Received, body: &[u8]) -> Result<String> {
     let mut per_index: std::collections::HashMap<String, u64> = Default::default();
     let mut items = 0;
-    for (k, line) in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()).enumerate() {
+    for (k, line) in body
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+    {
         if k % 2 == 0 {
             let action: BulkAction = serde_json::from_slice(line)?;
-            *per_index.entry(action.index.index.into_owned()).or_default() += 1;
+            *per_index
+                .entry(action.index.index.into_owned())
+                .or_default() += 1;
             items += 1;
         }
     }
@@ -332,7 +347,9 @@ fn answer(received: &Received, method: &hyper::Method, path: &str, body: &[u8]) 
         }
         (&Method::POST, [_, _, _, "invocations"]) => {
             let p: Payload = serde_json::from_slice(body)?;
-            received.fc.fetch_add(p.records.len() as u64, Ordering::Relaxed);
+            received
+                .fc
+                .fetch_add(p.records.len() as u64, Ordering::Relaxed);
             "{}".into()
         }
         // index creation, _refresh
@@ -359,10 +376,13 @@ async fn receiver(port: u16) -> Result<()> {
                 async move {
                     let (parts, body) = req.into_parts();
                     let (status, text) = match body.collect().await {
-                        Ok(b) => match answer(&received, &parts.method, parts.uri.path(), &b.to_bytes()) {
-                            Ok(text) => (StatusCode::OK, text),
-                            Err(e) => (StatusCode::BAD_REQUEST, e.to_string()),
-                        },
+                        Ok(b) => {
+                            match answer(&received, &parts.method, parts.uri.path(), &b.to_bytes())
+                            {
+                                Ok(text) => (StatusCode::OK, text),
+                                Err(e) => (StatusCode::BAD_REQUEST, e.to_string()),
+                            }
+                        }
                         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()),
                     };
                     Response::builder()
@@ -439,7 +459,10 @@ async fn fc_direct(endpoint: &str, rows: i64, shards: i64, flush: usize) -> Resu
     let secs = started.elapsed().as_secs_f64();
     report("fc-direct", rows, secs, &before);
     let got = fc_count(&http, endpoint).await? - start_count;
-    ensure!(got == rows, "the receiver counted {got} records, expected {rows}");
+    ensure!(
+        got == rows,
+        "the receiver counted {got} records, expected {rows}"
+    );
     Ok(())
 }
 
@@ -469,7 +492,10 @@ async fn fc_sink(endpoint: &str, rows: i64, shards: i64, flush: usize) -> Result
     let secs = started.elapsed().as_secs_f64();
     report("fc-sink", rows, secs, &before);
     let got = fc_count(&http, endpoint).await? - start_count;
-    ensure!(got == rows, "the receiver counted {got} records, expected {rows}");
+    ensure!(
+        got == rows,
+        "the receiver counted {got} records, expected {rows}"
+    );
     Ok(())
 }
 

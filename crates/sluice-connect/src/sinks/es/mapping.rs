@@ -147,7 +147,11 @@ fn joined(
         if k > 0 {
             out.push(',');
         }
-        if values.get(i).and_then(|v| push_key_text(&mut out, v)).is_none() {
+        if values
+            .get(i)
+            .and_then(|v| push_key_text(&mut out, v))
+            .is_none()
+        {
             return Err(SinkError::bad_record(format!(
                 "{what} field {} is null",
                 names[i]

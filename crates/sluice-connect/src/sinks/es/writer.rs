@@ -158,7 +158,10 @@ fn parse_bulk(body: &[u8], expected: usize) -> Result<Vec<Outcome>, String> {
     let response: BulkResponse = serde_json::from_slice(body)
         .map_err(|e| format!("not a `_bulk` answer with an `items` array ({e})"))?;
     if response.items.len() != expected {
-        return Err(format!("{} items for {expected} sent", response.items.len()));
+        return Err(format!(
+            "{} items for {expected} sent",
+            response.items.len()
+        ));
     }
     Ok(response
         .items

@@ -63,10 +63,9 @@ impl Serialize for RecordJson<'_> {
                     values,
                 },
             )?,
-            SinkData::Blob(b) => map.serialize_entry(
-                "data",
-                &base64::engine::general_purpose::STANDARD.encode(b),
-            )?,
+            SinkData::Blob(b) => {
+                map.serialize_entry("data", &base64::engine::general_purpose::STANDARD.encode(b))?
+            }
         }
         map.serialize_entry("attributes", &Attributes(&r.attributes))?;
         map.end()

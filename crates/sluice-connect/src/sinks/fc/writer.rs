@@ -14,7 +14,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-
 use crate::sink::{SharedColumns, Sink, SinkError, SinkRecord};
 use crate::sinks::Secret;
 
