@@ -28,7 +28,7 @@ use serde_json::Value as Json;
 use crate::sink::{SharedColumns, Sink, SinkError, SinkRecord};
 use crate::sinks::tls;
 
-use super::mapping::{bulk_item, Layout};
+use super::mapping::{write_item, Layout};
 use super::EsConfig;
 
 /// Items per `_bulk` request.
@@ -46,9 +46,50 @@ pub async fn open(cfg: EsConfig, columns: SharedColumns) -> Result<Box<dyn Sink>
     Ok(Box::new(EsSink::open(cfg, columns).await?))
 }
 
-/// One `_bulk` item ready to send: action line and document line, each ending in `\n`.
-struct Item {
-    lines: String,
+/// The `_bulk` items of one flush, ready to send: each item's action line and document line
+/// (each ending in `\n`), back to back in one buffer that is kept from flush to flush.
+#[derive(Default)]
+struct Items {
+    buf: Vec<u8>,
+    /// Where each item ends in `buf`.
+    ends: Vec<usize>,
+}
+
+impl Items {
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn get(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.buf[start..self.ends[i]]
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.ends.clear();
+    }
+}
+
+/// A `_bulk` response, as far as SINK_ES reads it: each item's status and error.
+#[derive(serde::Deserialize)]
+struct BulkResponse {
+    items: Vec<BulkItem>,
+}
+
+/// `{"index": {...}}` (SINK_ES sends only index actions; the others are read alike).
+#[derive(serde::Deserialize)]
+struct BulkItem {
+    #[serde(alias = "create", alias = "update", alias = "delete")]
+    index: ItemResult,
+}
+
+#[derive(serde::Deserialize)]
+struct ItemResult {
+    #[serde(default)]
+    status: u64,
+    #[serde(default)]
+    error: Option<Json>,
 }
 
 /// What became of one item of a `_bulk` request.
@@ -67,7 +108,7 @@ pub struct EsSink {
     /// Base URLs (no trailing `/`) the bulk requests go to, round-robin.
     nodes: Vec<String>,
     next: usize,
-    pending: Vec<Item>,
+    pending: Items,
 }
 
 /// The endpoint as a base URL: `http://` when no scheme is given, no trailing `/`.
@@ -114,25 +155,19 @@ fn classify_item(status: u64, error: Option<&Json>) -> Outcome {
 
 /// Each item's outcome, in request order, from a `_bulk` response body.
 fn parse_bulk(body: &[u8], expected: usize) -> Result<Vec<Outcome>, String> {
-    let v: Json = serde_json::from_slice(body).map_err(|e| format!("not JSON ({e})"))?;
-    let items = v
-        .get("items")
-        .and_then(Json::as_array)
-        .ok_or("no `items` array")?;
-    if items.len() != expected {
-        return Err(format!("{} items for {expected} sent", items.len()));
+    let response: BulkResponse = serde_json::from_slice(body)
+        .map_err(|e| format!("not a `_bulk` answer with an `items` array ({e})"))?;
+    if response.items.len() != expected {
+        return Err(format!(
+            "{} items for {expected} sent",
+            response.items.len()
+        ));
     }
-    items
+    Ok(response
+        .items
         .iter()
-        .map(|item| {
-            let result = item
-                .as_object()
-                .and_then(|o| o.values().next())
-                .ok_or("an item without a result")?;
-            let status = result.get("status").and_then(Json::as_u64).unwrap_or(0);
-            Ok(classify_item(status, result.get("error")))
-        })
-        .collect()
+        .map(|item| classify_item(item.index.status, item.index.error.as_ref()))
+        .collect())
 }
 
 fn short(body: &[u8]) -> String {
@@ -159,7 +194,7 @@ impl EsSink {
             layout,
             nodes: vec![base.clone()],
             next: 0,
-            pending: Vec::new(),
+            pending: Items::default(),
         };
         let root = sink.get(&base, "/").await?;
         let version = root["version"]["number"].as_str().unwrap_or("");
@@ -265,13 +300,14 @@ impl EsSink {
         Ok(nodes)
     }
 
-    /// Sends one `_bulk` request with `items` and returns each item's outcome.
-    async fn bulk(&mut self, items: &[&Item]) -> Result<Vec<Outcome>, SinkError> {
+    /// Sends one `_bulk` request with `chunk` (indexes into `items`) and returns each item's
+    /// outcome.
+    async fn bulk(&mut self, items: &Items, chunk: &[usize]) -> Result<Vec<Outcome>, SinkError> {
         let node = self.nodes[self.next % self.nodes.len()].clone();
         self.next = self.next.wrapping_add(1);
-        let mut body = String::with_capacity(items.iter().map(|i| i.lines.len()).sum());
-        for i in items {
-            body.push_str(&i.lines);
+        let mut body = Vec::with_capacity(chunk.iter().map(|&i| items.get(i).len()).sum());
+        for &i in chunk {
+            body.extend_from_slice(items.get(i));
         }
         let what = format!("ES _bulk at {node}");
         let resp = self
@@ -289,7 +325,7 @@ impl EsSink {
         if !status.is_success() {
             return Err(Self::status_error(&what, status, &bytes));
         }
-        parse_bulk(&bytes, items.len())
+        parse_bulk(&bytes, chunk.len())
             .map_err(|e| SinkError::transient(format!("{what}: unexpected response: {e}")))
     }
 
@@ -297,7 +333,7 @@ impl EsSink {
     /// items to retry, and records bad ones in `bad`.
     async fn send_round(
         &mut self,
-        items: &[Item],
+        items: &Items,
         todo: &[usize],
         bad: &mut Vec<String>,
     ) -> Result<Vec<(usize, String)>, SinkError> {
@@ -308,13 +344,12 @@ impl EsSink {
             let mut bytes = 0;
             while end < todo.len()
                 && end - start < BULK_ITEMS
-                && (end == start || bytes + items[todo[end]].lines.len() <= BULK_BYTES)
+                && (end == start || bytes + items.get(todo[end]).len() <= BULK_BYTES)
             {
-                bytes += items[todo[end]].lines.len();
+                bytes += items.get(todo[end]).len();
                 end += 1;
             }
-            let chunk: Vec<&Item> = todo[start..end].iter().map(|&i| &items[i]).collect();
-            let outcomes = self.bulk(&chunk).await?;
+            let outcomes = self.bulk(items, &todo[start..end]).await?;
             for (&i, outcome) in todo[start..end].iter().zip(outcomes) {
                 match outcome {
                     Outcome::Written => {}
@@ -344,14 +379,8 @@ fn backoff(attempt: u32) -> Duration {
 impl Sink for EsSink {
     async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
         for r in records {
-            match bulk_item(&self.layout, &self.cfg.index, r) {
-                Ok((action, doc)) => {
-                    let mut lines = action;
-                    lines.push('\n');
-                    lines.push_str(&doc);
-                    lines.push('\n');
-                    self.pending.push(Item { lines });
-                }
+            match write_item(&self.layout, &self.cfg.index, r, &mut self.pending.buf) {
+                Ok(()) => self.pending.ends.push(self.pending.buf.len()),
                 Err(e) => {
                     self.pending.clear();
                     return Err(e);
@@ -362,12 +391,23 @@ impl Sink for EsSink {
     }
 
     async fn flush(&mut self) -> Result<(), SinkError> {
-        let items = std::mem::take(&mut self.pending);
+        let mut items = std::mem::take(&mut self.pending);
+        let result = self.send(&items).await;
+        // the buffer is kept for the next flush (no fresh pages to fault in each time)
+        items.clear();
+        self.pending = items;
+        result
+    }
+}
+
+impl EsSink {
+    /// Sends every item, retrying rejected ones alone (see the module docs).
+    async fn send(&mut self, items: &Items) -> Result<(), SinkError> {
         let mut bad = Vec::new();
         let mut todo: Vec<usize> = (0..items.len()).collect();
         let mut attempt = 0;
         while !todo.is_empty() {
-            let retry = self.send_round(&items, &todo, &mut bad).await?;
+            let retry = self.send_round(items, &todo, &mut bad).await?;
             if retry.is_empty() {
                 break;
             }

@@ -18,79 +18,137 @@
 //! - `attributes`: the record's attributes, `{}` when it has none.
 
 use base64::Engine;
-use serde_json::{json, Map, Number, Value as Json};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use sluice_proto::Value;
 
 use crate::sink::{SinkData, SinkRecord};
 
-/// One record as the payload carries it.
-pub fn record(names: &[String], r: &SinkRecord) -> Json {
-    let mut out = Map::new();
-    out.insert("shardId".into(), Json::String(r.shard_id.to_string()));
-    out.insert("sequence".into(), json!(r.sequence));
-    out.insert("batchIndex".into(), json!(r.batch_index));
-    out.insert("systemTime".into(), json!(r.system_time));
-    match &r.data {
-        SinkData::Tuple(values) => {
-            let fields: Map<String, Json> = names
-                .iter()
-                .zip(values)
-                .map(|(n, v)| (n.clone(), value(v)))
-                .collect();
-            out.insert("fields".into(), Json::Object(fields));
-        }
-        SinkData::Blob(b) => {
-            let text = base64::engine::general_purpose::STANDARD.encode(b);
-            out.insert("data".into(), Json::String(text));
-        }
+/// What a body starts with; [`push`] appends the records, [`close`] ends it.
+pub const OPEN: &[u8] = b"{\"records\":[";
+
+/// Appends one record to a body that starts with [`OPEN`] and holds `before` records so far.
+/// Records are serialized straight into the body (no intermediate `serde_json::Value`).
+pub fn push(out: &mut Vec<u8>, before: usize, names: &[String], r: &SinkRecord) {
+    if before > 0 {
+        out.push(b',');
     }
-    let attrs: Map<String, Json> = r
-        .attributes
-        .iter()
-        .map(|(k, v)| (k.clone(), Json::String(v.clone())))
-        .collect();
-    out.insert("attributes".into(), Json::Object(attrs));
-    Json::Object(out)
+    // Serializing into a Vec fails only on a map key that is not a string, which cannot happen.
+    serde_json::to_writer(&mut *out, &RecordJson { names, r }).expect("records serialize");
 }
 
-/// The body of one invocation.
-pub fn body(records: &[Json]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + records.len() * 128);
-    out.extend_from_slice(b"{\"records\":[");
-    for (i, r) in records.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        // Serializing a serde_json::Value into a Vec cannot fail.
-        serde_json::to_writer(&mut out, r).expect("JSON values serialize");
-    }
+/// Ends a body.
+pub fn close(out: &mut Vec<u8>) {
     out.extend_from_slice(b"]}");
-    out
 }
 
-fn value(v: &Value) -> Json {
-    match v {
-        Value::Null => Json::Null,
-        Value::Bool(b) => Json::Bool(*b),
-        Value::Int(i) => json!(i),
-        Value::Float(f) => float(f64::from(*f)),
-        Value::Double(d) => float(*d),
-        Value::Str(s) | Value::Decimal(s) => Json::String(s.clone()),
+/// One record as the payload carries it.
+struct RecordJson<'a> {
+    names: &'a [String],
+    r: &'a SinkRecord,
+}
+
+impl Serialize for RecordJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.r;
+        let mut map = s.serialize_map(Some(6))?;
+        map.serialize_entry("shardId", &ShardId(r.shard_id))?;
+        map.serialize_entry("sequence", &r.sequence)?;
+        map.serialize_entry("batchIndex", &r.batch_index)?;
+        map.serialize_entry("systemTime", &r.system_time)?;
+        match &r.data {
+            SinkData::Tuple(values) => map.serialize_entry(
+                "fields",
+                &Fields {
+                    names: self.names,
+                    values,
+                },
+            )?,
+            SinkData::Blob(b) => {
+                map.serialize_entry("data", &base64::engine::general_purpose::STANDARD.encode(b))?
+            }
+        }
+        map.serialize_entry("attributes", &Attributes(&r.attributes))?;
+        map.end()
     }
 }
 
-fn float(d: f64) -> Json {
-    match Number::from_f64(d) {
-        Some(n) => Json::Number(n),
-        None if d.is_nan() => Json::String("NaN".into()),
-        None if d > 0.0 => Json::String("inf".into()),
-        None => Json::String("-inf".into()),
+/// The shard id as a string, as DataHub writes it.
+struct ShardId(u32);
+
+impl Serialize for ShardId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+struct Fields<'a> {
+    names: &'a [String],
+    values: &'a [Value],
+}
+
+impl Serialize for Fields<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.names.len().min(self.values.len())))?;
+        for (name, v) in self.names.iter().zip(self.values) {
+            map.serialize_entry(name, &FieldValue(v))?;
+        }
+        map.end()
+    }
+}
+
+struct Attributes<'a>(&'a [(String, String)]);
+
+impl Serialize for Attributes<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+struct FieldValue<'a>(&'a Value);
+
+impl Serialize for FieldValue<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Int(i) => s.serialize_i64(*i),
+            Value::Float(f) => float(f64::from(*f), s),
+            Value::Double(d) => float(*d, s),
+            Value::Str(t) | Value::Decimal(t) => s.serialize_str(t),
+        }
+    }
+}
+
+/// NaN and ±infinity as the strings "NaN", "inf", "-inf" (JSON has no form for them).
+fn float<S: Serializer>(d: f64, s: S) -> Result<S::Ok, S::Error> {
+    if d.is_finite() {
+        s.serialize_f64(d)
+    } else if d.is_nan() {
+        s.serialize_str("NaN")
+    } else if d > 0.0 {
+        s.serialize_str("inf")
+    } else {
+        s.serialize_str("-inf")
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value as Json};
+
+    fn body(names: &[String], records: &[SinkRecord]) -> Json {
+        let mut out = OPEN.to_vec();
+        for (i, r) in records.iter().enumerate() {
+            push(&mut out, i, names, r);
+        }
+        close(&mut out);
+        serde_json::from_slice(&out).unwrap()
+    }
 
     #[test]
     fn a_record_carries_fields_by_name_and_its_origin() {
@@ -108,7 +166,7 @@ mod tests {
             ]),
             attributes: vec![("k".into(), "v".into())],
         };
-        let got: Json = serde_json::from_slice(&body(&[record(&names, &r)])).unwrap();
+        let got = body(&names, std::slice::from_ref(&r));
         assert_eq!(
             got,
             json!({"records": [{"shardId": "3", "sequence": 12, "batchIndex": 1,
@@ -121,7 +179,9 @@ mod tests {
             attributes: vec![],
             ..r
         };
-        let got = record(&names, &blob);
+        let two = body(&names, &[blob.clone(), blob]);
+        assert_eq!(two["records"].as_array().unwrap().len(), 2);
+        let got = &two["records"][0];
         assert_eq!(got["data"], "AGhp");
         assert_eq!(got["attributes"], json!({}));
         assert!(got.get("fields").is_none());

@@ -14,8 +14,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::Value as Json;
-
 use crate::sink::{SharedColumns, Sink, SinkError, SinkRecord};
 use crate::sinks::Secret;
 
@@ -48,7 +46,10 @@ pub struct FcSink {
     /// "function svc$fn at http://host:port", for messages.
     target: String,
     columns: SharedColumns,
-    pending: Vec<Json>,
+    /// The next invocation's body so far (`payload::OPEN`, then the records written).
+    pending: Vec<u8>,
+    /// How many records `pending` holds.
+    pending_records: usize,
 }
 
 /// The 3.0 name of a function: `{Service}${Function}`, which is how Function Compute 3.0
@@ -102,12 +103,13 @@ impl FcSink {
             access_id: cfg.auth.access_id,
             access_key: cfg.auth.access_key,
             columns,
-            pending: Vec::new(),
+            pending: payload::OPEN.to_vec(),
+            pending_records: 0,
         })
     }
 
-    /// One signed invocation with `body`.
-    async fn invoke(&self, body: &[u8]) -> Result<Outcome, SinkError> {
+    /// One signed invocation with `body` (shared, not copied, between attempts).
+    async fn invoke(&self, body: &bytes::Bytes) -> Result<Outcome, SinkError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -128,7 +130,7 @@ impl FcSink {
         }
         let result = req
             .header("authorization", auth)
-            .body(body.to_vec())
+            .body(body.clone())
             .send()
             .await;
         let resp = match result {
@@ -197,17 +199,24 @@ fn excerpt(text: &str) -> String {
 impl Sink for FcSink {
     async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
         let names = &self.columns.names;
-        self.pending
-            .extend(records.iter().map(|r| payload::record(names, r)));
+        for r in records {
+            payload::push(&mut self.pending, self.pending_records, names, r);
+            self.pending_records += 1;
+        }
         Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), SinkError> {
-        let pending = std::mem::take(&mut self.pending);
-        if pending.is_empty() {
+        let records = std::mem::replace(&mut self.pending_records, 0);
+        // the next body starts with room for one like this one
+        let next = Vec::with_capacity(self.pending.len() + 2);
+        let mut body = std::mem::replace(&mut self.pending, next);
+        self.pending.extend_from_slice(payload::OPEN);
+        if records == 0 {
             return Ok(());
         }
-        let body = payload::body(&pending);
+        payload::close(&mut body);
+        let body = bytes::Bytes::from(body);
         let mut delay = FUNCTION_RETRY_DELAY;
         let mut attempt = 1;
         loop {
@@ -221,7 +230,7 @@ impl Sink for FcSink {
                     return Err(SinkError::bad_record(format!(
                         "{} failed on {} record(s) {attempt} times (X-Fc-Error-Type: {kind}): {text}",
                         self.target,
-                        pending.len()
+                        records
                     )));
                 }
                 Outcome::FunctionError(kind, _) => {
