@@ -90,6 +90,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+pub use crate::commit::{set_commit_observer, CommitObserver};
 pub use crate::files::{FileCache, DEFAULT_MAX_OPEN_FILES};
 pub use crate::frame::MAX_FRAME_BYTES;
 pub use crate::retention::remove_log;

@@ -8,7 +8,9 @@
 //! - [`service`]: the domain logic, free of HTTP: the in-memory [`service::Catalog`] over the
 //!   meta store, topology changes, record routing, reads, cursors and retention, subscriptions
 //!   with their offsets, and consumer groups;
-//! - [`config`]: the server's tunables, validated at start.
+//! - [`config`]: the server's tunables, validated at start;
+//! - [`metrics`]: Prometheus metrics, recorded as things happen and served unsigned on their own
+//!   listener (`metrics_listen`).
 //!
 //! [`Server::open`] builds the state from a data directory; [`http::app`] turns it into a
 //! router, which tests drive with `oneshot` and the binary serves with [`http::listen::serve`].
@@ -16,6 +18,7 @@
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod server;
 pub mod service;
 

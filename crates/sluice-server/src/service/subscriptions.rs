@@ -745,3 +745,11 @@ mod tests {
         assert_eq!(ids[0].to_string().len(), 18);
     }
 }
+
+// issue 13: metrics
+impl Catalog {
+    /// The subscriptions of a topic, for the metrics scrape.
+    pub fn subscriptions_of(&self, topic: &Topic) -> Vec<Arc<Subscription>> {
+        self.subs.of_topic(topic.uid)
+    }
+}
