@@ -19,20 +19,20 @@ pub fn install_log_observer(metrics: &Arc<Metrics>) {
     if metrics.enabled() {
         sluice_log::set_commit_observer(Some(Arc::new(LogObserver {
             fsync_seconds: metrics.fsync_seconds.clone(),
-            group_records: metrics.fsync_group_records.clone(),
+            group_entries: metrics.fsync_group_entries.clone(),
         })));
     }
 }
 
 struct LogObserver {
     fsync_seconds: Histogram,
-    group_records: Histogram,
+    group_entries: Histogram,
 }
 
 impl CommitObserver for LogObserver {
     fn fsync_done(&self, duration: Duration, entries: u64) {
         self.fsync_seconds.observe(duration.as_secs_f64());
-        self.group_records.observe(entries as f64);
+        self.group_entries.observe(entries as f64);
     }
 }
 

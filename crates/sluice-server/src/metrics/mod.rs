@@ -104,7 +104,7 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 18))
 }
 
-/// Records covered by one fsync: 1 to 32768.
+/// Log entries covered by one fsync: 1 to 32768.
 fn group_histogram() -> Histogram {
     Histogram::new(exponential_buckets(1.0, 2.0, 16))
 }
@@ -138,7 +138,7 @@ pub struct Metrics {
     put_seconds: HistogramFamily<ProtocolLabels>,
     get_seconds: HistogramFamily<ProtocolLabels>,
     fsync_seconds: Histogram,
-    fsync_group_records: Histogram,
+    fsync_group_entries: Histogram,
     sink_write_seconds: HistogramFamily<ConnectorShardLabels>,
     connector_errors: Family<ConnectorErrorLabels, Counter>,
     connector_delivered: Family<ConnectorShardLabels, Counter>,
@@ -173,7 +173,7 @@ impl Metrics {
         let put_seconds = HistogramFamily::new_with_constructor(latency_histogram as fn() -> _);
         let get_seconds = HistogramFamily::new_with_constructor(latency_histogram as fn() -> _);
         let fsync_seconds = latency_histogram();
-        let fsync_group_records = group_histogram();
+        let fsync_group_entries = group_histogram();
         let sink_write_seconds =
             HistogramFamily::new_with_constructor(latency_histogram as fn() -> _);
         let connector_errors = Family::<ConnectorErrorLabels, Counter>::default();
@@ -215,9 +215,9 @@ impl Metrics {
             fsync_seconds.clone(),
         );
         registry.register(
-            "log_fsync_group_records",
-            "Records made durable by one fsync (group commit size)",
-            fsync_group_records.clone(),
+            "log_fsync_group_entries",
+            "Log entries made durable by one fsync (group commit size; an entry is one JSON or protobuf record, or one whole batch)",
+            fsync_group_entries.clone(),
         );
         registry.register(
             "connector_sink_write_duration_seconds",
@@ -253,7 +253,7 @@ impl Metrics {
             put_seconds,
             get_seconds,
             fsync_seconds,
-            fsync_group_records,
+            fsync_group_entries,
             sink_write_seconds,
             connector_errors,
             connector_delivered,
