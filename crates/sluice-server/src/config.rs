@@ -741,4 +741,23 @@ mod tests {
         let err = ServerConfig::from_toml("connector_odps_minute_ms = 0").unwrap_err();
         assert_eq!(err.field, "connector_odps_minute_ms");
     }
+
+    // issue 13: metrics
+    #[test]
+    fn metrics_keys_are_checked_at_the_door() {
+        let d = ServerConfig::default();
+        assert!(d.metrics_listen.is_none() && d.metrics_enabled());
+        assert_eq!(d.metrics_max_series, 10_000);
+        let off = ServerConfig::from_toml("metrics_listen = \"\"").unwrap();
+        assert!(!off.metrics_enabled());
+        let on =
+            ServerConfig::from_toml("metrics_listen = \"0.0.0.0:9100\"\nmetrics_max_series = 50")
+                .unwrap();
+        assert!(on.metrics_enabled());
+        assert_eq!(on.metrics_max_series, 50);
+        let err = ServerConfig::from_toml("metrics_listen = \"localhost-9464\"").unwrap_err();
+        assert_eq!(err.field, "metrics_listen");
+        let err = ServerConfig::from_toml("metrics_max_series = 0").unwrap_err();
+        assert_eq!(err.field, "metrics_max_series");
+    }
 }
