@@ -56,7 +56,10 @@ fn recording_off_records_nothing() {
     drop(timer);
     let out = text(&m);
     assert!(!out.contains("t1"), "{out}");
-    assert!(!out.contains("protocol="), "{out}");
+    assert!(
+        out.contains(r#"sluice_put_duration_seconds_count{protocol="json"} 0"#),
+        "{out}"
+    );
 }
 
 #[test]
@@ -90,7 +93,10 @@ fn the_timer_records_latency_by_protocol() {
         out.contains(r#"sluice_get_duration_seconds_count{protocol="batch"} 1"#),
         "{out}"
     );
-    assert!(!out.contains("sluice_put_duration_seconds_count"), "{out}");
+    for protocol in ["json", "protobuf", "batch"] {
+        let put = format!(r#"sluice_put_duration_seconds_count{{protocol="{protocol}"}} 0"#);
+        assert!(out.contains(&put), "{out}");
+    }
 }
 
 #[test]
