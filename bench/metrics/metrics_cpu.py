@@ -147,16 +147,21 @@ def main():
           f"protobuf puts by shard of 100-byte BLOB records, fsync before ack; "
           f"1-minute load average during the runs {min(loads):.1f}–{max(loads):.1f}.\n")
     print("| scenario | records/run | CPU µs/record off (runs) | CPU µs/record on (runs) | median off | median on "
-          "| on ÷ off (medians) | records/s off (median) | records/s on (median) |")
-    print("|---|---:|---|---|---:|---:|---:|---:|---:|")
+          "| on ÷ off (medians) | on ÷ off per pair: median (min–max) | records/s off (median) "
+          "| records/s on (median) |")
+    print("|---|---:|---|---|---:|---:|---:|---|---:|---:|")
     for name, _, _ in SCENARIOS:
         off = [r[name]["cpu_us_per_record"] for r in results[False]]
         on = [r[name]["cpu_us_per_record"] for r in results[True]]
         roff = statistics.median(r[name]["records_per_s"] for r in results[False])
         ron = statistics.median(r[name]["records_per_s"] for r in results[True])
+        # The two runs of a pair ran back to back: their ratio is the least affected by the load's
+        # drift over the whole benchmark.
+        pairs = [a / b for a, b in zip(on, off)]
         print(f"| {name} | {results[False][0][name]['records']:,} | {' / '.join(f'{x:.2f}' for x in off)} "
               f"| {' / '.join(f'{x:.2f}' for x in on)} | {statistics.median(off):.2f} | {statistics.median(on):.2f} "
-              f"| {statistics.median(on) / statistics.median(off):.3f} | {roff:,.0f} | {ron:,.0f} |")
+              f"| {statistics.median(on) / statistics.median(off):.3f} "
+              f"| {statistics.median(pairs):.3f} ({min(pairs):.2f}–{max(pairs):.2f}) | {roff:,.0f} | {ron:,.0f} |")
 
 
 if __name__ == "__main__":
