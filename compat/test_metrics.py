@@ -244,4 +244,6 @@ def test_the_series_cap_holds(sluice_factory):
 def test_a_bad_metrics_listen_is_refused_at_the_door(sluice_factory):
     with pytest.raises(AssertionError) as e:
         sluice_factory("metrics-bad", config={"metrics_listen": "localhost-9464"})
-    assert "metrics_listen" in str(e.value)
+    assert "metrics_listen must be an IP address and port" in str(e.value)
+    # A good address is taken as it is.
+    start_metrics_server(sluice_factory, "metrics-good").scrape()

@@ -74,8 +74,10 @@
 //! process-wide). Appenders serialize only for the `pwrite` of their frame; then
 //! each waits until a sync covers its frame. One waiter runs `fdatasync` for everybody written so
 //! far while the others wait on a condition variable (group commit), so many concurrent appends
-//! share few fsyncs. Readers plan under a short shared lock on the index and then read with
-//! positional reads (`pread`) without holding any lock.
+//! share few fsyncs. A process-wide [`CommitObserver`] ([`set_commit_observer`]), if installed,
+//! hears each such fsync (its duration and the entries it made durable) for the server's
+//! metrics. Readers plan under a short shared lock on the index and then read with positional
+//! reads (`pread`) without holding any lock.
 
 mod commit;
 mod files;

@@ -8,6 +8,9 @@
 //! With `--tls-cert` and `--tls-key` (or the config keys `tls_cert`/`tls_key`; the flags win)
 //! it serves HTTPS; a certificate or key that cannot be served stops the start, naming the file.
 //! Plain HTTP on an address other than loopback is served with a warning.
+//!
+//! Prometheus `/metrics` is served unsigned on its own listener (`metrics_listen`, by default
+//! 127.0.0.1:9464; `""` turns it off), never on the API's address.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
