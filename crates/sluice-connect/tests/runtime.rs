@@ -540,3 +540,71 @@ async fn a_panicking_task_hangs_with_its_message_and_restarts_with_backoff() {
     assert_eq!(lines.len(), 3, "{logs}");
     assert!(lines[0].contains("sink invariant broken"), "{}", lines[0]);
 }
+
+// issue 13: metrics
+/// What a `TaskObserver` heard.
+#[derive(Default)]
+struct Heard {
+    /// (shard, records, ok) per sink write.
+    writes: Mutex<Vec<(u32, usize, bool)>>,
+    errors: Mutex<Vec<(u32, &'static str)>>,
+}
+
+impl sluice_connect::runtime::TaskObserver for Heard {
+    fn sink_write(&self, shard: u32, records: usize, _elapsed: Duration, ok: bool) {
+        self.writes.lock().unwrap().push((shard, records, ok));
+    }
+    fn error(&self, shard: u32, kind: &'static str) {
+        self.errors.lock().unwrap().push((shard, kind));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_hears_every_sink_write_and_error_by_kind() {
+    let (sink, source) = setup();
+    {
+        let mut st = sink.lock().unwrap();
+        st.transient_failures = 1;
+        st.bad = [2u64].into_iter().collect();
+    }
+    put(&source, 0, &[0, 1, 2, 3]);
+    let state = sink.clone();
+    let open: SinkOpener = Arc::new(move |_cols| {
+        let state = state.clone();
+        Box::pin(async move {
+            Ok(Box::new(FakeSink {
+                state,
+                pending: Vec::new(),
+            }) as Box<dyn Sink>)
+        })
+    });
+    let spec = ConnectorSpec {
+        name: "observed".into(),
+        columns: Arc::new(Columns {
+            names: vec!["v".into()],
+            types: vec![FieldType::Bigint],
+        }),
+        open_sink: open,
+        start_time: -1,
+        config: config(),
+    };
+    let heard = Arc::new(Heard::default());
+    let rt = ConnectorRuntime::start_observed(spec, source.clone(), vec![], Some(heard.clone()));
+    wait_until("checkpoint at 4", || {
+        rt.checkpoints().get(&0).is_some_and(|c| c.next_seq == 4)
+    })
+    .await;
+    rt.stop().await;
+    let errors = heard.errors.lock().unwrap().clone();
+    assert!(errors.contains(&(0, "sink_bad_record")), "{errors:?}");
+    let writes = heard.writes.lock().unwrap().clone();
+    // Every record but the bad one was written by a write that worked, once.
+    let delivered: usize = writes.iter().filter(|w| w.2).map(|w| w.1).sum();
+    assert_eq!(delivered, 3, "{writes:?}");
+    assert!(writes.iter().any(|w| !w.2), "{writes:?}");
+    assert_eq!(
+        errors.len(),
+        writes.iter().filter(|w| !w.2).count(),
+        "one error per failed write: {errors:?} {writes:?}"
+    );
+}

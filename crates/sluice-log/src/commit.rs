@@ -34,6 +34,26 @@ struct SyncState {
     last_sync: Instant,
 }
 
+/// Told about every group-commit fsync that made entries durable (the server's metrics; see
+/// [`set_commit_observer`]). Called by the syncing thread, once per fsync, never per entry.
+pub trait CommitObserver: Send + Sync + 'static {
+    /// One fsync took `duration` and made `entries` more entries durable.
+    fn fsync_done(&self, duration: Duration, entries: u64);
+}
+
+static OBSERVER: std::sync::RwLock<Option<Arc<dyn CommitObserver>>> = std::sync::RwLock::new(None);
+
+/// Installs (or with `None` removes) the process-wide [`CommitObserver`] of every shard log.
+pub fn set_commit_observer(observer: Option<Arc<dyn CommitObserver>>) {
+    *OBSERVER.write().unwrap_or_else(|e| e.into_inner()) = observer;
+}
+
+fn observe_fsync(duration: Duration, entries: u64) {
+    if let Some(o) = OBSERVER.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        o.fsync_done(duration, entries);
+    }
+}
+
 impl GroupCommit {
     pub fn new(synced: u64) -> GroupCommit {
         GroupCommit {
@@ -82,6 +102,7 @@ impl ShardLog {
                 let w = self.writer.lock();
                 (self.active_file(&w), w.next_seq)
             };
+            let started = Instant::now();
             let res = match file {
                 Ok(file) => self.fsync(&file).inspect(|()| {
                     // The pinned handle may go back to the cache's care once nothing written
@@ -95,14 +116,22 @@ impl ShardLog {
                 }),
                 Err(e) => Err(LogError::Io(e)),
             };
+            let took = started.elapsed();
             st = self.commit.state.lock();
             st.syncing = false;
+            let mut covered = 0;
             if res.is_ok() && upto > st.synced {
+                covered = upto - st.synced;
                 st.synced = upto;
                 st.last_sync = Instant::now();
                 self.publish(upto);
             }
             self.commit.cv.notify_all();
+            if covered > 0 {
+                drop(st);
+                observe_fsync(took, covered);
+                st = self.commit.state.lock();
+            }
             res?;
         }
     }

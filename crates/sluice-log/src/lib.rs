@@ -96,8 +96,10 @@
 //! process-wide). Appenders serialize only for the `pwrite` of their frame; then
 //! each waits until a sync covers its frame. One waiter runs `fdatasync` for everybody written so
 //! far while the others wait on a condition variable (group commit), so many concurrent appends
-//! share few fsyncs. Readers plan under a short shared lock on the index and then read with
-//! positional reads (`pread`) without holding any lock.
+//! share few fsyncs. A process-wide [`CommitObserver`] ([`set_commit_observer`]), if installed,
+//! hears each such fsync (its duration and the entries it made durable) for the server's
+//! metrics. Readers plan under a short shared lock on the index and then read with positional
+//! reads (`pread`) without holding any lock.
 //! A log opened with [`ShardLog::open_lazy`] is recovered by the first call that needs it, under
 //! a mutex of its own: concurrent first calls wait for that one recovery, other logs are not
 //! involved.
@@ -118,6 +120,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+pub use crate::commit::{set_commit_observer, CommitObserver};
 pub use crate::files::{FileCache, DEFAULT_MAX_OPEN_FILES};
 pub use crate::frame::MAX_FRAME_BYTES;
 pub use crate::retention::remove_log;

@@ -11,6 +11,10 @@ use sluice_connect::ConnectorKind;
 /// The largest `max_request_bytes`: half of the log's frame limit.
 pub const MAX_REQUEST_BYTES: usize = (sluice_log::MAX_FRAME_BYTES / 2) as usize;
 
+// issue 13: metrics
+/// Where `/metrics` listens when `metrics_listen` is not set.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+
 /// When an acknowledged put reaches the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -109,6 +113,14 @@ pub struct ServerConfig {
     /// How long one minute of a SINK_ODPS `TimeRange` lasts, in ms (default 60000). Only tests
     /// shorten it, to see several windows in seconds.
     pub connector_odps_minute_ms: u64,
+    // issue 13: metrics
+    /// Address of the unsigned Prometheus `/metrics` listener; empty turns metrics off,
+    /// recording included. Unset: [`DEFAULT_METRICS_LISTEN`], where a port already taken
+    /// (another server on this machine) only costs a warning; a given address must be free.
+    pub metrics_listen: Option<String>,
+    /// Most labelled series (per topic, connector shard, subscription shard...) `/metrics`
+    /// holds; past it new ones are not created and a counter of dropped series says so.
+    pub metrics_max_series: usize,
 }
 
 impl Default for ServerConfig {
@@ -155,6 +167,9 @@ impl Default for ServerConfig {
             // issue 10: lake (SINK_ODPS)
             connector_odps_time_zone: "UTC".to_string(),
             connector_odps_minute_ms: 60_000,
+            // issue 13: metrics
+            metrics_listen: None,
+            metrics_max_series: 10_000,
         }
     }
 }
@@ -360,6 +375,18 @@ impl ServerConfig {
                 problem,
             });
         }
+        // issue 13: metrics
+        let listen = self.metrics_listen.as_deref().unwrap_or("").trim();
+        check(
+            listen.is_empty() || listen.parse::<std::net::SocketAddr>().is_ok(),
+            "metrics_listen",
+            "must be an IP address and port such as \"127.0.0.1:9464\", or empty to turn metrics off",
+        )?;
+        check(
+            (1..=1_000_000).contains(&self.metrics_max_series),
+            "metrics_max_series",
+            "must be between 1 and 1000000",
+        )?;
         Ok(())
     }
 
@@ -388,6 +415,14 @@ impl ServerConfig {
             field: "connector_tls_ca_file",
             problem,
         })
+    }
+
+    // issue 13: metrics
+    /// Whether metrics are recorded and served (`metrics_listen` is not empty).
+    pub fn metrics_enabled(&self) -> bool {
+        self.metrics_listen
+            .as_deref()
+            .is_none_or(|a| !a.trim().is_empty())
     }
 
     pub fn header_read_timeout(&self) -> Duration {
@@ -705,5 +740,24 @@ mod tests {
         assert!(err.problem.contains("IANA"), "{err}");
         let err = ServerConfig::from_toml("connector_odps_minute_ms = 0").unwrap_err();
         assert_eq!(err.field, "connector_odps_minute_ms");
+    }
+
+    // issue 13: metrics
+    #[test]
+    fn metrics_keys_are_checked_at_the_door() {
+        let d = ServerConfig::default();
+        assert!(d.metrics_listen.is_none() && d.metrics_enabled());
+        assert_eq!(d.metrics_max_series, 10_000);
+        let off = ServerConfig::from_toml("metrics_listen = \"\"").unwrap();
+        assert!(!off.metrics_enabled());
+        let on =
+            ServerConfig::from_toml("metrics_listen = \"0.0.0.0:9100\"\nmetrics_max_series = 50")
+                .unwrap();
+        assert!(on.metrics_enabled());
+        assert_eq!(on.metrics_max_series, 50);
+        let err = ServerConfig::from_toml("metrics_listen = \"localhost-9464\"").unwrap_err();
+        assert_eq!(err.field, "metrics_listen");
+        let err = ServerConfig::from_toml("metrics_max_series = 0").unwrap_err();
+        assert_eq!(err.field, "metrics_max_series");
     }
 }

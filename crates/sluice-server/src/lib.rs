@@ -10,6 +10,8 @@
 //!   with their offsets, and consumer groups;
 //! - [`config`]: the server's tunables, validated at start;
 //! - [`console`]: the web console under `/console` (sessions, server-rendered pages).
+//! - [`metrics`]: Prometheus metrics, recorded as things happen and served unsigned on their own
+//!   listener (`metrics_listen`).
 //!
 //! [`Server::open`] builds the state from a data directory; [`http::app`] turns it into a
 //! router, which tests drive with `oneshot` and the binary serves with [`http::listen::serve`].
@@ -19,6 +21,7 @@ pub mod config;
 // issue 13: console
 pub mod console;
 pub mod http;
+pub mod metrics;
 pub mod server;
 pub mod service;
 

@@ -29,6 +29,8 @@ impl Server {
         })?;
         let meta = MetaStore::open(&data_dir.join("meta.db")).await?;
         let catalog = Arc::new(Catalog::load(meta, config.clone(), data_dir).await?);
+        // issue 13: metrics — fsync latency and group size of every shard log.
+        crate::metrics::install_log_observer(&catalog.metrics);
         // issue 9: tls — the connectors' TLS policy, process-wide, before any connector runs.
         sluice_connect::sinks::tls::install(
             config

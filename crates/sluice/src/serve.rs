@@ -8,6 +8,9 @@
 //! With `--tls-cert` and `--tls-key` (or the config keys `tls_cert`/`tls_key`; the flags win)
 //! it serves HTTPS; a certificate or key that cannot be served stops the start, naming the file.
 //! Plain HTTP on an address other than loopback is served with a warning.
+//!
+//! Prometheus `/metrics` is served unsigned on its own listener (`metrics_listen`, by default
+//! 127.0.0.1:9464; `""` turns it off), never on the API's address.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -235,6 +238,28 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
+        // issue 13: metrics — unsigned, so never on the API's port.
+        let metrics_addr = config.metrics_listen.as_deref().unwrap_or("").trim();
+        if metrics_addr.parse::<SocketAddr>().ok() == Some(addr) {
+            bail!("metrics_listen {addr} is the API's address: give /metrics its own port");
+        }
+        let metrics = sluice_server::metrics::bind(&config)
+            .await
+            .with_context(|| format!("cannot listen on metrics_listen {metrics_addr}"))?;
+        let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        if let Some(metrics) = metrics {
+            println!(
+                "Prometheus metrics at http://{}/metrics",
+                metrics.local_addr()?
+            );
+            tokio::spawn(sluice_server::metrics::serve(
+                metrics,
+                server.state.catalog.clone(),
+                async move {
+                    let _ = metrics_stopped.await;
+                },
+            ));
+        }
         if tls.is_none() && !addr.ip().is_loopback() {
             tracing::warn!(
                 %addr,
@@ -259,6 +284,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
         let router = app(server.state.clone());
         listen::serve(listener, router, &config, tls, shutdown_signal()).await;
+        let _ = metrics_stop.send(());
         tracing::info!("connections closed; flushing");
         server.shutdown().await;
         println!("Sluice stopped cleanly");

@@ -18,6 +18,9 @@
 //!   (its checkpoint never moved, so the next start delivers it again);
 //! - `backoff.rs`: jittered exponential backoff;
 //! - `status.rs`: checkpoints, task states, shard reports and done time.
+//!
+//! A [`TaskObserver`] given to [`ConnectorRuntime::start_observed`] hears of every sink write
+//! (its latency) and every error by kind: the server's metrics, without a metrics library here.
 
 mod backoff;
 pub mod status;
@@ -177,6 +180,16 @@ pub trait ShardSource: Send + Sync + 'static {
     fn save_checkpoint(&self, cp: Checkpoint) -> BoxFuture<'_, Result<(), String>>;
 }
 
+/// Told what the tasks of one connector do (the server's metrics), so that this crate needs no
+/// metrics library. Called once per sink write or error, never per record.
+pub trait TaskObserver: Send + Sync + 'static {
+    /// A sink write + flush of `records` records on `shard` took `elapsed`; `ok` if it worked.
+    fn sink_write(&self, shard: u32, records: usize, elapsed: Duration, ok: bool);
+    /// A task of `shard` hit an error of `kind`: `sink_transient`, `sink_bad_record`,
+    /// `sink_config`, `source_expired`, `source_read` or `checkpoint`.
+    fn error(&self, shard: u32, kind: &'static str);
+}
+
 /// Opens a sink for a task (one sink per task).
 pub type SinkOpener = Arc<
     dyn Fn(SharedColumns) -> BoxFuture<'static, Result<Box<dyn Sink>, SinkError>> + Send + Sync,
@@ -242,6 +255,8 @@ pub(crate) struct Shared {
     /// Shards whose task should restart from its checkpoint.
     pub reload: Mutex<Vec<u32>>,
     pub wake: Notify,
+    /// Told about writes and errors (metrics), if anyone listens.
+    pub observer: Option<Arc<dyn TaskObserver>>,
 }
 
 impl Shared {
@@ -287,6 +302,16 @@ impl ConnectorRuntime {
         source: Arc<dyn ShardSource>,
         checkpoints: Vec<Checkpoint>,
     ) -> ConnectorRuntime {
+        Self::start_observed(spec, source, checkpoints, None)
+    }
+
+    /// [`ConnectorRuntime::start`], telling `observer` about sink writes and errors.
+    pub fn start_observed(
+        spec: ConnectorSpec,
+        source: Arc<dyn ShardSource>,
+        checkpoints: Vec<Checkpoint>,
+        observer: Option<Arc<dyn TaskObserver>>,
+    ) -> ConnectorRuntime {
         let shared = Arc::new(Shared {
             spec,
             source,
@@ -294,6 +319,7 @@ impl ConnectorRuntime {
             status: Mutex::new(HashMap::new()),
             reload: Mutex::new(Vec::new()),
             wake: Notify::new(),
+            observer,
         });
         let cancel = CancellationToken::new();
         let supervisor = tokio::spawn(supervisor::supervise(shared.clone(), cancel.clone()));

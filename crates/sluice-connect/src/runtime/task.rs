@@ -178,6 +178,7 @@ impl Task {
                 Ok(batch) => self.add(&mut buf, batch),
                 Err(e) => match e.kind {
                     SourceErrorKind::Expired { requested, first } => {
+                        self.observe_error("source_expired");
                         if !buf.records.is_empty() {
                             self.deliver(&mut buf).await?;
                         }
@@ -190,6 +191,7 @@ impl Task {
                         return Ok(());
                     }
                     SourceErrorKind::Transient => {
+                        self.observe_error("source_read");
                         self.hang(format!("cannot read shard {}: {e}", self.shard));
                         let d = self.backoff.next_delay();
                         self.sleep(d).await?;
@@ -330,9 +332,33 @@ impl Task {
     }
 
     async fn write_flush(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
+        let started = std::time::Instant::now();
         let sink = self.sink.as_mut().expect("sink is open");
-        sink.write(records).await?;
-        sink.flush().await
+        let result = match sink.write(records).await {
+            Ok(()) => sink.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Some(o) = &self.shared.observer {
+            o.sink_write(self.shard, records.len(), started.elapsed(), result.is_ok());
+            if let Err(e) = &result {
+                o.error(
+                    self.shard,
+                    match e.kind {
+                        ErrorKind::Transient => "sink_transient",
+                        ErrorKind::BadRecord => "sink_bad_record",
+                        ErrorKind::Config => "sink_config",
+                    },
+                );
+            }
+        }
+        result
+    }
+
+    /// Tells the observer, if any, about an error of `kind` (see `TaskObserver::error`).
+    fn observe_error(&self, kind: &'static str) {
+        if let Some(o) = &self.shared.observer {
+            o.error(self.shard, kind);
+        }
     }
 
     /// [`Task::write_flush`], given at most the stop grace once the task is cancelled: None when
@@ -438,6 +464,7 @@ impl Task {
             match self.shared.source.save_checkpoint(cp).await {
                 Ok(()) => break,
                 Err(e) => {
+                    self.observe_error("checkpoint");
                     self.hang(format!("cannot save the checkpoint: {e}"));
                     let d = self.backoff.next_delay();
                     self.sleep(d).await?;

@@ -21,6 +21,7 @@ use sluice_proto::{pb, Record, RecordData, Value};
 use super::body::{self, header_str, JsonFields};
 use super::json_records::{out_record, tuple_from_text, GetRecordsOut};
 use super::AppState;
+use crate::metrics::{Protocol, RequestTimer};
 use crate::service::catalog::{RecordType, Topic};
 use crate::service::records::{CursorKind, ReadEntry, Route, RoutedRecord};
 use crate::service::subscriptions::Subscription;
@@ -151,6 +152,8 @@ pub async fn post_shard(
     body: Body,
 ) -> Result<Response> {
     let c = &s.catalog;
+    // issue 13: metrics — put/get latency by protocol, from the first byte read.
+    let mut timer = c.metrics.timer();
     // The body's charge on the memory budget is held until the answer.
     let mut req_body = body::read_body(&s, &headers, body).await?;
     let raw = std::mem::take(&mut req_body.bytes);
@@ -165,6 +168,7 @@ pub async fn post_shard(
     let encoding = body::negotiate(&headers);
     match (request_action(&headers).as_str(), kind) {
         ("pub", ContentKind::Protobuf) => {
+            timer.put(Protocol::Protobuf);
             body::budget_pb_put(&mut req_body.charge, &raw, c.config.max_records_per_put).await?;
             let decode_topic = t.clone();
             let records = body::off_thread(move || {
@@ -188,6 +192,7 @@ pub async fn post_shard(
             })
         }
         ("pub", ContentKind::Binary) => {
+            timer.put(Protocol::Batch);
             body::budget_binary_put(&mut req_body.charge, &raw, c.config.max_records_per_put)
                 .await?;
             let req = pb::PutBinaryRecordsRequest::decode(body::unframe(&raw)?).map_err(|e| {
@@ -205,6 +210,7 @@ pub async fn post_shard(
             })
         }
         ("sub", ContentKind::Protobuf) => {
+            timer.get(Protocol::Protobuf);
             let req = get_request(&raw)?;
             if sub_must_wait(&s, &t, sub.as_deref(), &shard) {
                 return body::protobuf_read(
@@ -239,6 +245,7 @@ pub async fn post_shard(
             .await
         }
         ("sub", ContentKind::Binary) => {
+            timer.get(Protocol::Batch);
             let req = get_request(&raw)?;
             if sub_must_wait(&s, &t, sub.as_deref(), &shard) {
                 return body::binary_read(
@@ -290,7 +297,9 @@ pub async fn post_shard(
         (action, ContentKind::Protobuf | ContentKind::Binary) => Err(Error::InvalidParameter(
             format!("x-datahub-request-action {action:?} is not pub or sub"),
         )),
-        (_, ContentKind::Json) => json_shard_action(&s, &t, &shard, &raw, encoding).await,
+        (_, ContentKind::Json) => {
+            json_shard_action(&s, &t, &shard, &raw, encoding, &mut timer).await
+        }
     }
 }
 
@@ -370,6 +379,7 @@ async fn json_shard_action(
     shard: &str,
     raw: &[u8],
     encoding: Option<Compression>,
+    timer: &mut RequestTimer,
 ) -> Result<Response> {
     let c = &s.catalog;
     let req = body::parse_json(raw)?;
@@ -393,6 +403,7 @@ async fn json_shard_action(
             )
         }
         "sub" => {
+            timer.get(Protocol::Json);
             let cursor = req.req_str("Cursor")?;
             let limit = req.opt_i64("Limit")?.unwrap_or(0);
             let read = c.read_records(t, shard, &cursor, limit).await?;

@@ -53,10 +53,13 @@ pub async fn post(
     body: Body,
 ) -> Result<Response> {
     let c = &s.catalog;
+    // issue 13: metrics — put latency by protocol, from the first byte read.
+    let mut timer = c.metrics.timer();
     // The body's charge on the memory budget is held until the answer.
     let mut req_body = body::read_body(&s, &headers, body).await?;
     let raw = std::mem::take(&mut req_body.bytes);
     if is_pub(&headers) && ContentKind::of(&headers) == ContentKind::Protobuf {
+        timer.put(crate::metrics::Protocol::Protobuf);
         let t = c.topic(&project, &topic)?;
         body::budget_pb_put(&mut req_body.charge, &raw, c.config.max_records_per_put).await?;
         let decode_topic = t.clone();
@@ -99,6 +102,7 @@ pub async fn post(
     };
     match action.as_str() {
         "pub" => {
+            timer.put(crate::metrics::Protocol::Json);
             let t = c.topic(&project, &topic)?;
             let schema = t.meta.read().current_schema();
             let list = req.records.unwrap_or_default().list;

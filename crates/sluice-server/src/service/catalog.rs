@@ -163,6 +163,9 @@ pub struct Catalog {
     // issue 7: log
     /// Whether record writes are failing (for `/health` and episode logging).
     pub write_health: super::health::WriteHealth,
+    // issue 13: metrics
+    /// What `/metrics` serves (recording is off when `metrics_listen` is empty).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub fn key(name: &str) -> String {
@@ -265,13 +268,15 @@ impl Catalog {
         Ok(Catalog {
             subs,
             meta,
-            config,
             data_dir: data_dir.to_path_buf(),
             projects: RwLock::new(projects),
             change_lock: tokio::sync::Mutex::new(()),
             connectors: Default::default(),
             // issue 7: log
             write_health: Default::default(),
+            // issue 13: metrics
+            metrics: crate::metrics::Metrics::new(&config),
+            config,
         })
     }
 

@@ -161,7 +161,17 @@ impl Catalog {
             meta: self.meta.clone(),
             connector_id: row.connector_id.clone(),
         });
-        Ok(ConnectorRuntime::start(spec, source, checkpoints))
+        // issue 13: metrics — sink write latency and errors by kind.
+        let observer = self
+            .metrics
+            .connector_observer(&topic.project, &topic.name, &row.connector_id)
+            .map(|o| o as Arc<dyn sluice_connect::runtime::TaskObserver>);
+        Ok(ConnectorRuntime::start_observed(
+            spec,
+            source,
+            checkpoints,
+            observer,
+        ))
     }
 
     async fn load_checkpoints(&self, topic: &Topic, id: &str) -> Result<Vec<Checkpoint>> {
@@ -684,5 +694,13 @@ impl Catalog {
             },
             time_window: window_minutes * 60,
         })
+    }
+}
+
+// issue 13: metrics
+impl Catalog {
+    /// Every connector, as (topic uid, connector id), for the metrics scrape.
+    pub fn connector_keys(&self) -> Vec<(i64, String)> {
+        self.connectors.slots.lock().keys().cloned().collect()
     }
 }

@@ -150,6 +150,12 @@ impl Group {
         self.members.len()
     }
 
+    // issue 13: metrics
+    /// How often the shard assignment changed (joins, leaves, evictions, releases).
+    pub fn rebalances(&self) -> i64 {
+        self.plan_version
+    }
+
     fn member(&mut self, id: &str, version: i64) -> Result<&mut Member> {
         match self.members.get_mut(id) {
             Some(m) if m.version == version => Ok(m),

@@ -38,6 +38,7 @@ impl Catalog {
         let limit = self.read_limit(limit);
         let max_bytes = self.config.max_read_bytes;
         let topic = topic.clone();
+        let metrics = self.metrics.clone();
         tokio::task::spawn_blocking(move || {
             let entries = read_entries(&shard, start.seq, limit + start.index as usize, max_bytes)?;
             let versions = topic.versions();
@@ -92,6 +93,8 @@ impl Catalog {
                     next = Cursor::new(shard.id, entry.seq + 1, 0);
                 }
             }
+            // issue 13: metrics
+            metrics.note_get(&topic, items.len(), used);
             Ok(finish(&shard, start, items, next))
         })
         .await
@@ -111,6 +114,7 @@ impl Catalog {
         let limit = self.read_limit(limit);
         let max_bytes = self.config.max_read_bytes;
         let topic = topic.clone();
+        let metrics = self.metrics.clone();
         tokio::task::spawn_blocking(move || {
             let entries = read_entries(&shard, start.seq, limit + start.index as usize, max_bytes)?;
             let mut items = Vec::new();
@@ -157,6 +161,8 @@ impl Catalog {
                     break;
                 }
             }
+            // issue 13: metrics
+            metrics.note_get(&topic, records, used);
             Ok(finish(&shard, start, items, next))
         })
         .await

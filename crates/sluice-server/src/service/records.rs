@@ -233,6 +233,12 @@ fn append_to_shard<P: AsRef<[u8]>>(shard: &Shard, payloads: &[P], now: i64) -> R
     Ok(())
 }
 
+// issue 13: metrics
+/// Bytes of the payloads of one append (what the log stores, framing aside).
+fn payload_bytes<P: AsRef<[u8]>>(payloads: &[P]) -> usize {
+    payloads.iter().map(|p| p.as_ref().len()).sum()
+}
+
 /// A failed append: a put too large for one log frame is refused like an oversized body
 /// (InvalidParameter, not retried), never an internal error.
 fn append_error(e: LogError) -> Error {
@@ -275,6 +281,7 @@ impl Catalog {
             .cloned()
             .collect();
         let max_record_bytes = self.config.max_record_bytes;
+        let topic_for_metrics = topic.clone();
         let topic = topic.clone();
         // Encoding is CPU work: keep it off the async workers so other requests keep flowing.
         let (mut failed, groups) = tokio::task::spawn_blocking(move || {
@@ -306,11 +313,19 @@ impl Catalog {
         let mut tasks = tokio::task::JoinSet::new();
         let now = self.config.clock.now_ms();
         for (shard, indexes, payloads) in groups {
-            tasks.spawn_blocking(move || (indexes, append_to_shard(&shard, &payloads, now)));
+            tasks.spawn_blocking(move || {
+                let bytes = payload_bytes(&payloads);
+                (indexes, bytes, append_to_shard(&shard, &payloads, now))
+            });
         }
         while let Some(done) = tasks.join_next().await {
-            let (indexes, result) = done.map_err(join_error)?;
+            let (indexes, bytes, result) = done.map_err(join_error)?;
             note_append(&self.write_health, &result);
+            // issue 13: metrics
+            if result.is_ok() {
+                self.metrics
+                    .note_put(&topic_for_metrics, indexes.len(), bytes);
+            }
             if let Err(e) = result {
                 let message = e.to_string();
                 for i in indexes {
@@ -347,6 +362,7 @@ impl Catalog {
         let encoder = topic.encoder();
         let max_record_bytes = self.config.max_record_bytes;
         let now = self.config.clock.now_ms();
+        let count = records.len();
         let result = tokio::task::spawn_blocking(move || {
             let payloads = records
                 .iter()
@@ -357,10 +373,14 @@ impl Catalog {
                         .map_err(|e| Error::MalformedRecord(format!("record {i}: {e}")))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            append_to_shard(&shard, &payloads, now)
+            append_to_shard(&shard, &payloads, now).map(|()| payload_bytes(&payloads))
         })
         .await
         .map_err(join_error)?;
+        let result = result.map(|bytes| {
+            // issue 13: metrics
+            self.metrics.note_put(topic, count, bytes);
+        });
         note_append(&self.write_health, &result);
         result
     }
@@ -429,10 +449,14 @@ impl Catalog {
                 .into_iter()
                 .map(|b| batch::storable_batch(&b, kind).map_or(b, Bytes::from))
                 .collect();
-            append_to_shard(&shard, &batches, now)
+            append_to_shard(&shard, &batches, now).map(|()| payload_bytes(&batches))
         })
         .await
         .map_err(join_error)?;
+        let result = result.map(|bytes| {
+            // issue 13: metrics
+            self.metrics.note_put(topic, total, bytes);
+        });
         note_append(&self.write_health, &result);
         result
     }

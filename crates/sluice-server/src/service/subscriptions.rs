@@ -729,6 +729,14 @@ impl Catalog {
     }
 }
 
+// issue 13: metrics
+impl Catalog {
+    /// The subscriptions of a topic, for the metrics scrape.
+    pub fn subscriptions_of(&self, topic: &Topic) -> Vec<Arc<Subscription>> {
+        self.subs.of_topic(topic.uid)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
