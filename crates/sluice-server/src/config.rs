@@ -109,6 +109,9 @@ pub struct ServerConfig {
     /// How long one minute of a SINK_ODPS `TimeRange` lasts, in ms (default 60000). Only tests
     /// shorten it, to see several windows in seconds.
     pub connector_odps_minute_ms: u64,
+    /// The EVENT_TIME lateness allowance of SINK_ODPS `_SUCCESS` markers, in ms: a partition is
+    /// marked once the done time passes its end plus this. Unset: one `TimeRange` window.
+    pub connector_odps_lateness_ms: Option<u64>,
 }
 
 impl Default for ServerConfig {
@@ -155,6 +158,7 @@ impl Default for ServerConfig {
             // issue 10: lake (SINK_ODPS)
             connector_odps_time_zone: "UTC".to_string(),
             connector_odps_minute_ms: 60_000,
+            connector_odps_lateness_ms: None,
         }
     }
 }
@@ -166,6 +170,10 @@ pub struct ConfigError {
     pub field: &'static str,
     pub problem: String,
 }
+
+// issue 10: lake (SINK_ODPS)
+/// The longest EVENT_TIME lateness allowance `connector_odps_lateness_ms` accepts (7 days).
+pub const MAX_ODPS_LATENESS_MS: u64 = 7 * 24 * 3_600_000;
 
 fn check(ok: bool, field: &'static str, problem: &str) -> Result<(), ConfigError> {
     if ok {
@@ -360,6 +368,12 @@ impl ServerConfig {
                 problem,
             });
         }
+        check(
+            self.connector_odps_lateness_ms
+                .is_none_or(|ms| ms <= MAX_ODPS_LATENESS_MS),
+            "connector_odps_lateness_ms",
+            "must be between 0 and 604800000 (7 days), or unset for one TimeRange window",
+        )?;
         Ok(())
     }
 
@@ -373,6 +387,11 @@ impl ServerConfig {
                 .unwrap_or(LakeSettings::default().zone),
             minute_ms: self.connector_odps_minute_ms as i64,
         }
+    }
+
+    /// The EVENT_TIME lateness allowance of `_SUCCESS` markers in ms (None: one window).
+    pub fn lake_lateness_ms(&self) -> Option<i64> {
+        self.connector_odps_lateness_ms.map(|ms| ms as i64)
     }
 
     // issue 9: tls
@@ -705,5 +724,11 @@ mod tests {
         assert!(err.problem.contains("IANA"), "{err}");
         let err = ServerConfig::from_toml("connector_odps_minute_ms = 0").unwrap_err();
         assert_eq!(err.field, "connector_odps_minute_ms");
+        // the EVENT_TIME lateness allowance: unset = one window, else checked
+        assert_eq!(ServerConfig::default().lake_lateness_ms(), None);
+        let ok = ServerConfig::from_toml("connector_odps_lateness_ms = 2500").unwrap();
+        assert_eq!(ok.lake_lateness_ms(), Some(2500));
+        let err = ServerConfig::from_toml("connector_odps_lateness_ms = 604800001").unwrap_err();
+        assert_eq!(err.field, "connector_odps_lateness_ms");
     }
 }

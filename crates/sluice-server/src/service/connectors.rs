@@ -576,6 +576,7 @@ impl Catalog {
                 discard_count: old.discard_count,
                 finished: false,
                 update_time: now_ms(),
+                late_count: old.late_count,
             });
         }
         let rows: Vec<_> = changed.iter().map(checkpoint_row).collect();
