@@ -407,3 +407,18 @@ def test_s3_warehouse_rows_once_in_their_partitions_and_markers_are_objects(slui
     # the windows the done time has passed get a _SUCCESS object
     wait_for(lambda: any(partitions_of(lake).values()) or partitions_of(lake), "a _SUCCESS object")
     assert not glob.glob(os.path.join(lake.table, "**", ".*.tmp"), recursive=True)
+
+
+def test_a_file_closes_on_its_age_not_each_time_the_shard_catches_up(sluice_factory, tmp_path):
+    """At a trickle (a put every 0.1 s) a shard is caught up between puts; a lake file still
+    waits for its age limit (here 3 s) instead of closing after each put."""
+    lake = Lake(sluice_factory, tmp_path, PartitionMode.USER_DEFINE, collections.OrderedDict([("region", "")]),
+                config={"connector_batch.sink_odps.age_ms": 3000, "connector_batch.sink_odps.records": 1000})
+    lake.connect()
+    ids = list(range(0, 20, 2))  # even ids: one partition, region=east
+    for i in ids:
+        lake.put(0, [i])
+        time.sleep(0.1)
+    lake.wait_count(len(ids))
+    files = glob.glob(os.path.join(lake.table, "**", "*.parquet"), recursive=True)
+    assert len(files) == 1, "one file per age limit, not one per put: %s" % files

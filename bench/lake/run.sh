@@ -9,6 +9,8 @@
 #      connector_odps_minute_ms = MINUTE_MS (a second server), done-time lag and _SUCCESS delay.
 #
 #   bash bench/lake/run.sh     # ROWS=1000000 BATCH=250000 LIVE_ROWS=400000 DURATION=180 MINUTE_MS=4000
+#   PARTS="sink live" bash bench/lake/run.sh   # a subset of: sink live timeliness (default: all)
+#   SKIP_BUILD=1 ...                           # use the binaries already built
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -18,11 +20,14 @@ BATCH="${BATCH:-250000}"
 LIVE_ROWS="${LIVE_ROWS:-400000}"
 DURATION="${DURATION:-180}"
 MINUTE_MS="${MINUTE_MS:-4000}"
+PARTS="${PARTS:-sink live timeliness}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/sluice/target}"
 BENCH_TARGET="${BENCH_TARGET:-$CARGO_TARGET_DIR}"
 
-cargo build --release -q -p sluice
-(cd "$here/lakebench" && CARGO_TARGET_DIR="$BENCH_TARGET" cargo build --release -q)
+if [ -z "${SKIP_BUILD:-}" ]; then
+  cargo build --release -q -p sluice
+  (cd "$here/lakebench" && CARGO_TARGET_DIR="$BENCH_TARGET" cargo build --release -q)
+fi
 venv="$(bash scripts/test.sh venv | awk '/^venv:/ {print $2}')"
 py="$venv/bin/python"
 [ -x "$py" ] || { echo "no python venv at $venv" >&2; exit 1; }
@@ -55,17 +60,24 @@ start_server() { # $1: config file (may be empty)
   for _ in $(seq 100); do curl -fs "$SLUICE_ENDPOINT/health" >/dev/null && break; sleep 0.1; done
 }
 
+part() { case " $PARTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 echo "== $(uptime)"
-LAKEBENCH_DIR="$data" "$BENCH_TARGET/release/lakebench" local "$ROWS" 4 "$BATCH"
-"$BENCH_TARGET/release/lakebench" s3 "$ROWS" 4 "$BATCH"
-echo "== $(uptime)"
-start_server ""
-"$py" "$here/bench_lake.py" throughput file "$LIVE_ROWS"
-"$py" "$here/bench_lake.py" throughput s3 "$LIVE_ROWS"
-stop_server
-echo "== $(uptime)"
-echo "connector_odps_minute_ms = $MINUTE_MS" >"$data/timeliness.toml"
-start_server "$data/timeliness.toml"
-"$py" "$here/bench_lake.py" timeliness "$DURATION" "$data/warehouse" "$MINUTE_MS"
-stop_server
-echo "== $(uptime)"
+if part sink; then
+  LAKEBENCH_DIR="$data" "$BENCH_TARGET/release/lakebench" local "$ROWS" 4 "$BATCH"
+  "$BENCH_TARGET/release/lakebench" s3 "$ROWS" 4 "$BATCH"
+  echo "== $(uptime)"
+fi
+if part live; then
+  start_server ""
+  "$py" "$here/bench_lake.py" throughput file "$LIVE_ROWS"
+  "$py" "$here/bench_lake.py" throughput s3 "$LIVE_ROWS"
+  stop_server
+  echo "== $(uptime)"
+fi
+if part timeliness; then
+  echo "connector_odps_minute_ms = $MINUTE_MS" >"$data/timeliness.toml"
+  start_server "$data/timeliness.toml"
+  "$py" "$here/bench_lake.py" timeliness "$DURATION" "$data/warehouse" "$MINUTE_MS"
+  stop_server
+  echo "== $(uptime)"
+fi

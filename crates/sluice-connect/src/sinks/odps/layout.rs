@@ -206,14 +206,7 @@ impl Partitioner {
             SinkData::Tuple(v) => v.as_slice(),
             SinkData::Blob(_) => &[],
         };
-        let time_ms = match &self.source {
-            Source::SystemTime => Some(record.system_time),
-            Source::EventTime(i) => match values.get(*i) {
-                Some(Value::Int(us)) => Some(us.div_euclid(1000)),
-                _ => return Err(format!("{EVENT_TIME_FIELD} is null or missing")),
-            },
-            Source::UserDefine(_) => None,
-        };
+        let time_ms = self.time_of(record)?;
         let mut parts = Vec::with_capacity(self.columns.len());
         match (time_ms, &self.source) {
             (Some(ms), _) => return Ok(self.window_path(&self.window_start(ms)?)),
@@ -234,6 +227,25 @@ impl Partitioner {
             (None, _) => unreachable!("only USER_DEFINE has no time"),
         }
         Ok(parts.join("/"))
+    }
+
+    /// The time (ms) that places `record` in a window: None for USER_DEFINE or a table
+    /// without partition columns.
+    pub fn time_of(&self, record: &SinkRecord) -> Result<Option<i64>, String> {
+        if self.columns.is_empty() {
+            return Ok(None);
+        }
+        Ok(match &self.source {
+            Source::SystemTime => Some(record.system_time),
+            Source::EventTime(i) => match &record.data {
+                SinkData::Tuple(v) => match v.get(*i) {
+                    Some(Value::Int(us)) => Some(us.div_euclid(1000)),
+                    _ => return Err(format!("{EVENT_TIME_FIELD} is null or missing")),
+                },
+                SinkData::Blob(_) => return Err(format!("{EVENT_TIME_FIELD} is null or missing")),
+            },
+            Source::UserDefine(_) => None,
+        })
     }
 
     /// The partition path of the window starting at `start` (time modes).

@@ -65,7 +65,8 @@ struct OdpsSink {
     keep: Vec<usize>,
     types: Vec<FieldType>,
     schema: SchemaRef,
-    /// Partition path → this shard's visible files there.
+    /// Partition path → this shard's visible files there that a record may be in: those of
+    /// the resume point and of the delivery being written.
     seen: HashMap<String, Vec<Seen>>,
     pending: BTreeMap<String, Pending>,
     shard: Option<u32>,
@@ -73,6 +74,8 @@ struct OdpsSink {
     batch: Position,
     /// The first position this writer was asked to write: the checkpoint it was opened at.
     resume: Option<Position>,
+    /// The start (ms) and partition path of the last window a record fell in.
+    last_window: Option<(i64, String)>,
     /// Late rows made visible and not yet taken by the runtime ([`Sink::take_late_rows`]).
     late_rows: u64,
     /// Late rows of the delivery being written that an earlier writer had already made
@@ -149,12 +152,31 @@ pub async fn open_with(
         shard: None,
         batch: (0, 0),
         resume: None,
+        last_window: None,
         late_rows: 0,
         skipped_late: 0,
     }))
 }
 
 impl OdpsSink {
+    /// The record's partition path. Time modes format a window's path once (formatting per
+    /// row was the writer's largest cost): the path of the last window is kept.
+    fn partition_of(&mut self, record: &SinkRecord) -> Result<String, String> {
+        let Some(ms) = self.partitioner.time_of(record)? else {
+            return self.partitioner.path_of(record);
+        };
+        let start = self.partitioner.window_start(ms)?;
+        let key = start.timestamp_millis();
+        match &self.last_window {
+            Some((k, path)) if *k == key => Ok(path.clone()),
+            _ => {
+                let path = self.partitioner.window_path(&start);
+                self.last_window = Some((key, path.clone()));
+                Ok(path)
+            }
+        }
+    }
+
     /// This shard's files already visible in a partition (listed once).
     async fn visible(&mut self, shard: u32, partition: &str) -> Result<&Vec<Seen>, SinkError> {
         if !self.seen.contains_key(partition) {
@@ -172,8 +194,11 @@ impl OdpsSink {
                     .filter(|f| f.shard == shard)
                     .collect(),
             };
+            // Only the files ahead of the checkpoint matter (see the module docs).
+            let resume = self.resume;
             let files = files
                 .into_iter()
+                .filter(|f| Some(f.batch) == resume)
                 .map(|name| Seen { name, found: true })
                 .collect();
             self.seen.insert(partition.to_string(), files);
@@ -194,7 +219,7 @@ impl OdpsSink {
                 return Err(bad("BLOB records cannot be written to a table".into()))
             }
         };
-        let partition = self.partitioner.path_of(record).map_err(bad)?;
+        let partition = self.partition_of(record).map_err(bad)?;
         let row: Vec<&Value> = self
             .keep
             .iter()
@@ -353,8 +378,16 @@ fn list_files(dir: &Path, shard: u32) -> std::io::Result<Vec<FileName>> {
 impl Sink for OdpsSink {
     async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
         if let Some(r) = records.first() {
-            self.batch = (r.sequence, r.batch_index);
-            self.resume.get_or_insert(self.batch);
+            let start = (r.sequence, r.batch_index);
+            let resume = *self.resume.get_or_insert(start);
+            if start != self.batch {
+                // A new delivery: files of earlier ones (but the resume point's) never match
+                // again; dropping them keeps the per-row check short in long-lived partitions.
+                for files in self.seen.values_mut() {
+                    files.retain(|f| f.name.batch == resume || f.name.batch == start);
+                }
+            }
+            self.batch = start;
         }
         self.skipped_late = 0;
         for r in records {
