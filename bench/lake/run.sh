@@ -4,11 +4,14 @@
 #   1. lakebench local|s3: the SINK_ODPS writer alone vs the hand-written Parquet baseline
 #      (same rows, files and writer settings), ROWS rows over 4 shards, deliveries of BATCH;
 #   2. bench_lake.py throughput file|s3: the same rows through a live connector (records put
-#      first, not timed), with the server's CPU seconds per million rows;
+#      first, not timed; files of LIVE_BATCH records: with the default 1,000,000 a preloaded
+#      run smaller than that would only wait for the 60 s age limit), with the server's CPU
+#      seconds per million rows;
 #   3. bench_lake.py timeliness: 1,000 records/s for DURATION s with default batch settings and
 #      connector_odps_minute_ms = MINUTE_MS (a second server), done-time lag and _SUCCESS delay.
 #
-#   bash bench/lake/run.sh     # ROWS=1000000 BATCH=250000 LIVE_ROWS=400000 DURATION=180 MINUTE_MS=4000
+#   bash bench/lake/run.sh     # ROWS=1000000 BATCH=250000 LIVE_ROWS=400000 LIVE_BATCH=50000
+#                              # DURATION=180 MINUTE_MS=4000
 #   PARTS="sink live" bash bench/lake/run.sh   # a subset of: sink live timeliness (default: all)
 #   SKIP_BUILD=1 ...                           # use the binaries already built
 set -euo pipefail
@@ -18,6 +21,7 @@ cd "$root"
 ROWS="${ROWS:-1000000}"
 BATCH="${BATCH:-250000}"
 LIVE_ROWS="${LIVE_ROWS:-400000}"
+LIVE_BATCH="${LIVE_BATCH:-50000}"
 DURATION="${DURATION:-180}"
 MINUTE_MS="${MINUTE_MS:-4000}"
 PARTS="${PARTS:-sink live timeliness}"
@@ -68,7 +72,8 @@ if part sink; then
   echo "== $(uptime)"
 fi
 if part live; then
-  start_server ""
+  echo "connector_batch.sink_odps.records = $LIVE_BATCH" >"$data/live.toml"
+  start_server "$data/live.toml"
   "$py" "$here/bench_lake.py" throughput file "$LIVE_ROWS"
   "$py" "$here/bench_lake.py" throughput s3 "$LIVE_ROWS"
   stop_server
