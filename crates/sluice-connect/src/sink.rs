@@ -183,6 +183,13 @@ pub trait Sink: Send {
     /// Makes everything written since the last successful flush durable in the target. The
     /// runtime commits its checkpoint only after this returns Ok.
     async fn flush(&mut self) -> Result<(), SinkError>;
+    /// Rows made durable *late* since the last call, and resets the count: the runtime calls
+    /// it after each successful flush and adds the number to the checkpoint's `late_count`
+    /// (the shard status's `LateCount`). Only SINK_ODPS has late rows (EVENT_TIME rows written
+    /// into a partition that already had `_SUCCESS`); the default is none.
+    fn take_late_rows(&mut self) -> u64 {
+        0
+    }
 }
 
 /// The batch a sink type wants by default: each sink chooses its own (a MySQL statement

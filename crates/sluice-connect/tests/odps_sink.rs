@@ -1,7 +1,8 @@
 //! SINK_ODPS into a `file://` warehouse: the rows of 4 shards over several windows, in each
 //! partition mode, read back from the Parquet files (every row once, in its partition, with
 //! equal values); a crash after files became visible but before the checkpoint (no gap, no
-//! duplicate); an offset reset writes again; append field; MaxCompute endpoints hang.
+//! duplicate, also when the deliveries after the restart are smaller); late rows counted once
+//! (also from `_late` file names after a crash); an offset reset writes again; append field; MaxCompute endpoints hang.
 //! The same into an `s3://` warehouse on s3s-fs (`scripts/services.sh`, objects kept as files
 //! at `$SLUICE_TEST_S3_DIR/<bucket>/<key>`): rows once, crash recovery from the listed object
 //! names, an outage behind a TCP proxy (transient, then recovery) and the configuration
@@ -276,6 +277,77 @@ async fn a_crash_after_files_became_visible_leaves_no_gap_and_no_duplicate() {
     // An offset reset to sequence 5 asks for the rows again: they are written again.
     deliver(&cfg, &cols, &[recs[10..30].to_vec()]).await;
     assert_eq!(read_table(&table_dir(dir.path())).len(), 60 + 20);
+}
+
+#[tokio::test]
+async fn after_a_crash_smaller_deliveries_still_skip_the_files_ahead_of_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "SYSTEM_TIME", time_pc());
+    let cols = columns(false);
+    let recs = shard_records(2, 0..30, false);
+    // Delivery 1 is checkpointed; delivery 2 (sequences 10..20) became visible, then the
+    // process died before its checkpoint.
+    deliver(&cfg, &cols, &[recs[..20].to_vec(), recs[20..40].to_vec()]).await;
+    // After the restart the batch limits are smaller: delivery resumes at the checkpoint but
+    // the interrupted run comes back in several deliveries, the later ones starting inside it.
+    let smaller = [
+        recs[20..26].to_vec(),
+        recs[26..34].to_vec(),
+        recs[34..50].to_vec(),
+        recs[50..].to_vec(),
+    ];
+    deliver(&cfg, &cols, &smaller).await;
+    let mut ids: Vec<i64> = read_table(&table_dir(dir.path()))
+        .iter()
+        .map(|r| r.1)
+        .collect();
+    ids.sort();
+    let mut want: Vec<i64> = recs
+        .iter()
+        .map(|r| id_of(2, r.sequence, r.batch_index))
+        .collect();
+    want.sort();
+    assert_eq!(ids, want, "no gap, no duplicate");
+}
+
+#[tokio::test]
+async fn late_rows_are_counted_once_also_when_a_crash_lost_the_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "EVENT_TIME", time_pc());
+    let cols = columns(false);
+    // Event time of sequence q is T0 + 7q - 3 minutes: sequences 1 and 2 (4 rows) fall in
+    // 18:00-18:15, which is already complete.
+    let marked = table_dir(dir.path()).join(window_path(T0));
+    std::fs::create_dir_all(&marked).unwrap();
+    std::fs::write(marked.join("_SUCCESS"), b"").unwrap();
+    let recs = shard_records(1, 0..6, false);
+    let mut sink = odps::open(cfg.clone(), cols.clone()).await.unwrap();
+    sink.write(&recs).await.unwrap();
+    sink.flush().await.unwrap();
+    assert_eq!(sink.take_late_rows(), 4, "the late rows of the flush");
+    assert_eq!(sink.take_late_rows(), 0, "taken once");
+    let late_files: Vec<String> = std::fs::read_dir(&marked)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with("_late.parquet"))
+        .collect();
+    assert_eq!(late_files.len(), 1, "the late file is named so");
+    drop(sink);
+    // The process died before the checkpoint: the delivery comes again to a new writer, which
+    // skips the visible rows and counts the late ones from the file name.
+    let mut sink = odps::open(cfg.clone(), cols.clone()).await.unwrap();
+    sink.write(&recs).await.unwrap();
+    sink.flush().await.unwrap();
+    assert_eq!(sink.take_late_rows(), 4, "recovered from the file name");
+    assert_eq!(
+        read_table(&table_dir(dir.path())).len(),
+        recs.len(),
+        "no duplicate"
+    );
+    // The next delivery has no late rows (its partitions have no marker).
+    sink.write(&shard_records(1, 6..10, false)).await.unwrap();
+    sink.flush().await.unwrap();
+    assert_eq!(sink.take_late_rows(), 0);
 }
 
 #[tokio::test]

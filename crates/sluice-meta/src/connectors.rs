@@ -8,7 +8,7 @@
 //! subscription's offset rows (`sub_offsets`, migration 2): `next_seq` is the offset's
 //! `sequence` (as on the service, where a connector's CurrentSequence equals its
 //! subscription's offset Sequence), `last_time` its `timestamp`, `finished` its `read_end`,
-//! and `discard_count`/`update_time` two columns only checkpoints write. A row whose
+//! and `discard_count`/`update_time`/`late_count` columns only checkpoints write. A row whose
 //! `sequence` is negative (a subscription session opened, nothing committed) is no
 //! checkpoint.
 
@@ -50,6 +50,8 @@ pub struct CheckpointRow {
     pub finished: bool,
     /// Milliseconds.
     pub update_time: i64,
+    /// Rows the sink wrote late (SINK_ODPS: into a partition that already had `_SUCCESS`).
+    pub late_count: u64,
 }
 
 fn columns_text(c: &[String]) -> String {
@@ -210,7 +212,7 @@ impl MetaStore {
     ) -> Result<Vec<CheckpointRow>, MetaError> {
         let rows = sqlx::query(
             "SELECT o.shard_id, o.sequence, o.timestamp, o.discard_count, o.read_end, \
-             o.update_time FROM sub_offsets o JOIN subscriptions s ON s.sub_id = o.sub_id \
+             o.update_time, o.late_count FROM sub_offsets o JOIN subscriptions s ON s.sub_id = o.sub_id \
              WHERE s.topic_uid = ? AND s.connector_id = ? AND o.sequence >= 0 \
              ORDER BY o.shard_id",
         )
@@ -227,6 +229,7 @@ impl MetaStore {
                 discard_count: r.get::<i64, _>(3) as u64,
                 finished: r.get::<i64, _>(4) != 0,
                 update_time: r.get(5),
+                late_count: r.get::<i64, _>(6) as u64,
             })
             .collect())
     }
@@ -255,11 +258,12 @@ impl MetaStore {
                 for c in checkpoints {
                     sqlx::query(
                 "INSERT INTO sub_offsets (sub_id, shard_id, sequence, timestamp, read_end, \
-                 discard_count, update_time, batch_index, version, session_id) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, -1) \
+                 discard_count, update_time, batch_index, version, session_id, late_count) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, -1, ?) \
                  ON CONFLICT (sub_id, shard_id) DO UPDATE SET sequence = excluded.sequence, \
                  timestamp = excluded.timestamp, read_end = excluded.read_end, \
-                 discard_count = excluded.discard_count, update_time = excluded.update_time",
+                 discard_count = excluded.discard_count, update_time = excluded.update_time, \
+                 late_count = excluded.late_count",
             )
             .bind(&sub_id)
             .bind(i64::from(c.shard_id))
@@ -268,6 +272,7 @@ impl MetaStore {
             .bind(i64::from(c.finished))
             .bind(c.discard_count as i64)
             .bind(c.update_time)
+            .bind(c.late_count as i64)
             .execute(&mut **tx)
             .await?;
                 }
@@ -333,6 +338,7 @@ mod tests {
             discard_count: 1,
             finished: true,
             update_time: 5,
+            late_count: 4,
         };
         store.save_checkpoints(7, "c1", &[cp]).await.unwrap();
         assert_eq!(store.load_checkpoints(7, "c1").await.unwrap(), vec![cp]);
@@ -346,7 +352,7 @@ mod tests {
             ),
             (10, 99, true)
         );
-        // an offset commit moves the checkpoint and keeps the discard count
+        // an offset commit moves the checkpoint and keeps the discard and late counts
         let commit = OffsetRow {
             sequence: 20,
             timestamp: 123,

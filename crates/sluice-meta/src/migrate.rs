@@ -26,6 +26,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "connector subscriptions",
         include_str!("../migrations/0002_connector_subscriptions.sql"),
     ),
+    // issue 10: lake
+    (
+        3,
+        "connector late count",
+        include_str!("../migrations/0003_connector_late_count.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

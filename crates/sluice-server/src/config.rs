@@ -121,6 +121,9 @@ pub struct ServerConfig {
     /// Most labelled series (per topic, connector shard, subscription shard...) `/metrics`
     /// holds; past it new ones are not created and a counter of dropped series says so.
     pub metrics_max_series: usize,
+    /// The EVENT_TIME lateness allowance of SINK_ODPS `_SUCCESS` markers, in ms: a partition is
+    /// marked once the done time passes its end plus this. Unset: one `TimeRange` window.
+    pub connector_odps_lateness_ms: Option<u64>,
 }
 
 impl Default for ServerConfig {
@@ -170,6 +173,7 @@ impl Default for ServerConfig {
             // issue 13: metrics
             metrics_listen: None,
             metrics_max_series: 10_000,
+            connector_odps_lateness_ms: None,
         }
     }
 }
@@ -181,6 +185,10 @@ pub struct ConfigError {
     pub field: &'static str,
     pub problem: String,
 }
+
+// issue 10: lake (SINK_ODPS)
+/// The longest EVENT_TIME lateness allowance `connector_odps_lateness_ms` accepts (7 days).
+pub const MAX_ODPS_LATENESS_MS: u64 = 7 * 24 * 3_600_000;
 
 fn check(ok: bool, field: &'static str, problem: &str) -> Result<(), ConfigError> {
     if ok {
@@ -387,6 +395,13 @@ impl ServerConfig {
             "metrics_max_series",
             "must be between 1 and 1000000",
         )?;
+        // issue 10: lake
+        check(
+            self.connector_odps_lateness_ms
+                .is_none_or(|ms| ms <= MAX_ODPS_LATENESS_MS),
+            "connector_odps_lateness_ms",
+            "must be between 0 and 604800000 (7 days), or unset for one TimeRange window",
+        )?;
         Ok(())
     }
 
@@ -400,6 +415,11 @@ impl ServerConfig {
                 .unwrap_or(LakeSettings::default().zone),
             minute_ms: self.connector_odps_minute_ms as i64,
         }
+    }
+
+    /// The EVENT_TIME lateness allowance of `_SUCCESS` markers in ms (None: one window).
+    pub fn lake_lateness_ms(&self) -> Option<i64> {
+        self.connector_odps_lateness_ms.map(|ms| ms as i64)
     }
 
     // issue 9: tls
@@ -740,6 +760,12 @@ mod tests {
         assert!(err.problem.contains("IANA"), "{err}");
         let err = ServerConfig::from_toml("connector_odps_minute_ms = 0").unwrap_err();
         assert_eq!(err.field, "connector_odps_minute_ms");
+        // the EVENT_TIME lateness allowance: unset = one window, else checked
+        assert_eq!(ServerConfig::default().lake_lateness_ms(), None);
+        let ok = ServerConfig::from_toml("connector_odps_lateness_ms = 2500").unwrap();
+        assert_eq!(ok.lake_lateness_ms(), Some(2500));
+        let err = ServerConfig::from_toml("connector_odps_lateness_ms = 604800001").unwrap_err();
+        assert_eq!(err.field, "connector_odps_lateness_ms");
     }
 
     // issue 13: metrics

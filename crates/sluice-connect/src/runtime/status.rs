@@ -42,6 +42,8 @@ pub struct Checkpoint {
     pub finished: bool,
     /// Milliseconds.
     pub update_time: i64,
+    /// Rows the sink reported as written late ([`Sink::take_late_rows`](crate::sink::Sink::take_late_rows)).
+    pub late_count: u64,
 }
 
 impl Checkpoint {
@@ -53,6 +55,7 @@ impl Checkpoint {
             discard_count: 0,
             finished: false,
             update_time: now_ms(),
+            late_count: 0,
         }
     }
 }
@@ -91,10 +94,14 @@ pub struct ShardReport {
     pub update_time: i64,
     pub discard_count: u64,
     pub worker_address: String,
+    /// Rows written late (SINK_ODPS EVENT_TIME: into a partition that already had `_SUCCESS`).
+    pub late_count: u64,
 }
 
 impl ShardReport {
-    /// The `ShardStatusEntry` JSON pydatahub parses.
+    /// The `ShardStatusEntry` JSON pydatahub parses, plus `LateCount` (a Sluice extra that the
+    /// SDKs ignore: pydatahub's `ShardStatusEntry.from_dict` reads only the keys it knows, Go and
+    /// Java skip unknown keys; docs/sdk-wire.md).
     pub fn to_json(&self) -> Json {
         json!({
             "ShardId": self.shard_id.to_string(),
@@ -106,6 +113,7 @@ impl ShardReport {
             "UpdateTime": self.update_time,
             "DiscardCount": self.discard_count,
             "WorkerAddress": self.worker_address,
+            "LateCount": self.late_count,
         })
     }
 }
@@ -180,6 +188,7 @@ pub fn report(
         update_time,
         discard_count: cp.discard_count,
         worker_address: worker.to_string(),
+        late_count: cp.late_count,
     }
 }
 
@@ -236,5 +245,16 @@ mod tests {
         let r = report(&cp, &view, None, true, "w", 1);
         assert_eq!(r.state, ContextState::Stopped);
         assert!(r.last_error.contains("expired"), "{}", r.last_error);
+    }
+
+    #[test]
+    fn the_late_count_of_the_checkpoint_is_reported_as_late_count() {
+        let mut cp = Checkpoint::at(1, 4);
+        cp.late_count = 7;
+        let j = report(&cp, &log(4, None), None, false, "w", 1).to_json();
+        assert_eq!(
+            (j["LateCount"].as_u64(), j["DiscardCount"].as_u64()),
+            (Some(7), Some(0))
+        );
     }
 }

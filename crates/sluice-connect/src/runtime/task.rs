@@ -392,6 +392,7 @@ impl Task {
         let mut pending: Vec<std::ops::Range<usize>> = Vec::new();
         pending.push(0..records.len());
         let mut discarded = 0u64;
+        let mut late = 0u64;
         while let Some(range) = pending.pop() {
             if range.is_empty() {
                 continue;
@@ -409,6 +410,7 @@ impl Task {
                 match outcome {
                     Ok(()) => {
                         self.backoff.reset();
+                        late += self.sink.as_mut().map_or(0, |s| s.take_late_rows());
                         break;
                     }
                     Err(e) if e.kind == ErrorKind::BadRecord && range.len() == 1 => {
@@ -449,6 +451,7 @@ impl Task {
         cp.next_seq = buf.next_seq;
         cp.last_time = buf.last_time;
         cp.discard_count += discarded;
+        cp.late_count += late;
         cp.update_time = now_ms();
         self.commit(cp).await?;
         buf.bytes = 0;

@@ -28,6 +28,7 @@ pub fn checkpoint_row(cp: &Checkpoint) -> CheckpointRow {
         discard_count: cp.discard_count,
         finished: cp.finished,
         update_time: cp.update_time,
+        late_count: cp.late_count,
     }
 }
 
@@ -39,6 +40,7 @@ pub fn checkpoint_of(row: &CheckpointRow) -> Checkpoint {
         discard_count: row.discard_count,
         finished: row.finished,
         update_time: row.update_time,
+        late_count: row.late_count,
     }
 }
 

@@ -123,10 +123,17 @@ impl Catalog {
         let (records, bytes, age) = self
             .config
             .connector_batch_for(kind, sinks::batch_defaults(kind));
+        // issue 10: lake. A lake file (an OSS object) closes on size or age, not each time the
+        // shard catches up: at a steady trickle that would write a tiny file per put.
+        let linger = match kind {
+            ConnectorKind::Odps | ConnectorKind::Oss => age,
+            _ => RuntimeConfig::default().linger,
+        };
         RuntimeConfig {
             max_batch_records: records,
             max_batch_bytes: bytes,
             max_batch_age: age,
+            linger,
             worker_address: worker.to_string(),
             // issue 9: isolation
             stop_grace: std::time::Duration::from_millis(self.config.connector_stop_grace_ms),
@@ -588,6 +595,7 @@ impl Catalog {
                 discard_count: old.discard_count,
                 finished: false,
                 update_time: now_ms(),
+                late_count: old.late_count,
             });
         }
         let rows: Vec<_> = changed.iter().map(checkpoint_row).collect();

@@ -1,7 +1,8 @@
 //! issue 10: `_SUCCESS` markers of SINK_ODPS tables. A background pass (every
 //! `LAKE_MARKER_INTERVAL`) computes each running SINK_ODPS connector's done time, exactly as
 //! `get_connector_done_time` does, and lets `sluice_connect::sinks::odps::markers` mark the
-//! partitions it completes. A stopped connector's done time stands still: it is skipped.
+//! partitions it completes (EVENT_TIME: with the allowance `connector_odps_lateness_ms`, one
+//! window when unset). A stopped connector's done time stands still: it is skipped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,9 +56,10 @@ impl Catalog {
             };
             let cfg = cfg.clone();
             let settings = self.config.lake_settings();
+            let lateness = self.config.lake_lateness_ms();
             let name = entry.row.connector_id.clone();
             match tokio::task::spawn_blocking(move || {
-                markers::mark(&cfg, &columns, done, settings, None)
+                markers::mark(&cfg, &columns, done, settings, lateness)
             })
             .await
             {

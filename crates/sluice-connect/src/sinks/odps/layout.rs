@@ -206,14 +206,7 @@ impl Partitioner {
             SinkData::Tuple(v) => v.as_slice(),
             SinkData::Blob(_) => &[],
         };
-        let time_ms = match &self.source {
-            Source::SystemTime => Some(record.system_time),
-            Source::EventTime(i) => match values.get(*i) {
-                Some(Value::Int(us)) => Some(us.div_euclid(1000)),
-                _ => return Err(format!("{EVENT_TIME_FIELD} is null or missing")),
-            },
-            Source::UserDefine(_) => None,
-        };
+        let time_ms = self.time_of(record)?;
         let mut parts = Vec::with_capacity(self.columns.len());
         match (time_ms, &self.source) {
             (Some(ms), _) => return Ok(self.window_path(&self.window_start(ms)?)),
@@ -234,6 +227,25 @@ impl Partitioner {
             (None, _) => unreachable!("only USER_DEFINE has no time"),
         }
         Ok(parts.join("/"))
+    }
+
+    /// The time (ms) that places `record` in a window: None for USER_DEFINE or a table
+    /// without partition columns.
+    pub fn time_of(&self, record: &SinkRecord) -> Result<Option<i64>, String> {
+        if self.columns.is_empty() {
+            return Ok(None);
+        }
+        Ok(match &self.source {
+            Source::SystemTime => Some(record.system_time),
+            Source::EventTime(i) => match &record.data {
+                SinkData::Tuple(v) => match v.get(*i) {
+                    Some(Value::Int(us)) => Some(us.div_euclid(1000)),
+                    _ => return Err(format!("{EVENT_TIME_FIELD} is null or missing")),
+                },
+                SinkData::Blob(_) => return Err(format!("{EVENT_TIME_FIELD} is null or missing")),
+            },
+            Source::UserDefine(_) => None,
+        })
     }
 
     /// The partition path of the window starting at `start` (time modes).
@@ -281,31 +293,39 @@ fn value_text(v: &Value) -> String {
 /// A record's position in its shard: (sequence, index in the batch-protocol entry).
 pub type Position = (u64, u32);
 
-/// A data file's name: `shard-<id>_<first>-<last>_batch-<start>.parquet`, each position as
-/// `<sequence>.<index>`: the shard, the first and last record of the file, and the first
-/// position of the delivery it came from (what tells a re-delivery from an offset reset).
+/// A data file's name: `shard-<id>_<first>-<last>_batch-<start>[_late].parquet`, each
+/// position as `<sequence>.<index>`: the shard, the first and last record of the file, the
+/// first position of the delivery it came from (what tells a re-delivery from an offset
+/// reset), and `_late` when it was written into a partition that already had `_SUCCESS` (so
+/// that its rows are counted as late again when a crash lost the count).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileName {
     pub shard: u32,
     pub first: Position,
     pub last: Position,
     pub batch: Position,
+    pub late: bool,
 }
 
 impl FileName {
     pub fn render(&self) -> String {
         let p = |p: Position| format!("{}.{}", p.0, p.1);
         format!(
-            "shard-{}_{}-{}_batch-{}.parquet",
+            "shard-{}_{}-{}_batch-{}{}.parquet",
             self.shard,
             p(self.first),
             p(self.last),
-            p(self.batch)
+            p(self.batch),
+            if self.late { "_late" } else { "" }
         )
     }
 
     pub fn parse(name: &str) -> Option<FileName> {
         let rest = name.strip_prefix("shard-")?.strip_suffix(".parquet")?;
+        let (rest, late) = match rest.strip_suffix("_late") {
+            Some(r) => (r, true),
+            None => (rest, false),
+        };
         let (shard, rest) = rest.split_once('_')?;
         let (range, batch) = rest.split_once("_batch-")?;
         let (first, last) = range.split_once('-')?;
@@ -318,6 +338,7 @@ impl FileName {
             first: pos(first)?,
             last: pos(last)?,
             batch: pos(batch)?,
+            late,
         })
     }
 
@@ -457,10 +478,14 @@ mod tests {
             first: (10, 0),
             last: (12, 4),
             batch: (9, 1),
+            late: false,
         };
         let name = f.render();
         assert_eq!(name, "shard-3_10.0-12.4_batch-9.1.parquet");
         assert_eq!(FileName::parse(&name), Some(f));
+        let late = FileName { late: true, ..f };
+        assert_eq!(late.render(), "shard-3_10.0-12.4_batch-9.1_late.parquet");
+        assert_eq!(FileName::parse(&late.render()), Some(late));
         assert!(f.holds((11, 9)) && f.holds((12, 4)) && !f.holds((12, 5)) && !f.holds((9, 9)));
         assert_eq!(FileName::parse(".tmp-x.parquet"), None);
     }

@@ -111,22 +111,25 @@ pub fn check_row(types: &[FieldType], values: &[&Value]) -> Result<(), String> {
     Ok(())
 }
 
+static NULL: Value = Value::Null;
+
 /// Builds the columns of `rows` (already checked) against `schema`.
-pub fn record_batch(
+pub fn record_batch<'a>(
     schema: &SchemaRef,
     types: &[FieldType],
-    rows: &[Vec<Value>],
+    rows: &'a [Vec<Value>],
 ) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let n = rows.len();
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(types.len());
     for (c, t) in types.iter().enumerate() {
-        let cell = |r: &Vec<Value>| r.get(c).cloned().unwrap_or(Value::Null);
+        // by reference: no cell is copied (strings would be allocated again)
+        let cell = |r: &'a Vec<Value>| r.get(c).unwrap_or(&NULL);
         macro_rules! ints {
             ($b:ty, $ty:ty) => {{
                 let mut b = <$b>::with_capacity(n);
                 for r in rows {
                     match cell(r) {
-                        Value::Int(i) => b.append_option(<$ty>::try_from(i).ok()),
+                        Value::Int(i) => b.append_option(<$ty>::try_from(*i).ok()),
                         _ => b.append_null(),
                     }
                 }
@@ -142,7 +145,7 @@ pub fn record_batch(
                 let mut b = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
                 for r in rows {
                     match cell(r) {
-                        Value::Int(i) => b.append_value(i),
+                        Value::Int(i) => b.append_value(*i),
                         _ => b.append_null(),
                     }
                 }
@@ -152,9 +155,9 @@ pub fn record_batch(
                 let mut b = Float64Builder::with_capacity(n);
                 for r in rows {
                     match cell(r) {
-                        Value::Double(d) => b.append_value(d),
-                        Value::Float(f) => b.append_value(f64::from(f)),
-                        Value::Int(i) => b.append_value(i as f64),
+                        Value::Double(d) => b.append_value(*d),
+                        Value::Float(f) => b.append_value(f64::from(*f)),
+                        Value::Int(i) => b.append_value(*i as f64),
                         _ => b.append_null(),
                     }
                 }
@@ -164,8 +167,8 @@ pub fn record_batch(
                 let mut b = Float32Builder::with_capacity(n);
                 for r in rows {
                     match cell(r) {
-                        Value::Float(f) => b.append_value(f),
-                        Value::Double(d) => b.append_value(d as f32),
+                        Value::Float(f) => b.append_value(*f),
+                        Value::Double(d) => b.append_value(*d as f32),
                         _ => b.append_null(),
                     }
                 }
@@ -175,7 +178,7 @@ pub fn record_batch(
                 let mut b = BooleanBuilder::with_capacity(n);
                 for r in rows {
                     match cell(r) {
-                        Value::Bool(v) => b.append_value(v),
+                        Value::Bool(v) => b.append_value(*v),
                         _ => b.append_null(),
                     }
                 }
@@ -197,7 +200,7 @@ pub fn record_batch(
                     .with_precision_and_scale(DECIMAL_PRECISION, DECIMAL_SCALE)?;
                 for r in rows {
                     match cell(r) {
-                        Value::Decimal(s) | Value::Str(s) => b.append_option(decimal_38_18(&s)),
+                        Value::Decimal(s) | Value::Str(s) => b.append_option(decimal_38_18(s)),
                         _ => b.append_null(),
                     }
                 }

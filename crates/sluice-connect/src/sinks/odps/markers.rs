@@ -209,6 +209,19 @@ mod tests {
                 .unwrap()
                 .is_empty());
         }
+        // The EVENT_TIME allowance is configurable: a shorter or longer one moves the marker.
+        for allowance in [2 * MIN, 40 * MIN] {
+            let dir = tempfile::tempdir().unwrap();
+            let cfg = config(dir.path(), "EVENT_TIME");
+            let table = dir.path().join("p.db/t");
+            std::fs::create_dir_all(table.join("ds=20261124/hm=1800")).unwrap();
+            let s = LakeSettings::default();
+            let end = T0 + 15 * MIN;
+            let got = mark(&cfg, &columns(), end + allowance - 1, s, Some(allowance)).unwrap();
+            assert!(got.is_empty(), "marked {allowance} ms early: {got:?}");
+            let got = mark(&cfg, &columns(), end + allowance, s, Some(allowance)).unwrap();
+            assert_eq!(got, vec!["ds=20261124/hm=1800"], "allowance {allowance}");
+        }
         let dir = tempfile::tempdir().unwrap();
         let user = config(dir.path(), "USER_DEFINE");
         let cols = Columns {

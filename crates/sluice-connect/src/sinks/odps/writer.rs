@@ -11,12 +11,23 @@
 //! record positions and the first position of the delivery it came from. The checkpoint only
 //! ever stands at the start of a delivery, and after a crash (or a failed, partly published
 //! flush) delivery resumes exactly there; a delivery is a contiguous run of the shard's log and
-//! puts all its rows of one partition into one file. So files ahead of the checkpoint are
-//! exactly those whose delivery start equals the start of the delivery now written, and a
-//! record of the delivery is already in the table iff its partition holds such a file whose
-//! range covers it: those are skipped, everything else is written. This is read from the files
-//! themselves (each partition folder, or object prefix, is listed once, when first touched). An offset reset to
-//! an earlier point starts a delivery elsewhere, so its rows are written again, as asked.
+//! puts all its rows of one partition into one file. So the files ahead of the checkpoint are
+//! those whose delivery start is where this writer was first asked to write (the checkpoint
+//! it was opened at, remembered as `resume`), plus, within one writer, those of the delivery
+//! being retried. A record is already in the table iff its partition holds such a file whose
+//! range covers it: those are skipped, everything else is written. This does not assume that
+//! the deliveries after a restart have the sizes of the interrupted one (the batch limits or
+//! the records at hand may differ): every delivery checks against the files of the resume
+//! point until it is passed. It is read from the files themselves (each partition folder, or
+//! object prefix, is listed once, when first touched). An offset reset to an earlier point
+//! (the writer is reopened there) starts a delivery elsewhere, so its rows are written again,
+//! as asked. Limitation: after the runtime narrowed a delivery down to a bad record, its
+//! halves carry their own starts; a crash before the checkpoint then rewrites the later halves.
+//!
+//! Late rows (EVENT_TIME rows whose partition already has `_SUCCESS`) are counted for the
+//! checkpoint's `late_count` ([`Sink::take_late_rows`]); a late file is named `..._late.parquet`,
+//! so when a crash lost the count of a file ahead of the checkpoint, the recovery that skips
+//! its rows counts them instead.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -54,14 +65,30 @@ struct OdpsSink {
     keep: Vec<usize>,
     types: Vec<FieldType>,
     schema: SchemaRef,
-    /// Partition path → position ranges of this shard's visible files there.
-    seen: HashMap<String, Vec<FileName>>,
+    /// Partition path → this shard's visible files there that a record may be in: those of
+    /// the resume point and of the delivery being written.
+    seen: HashMap<String, Vec<Seen>>,
     pending: BTreeMap<String, Pending>,
     shard: Option<u32>,
     /// The first position of the delivery being written.
     batch: Position,
-    /// Rows written into partitions that already had `_SUCCESS` (EVENT_TIME late rows).
+    /// The first position this writer was asked to write: the checkpoint it was opened at.
+    resume: Option<Position>,
+    /// The start (ms) and partition path of the last window a record fell in.
+    last_window: Option<(i64, String)>,
+    /// Late rows made visible and not yet taken by the runtime ([`Sink::take_late_rows`]).
     late_rows: u64,
+    /// Late rows of the delivery being written that an earlier writer had already made
+    /// visible (found, skipped, and counted once the flush succeeds).
+    skipped_late: u64,
+}
+
+/// A visible file of the shard.
+struct Seen {
+    name: FileName,
+    /// Listed when the partition was first touched (written by an earlier writer), not
+    /// published by this one (whose late rows are already counted).
+    found: bool,
 }
 
 /// Opens the writer of one task, with the server's [`LakeSettings`](super::LakeSettings).
@@ -124,13 +151,34 @@ pub async fn open_with(
         pending: BTreeMap::new(),
         shard: None,
         batch: (0, 0),
+        resume: None,
+        last_window: None,
         late_rows: 0,
+        skipped_late: 0,
     }))
 }
 
 impl OdpsSink {
+    /// The record's partition path. Time modes format a window's path once (formatting per
+    /// row was the writer's largest cost): the path of the last window is kept.
+    fn partition_of(&mut self, record: &SinkRecord) -> Result<String, String> {
+        let Some(ms) = self.partitioner.time_of(record)? else {
+            return self.partitioner.path_of(record);
+        };
+        let start = self.partitioner.window_start(ms)?;
+        let key = start.timestamp_millis();
+        match &self.last_window {
+            Some((k, path)) if *k == key => Ok(path.clone()),
+            _ => {
+                let path = self.partitioner.window_path(&start);
+                self.last_window = Some((key, path.clone()));
+                Ok(path)
+            }
+        }
+    }
+
     /// This shard's files already visible in a partition (listed once).
-    async fn visible(&mut self, shard: u32, partition: &str) -> Result<&Vec<FileName>, SinkError> {
+    async fn visible(&mut self, shard: u32, partition: &str) -> Result<&Vec<Seen>, SinkError> {
         if !self.seen.contains_key(partition) {
             let files = match &self.place {
                 Place::Local(table) => list_files(&partition_dir(table, partition), shard)
@@ -146,6 +194,13 @@ impl OdpsSink {
                     .filter(|f| f.shard == shard)
                     .collect(),
             };
+            // Only the files ahead of the checkpoint matter (see the module docs).
+            let resume = self.resume;
+            let files = files
+                .into_iter()
+                .filter(|f| Some(f.batch) == resume)
+                .map(|name| Seen { name, found: true })
+                .collect();
             self.seen.insert(partition.to_string(), files);
         }
         Ok(&self.seen[partition])
@@ -164,7 +219,7 @@ impl OdpsSink {
                 return Err(bad("BLOB records cannot be written to a table".into()))
             }
         };
-        let partition = self.partitioner.path_of(record).map_err(bad)?;
+        let partition = self.partition_of(record).map_err(bad)?;
         let row: Vec<&Value> = self
             .keep
             .iter()
@@ -174,13 +229,15 @@ impl OdpsSink {
         let pos = (record.sequence, record.batch_index);
         let shard = record.shard_id;
         self.shard = Some(shard);
-        let batch = self.batch;
+        let (batch, resume) = (self.batch, self.resume);
         let written = self
             .visible(shard, &partition)
             .await?
             .iter()
-            .any(|f| f.batch == batch && f.holds(pos));
-        if written {
+            .find(|f| (f.name.batch == batch || Some(f.name.batch) == resume) && f.name.holds(pos))
+            .map(|f| f.found && f.name.late);
+        if let Some(found_late) = written {
+            self.skipped_late += u64::from(found_late);
             return Ok(());
         }
         let p = self.pending.entry(partition).or_default();
@@ -197,11 +254,16 @@ impl OdpsSink {
         let pending = std::mem::take(&mut self.pending);
         for (partition, p) in pending {
             let Some(first) = p.first else { continue };
+            let late = match &self.place {
+                Place::Local(table) => super::markers::is_marked(&partition_dir(table, &partition)),
+                Place::Remote(store) => super::markers::is_marked_remote(store, &partition).await,
+            };
             let name = FileName {
                 shard,
                 first,
                 last: p.last,
                 batch: self.batch,
+                late,
             };
             let schema = self.schema.clone();
             let types = self.types.clone();
@@ -215,10 +277,9 @@ impl OdpsSink {
             })
             .await
             .map_err(|e| SinkError::transient(format!("the Parquet encoder failed: {e}")))??;
-            let late = match &self.place {
+            match &self.place {
                 Place::Local(table) => {
                     let dir = partition_dir(table, &partition);
-                    let late = super::markers::is_marked(&dir);
                     let tmp = dir.join(format!(".{}.tmp", name.render()));
                     let (dir2, tmp2) = (dir.clone(), tmp.clone());
                     tokio::task::spawn_blocking(move || -> Result<(), SinkError> {
@@ -232,26 +293,21 @@ impl OdpsSink {
                     let target = dir.join(name.render());
                     std::fs::rename(&tmp, &target).map_err(io("publishing", &target))?;
                     sync_dir(&dir).map_err(io("syncing", &dir))?;
-                    late
                 }
                 Place::Remote(store) => {
-                    let late = super::markers::is_marked_remote(store, &partition).await;
                     store
                         .put(&object_key(&partition, &name.render()), bytes.into())
                         .await?;
-                    late
                 }
             };
-            let late = late.then_some(n);
             if let Some(files) = self.seen.get_mut(&partition) {
-                files.push(name);
+                files.push(Seen { name, found: false });
             }
-            if let Some(n) = late {
+            if late {
                 self.late_rows += n as u64;
                 tracing::warn!(
                     partition = %partition,
                     rows = n,
-                    total = self.late_rows,
                     "late rows written into a partition that already has _SUCCESS (a new file)"
                 );
             }
@@ -322,8 +378,18 @@ fn list_files(dir: &Path, shard: u32) -> std::io::Result<Vec<FileName>> {
 impl Sink for OdpsSink {
     async fn write(&mut self, records: &[SinkRecord]) -> Result<(), SinkError> {
         if let Some(r) = records.first() {
-            self.batch = (r.sequence, r.batch_index);
+            let start = (r.sequence, r.batch_index);
+            let resume = *self.resume.get_or_insert(start);
+            if start != self.batch {
+                // A new delivery: files of earlier ones (but the resume point's) never match
+                // again; dropping them keeps the per-row check short in long-lived partitions.
+                for files in self.seen.values_mut() {
+                    files.retain(|f| f.name.batch == resume || f.name.batch == start);
+                }
+            }
+            self.batch = start;
         }
+        self.skipped_late = 0;
         for r in records {
             if let Err(e) = self.take_one(r).await {
                 self.pending.clear();
@@ -336,6 +402,13 @@ impl Sink for OdpsSink {
     async fn flush(&mut self) -> Result<(), SinkError> {
         let result = self.flush_all().await;
         self.pending.clear();
+        if result.is_ok() {
+            self.late_rows += std::mem::take(&mut self.skipped_late);
+        }
         result
+    }
+
+    fn take_late_rows(&mut self) -> u64 {
+        std::mem::take(&mut self.late_rows)
     }
 }
