@@ -5,10 +5,13 @@
 //! protobuf and batch protocols. Every request is signed (`sluice_proto::sign`). Errors keep
 //! DataHub's `ErrorCode`, so callers can tell a bad record from an outage.
 //!
-//! Layout: `client.rs` (transport, signing, errors), `records.rs` (record calls).
+//! Layout: `client.rs` (transport, signing, errors), `records.rs` (record calls), `keys.rs`
+//! (Sluice's key management and audit log calls).
 
 mod client;
+mod keys;
 mod records;
 
 pub use client::{Client, ClientError, ShardInfo, TopicInfo};
+pub use keys::{AuditEntry, KeyInfo, NewKey};
 pub use records::{CursorType, ReadBatch, ReadRecord};

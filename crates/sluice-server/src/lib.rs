@@ -8,11 +8,14 @@
 //! - [`service`]: the domain logic, free of HTTP: the in-memory [`service::Catalog`] over the
 //!   meta store, topology changes, record routing, reads, cursors and retention, subscriptions
 //!   with their offsets, and consumer groups;
-//! - [`config`]: the server's tunables, validated at start.
+//! - [`config`]: the server's tunables, validated at start;
+//! - [`accounts`]: access keys, policies (checked for every route by the authentication
+//!   middleware), key management and the audit log.
 //!
 //! [`Server::open`] builds the state from a data directory; [`http::app`] turns it into a
 //! router, which tests drive with `oneshot` and the binary serves with [`http::listen::serve`].
 
+pub mod accounts;
 pub mod clock;
 pub mod config;
 pub mod http;
