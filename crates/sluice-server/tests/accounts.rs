@@ -533,6 +533,14 @@ async fn keys_survive_a_restart_and_management_changes_are_audited() {
         json!({"Action": "create", "Comment": "c"}),
     )
     .await;
+    // a JSON split is a management change the middleware learns of from the handler
+    h.ok(
+        &ops,
+        "POST",
+        "/projects/proj/topics/u/shards",
+        json!({"Action": "split", "ShardId": "0"}),
+    )
+    .await;
     // routine traffic is not audited
     h.ok(
         &ops,
@@ -600,7 +608,8 @@ async fn keys_survive_a_restart_and_management_changes_are_audited() {
         whats,
         [
             ("ops", "CreateKey"),
-            ("ops", "POST /projects/proj/topics/t/subscriptions")
+            ("ops", "POST /projects/proj/topics/t/subscriptions"),
+            ("ops", "POST /projects/proj/topics/u/shards (split)"),
         ]
     );
     let list = h.ok(&root(), "GET", "/accounts/keys", Value::Null).await;

@@ -32,9 +32,16 @@ tokio::task_local! {
 
 /// Checks the request being served against `need`, for handlers that learn what a request does
 /// only from its body (a JSON `Action`); everything else is checked before the handler runs.
-pub fn check(need: &policy::Need) -> Result<(), Error> {
+/// A management change found this way is audited by the middleware like any other.
+pub fn check(need: &policy::Need, action: &str) -> Result<(), Error> {
     CALLER
-        .try_with(|caller| caller.check(need).map_err(Error::NoPermission))
+        .try_with(|caller| {
+            caller.check(need).map_err(Error::NoPermission)?;
+            if policy::is_management(&axum::http::Method::POST, need) {
+                *caller.late_audit.lock() = Some((need.clone(), action.to_string()));
+            }
+            Ok(())
+        })
         .unwrap_or_else(|_| {
             Err(Error::NoPermission(
                 "the request has no authenticated caller".into(),
@@ -45,4 +52,13 @@ pub fn check(need: &policy::Need) -> Result<(), Error> {
 /// The name of the key that signed the request being served (Creator and Owner fields).
 pub fn caller_name() -> Option<String> {
     CALLER.try_with(|c| c.name.clone()).ok()
+}
+
+/// The name of the stored key that signed the request being served; None for the root (whose
+/// schema Creator stays "root", as before).
+pub fn key_name() -> Option<String> {
+    CALLER
+        .try_with(|c| c.grants.as_ref().map(|_| c.name.clone()))
+        .ok()
+        .flatten()
 }

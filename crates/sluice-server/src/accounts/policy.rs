@@ -184,6 +184,9 @@ pub struct Caller {
     pub name: String,
     /// None: the root.
     pub grants: Option<Vec<Grant>>,
+    /// What a handler learnt from the body makes the request a management change (a JSON
+    /// split, say): the need and the action, for the middleware to audit.
+    pub late_audit: std::sync::Arc<parking_lot::Mutex<Option<(Need, String)>>>,
 }
 
 impl Caller {
@@ -483,6 +486,7 @@ mod tests {
         Caller {
             name: "k".into(),
             grants: Some(grants.iter().map(|g| Grant::parse(g).unwrap()).collect()),
+            late_audit: Default::default(),
         }
     }
 
@@ -513,6 +517,7 @@ mod tests {
         let root = Caller {
             name: "root".into(),
             grants: None,
+            late_audit: Default::default(),
         };
         assert!(root.check(&Need::KeyAdmin).is_ok());
         for bad in [

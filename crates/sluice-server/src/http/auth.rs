@@ -145,6 +145,7 @@ impl Accounts {
                         None => Caller {
                             name: self.root_id.clone(),
                             grants: None,
+                            late_audit: Default::default(),
                         },
                         Some(k) => {
                             if let Some(keys) = &self.keys {
@@ -153,6 +154,7 @@ impl Accounts {
                             Caller {
                                 name: k.name.clone(),
                                 grants: Some(k.grants.clone()),
+                                late_audit: Default::default(),
                             }
                         }
                     });

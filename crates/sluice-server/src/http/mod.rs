@@ -220,14 +220,23 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
     };
     req.extensions_mut().insert(caller.clone());
     let name = caller.name.clone();
+    let late = caller.late_audit.clone();
+    let method = req.method().clone();
     let response = accounts::CALLER.scope(caller, next.run(req)).await;
-    if audited && response.status().is_success() {
-        let resource = match &need {
-            policy::Need::All(_, r) | policy::Need::Any(r) => r.to_string(),
-            _ => String::new(),
-        };
-        audit::record(&state.catalog.meta, &name, &what, &resource, "").await;
+    if !response.status().is_success() {
+        return response;
     }
+    let late = late.lock().take();
+    let (need, what) = match late {
+        Some((need, action)) => (need, format!("{method} {path} ({action})")),
+        None if audited => (need, what),
+        None => return response,
+    };
+    let resource = match &need {
+        policy::Need::All(_, r) | policy::Need::Any(r) => r.to_string(),
+        _ => String::new(),
+    };
+    audit::record(&state.catalog.meta, &name, &what, &resource, "").await;
     response
 }
 
