@@ -211,6 +211,14 @@ async fn a_key_limited_to_reading_one_topic_reads_it_and_nothing_else() {
         )
         .await;
     assert_eq!(r["Records"][0]["Data"], json!(["7"]));
+    // metering is read
+    h.ok(
+        &reader,
+        "POST",
+        "/projects/proj/topics/t/shards/0",
+        json!({"Action": "meter"}),
+    )
+    .await;
 
     // a put, JSON and protobuf
     let put = json!({"Action": "pub", "Records": [{"Data": ["8"], "ShardId": "0"}]});

@@ -262,7 +262,7 @@ pub fn required(method: &Method, path: &str, action: Option<&str>) -> Need {
         },
         ["projects", p, "topics", t, "shards", _] if !get => match action.as_deref() {
             Some("pub") => all(&[Write], Resource::topic(p, t)),
-            Some("sub" | "cursor") => all(&[Read], Resource::topic(p, t)),
+            Some("sub" | "cursor" | "meter") => all(&[Read], Resource::topic(p, t)),
             _ => Need::Any(Resource::topic(p, t)),
         },
         ["projects", p, "topics", t, "connectors", ..] if !get => {
@@ -291,7 +291,7 @@ pub fn required_for_shard_action(project: &str, topic: &str, action: &str) -> Ne
     let r = Resource::topic(project, topic);
     match action.to_ascii_lowercase().as_str() {
         "pub" => all(&[Action::Write], r),
-        "sub" | "cursor" => all(&[Action::Read], r),
+        "sub" | "cursor" | "meter" => all(&[Action::Read], r),
         "" => Need::Any(r),
         _ => all(&[Action::Topics], r),
     }
@@ -530,6 +530,18 @@ mod tests {
         ] {
             assert!(Grant::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn json_shard_actions_need_what_they_do() {
+        let need = |a: &str| required_for_shard_action("p", "t", a);
+        assert_eq!(need("pub"), all(&[Write], t("p", "t")));
+        assert_eq!(need("SUB"), all(&[Read], t("p", "t")));
+        assert_eq!(need("cursor"), all(&[Read], t("p", "t")));
+        assert_eq!(need("meter"), all(&[Read], t("p", "t")));
+        assert_eq!(need("split"), all(&[Topics], t("p", "t")));
+        assert_eq!(need("merge"), all(&[Topics], t("p", "t")));
+        assert_eq!(need("extend"), all(&[Topics], t("p", "t")));
     }
 
     #[test]
