@@ -7,12 +7,15 @@
 //! tell a bad record from an outage.
 //!
 //! Layout: `client.rs` (transport, signing, errors), `records.rs` (record calls), `manage.rs`
-//! (management calls answered as JSON, for the command line).
+//! (management calls answered as JSON, for the command line), `keys.rs` (Sluice's key management
+//! and audit log calls).
 
 mod client;
+mod keys;
 mod manage;
 mod records;
 
 pub use client::{Client, ClientError, ShardInfo, TopicInfo};
+pub use keys::{AuditEntry, KeyInfo, NewKey};
 pub use manage::CursorInfo;
 pub use records::{CursorType, ReadBatch, ReadRecord};

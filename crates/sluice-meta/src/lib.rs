@@ -26,8 +26,10 @@
 //! subscription, and its checkpoints are stored as that subscription's offsets),
 //! `subscriptions.rs` (subscriptions and their offsets; an offset is committed in one
 //! transaction per request, so it is durable before the commit is acknowledged),
-//! `consumer_groups.rs` (each subscription's consumer group, so that it outlives a restart).
+//! `consumer_groups.rs` (each subscription's consumer group, so that it outlives a restart),
+//! `accounts.rs` (access keys with sealed secrets, and the append-only audit log).
 
+mod accounts;
 mod connectors;
 mod consumer_groups;
 mod migrate;
@@ -35,6 +37,7 @@ mod rows;
 mod store;
 mod subscriptions;
 
+pub use accounts::{AccessKeyRow, AuditRow};
 pub use connectors::{CheckpointRow, ConnectorRow};
 pub use consumer_groups::ConsumerGroupRow;
 pub use migrate::SCHEMA_VERSION;

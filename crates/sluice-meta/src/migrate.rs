@@ -32,6 +32,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "connector late count",
         include_str!("../migrations/0003_connector_late_count.sql"),
     ),
+    // issue 15: accounts
+    (
+        4,
+        "accounts",
+        include_str!("../migrations/0004_accounts.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

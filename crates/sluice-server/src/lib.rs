@@ -9,6 +9,8 @@
 //!   meta store, topology changes, record routing, reads, cursors and retention, subscriptions
 //!   with their offsets, and consumer groups;
 //! - [`config`]: the server's tunables, validated at start;
+//! - [`accounts`]: access keys, policies (checked for every route by the authentication
+//!   middleware), key management and the audit log.
 //! - [`console`]: the web console under `/console` (sessions, server-rendered pages).
 //! - [`metrics`]: Prometheus metrics, recorded as things happen and served unsigned on their own
 //!   listener (`metrics_listen`).
@@ -16,6 +18,7 @@
 //! [`Server::open`] builds the state from a data directory; [`http::app`] turns it into a
 //! router, which tests drive with `oneshot` and the binary serves with [`http::listen::serve`].
 
+pub mod accounts;
 pub mod clock;
 pub mod config;
 // issue 13: console

@@ -28,6 +28,8 @@ impl Server {
             ))
         })?;
         let meta = MetaStore::open(&data_dir.join("meta.db")).await?;
+        // issue 15: accounts — the stored access keys, sealed with the data dir's server key.
+        let accounts = accounts.with_keys(crate::accounts::open(meta.clone(), data_dir).await?);
         let catalog = Arc::new(Catalog::load(meta, config.clone(), data_dir).await?);
         // issue 13: metrics — fsync latency and group size of every shard log.
         crate::metrics::install_log_observer(&catalog.metrics);

@@ -1,12 +1,18 @@
 //! Request authentication: the `DATAHUB id:signature` header (protocol doc §2) checked against
 //! the server's accounts, and the request's `Date` checked against the clock. The resource line
 //! may be written the way any official SDK writes it (`sign::resource_candidates`).
+//!
+//! The accounts are the root key pair from the config (never stored, every right) and, once the
+//! server opened its data dir, the stored access keys (`accounts::keys`), looked up in memory.
+//! A disabled or expired key, or a retired or expired secret, fails like a wrong signature.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::http::{HeaderMap, Method, Uri};
 use sluice_proto::sign;
 
+use crate::accounts::keys::KeyRegistry;
+use crate::accounts::policy::{Caller, Need};
 use crate::service::Error;
 
 /// The one answer for an unknown AccessId and for a wrong signature.
@@ -15,27 +21,55 @@ pub const BAD_SIGNATURE: &str = "the AccessId is unknown or the request signatur
 /// Stands in for the key of an unknown AccessId, so both failures take the same path.
 const UNKNOWN_ID_KEY: &str = "sluice: no such access id";
 
-/// Access ids and their secret keys.
-#[derive(Clone, Default)]
+/// The root key pair and the stored access keys. Debug output shows no secret.
+#[derive(Clone)]
 pub struct Accounts {
-    keys: HashMap<String, String>,
+    root_id: String,
+    root_key: String,
+    keys: Option<Arc<KeyRegistry>>,
+}
+
+impl std::fmt::Debug for Accounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accounts")
+            .field("root_id", &self.root_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Accounts {
     pub fn with_root(access_id: &str, access_key: &str) -> Accounts {
-        let mut keys = HashMap::new();
-        keys.insert(access_id.to_string(), access_key.to_string());
-        Accounts { keys }
+        Accounts {
+            root_id: access_id.to_string(),
+            root_key: access_key.to_string(),
+            keys: None,
+        }
     }
 
-    /// Verifies a request's signature and date.
+    /// Adds the stored access keys (done by `Server::open`).
+    pub fn with_keys(mut self, keys: Arc<KeyRegistry>) -> Accounts {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// The stored access keys, once the server opened its data dir.
+    pub fn keys(&self) -> Option<&Arc<KeyRegistry>> {
+        self.keys.as_ref()
+    }
+
+    /// The root's access id.
+    pub fn root_id(&self) -> &str {
+        &self.root_id
+    }
+
+    /// Verifies a request's signature and date; returns who signed it.
     pub fn verify(
         &self,
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
         max_skew_secs: u64,
-    ) -> Result<(), Error> {
+    ) -> Result<Caller, Error> {
         let auth = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -48,8 +82,21 @@ impl Accounts {
             )
         })?;
         // An unknown id is checked against a key no request can match, and both failures share
-        // one message: the answer must not tell which AccessIds exist.
-        let key = self.keys.get(id.trim()).map(String::as_str);
+        // one message: the answer must not tell which AccessIds exist (nor which are disabled).
+        let id = id.trim();
+        let stored = if id == self.root_id {
+            None
+        } else {
+            self.keys.as_ref().and_then(|k| k.get(id))
+        };
+        let secrets: Vec<&str> = if id == self.root_id {
+            vec![self.root_key.as_str()]
+        } else {
+            match &stored {
+                Some(k) => k.valid_secrets(crate::service::catalog::now_ms()),
+                None => Vec::new(),
+            }
+        };
         let date = headers
             .get("date")
             .and_then(|v| v.to_str().ok())
@@ -86,23 +133,67 @@ impl Accounts {
                 &datahub,
                 &resource,
             );
-            let expected = sign::signature(key.unwrap_or(UNKNOWN_ID_KEY), &canonical);
-            if sign::signatures_equal(&expected, given.trim()) && key.is_some() {
-                return Ok(());
+            if secrets.is_empty() {
+                let expected = sign::signature(UNKNOWN_ID_KEY, &canonical);
+                let _ = sign::signatures_equal(&expected, given.trim());
+                continue;
+            }
+            for secret in &secrets {
+                let expected = sign::signature(secret, &canonical);
+                if sign::signatures_equal(&expected, given.trim()) {
+                    return Ok(match &stored {
+                        None => Caller {
+                            name: self.root_id.clone(),
+                            grants: None,
+                            late_audit: Default::default(),
+                        },
+                        Some(k) => {
+                            if let Some(keys) = &self.keys {
+                                keys.used(&k.name);
+                            }
+                            Caller {
+                                name: k.name.clone(),
+                                grants: Some(k.grants.clone()),
+                                late_audit: Default::default(),
+                            }
+                        }
+                    });
+                }
             }
         }
         Err(Error::Unauthorized(BAD_SIGNATURE.into()))
     }
 
     // issue 13: console
-    /// Whether `key` is the secret key of `access_id` (the console's sign-in). Like `verify`, an
-    /// unknown id is checked against a key nobody has, and what is compared are two signatures
-    /// of one fixed text, equal in length, so the answer's timing tells nothing.
+    /// Whether `key` is a secret of `access_id` that may sign in to the console: the root's,
+    /// or a valid secret of an enabled stored key holding `admin:*/*` (the console acts through
+    /// the service layer, past the per-route policy checks, so it takes full rights). Like
+    /// `verify`, an unknown id is checked against a key nobody has, and what is compared are
+    /// signatures of one fixed text, equal in length, so the answer's timing tells little.
     pub fn key_matches(&self, access_id: &str, key: &str) -> bool {
         const PROBE: &str = "sluice console sign-in";
-        let known = self.keys.get(access_id.trim());
-        let expected = sign::signature(known.map_or(UNKNOWN_ID_KEY, String::as_str), PROBE);
-        sign::signatures_equal(&expected, &sign::signature(key, PROBE)) && known.is_some()
+        let id = access_id.trim();
+        let given = sign::signature(key, PROBE);
+        let secrets: Vec<String> = if id == self.root_id {
+            vec![self.root_key.clone()]
+        } else {
+            match self.keys.as_ref().and_then(|k| k.get(id)) {
+                Some(k) if Caller::of_key(&k).check(&Need::KeyAdmin).is_ok() => k
+                    .valid_secrets(crate::service::catalog::now_ms())
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        if secrets.is_empty() {
+            let expected = sign::signature(UNKNOWN_ID_KEY, PROBE);
+            let _ = sign::signatures_equal(&expected, &given);
+            return false;
+        }
+        secrets
+            .iter()
+            .any(|secret| sign::signatures_equal(&sign::signature(secret, PROBE), &given))
     }
 }
 

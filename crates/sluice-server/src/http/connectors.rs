@@ -217,8 +217,11 @@ fn config_of(req: &Json, raw: &[u8]) -> Result<Json> {
     Ok(config)
 }
 
-/// The AccessId that signed the request.
+/// The name of the key that signed the request (the root: its AccessId).
 fn creator(headers: &HeaderMap) -> String {
+    if let Some(name) = crate::accounts::caller_name() {
+        return name;
+    }
     headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())

@@ -45,6 +45,8 @@ pub fn error_code(err: &Error) -> ErrorCode {
         Error::Storage(LogError::OutOfRange { .. }) => ErrorCode::InvalidCursor,
         Error::Storage(_) | Error::Meta(_) | Error::Internal(_) => ErrorCode::InternalServerError,
         Error::RequestTimeout(_) => ErrorCode::InvalidParameter,
+        // issue 15: accounts
+        Error::NoPermission(_) => ErrorCode::NoPermission,
     }
 }
 

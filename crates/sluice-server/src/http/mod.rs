@@ -1,7 +1,9 @@
 //! The HTTP edge: routes, authentication, request ids and head limits, and one file per API
 //! resource; `listen` is the accept loop (connection limit, timeouts, shutdown deadline) and
 //! `budget` the memory budget of in-flight request bodies; `tls` loads the certificate and key
-//! for HTTPS.
+//! for HTTPS. Authentication also authorizes: every request is checked against the signing
+//! key's policy (`accounts::policy::required`) before its handler runs, and management changes
+//! are written to the audit log once they succeed.
 
 pub mod auth;
 pub mod body;
@@ -27,6 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+use crate::accounts::{self, audit, policy};
 use crate::service::{Catalog, Error};
 use auth::Accounts;
 use error::EdgeError;
@@ -98,6 +101,16 @@ pub fn app(state: AppState) -> Router {
             "/projects/{project}/topics/{topic}/subscriptions/{sub}/offsets",
             axum::routing::post(subscriptions::post_offsets).put(subscriptions::put_offsets),
         )
+        // issue 15: accounts — key management and the audit log (docs/accounts.md)
+        .route(
+            "/accounts/keys",
+            get(accounts::api::list).post(accounts::api::create),
+        )
+        .route(
+            "/accounts/keys/{name}",
+            axum::routing::post(accounts::api::change).delete(accounts::api::delete),
+        )
+        .route("/accounts/audit", get(accounts::api::audit_log))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
@@ -180,15 +193,53 @@ async fn as_datahub_error(response: Response) -> Response {
     EdgeError::Rejected { status, message }.into_response()
 }
 
-async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Verifies the signature, then checks the key's policy for what the route needs (refusing
+/// with 403 NoPermission), runs the handler as that caller, and audits a management change.
+async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let skew = state.catalog.config.max_clock_skew_secs;
-    match state
+    let caller = match state
         .accounts
         .verify(req.method(), req.uri(), req.headers(), skew)
     {
-        Ok(()) => next.run(req).await,
-        Err(e) => e.into_response(),
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
+    };
+    let action = req
+        .headers()
+        .get("x-datahub-request-action")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_string());
+    let path = req.uri().path().to_string();
+    let need = policy::required(req.method(), &path, action.as_deref());
+    if let Err(message) = caller.check(&need) {
+        return Error::NoPermission(message).into_response();
     }
+    // Key management audits itself, with more detail.
+    let audited = policy::is_management(req.method(), &need) && need != policy::Need::KeyAdmin;
+    let what = match &action {
+        Some(a) if !a.is_empty() => format!("{} {path} ({a})", req.method()),
+        _ => format!("{} {path}", req.method()),
+    };
+    req.extensions_mut().insert(caller.clone());
+    let name = caller.name.clone();
+    let late = caller.late_audit.clone();
+    let method = req.method().clone();
+    let response = accounts::CALLER.scope(caller, next.run(req)).await;
+    if !response.status().is_success() {
+        return response;
+    }
+    let late = late.lock().take();
+    let (need, what) = match late {
+        Some((need, action)) => (need, format!("{method} {path} ({action})")),
+        None if audited => (need, what),
+        None => return response,
+    };
+    let resource = match &need {
+        policy::Need::All(_, r) | policy::Need::Any(r) => r.to_string(),
+        _ => String::new(),
+    };
+    audit::record(&state.catalog.meta, &name, &what, &resource, "").await;
+    response
 }
 
 static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -383,6 +383,10 @@ async fn json_shard_action(
 ) -> Result<Response> {
     let c = &s.catalog;
     let req = body::parse_json(raw)?;
+    crate::accounts::check(
+        &crate::accounts::policy::required_for_shard_action(&t.project, &t.name, &req.action()),
+        &req.action(),
+    )?;
     match req.action().as_str() {
         "cursor" => {
             let ty = req.req_str("Type")?.to_ascii_uppercase();

@@ -96,6 +96,10 @@ pub async fn post(
     let max_records = c.config.max_records_per_put;
     let req: ShardsPost = body::off_thread(move || ShardsPost::parse(&raw, max_records)).await?;
     let action = req.action.as_deref().unwrap_or("").to_ascii_lowercase();
+    crate::accounts::check(
+        &crate::accounts::policy::required_for_shard_action(&project, &topic, &action),
+        &action,
+    )?;
     let shard_arg = |cell: Option<super::json_records::Cell>, name: &str| {
         cell.and_then(|c| c.0)
             .ok_or_else(|| Error::InvalidParameter(format!("{name} is missing")))

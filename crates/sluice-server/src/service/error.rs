@@ -63,6 +63,10 @@ pub enum Error {
     /// The client did not send its request in time.
     #[error("{0}")]
     RequestTimeout(String),
+    // issue 15: accounts
+    /// The signing key lacks a permission; the message names the action and resource.
+    #[error("{0}")]
+    NoPermission(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

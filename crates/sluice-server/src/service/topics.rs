@@ -135,7 +135,7 @@ impl Catalog {
             version_id: 0,
             schema: Arc::new(s),
             create_time: now,
-            creator: CREATOR.to_string(),
+            creator: crate::accounts::key_name().unwrap_or_else(|| CREATOR.to_string()),
         });
         let schema_rows = first_version.as_ref().map(|v| schema_row(0, v));
         // The shard logs are made inside the metadata transaction, before its COMMIT: a topic
@@ -317,7 +317,7 @@ impl Catalog {
             version_id: next,
             schema: Arc::new(schema),
             create_time: now_secs(),
-            creator: CREATOR.to_string(),
+            creator: crate::accounts::key_name().unwrap_or_else(|| CREATOR.to_string()),
         };
         self.meta
             .insert_schema(&schema_row(topic.uid, &version))
