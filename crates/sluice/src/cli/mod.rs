@@ -5,11 +5,12 @@
 //! profile, `sluice login`), `error.rs` (errors, exit codes, hints), `output.rs` (tables, JSON,
 //! times), `resources.rs` (project, topic, shard), `records.rs` (record, consume, tail),
 //! `produce.rs` (CSV / JSON lines in), `connector.rs` (connectors and their status),
-//! `subscription.rs` (subscriptions and offsets).
+//! `subscription.rs` (subscriptions and offsets), `key.rs` (access keys and the audit log).
 
 mod connector;
 pub mod creds;
 pub mod error;
+mod key;
 mod output;
 mod produce;
 mod records;
@@ -21,6 +22,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand, ValueEnum};
 
 pub use connector::ConnectorCmd;
+pub use key::KeyCmd;
 pub use produce::ProduceArgs;
 pub use records::{ConsumeArgs, RecordCmd, TailArgs};
 pub use resources::{ProjectCmd, ShardCmd, TopicCmd};
@@ -93,6 +95,8 @@ pub enum ClientCommand {
     Connector(Group<ConnectorCmd>),
     /// Subscriptions: create, list, get, update, delete, and their offsets.
     Subscription(Group<SubscriptionCmd>),
+    /// Access keys (create, list, disable, enable, rotate, retire, delete) and the audit log.
+    Key(Group<KeyCmd>),
     /// Put records from CSV or JSON lines (a file or standard input).
     Produce(Leaf<ProduceArgs>),
     /// Read records from a cursor up to the shard's end (or --limit).
@@ -118,6 +122,7 @@ async fn dispatch(cmd: ClientCommand) -> error::Result<()> {
         ClientCommand::Record(g) => records::record(&g.client, g.cmd).await,
         ClientCommand::Connector(g) => connector::run(&g.client, g.cmd).await,
         ClientCommand::Subscription(g) => subscription::run(&g.client, g.cmd).await,
+        ClientCommand::Key(g) => key::run(&g.client, g.cmd).await,
         ClientCommand::Produce(l) => produce::run(&l.client, l.args).await,
         ClientCommand::Consume(l) => records::consume(&l.client, l.args).await,
         ClientCommand::Tail(l) => records::tail(&l.client, l.args).await,
