@@ -95,7 +95,10 @@ fn write_entry(scratch: &mut Scratch, item: &ReadItem<'_>) {
     put_int64(entry, 7, item.system_time);
     // RecordAttributes: repeated StringPair (key 1, value 2).
     let pair_len = |k: &str, v: &str| {
-        2 + encoded_len_varint(k.len() as u64) + k.len() + encoded_len_varint(v.len() as u64) + v.len()
+        2 + encoded_len_varint(k.len() as u64)
+            + k.len()
+            + encoded_len_varint(v.len() as u64)
+            + v.len()
     };
     let attrs_len: usize = item
         .record
