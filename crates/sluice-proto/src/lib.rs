@@ -7,6 +7,7 @@
 //! - [`value`]: typed field values, their text forms (JSON/protobuf) and validation against a field;
 //! - [`record`]: the protocol-neutral record model every codec converts to and from;
 //! - [`pb`]: the protobuf messages of record calls (prost structs, no build step);
+//! - [`pb_read`]: the framed protobuf get-records response, written straight into one buffer;
 //! - [`batch`]: the batch binary format (pydatahub's version-0 layout, and the Go SDK v1.x's
 //!   version 1 with Avro records);
 //! - [`envelope`]: the `DHUB` frame around protobuf bodies;
@@ -23,6 +24,7 @@ pub mod envelope;
 pub mod error_code;
 pub mod hashkey;
 pub mod pb;
+pub mod pb_read;
 pub mod record;
 pub mod schema;
 pub mod sign;

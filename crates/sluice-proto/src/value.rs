@@ -176,6 +176,38 @@ impl Value {
             Value::Decimal(s) => s.clone(),
         })
     }
+
+    /// Appends [`Value::to_text`] to `out` without an allocation of its own; `false` (and
+    /// nothing written) for NULL. The read paths render every value this way.
+    pub fn write_text(&self, out: &mut Vec<u8>) -> bool {
+        use std::io::Write;
+        match self {
+            Value::Null => return false,
+            Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+            Value::Int(v) => write!(out, "{v}").expect("writing to a Vec"),
+            Value::Float(v) => match special_float(*v as f64) {
+                Some(text) => out.extend_from_slice(text.as_bytes()),
+                None => write!(out, "{v:?}").expect("writing to a Vec"),
+            },
+            Value::Double(v) => match special_float(*v) {
+                Some(text) => out.extend_from_slice(text.as_bytes()),
+                None => write!(out, "{v:?}").expect("writing to a Vec"),
+            },
+            Value::Str(s) | Value::Decimal(s) => out.extend_from_slice(s.as_bytes()),
+        }
+        true
+    }
+}
+
+/// The spelling of infinities and NaN (see [`float_text`]); `None` for finite numbers.
+fn special_float(v: f64) -> Option<&'static str> {
+    if v.is_nan() {
+        Some("nan")
+    } else if v.is_infinite() {
+        Some(if v > 0.0 { "inf" } else { "-inf" })
+    } else {
+        None
+    }
 }
 
 /// Infinities and NaN in the spelling Python's `float()` accepts.
@@ -245,5 +277,39 @@ mod tests {
         assert_eq!(Value::Float(1.5).to_text().unwrap(), "1.5");
         assert_eq!(Value::Bool(false).to_text().unwrap(), "false");
         assert_eq!(Value::Null.to_text(), None);
+    }
+
+    #[test]
+    fn write_text_matches_to_text() {
+        let values = [
+            Value::Null,
+            Value::Bool(true),
+            Value::Bool(false),
+            Value::Int(0),
+            Value::Int(-42),
+            Value::Int(i64::MIN),
+            Value::Int(i64::MAX),
+            Value::Float(1.5),
+            Value::Float(-0.1),
+            Value::Float(f32::NAN),
+            Value::Float(f32::NEG_INFINITY),
+            Value::Double(0.1),
+            Value::Double(-2.5e-300),
+            Value::Double(1e300),
+            Value::Double(f64::INFINITY),
+            Value::Double(f64::NAN),
+            Value::Str(String::new()),
+            Value::Str("naïve \"quoted\"\n".into()),
+            Value::Decimal("-1.25".into()),
+        ];
+        let mut out = b"prefix".to_vec();
+        for v in &values {
+            out.truncate(6);
+            let some = v.write_text(&mut out);
+            match v.to_text() {
+                None => assert!(!some && out == b"prefix", "{v:?}"),
+                Some(text) => assert_eq!(&out[6..], text.as_bytes(), "{v:?}"),
+            }
+        }
     }
 }

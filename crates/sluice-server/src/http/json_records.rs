@@ -6,7 +6,9 @@ use std::fmt;
 
 use base64::Engine;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::ser::{self, SerializeSeq, SerializeStruct, Serializer};
 use serde::{Deserialize, Serialize};
+use sluice_proto::cursor::Cursor;
 use sluice_proto::{Record, RecordData, RecordSchema, Value};
 
 use crate::service::records::{ReadRecord, Route, RoutedRecord};
@@ -234,50 +236,209 @@ impl JsonPutRecord {
     }
 }
 
-/// `Data` of a record read back.
-#[derive(Serialize)]
-#[serde(untagged)]
-pub enum OutData {
-    Tuple(Vec<Option<String>>),
-    Blob(String),
+/// The records of a JSON read, serialized straight from what the log decoded: no per-record
+/// copies, cursors rendered on the stack, values as text through one reused buffer.
+pub struct OutRecords<'a>(pub &'a [ReadRecord]);
+
+impl Serialize for OutRecords<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for r in self.0 {
+            seq.serialize_element(&OutRecord(r))?;
+        }
+        seq.end()
+    }
+}
+
+/// One record read back: `SystemTime`, `Sequence`, `Cursor`, `NextCursor`, `Data` and, when it
+/// has any, `Attributes` (sorted by key).
+struct OutRecord<'a>(&'a ReadRecord);
+
+impl Serialize for OutRecord<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let mut st = s.serialize_struct("OutRecord", 6)?;
+        st.serialize_field("SystemTime", &r.system_time)?;
+        st.serialize_field("Sequence", &(r.seq as i64))?;
+        st.serialize_field("Cursor", Cursor::encode_str(&r.cursor.encode_array()))?;
+        st.serialize_field(
+            "NextCursor",
+            Cursor::encode_str(&r.next_cursor.encode_array()),
+        )?;
+        match &r.record.data {
+            RecordData::Tuple(values) => st.serialize_field("Data", &OutTuple(values))?,
+            RecordData::Blob(bytes) => st.serialize_field(
+                "Data",
+                &base64::engine::general_purpose::STANDARD.encode(bytes),
+            )?,
+        }
+        if r.record.attributes.is_empty() {
+            st.skip_field("Attributes")?;
+        } else {
+            let sorted: BTreeMap<&str, &str> = r
+                .record
+                .attributes
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            st.serialize_field("Attributes", &sorted)?;
+        }
+        st.end()
+    }
+}
+
+/// A tuple's values as text cells (`null` for NULL).
+struct OutTuple<'a>(&'a [Value]);
+
+impl Serialize for OutTuple<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        let mut text = Vec::new();
+        for v in self.0 {
+            match v {
+                Value::Null => seq.serialize_element(&None::<&str>)?,
+                Value::Str(t) | Value::Decimal(t) => seq.serialize_element(t.as_str())?,
+                other => {
+                    text.clear();
+                    other.write_text(&mut text);
+                    let t = std::str::from_utf8(&text).map_err(ser::Error::custom)?;
+                    seq.serialize_element(t)?;
+                }
+            }
+        }
+        seq.end()
+    }
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct OutRecord {
-    pub system_time: i64,
-    pub sequence: i64,
-    pub cursor: String,
-    pub next_cursor: String,
-    pub data: OutData,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub attributes: BTreeMap<String, String>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct GetRecordsOut {
+pub struct GetRecordsOut<'a> {
     pub next_cursor: String,
     pub record_count: usize,
     pub start_seq: i64,
     pub latest_seq: i64,
     pub latest_time: i64,
-    pub records: Vec<OutRecord>,
+    pub records: OutRecords<'a>,
 }
 
-pub fn out_record(r: ReadRecord) -> OutRecord {
-    let data = match r.record.data {
-        RecordData::Tuple(values) => OutData::Tuple(values.iter().map(Value::to_text).collect()),
-        RecordData::Blob(bytes) => {
-            OutData::Blob(base64::engine::general_purpose::STANDARD.encode(bytes))
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use base64::Engine;
+    use serde::Serialize;
+    use sluice_proto::cursor::Cursor;
+    use sluice_proto::{Record, RecordData, Value};
+
+    use super::{GetRecordsOut, OutRecords};
+    use crate::service::records::ReadRecord;
+
+    /// The response as the server built it before: owned structs, then serde.
+    #[derive(Serialize)]
+    #[serde(untagged)]
+    enum OldData {
+        Tuple(Vec<Option<String>>),
+        Blob(String),
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct OldRecord {
+        system_time: i64,
+        sequence: i64,
+        cursor: String,
+        next_cursor: String,
+        data: OldData,
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        attributes: BTreeMap<String, String>,
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct OldOut {
+        next_cursor: String,
+        record_count: usize,
+        start_seq: i64,
+        latest_seq: i64,
+        latest_time: i64,
+        records: Vec<OldRecord>,
+    }
+
+    fn old_record(r: &ReadRecord) -> OldRecord {
+        OldRecord {
+            system_time: r.system_time,
+            sequence: r.seq as i64,
+            cursor: r.cursor.encode(),
+            next_cursor: r.next_cursor.encode(),
+            data: match &r.record.data {
+                RecordData::Tuple(v) => OldData::Tuple(v.iter().map(Value::to_text).collect()),
+                RecordData::Blob(b) => {
+                    OldData::Blob(base64::engine::general_purpose::STANDARD.encode(b))
+                }
+            },
+            attributes: r.record.attributes.iter().cloned().collect(),
         }
-    };
-    OutRecord {
-        system_time: r.system_time,
-        sequence: r.seq as i64,
-        cursor: r.cursor.encode(),
-        next_cursor: r.next_cursor.encode(),
-        data,
-        attributes: r.record.attributes.into_iter().collect(),
+    }
+
+    #[test]
+    fn json_read_bytes_match_the_owned_structs() {
+        let datas = [
+            RecordData::Tuple(vec![
+                Value::Int(-7),
+                Value::Str("quote \" backslash \\ tab \t ünï 😀".into()),
+                Value::Double(0.1),
+                Value::Null,
+                Value::Bool(false),
+                Value::Float(f32::INFINITY),
+                Value::Decimal("1E+2".into()),
+            ]),
+            RecordData::Tuple(vec![]),
+            RecordData::Blob(vec![0, 255, 10, 13]),
+            RecordData::Blob(vec![]),
+        ];
+        let attrs = [
+            vec![],
+            vec![("b".into(), "2".into()), ("a".into(), "\"1\"".into())],
+            vec![("k".into(), "first".into()), ("k".into(), "last".into())],
+        ];
+        let mut items = Vec::new();
+        for (i, data) in datas.iter().enumerate() {
+            for (j, attributes) in attrs.iter().enumerate() {
+                let n = (i * 3 + j) as u32;
+                items.push(ReadRecord {
+                    seq: 100 + u64::from(n),
+                    system_time: 1_764_000_000_000 + i64::from(n),
+                    record: Record {
+                        data: data.clone(),
+                        attributes: attributes.clone(),
+                    },
+                    cursor: Cursor::new(2, 100, n),
+                    next_cursor: Cursor::new(2, 100, n + 1),
+                });
+            }
+        }
+        for n in [0, 1, items.len()] {
+            let items = &items[..n];
+            let new = GetRecordsOut {
+                next_cursor: "c".into(),
+                record_count: n,
+                start_seq: 100,
+                latest_seq: 111,
+                latest_time: -1,
+                records: OutRecords(items),
+            };
+            let old = OldOut {
+                next_cursor: "c".into(),
+                record_count: n,
+                start_seq: 100,
+                latest_seq: 111,
+                latest_time: -1,
+                records: items.iter().map(old_record).collect(),
+            };
+            assert_eq!(
+                String::from_utf8(serde_json::to_vec(&new).unwrap()).unwrap(),
+                String::from_utf8(serde_json::to_vec(&old).unwrap()).unwrap()
+            );
+        }
     }
 }

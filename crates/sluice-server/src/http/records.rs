@@ -16,10 +16,10 @@ use serde_json::json;
 use sluice_proto::batch::{self, TopicKind};
 use sluice_proto::compress::Compression;
 use sluice_proto::cursor::Cursor;
-use sluice_proto::{pb, Record, RecordData, Value};
+use sluice_proto::{pb, pb_read, Record, RecordData};
 
 use super::body::{self, header_str, JsonFields};
-use super::json_records::{out_record, tuple_from_text, GetRecordsOut};
+use super::json_records::{tuple_from_text, GetRecordsOut, OutRecords};
 use super::AppState;
 use crate::metrics::{Protocol, RequestTimer};
 use crate::service::catalog::{RecordType, Topic};
@@ -115,36 +115,6 @@ pub fn pb_put_records(
         .collect()
 }
 
-fn pb_entry(r: crate::service::records::ReadRecord) -> pb::RecordEntry {
-    let data = match r.record.data {
-        RecordData::Tuple(values) => values
-            .iter()
-            .map(|v| pb::FieldData {
-                value: Value::to_text(v).map(String::into_bytes),
-            })
-            .collect(),
-        RecordData::Blob(bytes) => vec![pb::FieldData { value: Some(bytes) }],
-    };
-    pb::RecordEntry {
-        shard_id: None,
-        hash_key: None,
-        partition_key: None,
-        cursor: Some(r.cursor.encode()),
-        next_cursor: Some(r.next_cursor.encode()),
-        sequence: Some(r.seq as i64),
-        system_time: Some(r.system_time),
-        attributes: Some(pb::RecordAttributes {
-            attributes: r
-                .record
-                .attributes
-                .into_iter()
-                .map(|(key, value)| pb::StringPair { key, value })
-                .collect(),
-        }),
-        data: pb::RecordData { data },
-    }
-}
-
 pub async fn post_shard(
     State(s): State<AppState>,
     Path((project, topic, shard)): Path<(String, String, String)>,
@@ -230,19 +200,24 @@ pub async fn post_shard(
                 .read_records(&t, &shard, &req.cursor, req.limit.unwrap_or(0) as i64)
                 .await;
             let read = note_read_end(&s, &t, sub.as_deref(), read).await?;
-            let records: Vec<pb::RecordEntry> = read.items.into_iter().map(pb_entry).collect();
-            body::protobuf_read(
-                &pb::GetRecordsResponse {
-                    next_cursor: read.next_cursor.encode(),
-                    record_count: records.len() as i32,
-                    start_sequence: Some(read.start_seq as i64),
-                    records,
-                    latest_sequence: Some(read.latest_seq),
-                    latest_time: Some(read.latest_time),
+            // Written straight into the framed body (same bytes as the prost structs).
+            let next_cursor = read.next_cursor.encode_array();
+            let framed = pb_read::encode_get_records(
+                &pb_read::ReadHead {
+                    next_cursor: Cursor::encode_str(&next_cursor),
+                    start_sequence: read.start_seq as i64,
+                    latest_sequence: read.latest_seq,
+                    latest_time: read.latest_time,
                 },
-                encoding,
-            )
-            .await
+                read.items.iter().map(|r| pb_read::ReadItem {
+                    cursor: r.cursor,
+                    next_cursor: r.next_cursor,
+                    sequence: r.seq as i64,
+                    system_time: r.system_time,
+                    record: &r.record,
+                }),
+            );
+            body::read_response(framed, "application/x-protobuf", encoding).await
         }
         ("sub", ContentKind::Binary) => {
             timer.get(Protocol::Batch);
@@ -411,14 +386,13 @@ async fn json_shard_action(
             let cursor = req.req_str("Cursor")?;
             let limit = req.opt_i64("Limit")?.unwrap_or(0);
             let read = c.read_records(t, shard, &cursor, limit).await?;
-            let records: Vec<_> = read.items.into_iter().map(out_record).collect();
             let out = GetRecordsOut {
                 next_cursor: read.next_cursor.encode(),
-                record_count: records.len(),
+                record_count: read.items.len(),
                 start_seq: read.start_seq as i64,
                 latest_seq: read.latest_seq,
                 latest_time: read.latest_time,
-                records,
+                records: OutRecords(&read.items),
             };
             body::json_read(&out, encoding).await
         }
