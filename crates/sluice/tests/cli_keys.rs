@@ -175,10 +175,8 @@ fn key_commands_make_keys_with_only_their_grants() {
         .iter()
         .map(|e| format!("{} {}", e["What"], e["Resource"]))
         .collect();
-    for needle in ["reader"] {
-        assert!(
-            whats.iter().filter(|w| w.contains(needle)).count() >= 3,
-            "create, disable and delete of {needle} audited: {whats:?}"
-        );
-    }
+    assert!(
+        whats.iter().filter(|w| w.contains("reader")).count() >= 3,
+        "create, disable and delete of the key audited: {whats:?}"
+    );
 }
