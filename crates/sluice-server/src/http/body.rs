@@ -320,9 +320,8 @@ pub async fn read_response(
     Ok(response)
 }
 
-/// A JSON get-records response (see `read_response`).
-pub async fn json_read<T: Serialize>(value: &T, encoding: Option<Compression>) -> Result<Response> {
-    let body = serde_json::to_vec(value).map_err(|e| Error::Internal(e.to_string()))?;
+/// A JSON get-records response from its rendered body (see `read_response`).
+pub async fn json_read(body: Vec<u8>, encoding: Option<Compression>) -> Result<Response> {
     read_response(body, "application/json", encoding).await
 }
 

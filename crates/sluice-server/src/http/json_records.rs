@@ -6,9 +6,7 @@ use std::fmt;
 
 use base64::Engine;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
-use serde::ser::{self, SerializeSeq, SerializeStruct, Serializer};
-use serde::{Deserialize, Serialize};
-use sluice_proto::cursor::Cursor;
+use serde::Deserialize;
 use sluice_proto::{Record, RecordData, RecordSchema, Value};
 
 use crate::service::records::{ReadRecord, Route, RoutedRecord};
@@ -236,89 +234,175 @@ impl JsonPutRecord {
     }
 }
 
-/// The records of a JSON read, serialized straight from what the log decoded: no per-record
-/// copies, cursors rendered on the stack, values as text through one reused buffer.
-pub struct OutRecords<'a>(pub &'a [ReadRecord]);
-
-impl Serialize for OutRecords<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for r in self.0 {
-            seq.serialize_element(&OutRecord(r))?;
-        }
-        seq.end()
-    }
-}
-
-/// One record read back: `SystemTime`, `Sequence`, `Cursor`, `NextCursor`, `Data` and, when it
-/// has any, `Attributes` (sorted by key).
-struct OutRecord<'a>(&'a ReadRecord);
-
-impl Serialize for OutRecord<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let r = self.0;
-        let mut st = s.serialize_struct("OutRecord", 6)?;
-        st.serialize_field("SystemTime", &r.system_time)?;
-        st.serialize_field("Sequence", &(r.seq as i64))?;
-        st.serialize_field("Cursor", Cursor::encode_str(&r.cursor.encode_array()))?;
-        st.serialize_field(
-            "NextCursor",
-            Cursor::encode_str(&r.next_cursor.encode_array()),
-        )?;
-        match &r.record.data {
-            RecordData::Tuple(values) => st.serialize_field("Data", &OutTuple(values))?,
-            RecordData::Blob(bytes) => st.serialize_field(
-                "Data",
-                &base64::engine::general_purpose::STANDARD.encode(bytes),
-            )?,
-        }
-        if r.record.attributes.is_empty() {
-            st.skip_field("Attributes")?;
-        } else {
-            let sorted: BTreeMap<&str, &str> = r
-                .record
-                .attributes
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            st.serialize_field("Attributes", &sorted)?;
-        }
-        st.end()
-    }
-}
-
-/// A tuple's values as text cells (`null` for NULL).
-struct OutTuple<'a>(&'a [Value]);
-
-impl Serialize for OutTuple<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        let mut text = Vec::new();
-        for v in self.0 {
-            match v {
-                Value::Null => seq.serialize_element(&None::<&str>)?,
-                Value::Str(t) | Value::Decimal(t) => seq.serialize_element(t.as_str())?,
-                other => {
-                    text.clear();
-                    other.write_text(&mut text);
-                    let t = std::str::from_utf8(&text).map_err(ser::Error::custom)?;
-                    seq.serialize_element(t)?;
-                }
-            }
-        }
-        seq.end()
-    }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
+/// A JSON get-records response (protocol doc §4.7), rendered by hand straight from what the
+/// log decoded: no per-record copies, cursors on the stack, numbers through `itoa`, and strings
+/// with nothing to escape copied as they are (serde_json escapes the others). The bytes are
+/// those serde_json writes for the same response (see the tests).
 pub struct GetRecordsOut<'a> {
     pub next_cursor: String,
     pub record_count: usize,
     pub start_seq: i64,
     pub latest_seq: i64,
     pub latest_time: i64,
-    pub records: OutRecords<'a>,
+    pub records: &'a [ReadRecord],
+}
+
+impl GetRecordsOut<'_> {
+    /// The response body.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.size_hint());
+        out.extend_from_slice(b"{\"NextCursor\":");
+        write_str(&mut out, &self.next_cursor);
+        out.extend_from_slice(b",\"RecordCount\":");
+        write_int(&mut out, self.record_count);
+        out.extend_from_slice(b",\"StartSeq\":");
+        write_int(&mut out, self.start_seq);
+        out.extend_from_slice(b",\"LatestSeq\":");
+        write_int(&mut out, self.latest_seq);
+        out.extend_from_slice(b",\"LatestTime\":");
+        write_int(&mut out, self.latest_time);
+        out.extend_from_slice(b",\"Records\":[");
+        for (i, r) in self.records.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_record(&mut out, r);
+        }
+        out.extend_from_slice(b"]}");
+        out
+    }
+
+    /// A close upper guess of the body's size, so the buffer is allocated once.
+    fn size_hint(&self) -> usize {
+        let data: usize = self
+            .records
+            .iter()
+            .map(|r| {
+                let data = match &r.record.data {
+                    RecordData::Tuple(values) => values
+                        .iter()
+                        .map(|v| match v {
+                            Value::Str(t) | Value::Decimal(t) => t.len() + 3,
+                            _ => 27,
+                        })
+                        .sum(),
+                    RecordData::Blob(bytes) => bytes.len() / 3 * 4 + 6,
+                };
+                let attributes: usize = r
+                    .record
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 6)
+                    .sum();
+                // keys, two cursors, two integers and punctuation
+                140 + data + attributes
+            })
+            .sum();
+        160 + self.next_cursor.len() + data
+    }
+}
+
+/// One record read back: `SystemTime`, `Sequence`, `Cursor`, `NextCursor`, `Data` and, when it
+/// has any, `Attributes` (sorted by key; the last of a repeated key wins).
+fn write_record(out: &mut Vec<u8>, r: &ReadRecord) {
+    out.extend_from_slice(b"{\"SystemTime\":");
+    write_int(out, r.system_time);
+    out.extend_from_slice(b",\"Sequence\":");
+    write_int(out, r.seq as i64);
+    out.extend_from_slice(b",\"Cursor\":\"");
+    out.extend_from_slice(&r.cursor.encode_array());
+    out.extend_from_slice(b"\",\"NextCursor\":\"");
+    out.extend_from_slice(&r.next_cursor.encode_array());
+    out.extend_from_slice(b"\",\"Data\":");
+    match &r.record.data {
+        RecordData::Tuple(values) => {
+            out.push(b'[');
+            for (i, v) in values.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_cell(out, v);
+            }
+            out.push(b']');
+        }
+        RecordData::Blob(bytes) => {
+            // base64 text never needs escaping
+            let engine = &base64::engine::general_purpose::STANDARD;
+            let start = out.len() + 1;
+            let len = base64::encoded_len(bytes.len(), true).expect("a stored blob fits in memory");
+            out.resize(start + len + 1, b'"');
+            engine
+                .encode_slice(bytes, &mut out[start..start + len])
+                .expect("the buffer has the encoded length");
+        }
+    }
+    if !r.record.attributes.is_empty() {
+        let sorted: BTreeMap<&str, &str> = r
+            .record
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        out.extend_from_slice(b",\"Attributes\":{");
+        for (i, (k, v)) in sorted.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_str(out, k);
+            out.push(b':');
+            write_str(out, v);
+        }
+        out.push(b'}');
+    }
+    out.push(b'}');
+}
+
+/// A tuple value as a text cell (`null` for NULL).
+fn write_cell(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Str(t) | Value::Decimal(t) => write_str(out, t),
+        Value::Int(n) => {
+            out.push(b'"');
+            write_int(out, *n);
+            out.push(b'"');
+        }
+        // numbers, booleans, `inf`/`nan`: ASCII with nothing to escape
+        other => {
+            out.push(b'"');
+            other.write_text(out);
+            out.push(b'"');
+        }
+    }
+}
+
+fn write_int(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// A JSON string: copied as it is when nothing in it needs escaping, else through serde_json.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    if needs_no_escape(s.as_bytes()) {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(&mut *out, s).expect("writing to a Vec");
+    }
+}
+
+/// True when serde_json would write `bytes` unchanged: no quote, backslash or control
+/// character. Checked 16 bytes at a time without early exit, which the compiler vectorizes.
+fn needs_no_escape(bytes: &[u8]) -> bool {
+    let special = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+    let mut chunks = bytes.chunks_exact(16);
+    for chunk in &mut chunks {
+        if chunk.iter().fold(false, |any, &b| any | special(b)) {
+            return false;
+        }
+    }
+    !chunks.remainder().iter().any(|&b| special(b))
 }
 
 #[cfg(test)]
@@ -330,7 +414,7 @@ mod tests {
     use sluice_proto::cursor::Cursor;
     use sluice_proto::{Record, RecordData, Value};
 
-    use super::{GetRecordsOut, OutRecords};
+    use super::GetRecordsOut;
     use crate::service::records::ReadRecord;
 
     /// The response as the server built it before: owned structs, then serde.
@@ -392,6 +476,20 @@ mod tests {
                 Value::Float(f32::INFINITY),
                 Value::Decimal("1E+2".into()),
             ]),
+            // strings on both sides of the 16-byte chunks, escapes at their edges
+            RecordData::Tuple(vec![
+                Value::Str(String::new()),
+                Value::Str("plain text that is longer than sixteen bytes, ünï".into()),
+                Value::Str("0123456789abcde\"".into()),
+                Value::Str("0123456789abcdef\\".into()),
+                Value::Str("0123456789abcdef0123456789abcde\u{1f}".into()),
+                Value::Str("\u{7f} del, \u{0} nul, \n\r\u{8}\u{c} and / slash".into()),
+                Value::Int(i64::MIN),
+                Value::Int(i64::MAX),
+                Value::Double(-2.5e-300),
+                Value::Float(f32::NAN),
+                Value::Bool(true),
+            ]),
             RecordData::Tuple(vec![]),
             RecordData::Blob(vec![0, 255, 10, 13]),
             RecordData::Blob(vec![]),
@@ -400,11 +498,12 @@ mod tests {
             vec![],
             vec![("b".into(), "2".into()), ("a".into(), "\"1\"".into())],
             vec![("k".into(), "first".into()), ("k".into(), "last".into())],
+            vec![("ke\ty".into(), "a long value with a \u{1} inside it".into())],
         ];
         let mut items = Vec::new();
         for (i, data) in datas.iter().enumerate() {
             for (j, attributes) in attrs.iter().enumerate() {
-                let n = (i * 3 + j) as u32;
+                let n = (i * attrs.len() + j) as u32;
                 items.push(ReadRecord {
                     seq: 100 + u64::from(n),
                     system_time: 1_764_000_000_000 + i64::from(n),
@@ -420,15 +519,15 @@ mod tests {
         for n in [0, 1, items.len()] {
             let items = &items[..n];
             let new = GetRecordsOut {
-                next_cursor: "c".into(),
+                next_cursor: "c\"".into(),
                 record_count: n,
                 start_seq: 100,
                 latest_seq: 111,
                 latest_time: -1,
-                records: OutRecords(items),
+                records: items,
             };
             let old = OldOut {
-                next_cursor: "c".into(),
+                next_cursor: "c\"".into(),
                 record_count: n,
                 start_seq: 100,
                 latest_seq: 111,
@@ -436,9 +535,32 @@ mod tests {
                 records: items.iter().map(old_record).collect(),
             };
             assert_eq!(
-                String::from_utf8(serde_json::to_vec(&new).unwrap()).unwrap(),
+                String::from_utf8(new.render()).unwrap(),
                 String::from_utf8(serde_json::to_vec(&old).unwrap()).unwrap()
             );
+        }
+    }
+
+    #[test]
+    fn strings_are_copied_only_when_serde_json_would_not_escape_them() {
+        for b in 0..=255u8 {
+            for at in [0, 15, 16, 17, 40] {
+                let mut bytes = vec![b'x'; 41];
+                bytes[at] = b;
+                let Ok(text) = String::from_utf8(bytes) else {
+                    continue;
+                };
+                let escaped = serde_json::to_string(&text).unwrap();
+                let unchanged = escaped == format!("\"{text}\"");
+                assert_eq!(
+                    super::needs_no_escape(text.as_bytes()),
+                    unchanged,
+                    "{b:#x} at {at}"
+                );
+                let mut out = Vec::new();
+                super::write_str(&mut out, &text);
+                assert_eq!(String::from_utf8(out).unwrap(), escaped);
+            }
         }
     }
 }

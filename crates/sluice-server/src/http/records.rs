@@ -19,7 +19,7 @@ use sluice_proto::cursor::Cursor;
 use sluice_proto::{pb, pb_read, Record, RecordData};
 
 use super::body::{self, header_str, JsonFields};
-use super::json_records::{tuple_from_text, GetRecordsOut, OutRecords};
+use super::json_records::{tuple_from_text, GetRecordsOut};
 use super::AppState;
 use crate::metrics::{Protocol, RequestTimer};
 use crate::service::catalog::{RecordType, Topic};
@@ -392,9 +392,9 @@ async fn json_shard_action(
                 start_seq: read.start_seq as i64,
                 latest_seq: read.latest_seq,
                 latest_time: read.latest_time,
-                records: OutRecords(&read.items),
+                records: &read.items,
             };
-            body::json_read(&out, encoding).await
+            body::json_read(out.render(), encoding).await
         }
         "meter" => {
             let (active, storage) = c.metering(t, shard)?;
