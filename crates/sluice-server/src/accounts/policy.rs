@@ -177,6 +177,10 @@ pub enum Need {
     KeyAdmin,
 }
 
+/// A change a handler reports once it has read the body: the need it was checked against
+/// (None: the one the route needed) and the action.
+pub type LateAudit = (Option<Need>, String);
+
 /// Who signed a request: the root (every right) or a stored key with its grants.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -185,9 +189,8 @@ pub struct Caller {
     /// None: the root.
     pub grants: Option<Vec<Grant>>,
     /// What a handler learnt from the body makes the request a management change (a JSON
-    /// split, say): the need (None: the one the route needed) and the action, for the
-    /// middleware to audit.
-    pub late_audit: std::sync::Arc<parking_lot::Mutex<Option<(Option<Need>, String)>>>,
+    /// split, say), for the middleware to audit.
+    pub late_audit: std::sync::Arc<parking_lot::Mutex<Option<LateAudit>>>,
 }
 
 impl Caller {
