@@ -1,6 +1,8 @@
 //! The audit log: every management change is appended to the meta store's `audit_log` with
 //! who (the key's name), what, the resource, when and the request id. Routine traffic (records,
-//! consumer-group work, offset commits) is not. Nothing written here ever holds a secret: the
+//! reads and status queries, consumer-group work, offset commits) is not: which requests are
+//! changes is decided by the authentication middleware (`http::authenticate`), with the
+//! handlers reporting the JSON `Action` of routes whose body decides (docs/accounts.md). Nothing written here ever holds a secret: the
 //! callers pass names, paths and actions only.
 
 use sluice_meta::{AuditRow, MetaStore};

@@ -38,7 +38,7 @@ pub fn check(need: &policy::Need, action: &str) -> Result<(), Error> {
         .try_with(|caller| {
             caller.check(need).map_err(Error::NoPermission)?;
             if policy::is_management(&axum::http::Method::POST, need) {
-                *caller.late_audit.lock() = Some((need.clone(), action.to_string()));
+                *caller.late_audit.lock() = Some((Some(need.clone()), action.to_string()));
             }
             Ok(())
         })
@@ -47,6 +47,19 @@ pub fn check(need: &policy::Need, action: &str) -> Result<(), Error> {
                 "the request has no authenticated caller".into(),
             ))
         })
+}
+
+/// Reports what a request whose route needs the body to decide (`policy::body_decides`) does:
+/// `action` is audited, as a change of the route's resource, once the request succeeds,
+/// unless it is one of the handler's `routine` actions (reads, status queries, offset
+/// commits). Unknown actions count as changes, so a new one is audited until listed here.
+pub fn audit_unless_routine(action: &str, routine: &[&str]) {
+    if routine.iter().any(|r| r.eq_ignore_ascii_case(action)) {
+        return;
+    }
+    let _ = CALLER.try_with(|caller| {
+        *caller.late_audit.lock() = Some((None, action.to_string()));
+    });
 }
 
 /// The name of the key that signed the request being served (Creator and Owner fields).

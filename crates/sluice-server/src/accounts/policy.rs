@@ -177,6 +177,10 @@ pub enum Need {
     KeyAdmin,
 }
 
+/// A change a handler reports once it has read the body: the need it was checked against
+/// (None: the one the route needed) and the action.
+pub type LateAudit = (Option<Need>, String);
+
 /// Who signed a request: the root (every right) or a stored key with its grants.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -185,8 +189,8 @@ pub struct Caller {
     /// None: the root.
     pub grants: Option<Vec<Grant>>,
     /// What a handler learnt from the body makes the request a management change (a JSON
-    /// split, say): the need and the action, for the middleware to audit.
-    pub late_audit: std::sync::Arc<parking_lot::Mutex<Option<(Need, String)>>>,
+    /// split, say), for the middleware to audit.
+    pub late_audit: std::sync::Arc<parking_lot::Mutex<Option<LateAudit>>>,
 }
 
 impl Caller {
@@ -303,6 +307,22 @@ pub fn required_for_shard_action(project: &str, topic: &str, action: &str) -> Ne
         "sub" | "cursor" | "meter" => all(&[Action::Read], r),
         "" => Need::Any(r),
         _ => all(&[Action::Topics], r),
+    }
+}
+
+/// Whether only the handler knows, from the JSON body's `Action`, if `method path` is a
+/// management change: the middleware then audits it only if the handler reports it
+/// (`accounts::audit_unless_routine`). Topic actions (schema reads and changes), connector
+/// actions (status and changes), the subscriptions collection (list or create) and offset
+/// PUTs (commit or reset).
+pub fn body_decides(method: &Method, path: &str) -> bool {
+    let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match seg.as_slice() {
+        ["projects", _, "topics", _]
+        | ["projects", _, "topics", _, "connectors", _]
+        | ["projects", _, "topics", _, "subscriptions"] => method == Method::POST,
+        ["projects", _, "topics", _, "subscriptions", _, "offsets"] => method == Method::PUT,
+        _ => false,
     }
 }
 
@@ -551,6 +571,24 @@ mod tests {
         assert_eq!(need("split"), all(&[Topics], t("p", "t")));
         assert_eq!(need("merge"), all(&[Topics], t("p", "t")));
         assert_eq!(need("extend"), all(&[Topics], t("p", "t")));
+    }
+
+    #[test]
+    fn only_routes_whose_body_names_the_action_wait_for_the_handler() {
+        let p = "/projects/p/topics/t";
+        assert!(body_decides(&Method::POST, p));
+        assert!(!body_decides(&Method::PUT, p));
+        assert!(!body_decides(&Method::DELETE, p));
+        assert!(body_decides(&Method::POST, &format!("{p}/connectors/c")));
+        assert!(!body_decides(&Method::DELETE, &format!("{p}/connectors/c")));
+        assert!(body_decides(&Method::POST, &format!("{p}/subscriptions")));
+        assert!(!body_decides(&Method::PUT, &format!("{p}/subscriptions/s")));
+        assert!(body_decides(
+            &Method::PUT,
+            &format!("{p}/subscriptions/s/offsets")
+        ));
+        assert!(!body_decides(&Method::POST, "/projects/p"));
+        assert!(!body_decides(&Method::POST, "/accounts/keys"));
     }
 
     #[test]

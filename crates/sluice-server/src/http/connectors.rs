@@ -100,7 +100,9 @@ pub async fn post(
     let raw = body::read_body(&s, &headers, body).await?;
     let req = body::parse_json(&raw)?;
     let c = &s.catalog;
-    match req.action().as_str() {
+    let action = req.action();
+    crate::accounts::audit_unless_routine(&action, &["status"]);
+    match action.as_str() {
         "create" => {
             let new = NewConnector {
                 kind: id,

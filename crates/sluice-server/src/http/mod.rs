@@ -214,8 +214,11 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
     if let Err(message) = caller.check(&need) {
         return Error::NoPermission(message).into_response();
     }
-    // Key management audits itself, with more detail.
-    let audited = policy::is_management(req.method(), &need) && need != policy::Need::KeyAdmin;
+    // Key management audits itself, with more detail; a route whose JSON `Action` says what
+    // it does is audited only if its handler reports a change.
+    let audited = policy::is_management(req.method(), &need)
+        && need != policy::Need::KeyAdmin
+        && !policy::body_decides(req.method(), &path);
     let what = match &action {
         Some(a) if !a.is_empty() => format!("{} {path} ({a})", req.method()),
         _ => format!("{} {path}", req.method()),
@@ -230,7 +233,10 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
     }
     let late = late.lock().take();
     let (need, what) = match late {
-        Some((need, action)) => (need, format!("{method} {path} ({action})")),
+        Some((late_need, action)) => (
+            late_need.unwrap_or(need),
+            format!("{method} {path} ({action})"),
+        ),
         None if audited => (need, what),
         None => return response,
     };

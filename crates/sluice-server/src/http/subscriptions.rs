@@ -113,7 +113,9 @@ pub async fn post_collection(
 ) -> Result<Response> {
     let req = json_body(&s, &headers, body).await?;
     let c = &s.catalog;
-    match req.action().as_str() {
+    let action = req.action();
+    crate::accounts::audit_unless_routine(&action, &["list"]);
+    match action.as_str() {
         "create" => {
             let comment = req.opt_str("Comment")?.unwrap_or_default();
             let id = c.create_subscription(&project, &topic, &comment).await?;
@@ -270,7 +272,9 @@ pub async fn put_offsets(
     let req = json_body(&s, &headers, body).await?;
     let c = &s.catalog;
     let updates = offset_updates(&req)?;
-    match req.action().as_str() {
+    let action = req.action();
+    crate::accounts::audit_unless_routine(&action, &["commit"]);
+    match action.as_str() {
         "commit" => c.commit_offsets(&project, &topic, &sub, &updates).await?,
         "reset" => c.reset_offsets(&project, &topic, &sub, &updates).await?,
         other => {

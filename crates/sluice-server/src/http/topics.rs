@@ -58,7 +58,10 @@ pub async fn post(
     let raw = body::read_body(&s, &headers, body).await?;
     let req = body::parse_json(&raw)?;
     let c = &s.catalog;
-    match req.action().as_str() {
+    let action = req.action();
+    let label = if action.is_empty() { "create" } else { &action };
+    crate::accounts::audit_unless_routine(label, &["listschema", "getschema"]);
+    match action.as_str() {
         "" | "create" => {
             let new = NewTopic {
                 shard_count: req.req_i64("ShardCount")?,
