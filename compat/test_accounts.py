@@ -151,5 +151,24 @@ def test_console_sign_in_takes_the_root_or_an_admin_key_only(server, raw):
     assert sign_in(admin_id, admin_secret) == 303
     assert sign_in(reader_id, reader_secret) == 401
     assert sign_in(admin_id, reader_secret) == 401
+
+    # a change made in the console is audited under the signed-in key's name
+    import re
+    project = unique_name("p")
+    assert raw.post("/projects/" + project, {"Comment": "console audit"}).status in (200, 201)
+    s = requests.Session()
+    s.post(server.endpoint + "/console/login", data={"access_id": admin_id, "access_key": admin_secret},
+           allow_redirects=False, timeout=10)
+    page = s.get(server.endpoint + "/console/projects/" + project, timeout=10)
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text).group(1)
+    topic = unique_name("t")
+    made = s.post(server.endpoint + "/console/projects/%s/topics" % project, allow_redirects=False, timeout=10,
+                  data={"name": topic, "shard_count": "1", "lifecycle_days": "1", "record_type": "BLOB",
+                        "csrf": csrf})
+    assert made.status_code == 303, made.text
+    entries = raw.get("/accounts/audit?after=0&limit=1000").json()["Entries"]
+    mine = [e for e in entries if e["Resource"] == "%s/%s" % (project, topic)]
+    assert [(e["Who"], e["What"]) for e in mine] == [(admin, "console: create topic")], mine
+
     key_action(raw, admin, "disable")
     assert sign_in(admin_id, admin_secret) == 401

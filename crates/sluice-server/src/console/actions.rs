@@ -1,6 +1,8 @@
 //! The console's POST forms: sign-in and sign-out, create a topic, create a connector, and the
 //! connector actions (stop/start, reload, offset reset), which first show a confirmation page
-//! and act only when it is submitted. Every form of a session carries its CSRF token.
+//! and act only when it is submitted. Every form of a session carries its CSRF token. Each
+//! change is written to the audit log like the same change through the API (who: the signed-in
+//! key's name; the detail says it came from the console).
 
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -18,6 +20,24 @@ use super::Console;
 use crate::service::connectors::NewConnector;
 use crate::service::topics::NewTopic;
 use crate::service::Error;
+
+/// The signed-in key as the API names callers: a stored key by its name, the root by its access
+/// id (audit entries, Creator fields).
+fn actor(console: &Console, session: &Session) -> String {
+    console
+        .app
+        .accounts
+        .keys()
+        .and_then(|k| k.get(&session.access_id))
+        .map_or_else(|| session.access_id.clone(), |k| k.name)
+}
+
+/// Appends a console change to the audit log, like the same change through the API.
+async fn audit(console: &Console, session: &Session, what: &str, resource: &str) {
+    let who = actor(console, session);
+    crate::accounts::audit::record(&console.app.catalog.meta, &who, what, resource, "console")
+        .await;
+}
 
 /// The message a wrong key pair gets (it does not tell which half was wrong).
 pub const SIGN_IN_REFUSED: &str = "Sign-in refused: the AccessId or AccessKey is wrong.";
@@ -133,6 +153,13 @@ pub async fn create_topic(
         .catalog
         .create_topic(&project, name, new)
         .await?;
+    audit(
+        &console,
+        &session,
+        "console: create topic",
+        &format!("{project}/{name}"),
+    )
+    .await;
     Ok(Redirect::to(&format!("/console/projects/{project}/topics/{name}")).into_response())
 }
 
@@ -213,9 +240,16 @@ pub async fn create_connector(
         column_fields: columns,
         config: form.config()?,
         start_time: whole_number("Start time", &form.start_time, -1)?,
-        creator: session.access_id.clone(),
+        creator: actor(&console, &session),
     };
     let id = catalog.create_connector(&project, &topic, new).await?;
+    audit(
+        &console,
+        &session,
+        "console: create connector",
+        &format!("{project}/{topic}/connectors/{id}"),
+    )
+    .await;
     Ok(Redirect::to(&format!(
         "/console/projects/{project}/topics/{topic}/connectors/{id}"
     ))
@@ -307,6 +341,13 @@ pub async fn connector_state(
         .catalog
         .update_connector_state(&project, &topic, &id, &form.state)
         .await?;
+    audit(
+        &console,
+        &session,
+        &format!("console: connector state {}", form.state.trim()),
+        &format!("{project}/{topic}/connectors/{id}"),
+    )
+    .await;
     Ok(Redirect::to(&page).into_response())
 }
 
@@ -337,6 +378,13 @@ pub async fn connector_reload(
         .catalog
         .reload_connector(&project, &topic, &id, shard)
         .await?;
+    audit(
+        &console,
+        &session,
+        "console: reload connector",
+        &format!("{project}/{topic}/connectors/{id}"),
+    )
+    .await;
     Ok(Redirect::to(&page).into_response())
 }
 
@@ -386,5 +434,12 @@ pub async fn connector_offset(
             Some(time).filter(|t| *t >= 0),
         )
         .await?;
+    audit(
+        &console,
+        &session,
+        "console: connector offset",
+        &format!("{project}/{topic}/connectors/{id}"),
+    )
+    .await;
     Ok(Redirect::to(&page).into_response())
 }
