@@ -224,10 +224,8 @@ pub async fn start_nats(bin: &Path, store_dir: &Path, log: &Path, sync_always: b
     if sync_always {
         std::fs::create_dir_all(store_dir)?;
         let conf = store_dir.with_extension("conf");
-        std::fs::write(
-            &conf,
-            format!("jetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n", store_dir.display()),
-        )?;
+        // The store dir comes from -sd below (the config may not name it too).
+        std::fs::write(&conf, "jetstream {\n  sync_interval: always\n}\n")?;
         cmd.arg("-c").arg(&conf);
     }
     let mut child = cmd
