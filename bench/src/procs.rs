@@ -42,6 +42,26 @@ impl Proc {
     }
 }
 
+/// CPU seconds (user + system, /proc/PID/stat fields 14 and 15) the process has used so far.
+pub fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+    // rest starts at field 3 (state), so utime (14) is index 11 and stime (15) index 12.
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    ticks as f64 / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
 /// The 1-minute load average (the machine is shared; a busy neighbour shows here).
 pub fn loadavg() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
@@ -195,11 +215,20 @@ pub async fn start_sluice(bin: &Path, data_dir: &Path, log: &Path) -> anyhow::Re
     })
 }
 
-/// `nats-server -js` with file storage in `store_dir`.
-pub async fn start_nats(bin: &Path, store_dir: &Path, log: &Path) -> anyhow::Result<Proc> {
+/// `nats-server -js` with file storage in `store_dir`. With `sync_always`, a config file sets
+/// `jetstream { sync_interval: always }` (nats-server 2.10+): fsync before every ack.
+pub async fn start_nats(bin: &Path, store_dir: &Path, log: &Path, sync_always: bool) -> anyhow::Result<Proc> {
     let port = free_port()?;
     let logf = std::fs::File::create(log)?;
-    let mut child = Command::new(bin)
+    let mut cmd = Command::new(bin);
+    if sync_always {
+        std::fs::create_dir_all(store_dir)?;
+        let conf = store_dir.with_extension("conf");
+        // The store dir comes from -sd below (the config may not name it too).
+        std::fs::write(&conf, "jetstream {\n  sync_interval: always\n}\n")?;
+        cmd.arg("-c").arg(&conf);
+    }
+    let mut child = cmd
         .arg("-js")
         .arg("-sd")
         .arg(store_dir)
