@@ -99,6 +99,20 @@ pub struct ShardReport {
 }
 
 impl ShardReport {
+    /// The first record not delivered yet (`current_sequence` is the last delivered).
+    pub fn resumes_at(&self) -> i64 {
+        self.current_sequence.max(-1) + 1
+    }
+
+    /// Records not delivered yet, given the shard's next sequence (0 once finished).
+    pub fn lag_records(&self, shard_next_seq: i64) -> i64 {
+        if self.state == ContextState::Finished {
+            0
+        } else {
+            (shard_next_seq - self.resumes_at()).max(0)
+        }
+    }
+
     /// The `ShardStatusEntry` JSON pydatahub parses, plus `LateCount` (a Sluice extra that the
     /// SDKs ignore: pydatahub's `ShardStatusEntry.from_dict` reads only the keys it knows, Go and
     /// Java skip unknown keys; docs/sdk-wire.md).
@@ -245,6 +259,32 @@ mod tests {
         let r = report(&cp, &view, None, true, "w", 1);
         assert_eq!(r.state, ContextState::Stopped);
         assert!(r.last_error.contains("expired"), "{}", r.last_error);
+    }
+
+    #[test]
+    fn current_sequence_is_the_last_delivered_and_lag_counts_the_rest() {
+        // next record 4 of a shard whose next sequence is 10: 0..=3 delivered, 6 to go
+        let r = report(
+            &Checkpoint::at(0, 4),
+            &log(10, Some(5)),
+            None,
+            false,
+            "w",
+            1,
+        );
+        assert_eq!((r.current_sequence, r.resumes_at()), (3, 4));
+        assert_eq!(r.lag_records(10), 6);
+        // nothing delivered yet
+        let r = report(&Checkpoint::at(0, 0), &log(0, None), None, false, "w", 1);
+        assert_eq!((r.current_sequence, r.lag_records(0)), (-1, 0));
+        assert_eq!(r.lag_records(3), 3);
+        // a finished shard has no lag
+        let mut cp = Checkpoint::at(0, 7);
+        cp.finished = true;
+        assert_eq!(
+            report(&cp, &log(7, None), None, false, "w", 1).lag_records(9),
+            0
+        );
     }
 
     #[test]

@@ -165,9 +165,8 @@ pub async fn connector_progress(
         .map(|r| {
             let shard = topic.shard(r.shard_id);
             let end = shard.as_ref().map_or(0, |s| s.log.next_seq() as i64);
-            // CurrentSequence is the last record delivered (-1: none): it resumes one later.
-            let resumes_at = r.current_sequence.max(-1) + 1;
-            let lag = (end - resumes_at).max(0);
+            let resumes_at = r.resumes_at();
+            let lag = r.lag_records(end);
             let lag_seconds = match (&shard, lag) {
                 (Some(s), l) if l > 0 => s
                     .log

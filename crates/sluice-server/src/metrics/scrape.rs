@@ -137,7 +137,7 @@ impl Computed {
                 shard: r.shard_id.to_string(),
             };
             let end = t.shard(r.shard_id).map_or(0, |s| s.log.next_seq() as i64);
-            let lag = (end - r.current_sequence).max(0);
+            let lag = r.lag_records(end);
             if self.fits() {
                 self.connector_lag_records.get_or_create(&labels).set(lag);
             }
