@@ -329,13 +329,18 @@ impl Catalog {
         let (t, sub) = self.subscription(project, topic, sub_id)?;
         self.mark_read_end(&t, &sub, &parse_shard_ids(read_end))
             .await?;
-        let readable = readable_shards(&t, &sub.read_end_set());
         let hold = parse_shard_ids(hold);
         let (plan, shards) = self
             .change_group(&sub, |g| {
+                // Taken under the group's lock, so each rebalance sees every read end recorded
+                // before it. A readable set computed before another member's read end but
+                // applied after it would take a just-granted child shard back and hand it to
+                // the other member, whose commits then fail for a changed session.
+                let readable = readable_shards(&t, &sub.read_end_set());
                 g.heartbeat(consumer_id, version, &hold, &readable, Instant::now())
             })
             .await??;
+        tracing::debug!(sub = %sub.sub_id, consumer = %consumer_id, ?hold, plan, granted = ?shards, "heartbeat");
         Ok((plan, shards.iter().map(u32::to_string).collect()))
     }
 
@@ -478,5 +483,70 @@ mod tests {
         assert_eq!(got, vec![0, 1]);
         assert!(g.leave(&a.consumer_id, a.version_id).is_err());
         assert_eq!(g.member_count(), 1);
+    }
+
+    /// The property `Catalog::heartbeat` relies on: while the readable set only moves forward
+    /// (a split's parent read to its end makes its children readable), random interleavings of
+    /// heartbeats and syncs from two consumers never grant a shard to both and never move a
+    /// child shard from the member that got it first.
+    #[test]
+    fn a_forward_moving_readable_set_never_moves_or_doubles_a_shard() {
+        let mut seed: u64 = 7;
+        let mut rnd = |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let (parent, children) = (set(&[0, 1]), set(&[1, 2, 3]));
+        for round in 0..5_000 {
+            let t0 = Instant::now();
+            let mut g = Group::default();
+            let ids: Vec<(String, i64)> = (0..2)
+                .map(|_| g.join("s", 10_000, t0))
+                .map(|j| (j.consumer_id, j.version_id))
+                .collect();
+            let mut held = settle(&mut g, &ids, &parent, t0);
+            let mut dropped: [Vec<u32>; 2] = [vec![], vec![]];
+            let mut first_holder: BTreeMap<u32, usize> = BTreeMap::new();
+            let read_end_at = rnd(6);
+            let mut log = Vec::new();
+            for step in 0..24 {
+                let who = rnd(2) as usize;
+                let (id, version) = (&ids[who].0, ids[who].1);
+                let readable = if step < read_end_at {
+                    &parent
+                } else {
+                    &children
+                };
+                if rnd(5) == 0 {
+                    let mut release = std::mem::take(&mut dropped[who]);
+                    if step >= read_end_at && held[who].contains(&0) {
+                        release.push(0);
+                    }
+                    g.sync(id, version, &release, t0).unwrap();
+                    log.push(format!("{who} sync {release:?}"));
+                    continue;
+                }
+                let (_, got) = g.heartbeat(id, version, &held[who], readable, t0).unwrap();
+                log.push(format!(
+                    "{who} hold {:?} readable {readable:?} -> {got:?}",
+                    held[who]
+                ));
+                for s in &got {
+                    let trace = log.join("\n");
+                    assert!(
+                        !held[1 - who].contains(s),
+                        "round {round}: {s} granted twice\n{trace}"
+                    );
+                    if *s >= 2 {
+                        let first = *first_holder.entry(*s).or_insert(who);
+                        assert_eq!(first, who, "round {round}: {s} moved\n{trace}");
+                    }
+                }
+                dropped[who].extend(held[who].iter().filter(|s| !got.contains(s)));
+                held[who] = got;
+            }
+        }
     }
 }

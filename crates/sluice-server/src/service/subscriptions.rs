@@ -540,6 +540,7 @@ impl Catalog {
             o.session_id = o.session_id.max(0) + 1;
             out.push((s, o));
         }
+        tracing::debug!(sub = %sub.sub_id, sessions = ?out.iter().map(|(s, o)| (s, o.session_id)).collect::<Vec<_>>(), "offsets opened");
         let rows: Vec<OffsetRow> = out.iter().map(|(s, o)| sub.offset_row(*s, o)).collect();
         // Only the sessions are written: a connector may be moving the positions meanwhile.
         self.meta.put_sessions(&rows).await?;
@@ -581,6 +582,7 @@ impl Catalog {
     ) -> Result<()> {
         let (t, sub) = self.subscription(project, topic, sub_id)?;
         sub.check_online()?;
+        tracing::debug!(sub = %sub.sub_id, ?updates, "offsets committed");
         let mut offsets = sub.offsets.lock().await;
         Self::refuse_if_connector_running(&sub)?;
         let mut next = Vec::with_capacity(updates.len());
