@@ -302,3 +302,44 @@ def test_group_members_and_assignment_survive_a_restart(sluice_factory, sig):
     assert e.value.error_code == "NoSuchConsumer"
     newcomer = dh.join_group("grp", topic, sub_id, 30000)
     assert newcomer.consumer_id not in held and newcomer.version_id > max(m.version_id for m in members + [gone])
+
+
+def test_a_group_member_cannot_open_split_children_the_group_gave_to_another(dh, project):
+    """pydatahub's consumers open every shard they newly see in ListShard, even in a group. After
+    a split, an open naming children the group assigned to two different members (or to none yet)
+    is refused, so a member cannot start reading another's child and end its session; the member a
+    child was granted to opens it as usual."""
+    topic, sub_id = keyed_topic(dh, project, shards=2)
+    members = [dh.join_group(project, topic, sub_id, 30000) for _ in range(2)]
+    held = {m.consumer_id: [] for m in members}
+
+    def beat(read_end=()):
+        for m in members:
+            held[m.consumer_id] = dh.heart_beat(project, topic, sub_id, m.consumer_id, m.version_id,
+                                                held[m.consumer_id], list(read_end)).shard_list
+    beat()
+    beat()
+    parent_holder = next(m for m in members if held[m.consumer_id] == ["0"])
+    dh.split_shard(project, topic, "0")
+    dh.wait_shards_ready(project, topic, 10)
+    with pytest.raises(DatahubException) as e:  # the parent is not read to the end yet
+        dh.init_and_get_subscription_offset(project, topic, sub_id, ["2", "3"])
+    assert e.value.error_code == "OperationDenied"
+
+    # the parent's holder reports it read to the end; before any rebalance no child is assigned
+    dh.sync_group(project, topic, sub_id, parent_holder.consumer_id, parent_holder.version_id, [], ["0"])
+    with pytest.raises(DatahubException) as e:
+        dh.init_and_get_subscription_offset(project, topic, sub_id, ["2", "3"])
+    assert e.value.error_code == "OperationDenied"
+    assert "2" in e.value.error_msg and "granted" in e.value.error_msg
+
+    beat(["0"])
+    beat(["0"])
+    owners = {s: m.consumer_id for m in members for s in held[m.consumer_id]}
+    assert sorted(owners) == ["1", "2", "3"] and owners["2"] != owners["3"], held
+    with pytest.raises(DatahubException) as e:
+        dh.init_and_get_subscription_offset(project, topic, sub_id, ["2", "3"])
+    assert e.value.error_code == "OperationDenied"
+    for child in ("2", "3"):
+        opened = dh.init_and_get_subscription_offset(project, topic, sub_id, [child])
+        assert opened.offsets[child].session_id == 1, "the refused opens must not have started sessions"

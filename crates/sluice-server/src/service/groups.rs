@@ -146,6 +146,19 @@ impl Group {
         }
     }
 
+    /// Whether one member's assignment holds all of `shards` (or the group has no members).
+    /// pydatahub's consumers open every shard they newly see in ListShard, even inside a
+    /// group (its `ShardCoordinator.on_shard_meta_change`); the subscription refuses such
+    /// opens of split or merge children, which would otherwise let two members read the same
+    /// child and invalidate each other's sessions.
+    pub fn assigns_together(&self, shards: &[u32]) -> bool {
+        self.members.is_empty()
+            || self
+                .members
+                .values()
+                .any(|m| shards.iter().all(|s| m.target.contains(s)))
+    }
+
     pub fn member_count(&self) -> usize {
         self.members.len()
     }

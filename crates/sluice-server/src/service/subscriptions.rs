@@ -531,6 +531,19 @@ impl Catalog {
                 )));
             }
         }
+        let children: Vec<u32> = shards
+            .iter()
+            .copied()
+            .filter(|s| {
+                t.shard(*s)
+                    .is_some_and(|sh| !sh.meta.read().parents.is_empty())
+            })
+            .collect();
+        if !children.is_empty() && !sub.group.lock().assigns_together(&children) {
+            return Err(Error::InvalidOperation(format!(
+                "shards {children:?} are split or merge children that the consumer group of subscription {sub_id} has not assigned to one consumer: a group member opens only the shards its heartbeat granted"
+            )));
+        }
         let positions = self.connector_positions(&t, &sub).await?;
         let mut offsets = sub.offsets.lock().await;
         let mut out = Vec::new();
