@@ -22,6 +22,7 @@
 #                                          members rejoin with --initial-cluster-state existing)
 #   scripts/cluster.sh freeze-sync-standby SIGSTOP the sync standby (Patroni, postmaster, children)
 #   scripts/cluster.sh thaw                SIGCONT whatever freeze-sync-standby stopped
+#   scripts/cluster.sh logs                the last lines of every bed log (on stderr)
 # The fault commands print the name of the member they hit (n1..n3, e1..e3) on stdout.
 #
 # Environment:
@@ -29,7 +30,8 @@
 #                  postgres user, so it must be reachable by it: not under /root)
 #   BED_PORT_BASE  ports used: base+1..3 etcd clients, +11..13 etcd peers, +21..23 PostgreSQL,
 #                  +31..33 Patroni REST, +40 haproxy primary, +41 haproxy stats, +50 s3s-fs
-#                  (default 24000: below the ephemeral range services.sh's free ports come from)
+#                  (default 24000: below the ephemeral range services.sh's free ports come from;
+#                  `auto`: the first free block from 24000 on, in steps of 100)
 # Processes are only ever signalled by the PIDs this script recorded, after checking that the PID's
 # command line still names this bed (other engineers run PostgreSQL and etcd on the same machine).
 set -euo pipefail
@@ -55,36 +57,50 @@ die() {
 }
 
 # ---- ports (recorded in $BED/bed.env by `up`, so later commands find the same bed) -------------
-load_ports() {
-  if [ -f "$BED/bed.env" ]; then
+load_ports() { # [fresh]: `up` takes BED_PORT_BASE from the environment, not from the last bed
+  if [ "${1:-}" != fresh ] && [ -f "$BED/bed.env" ]; then
     # shellcheck disable=SC1091
     source "$BED/bed.env"
   fi
   BED_PORT_BASE="${BED_PORT_BASE:-24000}"
+  if [ "$BED_PORT_BASE" = auto ]; then BED_PORT_BASE="$(free_port_base)"; fi
   local b=$BED_PORT_BASE
   HAPROXY_PORT=$((b + 40))
   STATS_PORT=$((b + 41))
   S3_PORT=$((b + 50))
   ETCD_ENDPOINTS="127.0.0.1:$((b + 1)),127.0.0.1:$((b + 2)),127.0.0.1:$((b + 3))"
 }
+ports_free() { # BASE: all of base+1..base+50 can be bound on 127.0.0.1
+  "$SYS_PY" -c '
+import socket, sys
+b = int(sys.argv[1])
+for p in range(b + 1, b + 51):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", p))
+    s.close()' "$1" 2>/dev/null
+}
+free_port_base() { # the first base from 24000 (step 100, below 32768) whose ports are all free
+  local b
+  for ((b = 24000; b <= 32600; b += 100)); do
+    if ports_free "$b"; then
+      echo "$b"
+      return 0
+    fi
+  done
+  die "no free block of 50 ports between 24000 and 32700"
+}
 etcd_client_port() { echo $((BED_PORT_BASE + $1)); }
 etcd_peer_port() { echo $((BED_PORT_BASE + 10 + $1)); }
 pg_port() { echo $((BED_PORT_BASE + 20 + $1)); }
 rest_port() { echo $((BED_PORT_BASE + 30 + $1)); }
-all_ports() {
-  local i
-  for i in "${MEMBERS[@]}"; do
-    echo "$(etcd_client_port "$i") $(etcd_peer_port "$i") $(pg_port "$i") $(rest_port "$i")"
-  done
-  echo "$HAPROXY_PORT $STATS_PORT $S3_PORT"
-}
 
 # ---- processes ------------------------------------------------------------------------------
 # alive PID PATTERN: running (not a zombie) and its command line contains PATTERN.
 alive() {
   [ -n "${1:-}" ] && [ -r "/proc/$1/cmdline" ] &&
     [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != Z ] &&
-    tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "$2"
+    tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$2"
 }
 pidof_file() { cat "$1" 2>/dev/null || true; }
 # stopwait PID TIMEOUT_S PATTERN: SIGTERM, wait, then SIGKILL.
@@ -360,13 +376,12 @@ print_logs() {
 cmd_up() {
   load_ports
   if bed_running; then die "the bed in $BED is already running (scripts/cluster.sh down first)"; fi
-  local p
-  for p in $(all_ports); do
-    "$SYS_PY" -c "import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', $p))" 2>/dev/null ||
-      die "port $p is in use; choose another BED_PORT_BASE (ports base+1..base+50)"
-  done
   install_missing
+  load_ports fresh
+  ports_free "$BED_PORT_BASE" ||
+    die "a port in $((BED_PORT_BASE + 1))..$((BED_PORT_BASE + 50)) is in use; set BED_PORT_BASE (or auto)"
   local t0=$SECONDS i
+  log "bed in $BED, ports $((BED_PORT_BASE + 1))..$((BED_PORT_BASE + 50))"
   rm -rf "$BED/etcd" "$BED/pg" "$BED/s3" "$BED/run" "$BED/log"
   mkdir -p "$BED/etcd" "$BED/run" "$BED/log"
   chmod 755 "$BED"
@@ -540,8 +555,10 @@ cmd_restart() {
       e[123]) etcd_alive "$i" || start_etcd "$i" existing ;;
       n[123])
         if ! patroni_alive "$i"; then
-          # a postmaster whose Patroni was killed alone would block the restart
+          # a postmaster whose Patroni was killed alone would block the restart; the old runuser
+          # parent is stopped too (it may be stopped by a freeze, waiting for nothing)
           stopwait "$(postmaster_pid "$i")" 30 "$(postmaster_pattern "$i")"
+          stopwait "$(pidof_file "$BED/run/runuser-n$i.pid")" 5 "patroni $BED/conf/n$i.yml"
           start_patroni "$i"
         fi
         ;;
@@ -562,7 +579,8 @@ cmd_freeze_sync_standby() {
   pm="$(postmaster_pid "$i")"
   alive "$pm" "$(postmaster_pattern "$i")" || die "postgres $n is not running"
   # Patroni first (so it cannot report the stop), then the postmaster's children, then itself.
-  pids="$pp $(ps -o pid= --ppid "$pm" | tr '\n' ' ') $pm"
+  # runuser (Patroni's parent) stops itself when its child stops; thaw continues it as well.
+  pids="$pp $(ps -o pid= --ppid "$pm" | tr '\n' ' ') $pm $(pidof_file "$BED/run/runuser-n$i.pid")"
   echo "$pids" >"$BED/run/frozen"
   # shellcheck disable=SC2086
   kill -STOP $pids
@@ -598,5 +616,6 @@ case "$CMD" in
   restart) cmd_restart "$@" ;;
   freeze-sync-standby) cmd_freeze_sync_standby ;;
   thaw) cmd_thaw ;;
+  logs) print_logs ;;
   *) usage ;;
 esac

@@ -39,6 +39,7 @@ def env(name):
 
 
 SCRIPT = env("SLUICE_TEST_CLUSTER_SCRIPT")
+BED = env("SLUICE_TEST_CLUSTER_BED")
 PG_PORT = int(env("SLUICE_TEST_CLUSTER_PG_PORT"))
 PG_PASSWORD = env("SLUICE_TEST_CLUSTER_PG_PASSWORD")
 S3_ENDPOINT = env("SLUICE_TEST_CLUSTER_S3_ENDPOINT")
@@ -58,7 +59,7 @@ def figure(name, value):
 def bed(*args, timeout=150):
     """Runs one scripts/cluster.sh command; returns its stdout (the member it hit, a URL...)."""
     out = subprocess.run([SCRIPT, *args], stdout=subprocess.PIPE, timeout=timeout, check=True,
-                         text=True)
+                         text=True, env={**os.environ, "BED": BED})
     return out.stdout.strip()
 
 
