@@ -100,7 +100,7 @@ rest_port() { echo $((BED_PORT_BASE + 30 + $1)); }
 alive() {
   [ -n "${1:-}" ] && [ -r "/proc/$1/cmdline" ] &&
     [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != Z ] &&
-    tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$2"
+    { tr '\0' ' ' <"/proc/$1/cmdline"; } 2>/dev/null | grep -qF -- "$2"
 }
 pidof_file() { cat "$1" 2>/dev/null || true; }
 # stopwait PID TIMEOUT_S PATTERN: SIGTERM, wait, then SIGKILL.
@@ -416,13 +416,17 @@ cmd_down() {
   # Patroni stops its own PostgreSQL on SIGTERM: all three at once.
   for i in "${MEMBERS[@]}"; do stopwait "$(patroni_pid "$i")" 60 "$(patroni_pattern "$i")" & done
   wait
+  log "patroni stopped"
   for p in "${pms[@]}"; do # postmasters left behind (their Patroni was killed)
     stopwait "${p#*:}" 30 "$(postmaster_pattern "${p%%:*}")"
   done
   for i in "${MEMBERS[@]}"; do stopwait "$(pidof_file "$BED/run/runuser-n$i.pid")" 5 "patroni $BED/conf/n$i.yml"; done
   stopwait "$(pidof_file "$BED/run/haproxy.pid")" 10 "$BED/conf/haproxy.cfg"
   stopwait "$(pidof_file "$BED/run/s3s-fs.pid")" 10 "$BED/s3"
-  for i in "${MEMBERS[@]}"; do stopwait "$(etcd_pid "$i")" 10 "$(etcd_pattern "$i")"; done
+  # A stopping raft leader tries to hand over to peers that are stopping too (~7 s); the data is
+  # wiped next, so a member still up after 3 s is killed.
+  for i in "${MEMBERS[@]}"; do stopwait "$(etcd_pid "$i")" 3 "$(etcd_pattern "$i")" & done
+  wait
   if bed_running; then die "some bed processes are still running (see scripts/cluster.sh status)"; fi
   rm -rf "$BED/etcd" "$BED/pg" "$BED/s3" "$BED/run"
   if [ "${1:-}" = --purge ]; then rm -rf "$BED"; fi
