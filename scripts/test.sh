@@ -177,9 +177,14 @@ run_cluster() {
   CLUSTER_BED="$(mktemp -d /tmp/sluice-bed-test.XXXXXX)"
   BED="$CLUSTER_BED" BED_PORT_BASE=auto bash scripts/cluster.sh up
   eval "$(BED="$CLUSTER_BED" bash scripts/cluster.sh env)"
+  # Tests that need the bed live in crates/sluice-cluster/tests/ha_*.rs. So that `cargo test
+  # --workspace` (no bed) does not run them, they may require a feature `ha-bed`
+  # (`[[test]] required-features = ["ha-bed"]`); this stage turns it on when the crate has it.
   if compgen -G "crates/sluice-cluster/tests/ha_*.rs" >/dev/null; then
+    local features=()
+    if grep -q '^ha-bed *=' crates/sluice-cluster/Cargo.toml; then features=(--features ha-bed); fi
     stage "cargo test -p sluice-cluster --test 'ha_*' (against the bed)"
-    cargo test --release -p sluice-cluster --test 'ha_*'
+    cargo test --release -p sluice-cluster "${features[@]}" --test 'ha_*'
   fi
   stage "cluster bed tests (scripts/cluster_check.py: faults under load, the sync-wait trap)"
   timeout 720 /usr/bin/python3 scripts/cluster_check.py
