@@ -488,8 +488,9 @@ cmd_freeze_sync_standby() {
 cmd_thaw() {
   load_ports
   [ -f "$BED/run/frozen" ] || return 0
-  local p
-  for p in $(cat "$BED/run/frozen"); do kill -CONT "$p" 2>/dev/null || true; done
+  local p pids
+  read -ra pids <"$BED/run/frozen"
+  for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null || true; done
   rm -f "$BED/run/frozen"
   log "thawed"
 }
