@@ -144,7 +144,8 @@ install_missing() {
   log "installing: ${need[*]}"
   [ "$(id -u)" -eq 0 ] || die "need root to apt-get install ${need[*]}"
   command -v apt-get >/dev/null 2>&1 || die "missing ${need[*]} and there is no apt-get"
-  local apt=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends)
+  local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 install -y -q
+    --no-install-recommends)
   "${apt[@]}" "${need[@]}" </dev/null >/dev/null ||
     { apt-get update -q </dev/null >/dev/null && "${apt[@]}" "${need[@]}" </dev/null >/dev/null; } ||
     die "apt-get install ${need[*]} failed"
