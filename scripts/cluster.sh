@@ -277,7 +277,7 @@ cmd_up() {
     die "a port in $((BED_PORT_BASE + 1))..$((BED_PORT_BASE + 50)) is in use; set BED_PORT_BASE (or auto)"
   local t0=$SECONDS i
   log "bed in $BED, ports $((BED_PORT_BASE + 1))..$((BED_PORT_BASE + 50))"
-  log wiping; rm -rf "$BED/etcd" "$BED/pg" "$BED/s3" "$BED/run" "$BED/log"
+  rm -rf "$BED/etcd" "$BED/pg" "$BED/s3" "$BED/run" "$BED/log"
   mkdir -p "$BED/etcd" "$BED/run" "$BED/log"
   chmod 755 "$BED"
   install -d -o postgres -g postgres -m 700 "$BED/pg"
@@ -323,7 +323,8 @@ cmd_down() {
   for i in "${MEMBERS[@]}"; do stopwait "$(etcd_pid "$i")" 3 "$(etcd_pattern "$i")" & done
   wait
   if bed_running; then die "some bed processes are still running (see scripts/cluster.sh status)"; fi
-  log wiping; rm -rf "$BED/etcd" "$BED/pg" "$BED/s3" "$BED/run"
+  log "stopped; wiping the data"
+  rm -rf "$BED/etcd" "$BED/pg" "$BED/s3" "$BED/run"
   if [ "${1:-}" = --purge ]; then rm -rf "$BED"; fi
   log "bed in $BED is down"
 }
