@@ -39,6 +39,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BED="${BED:-/tmp/sluice-bed}"
 BED="$(realpath -m "$BED")"
+case "$BED" in /*/*) ;; *) echo "BED=$BED: give a directory of its own (e.g. /tmp/sluice-bed)" >&2 && exit 2 ;; esac
 PG_BIN=/usr/lib/postgresql/15/bin
 SYS_PY=/usr/bin/python3 # Debian's python: has psycopg2 and python3-etcd (Patroni's own)
 PG_SUPERUSER_PASSWORD=sluice-bed-pg
@@ -325,7 +326,10 @@ cmd_down() {
   if bed_running; then die "some bed processes are still running (see scripts/cluster.sh status)"; fi
   log "stopped; wiping the data"
   rm -rf "$BED/etcd" "$BED/pg" "$BED/s3" "$BED/run"
-  if [ "${1:-}" = --purge ]; then rm -rf "$BED"; fi
+  if [ "${1:-}" = --purge ]; then # only what up made, then the dir itself if nothing else is left
+    rm -rf "$BED/conf" "$BED/log" "$BED/bed.env"
+    rmdir "$BED" 2>/dev/null || true
+  fi
   log "bed in $BED is down"
 }
 
