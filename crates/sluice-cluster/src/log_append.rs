@@ -160,6 +160,9 @@ async fn run_statements(log: std::sync::Arc<Inner>, shard: std::sync::Arc<ShardS
         let result = execute(&log, &shard.key, &batch).await;
         match result {
             Ok((base, time)) => {
+                // Watchers first, so that a caller sees its append in the watch on return.
+                let total: u64 = batch.iter().map(|p| u64::from(p.count)).sum();
+                shard.publish(base + total);
                 let mut off = 0u64;
                 for p in batch {
                     let first_seq = base + off;
@@ -170,7 +173,6 @@ async fn run_statements(log: std::sync::Arc<Inner>, shard: std::sync::Arc<ShardS
                         system_time: time,
                     }));
                 }
-                shard.publish(base + off);
             }
             Err(e) => {
                 let kind = ErrorKind::of(&e);
