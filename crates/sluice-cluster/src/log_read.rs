@@ -106,6 +106,14 @@ pub(crate) async fn read(
             break;
         }
     }
+    if out.is_empty() && max_entries > 0 && from_seq < head.next_seq {
+        // Every row from `from_seq` on was dropped since the head was read.
+        let first = head_start_after_gap(pool, key, from_seq).await?;
+        return Err(StoreError::OutOfRange {
+            requested: from_seq,
+            first,
+        });
+    }
     Ok((out, head))
 }
 

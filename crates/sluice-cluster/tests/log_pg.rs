@@ -480,3 +480,40 @@ async fn retention_drops_old_partitions_and_reads_before_start_are_out_of_range(
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_gone_below_the_head_are_out_of_range_never_skipped() {
+    bounded(async {
+        let log = connect().await;
+        let store = new_shard(&log, "gap").await;
+        for k in 0..3 {
+            store.clone().append(payloads(k, 2), 0).await.unwrap();
+        }
+        // Rows vanish while the head still says they are there (as if dropped between the
+        // head and the rows of a read).
+        let delete = |base: i64| {
+            sqlx::query("DELETE FROM log_entry WHERE shard_key = $1 AND base_seq = $2")
+                .bind(store.key().to_string())
+                .bind(base)
+                .execute(log.pool())
+        };
+        delete(0).await.unwrap();
+        for from in [0, 1] {
+            match store.clone().read(from, 10, usize::MAX).await {
+                Err(StoreError::OutOfRange { requested, .. }) => assert_eq!(requested, from),
+                other => panic!("read({from}): expected OutOfRange, got {other:?}"),
+            }
+        }
+        assert_eq!(
+            store.clone().read(2, 10, usize::MAX).await.unwrap().len(),
+            4
+        );
+        delete(2).await.unwrap();
+        delete(4).await.unwrap();
+        assert!(matches!(
+            store.clone().read(3, 10, usize::MAX).await,
+            Err(StoreError::OutOfRange { requested: 3, .. })
+        ));
+    })
+    .await;
+}
