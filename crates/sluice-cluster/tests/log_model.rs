@@ -147,7 +147,10 @@ fn the_local_store_maps_log_errors_to_store_errors() {
         let info = local.clone().append(vec![payload(2, 3)], 1).await.unwrap();
         assert_eq!((info.first_seq, info.system_time), (1, 5));
         assert_eq!(local.clone().seq_at_or_after_time(6).await.unwrap(), None);
-        local.clone().close().await.unwrap();
+        // Usable as a trait object, as the server will hold it.
+        let as_dyn: Arc<dyn ShardStore> = local.clone();
+        assert_eq!(as_dyn.clone().next_seq().await.unwrap(), 2);
+        as_dyn.close().await.unwrap();
         assert!(matches!(
             local.clone().read(0, 1, 1).await,
             Err(StoreError::Closed)
