@@ -23,6 +23,8 @@ pub async fn connect() -> PgLog {
         &pg_url(),
         PgLogOptions {
             poll_interval: Duration::from_millis(50),
+            // Tests run in parallel against one server with a bounded max_connections.
+            max_connections: 8,
             ..PgLogOptions::default()
         },
     )
