@@ -135,8 +135,27 @@ pub(crate) async fn append(
     }
 }
 
+/// Clears the shard's in-flight mark if the statement task ends early (a panic): the callers
+/// waiting on it hear `OutcomeUnknown` (their reply channel closes) and the next put starts a
+/// new task, instead of every later put of the shard waiting forever.
+/// Disarmed (`None`) when the task ends normally.
+struct InFlight(Option<std::sync::Arc<ShardState>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let Some(shard) = self.0.take() else { return };
+        let mut q = shard.coalescer.queue.lock();
+        if q.in_flight {
+            q.pending.clear();
+            q.in_flight = false;
+            shard.coalescer.busy.send_replace(false);
+        }
+    }
+}
+
 /// Runs statements until the queue is empty.
 async fn run_statements(log: std::sync::Arc<Inner>, shard: std::sync::Arc<ShardState>) {
+    let mut guard = InFlight(Some(shard.clone()));
     loop {
         let batch = {
             let mut q = shard.coalescer.queue.lock();
@@ -152,6 +171,7 @@ async fn run_statements(log: std::sync::Arc<Inner>, shard: std::sync::Arc<ShardS
             if batch.is_empty() {
                 q.in_flight = false;
                 shard.coalescer.busy.send_replace(false);
+                guard.0 = None;
                 return;
             }
             batch
