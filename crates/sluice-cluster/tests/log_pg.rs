@@ -517,3 +517,28 @@ async fn rows_gone_below_the_head_are_out_of_range_never_skipped() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daily_partitions_exist_from_yesterday_to_two_days_ahead() {
+    bounded(async {
+        let log = connect().await;
+        let days: Vec<String> = sqlx::query_scalar(
+            "SELECT 'log_entry_p' || to_char((now() AT TIME ZONE 'UTC')::date + d, 'YYYYMMDD')
+               FROM generate_series(-1, 2) AS d",
+        )
+        .fetch_all(log.pool())
+        .await
+        .unwrap();
+        let parts: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+              WHERE i.inhparent = 'log_entry'::regclass",
+        )
+        .fetch_all(log.pool())
+        .await
+        .unwrap();
+        for d in days {
+            assert!(parts.contains(&d), "partition {d} missing from {parts:?}");
+        }
+    })
+    .await;
+}
