@@ -114,6 +114,7 @@ mod recovery;
 mod retention;
 mod segment;
 mod shard;
+pub mod store;
 
 use std::path::PathBuf;
 use std::time::Duration;
