@@ -74,7 +74,7 @@ fn log_entries() -> (tempfile::TempDir, Vec<Entry>) {
         let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
         log.append(&refs, time).unwrap();
         seq += n as u64;
-        time += if seq % 5 == 0 { 0 } else { 17 };
+        time += if seq.is_multiple_of(5) { 0 } else { 17 };
     }
     let all = log.read(0, usize::MAX, usize::MAX).unwrap();
     assert_eq!(all.len() as u64, seq);
