@@ -26,13 +26,15 @@
 //! * A shard's segments are contiguous and never overlap: a new segment starts right after the
 //!   shard's last archived sequence (any start if the shard has none).
 //! * Readers trust neither the row nor the object blindly: the footer must pass its CRC and
-//!   agree with the row (sequences, length), and each fetched frame its own CRC.
+//!   agree with the row (sequences, length), and each fetched frame its own CRC. Objects never
+//!   change once uploaded (every upload has a fresh key), so checked footers are cached.
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use hashlink::LruCache;
 use object_store::path::{Path, PathPart};
 use object_store::{ObjectStore, PutPayload};
 use sluice_log::Entry;
@@ -175,12 +177,19 @@ pub fn object_path(object_key: &str) -> Result<Path, ArchiveError> {
     Ok(Path::parse(object_key).map_err(object_store::Error::from)?)
 }
 
+/// Footers kept in memory (objects never change once written, so a cached footer never goes
+/// stale; an object that is deleted simply stops being read).
+const FOOTER_CACHE: usize = 256;
+
+type FooterCache = Arc<Mutex<LruCache<String, Arc<Footer>>>>;
+
 /// The archive of all shards: an object store plus the segment rows.
 #[derive(Clone, Debug)]
 pub struct Archive {
     pub(crate) pool: PgPool,
     pub(crate) store: Arc<dyn ObjectStore>,
     pub(crate) config: ArchiveConfig,
+    footers: FooterCache,
 }
 
 fn seq_i64(s: u64) -> i64 {
@@ -215,6 +224,7 @@ impl Archive {
             pool,
             store,
             config,
+            footers: Arc::new(Mutex::new(LruCache::new(FOOTER_CACHE))),
         })
     }
 
@@ -414,9 +424,27 @@ impl Archive {
         Ok(self.store.get_range(path, range).await?)
     }
 
-    /// Fetches and checks a segment's footer (one ranged GET of the object's tail, a second one
-    /// only if the footer is longer than that).
-    pub async fn footer(&self, seg: &SegmentRow) -> Result<Footer, ArchiveError> {
+    /// A segment's footer, from the cache or fetched and checked (one ranged GET of the
+    /// object's tail, a second one only if the footer is longer than that).
+    pub async fn footer(&self, seg: &SegmentRow) -> Result<Arc<Footer>, ArchiveError> {
+        let cached = self
+            .footers
+            .lock()
+            .expect("footer cache")
+            .get(&seg.object_key)
+            .cloned();
+        if let Some(f) = cached {
+            return Ok(f);
+        }
+        let footer = Arc::new(self.fetch_footer(seg).await?);
+        self.footers
+            .lock()
+            .expect("footer cache")
+            .insert(seg.object_key.clone(), footer.clone());
+        Ok(footer)
+    }
+
+    async fn fetch_footer(&self, seg: &SegmentRow) -> Result<Footer, ArchiveError> {
         let corrupt = |source| ArchiveError::Corrupt {
             object_key: seg.object_key.clone(),
             source,
@@ -505,5 +533,37 @@ impl Archive {
             cursor = ArchiveCursor::Sequence(seg.last_seq + 1);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::aws::AmazonS3Builder;
+
+    #[tokio::test]
+    async fn secrets_stay_out_of_debug_output() {
+        let pool = PgPool::connect_lazy("postgres://sluice:pg-secret-1@127.0.0.1:1/db").unwrap();
+        let store = AmazonS3Builder::new()
+            .with_bucket_name("b")
+            .with_region("us-east-1")
+            .with_access_key_id("ak")
+            .with_secret_access_key("s3-secret-2")
+            .build()
+            .unwrap();
+        let archive = Archive {
+            pool: pool.clone(),
+            store: Arc::new(store),
+            config: ArchiveConfig::default(),
+            footers: Arc::new(Mutex::new(LruCache::new(1))),
+        };
+        let shown = format!("{archive:?}");
+        assert!(
+            !shown.contains("s3-secret-2") && !shown.contains("pg-secret-1"),
+            "{shown}"
+        );
+        let leases = crate::lease::LeaseStore::for_tests(pool);
+        let shown = format!("{leases:?}");
+        assert!(!shown.contains("pg-secret-1"), "{shown}");
     }
 }

@@ -227,6 +227,15 @@ impl LeaseStore {
         })
     }
 
+    #[cfg(test)]
+    pub(crate) fn for_tests(pool: PgPool) -> LeaseStore {
+        LeaseStore {
+            pool,
+            node: "n".into(),
+            config: LeaseConfig::default(),
+        }
+    }
+
     /// This node's id (the owner written into its leases).
     pub fn node(&self) -> &str {
         &self.node
