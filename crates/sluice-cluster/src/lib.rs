@@ -4,11 +4,12 @@
 //! * [`placement`]: rendezvous hashing of work keys over the live nodes.
 //! * [`archive`]: a shard's older entries as objects (frames plus a footer index) in object
 //!   storage, committed by fenced segment rows, read by byte ranges, orphans collected after a
-//!   grace period.
+//!   grace period; [`archive_url`] parses its location (`s3://bucket/prefix?endpoint=...`).
 
 pub mod archive;
 pub mod archive_format;
 pub mod archive_gc;
+pub mod archive_url;
 pub mod lease;
 pub mod lease_keeper;
 pub mod placement;

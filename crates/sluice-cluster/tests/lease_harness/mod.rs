@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::aws::AmazonS3Builder;
-use object_store::{ClientOptions, ObjectStore};
+use object_store::ObjectStore;
+use sluice_cluster::archive_url::{ArchiveCredentials, ArchiveLocation};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 pub fn env(name: &str) -> String {
@@ -53,26 +53,23 @@ pub async fn pg_pool() -> PgPool {
         .expect("connect to PostgreSQL")
 }
 
-/// An S3 client on a fresh bucket of the s3s-fs service.
+/// An S3 client on a fresh bucket of the s3s-fs service, made from an archive URL.
 pub fn s3_store() -> Arc<dyn ObjectStore> {
     let bucket = unique("archive-");
     std::fs::create_dir_all(std::path::Path::new(&env("SLUICE_TEST_S3_DIR")).join(&bucket))
         .unwrap(); // s3s-fs: a bucket is a directory
-    let store = AmazonS3Builder::new()
-        .with_endpoint(env("SLUICE_TEST_S3_ENDPOINT"))
-        .with_bucket_name(bucket)
-        .with_region("us-east-1")
-        .with_access_key_id(env("SLUICE_TEST_S3_ACCESS_KEY"))
-        .with_secret_access_key(env("SLUICE_TEST_S3_SECRET_KEY"))
-        .with_virtual_hosted_style_request(false)
-        .with_client_options(
-            ClientOptions::new()
-                .with_allow_http(true)
-                .with_timeout(Duration::from_secs(20)),
-        )
-        .build()
-        .unwrap();
-    Arc::new(store)
+    let url = format!(
+        "s3://{bucket}/ignored?endpoint={}",
+        env("SLUICE_TEST_S3_ENDPOINT")
+    );
+    let credentials = ArchiveCredentials {
+        access_key_id: env("SLUICE_TEST_S3_ACCESS_KEY"),
+        secret_access_key: env("SLUICE_TEST_S3_SECRET_KEY"),
+    };
+    ArchiveLocation::parse(&url)
+        .unwrap()
+        .open_store(&credentials)
+        .unwrap()
 }
 
 /// Runs a test body with a time bound, so nothing hangs.
