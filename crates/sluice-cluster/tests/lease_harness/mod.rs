@@ -58,10 +58,7 @@ pub fn s3_store() -> Arc<dyn ObjectStore> {
     let bucket = unique("archive-");
     std::fs::create_dir_all(std::path::Path::new(&env("SLUICE_TEST_S3_DIR")).join(&bucket))
         .unwrap(); // s3s-fs: a bucket is a directory
-    let url = format!(
-        "s3://{bucket}/ignored?endpoint={}",
-        env("SLUICE_TEST_S3_ENDPOINT")
-    );
+    let url = format!("s3://{bucket}?endpoint={}", env("SLUICE_TEST_S3_ENDPOINT"));
     let credentials = ArchiveCredentials {
         access_key_id: env("SLUICE_TEST_S3_ACCESS_KEY"),
         secret_access_key: env("SLUICE_TEST_S3_SECRET_KEY"),
