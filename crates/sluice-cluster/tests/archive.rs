@@ -348,7 +348,7 @@ async fn exists(store: &Arc<dyn ObjectStore>, key: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphans_are_collected_only_after_the_grace_period() {
     bounded(120, async {
-        let grace = Duration::from_secs(2);
+        let grace = Duration::from_secs(3);
         let b = bed(grace, 4096).await;
         let (_dir, all) = log_entries();
         let kept = b
