@@ -94,7 +94,7 @@ pub struct ArchiveConfig {
     pub orphan_grace: Duration,
     /// Bytes between footer index points.
     pub index_stride: u64,
-    /// Largest frame range one read fetches (at least one index interval is fetched).
+    /// Frame bytes one [`Archive::read`] fetches at most (at least one index interval).
     pub read_max_bytes: u64,
 }
 
@@ -476,8 +476,10 @@ impl Archive {
     }
 
     /// Reads up to `max_entries` archived entries of `shard_key` from `cursor` on, across
-    /// segments, fetching only the footers and the byte ranges of the frames needed. An empty
-    /// answer means nothing is archived at or after the cursor.
+    /// segments, fetching only the footers and the byte ranges of the frames needed, and
+    /// stopping once [`ArchiveConfig::read_max_bytes`] of frames were fetched (at least one
+    /// range is). An empty answer means nothing is archived at or after the cursor; to read on,
+    /// continue from the last entry's sequence plus one.
     pub async fn read(
         &self,
         shard_key: &str,
@@ -486,12 +488,14 @@ impl Archive {
     ) -> Result<Vec<Entry>, ArchiveError> {
         let mut out: Vec<Entry> = Vec::new();
         let mut cursor = cursor;
-        while out.len() < max_entries {
+        let mut fetched = 0u64;
+        while out.len() < max_entries && fetched < self.config.read_max_bytes {
             let Some(seg) = self.segment_for(shard_key, cursor).await? else {
                 break;
             };
             let footer = self.footer(&seg).await?;
-            let (point, from_seq) = match cursor {
+            let path = object_path(&seg.object_key)?;
+            let (mut point, from_seq) = match cursor {
                 ArchiveCursor::Sequence(s) => {
                     let s = s.max(seg.first_seq);
                     (footer.point_for_seq(s), s)
@@ -501,33 +505,26 @@ impl Archive {
                     (p, footer.points[p].seq)
                 }
             };
-            let mut start = point;
-            let mut taken = false;
-            while start < footer.points.len() && out.len() < max_entries {
+            while point < footer.points.len()
+                && out.len() < max_entries
+                && fetched < self.config.read_max_bytes
+            {
                 let remaining = (max_entries - out.len()) as u64;
-                let at_seq = from_seq.max(footer.points[start].seq);
-                let (b, e) =
-                    footer.range_from(start, at_seq, remaining, self.config.read_max_bytes);
-                let path = object_path(&seg.object_key)?;
+                let at_seq = from_seq.max(footer.points[point].seq);
+                let budget = self.config.read_max_bytes - fetched;
+                let (b, e) = footer.range_from(point, at_seq, remaining, budget);
                 let frames = self.get_range(&path, b..e).await?;
+                fetched += e - b;
                 let entries = decode_range(&frames).map_err(|source| ArchiveError::Corrupt {
                     object_key: seg.object_key.clone(),
                     source,
                 })?;
-                out.extend(
-                    entries
-                        .into_iter()
-                        .filter(|x| match cursor {
-                            ArchiveCursor::Sequence(_) => x.seq >= from_seq,
-                            ArchiveCursor::SystemTime(t) => x.system_time >= t,
-                        })
-                        .take(max_entries - out.len()),
-                );
-                taken = true;
-                start = footer.points.partition_point(|p| p.offset < e);
-            }
-            if !taken {
-                break;
+                let wanted = entries.into_iter().filter(|x| match cursor {
+                    ArchiveCursor::Sequence(_) => x.seq >= from_seq,
+                    ArchiveCursor::SystemTime(t) => x.system_time >= t,
+                });
+                out.extend(wanted.take(max_entries - out.len()));
+                point = footer.points.partition_point(|p| p.offset < e);
             }
             // Continue in the next segment, right after this one.
             cursor = ArchiveCursor::Sequence(seg.last_seq + 1);

@@ -81,6 +81,24 @@ fn log_entries() -> (tempfile::TempDir, Vec<Entry>) {
     (dir, all)
 }
 
+/// Reads page by page (each [`Archive::read`] is bounded by `read_max_bytes`) until `max`
+/// entries or the end of the archive.
+async fn read_all(
+    archive: &Archive,
+    cursor: ArchiveCursor,
+    max: usize,
+) -> Result<Vec<Entry>, ArchiveError> {
+    let mut out: Vec<Entry> = Vec::new();
+    let mut cursor = cursor;
+    while out.len() < max {
+        let page = archive.read(SHARD, cursor, max - out.len()).await?;
+        let Some(last) = page.last() else { break };
+        cursor = ArchiveCursor::Sequence(last.seq + 1);
+        out.extend(page);
+    }
+    Ok(out)
+}
+
 fn same(got: &[Entry], want: &[Entry]) {
     assert_eq!(got.len(), want.len());
     for (g, w) in got.iter().zip(want) {
@@ -125,9 +143,7 @@ async fn reads_by_sequence_and_time_return_the_logs_bytes() {
             all.len() as u64 - 1,
         ] {
             for max in [1usize, 10, 700, 5000] {
-                let got = b
-                    .archive
-                    .read(SHARD, ArchiveCursor::Sequence(from), max)
+                let got = read_all(&b.archive, ArchiveCursor::Sequence(from), max)
                     .await
                     .unwrap();
                 let want: Vec<Entry> = all
@@ -150,9 +166,7 @@ async fn reads_by_sequence_and_time_return_the_logs_bytes() {
             all[all.len() - 1].system_time,
         ];
         for t in times {
-            let got = b
-                .archive
-                .read(SHARD, ArchiveCursor::SystemTime(t), 300)
+            let got = read_all(&b.archive, ArchiveCursor::SystemTime(t), 300)
                 .await
                 .unwrap();
             let want: Vec<Entry> = all
@@ -165,18 +179,26 @@ async fn reads_by_sequence_and_time_return_the_logs_bytes() {
         }
         // Past the end: nothing.
         let end = all.len() as u64;
-        let none = b
-            .archive
-            .read(SHARD, ArchiveCursor::Sequence(end), 10)
+        let none = read_all(&b.archive, ArchiveCursor::Sequence(end), 10)
             .await
             .unwrap();
         assert!(none.is_empty());
-        let none = b
-            .archive
-            .read(SHARD, ArchiveCursor::SystemTime(i64::MAX), 10)
+        let none = read_all(&b.archive, ArchiveCursor::SystemTime(i64::MAX), 10)
             .await
             .unwrap();
         assert!(none.is_empty());
+        // One read fetches at most read_max_bytes (16 KiB) of frames, plus one index interval.
+        let page = b
+            .archive
+            .read(SHARD, ArchiveCursor::Sequence(0), usize::MAX)
+            .await
+            .unwrap();
+        let payload: usize = page.iter().map(|e| e.payload.len() + 4).sum();
+        assert!(
+            !page.is_empty() && payload <= (16 << 10) + 8192,
+            "{payload} bytes read"
+        );
+        same(&page, &all[..page.len()]);
     })
     .await;
 }
@@ -229,7 +251,7 @@ async fn damaged_or_torn_objects_are_detected() {
             let fresh = Archive::open(b.pool.clone(), b.store.clone(), b.archive.config().clone())
                 .await
                 .unwrap();
-            fresh.read(SHARD, ArchiveCursor::Sequence(0), 500).await
+            read_all(&fresh, ArchiveCursor::Sequence(0), 500).await
         };
         same(&read().await.unwrap(), &all[..500]);
 
@@ -327,9 +349,7 @@ async fn a_zombie_archiver_cannot_commit_and_segments_stay_contiguous() {
             .await
             .unwrap()
             .unwrap();
-        let got = b
-            .archive
-            .read(SHARD, ArchiveCursor::Sequence(0), 1000)
+        let got = read_all(&b.archive, ArchiveCursor::Sequence(0), 1000)
             .await
             .unwrap();
         same(&got, &all[..200]);
@@ -418,9 +438,7 @@ async fn orphans_are_collected_only_after_the_grace_period() {
             exists(&b.store, &live.object_key).await,
             "a committed object was deleted"
         );
-        let got = b
-            .archive
-            .read(SHARD, ArchiveCursor::Sequence(0), 1000)
+        let got = read_all(&b.archive, ArchiveCursor::Sequence(0), 1000)
             .await
             .unwrap();
         same(&got, &all[200..300]);
