@@ -41,6 +41,9 @@ pub enum LeaseError {
         owner: String,
         epoch: i64,
     },
+    /// A renewal did not finish in time (PostgreSQL slow or unreachable).
+    #[error("lease renewal timed out after {0:?}")]
+    Timeout(Duration),
     /// An invalid lease configuration (the field is named).
     #[error("invalid lease config: {0}")]
     Config(String),

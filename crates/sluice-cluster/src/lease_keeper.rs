@@ -105,10 +105,16 @@ async fn renew_loop(
         }
         let started = Instant::now();
         let mut held = held.lock().await;
-        let renewed = match store.heartbeat(&address).await {
-            Ok(()) => store.renew_all().await,
-            Err(e) => Err(e),
+        // Bounded, so a hung connection cannot keep the loss check below from running in time
+        // (cancelling a renewal is harmless: at worst a lease is given up that was extended).
+        let renewal = async {
+            store.heartbeat(&address).await?;
+            store.renew_all().await
         };
+        let limit = cfg.ttl.saturating_sub(cfg.renew_every);
+        let renewed = tokio::time::timeout(limit, renewal)
+            .await
+            .unwrap_or(Err(LeaseError::Timeout(limit)));
         match renewed {
             Ok(alive) => {
                 last_ok = started;

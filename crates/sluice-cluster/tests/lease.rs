@@ -241,6 +241,61 @@ async fn the_keeper_renews_reports_losses_and_releases_on_shutdown() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keeper_cut_off_from_postgres_gives_its_leases_up_in_time() {
+    bounded(60, async {
+        let pool = pg_pool().await;
+        let a = store(&pool, "node-a", short()).await;
+        let (keeper, mut lost) = LeaseKeeper::spawn(a, "a:1".into());
+        let fence = keeper.acquire("task", "k").await.unwrap().unwrap();
+        let cut = std::time::Instant::now();
+        pool.close().await; // every renewal fails from now on
+        let reported = tokio::time::timeout(Duration::from_secs(5), lost.recv())
+            .await
+            .expect("loss reported")
+            .unwrap();
+        assert_eq!(reported, fence);
+        // Before PostgreSQL can hand the lease to anyone else (ttl after the last renewal).
+        assert!(
+            cut.elapsed() < short().ttl,
+            "reported after {:?}",
+            cut.elapsed()
+        );
+        assert!(keeper.held().await.is_empty());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_renewal_still_gives_leases_up_in_time() {
+    bounded(60, async {
+        let pool = pg_pool().await;
+        let a = store(&pool, "node-a", short()).await;
+        let (keeper, mut lost) = LeaseKeeper::spawn(a, "a:1".into());
+        let fence = keeper.acquire("task", "k").await.unwrap().unwrap();
+        // Renewals now block on the table lock, as on a PostgreSQL that stopped answering.
+        let mut blocker = pool.begin().await.unwrap();
+        sqlx::query("LOCK TABLE lease IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut *blocker)
+            .await
+            .unwrap();
+        let cut = std::time::Instant::now();
+        let reported = tokio::time::timeout(Duration::from_secs(5), lost.recv())
+            .await
+            .expect("loss reported although the renewal hangs")
+            .unwrap();
+        assert_eq!(reported, fence);
+        assert!(
+            cut.elapsed() < short().ttl,
+            "reported after {:?}",
+            cut.elapsed()
+        );
+        blocker.rollback().await.unwrap();
+        keeper.shutdown().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_without_heartbeats_drops_out_of_the_live_set() {
     bounded(60, async {
         let pool = pg_pool().await;
