@@ -7,6 +7,9 @@
 //! the keys it must: a joining node takes exactly the keys it now wins (about 1/n of them) and a
 //! leaving node's keys spread over the others, while every other key stays where it was.
 //! Placement only says who *should* own a key; the lease (see [`crate::lease`]) says who does.
+//! [`rebalance`] turns the difference into leases to acquire and leases to release.
+
+use std::collections::HashSet;
 
 use twox_hash::XxHash64;
 
@@ -37,6 +40,42 @@ pub fn keys_owned_by<'k, S: AsRef<str>>(
         .filter(|k| owner(k, nodes) == Some(node))
         .map(String::as_str)
         .collect()
+}
+
+/// What one node should change so that it holds exactly the keys placement gives it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rebalance {
+    /// Keys this node wins and does not hold: try to acquire their leases (a lease still held
+    /// by the previous owner is taken once that owner releases it or it expires).
+    pub acquire: Vec<String>,
+    /// Keys this node holds but another live node wins (or that are no longer wanted): finish
+    /// the work in hand and release their leases, so the winner can take them at once.
+    pub release: Vec<String>,
+}
+
+/// The plan for `node` given the `live` nodes, all work `keys`, and the keys it `held`.
+/// A node missing from `live` (its heartbeat is late) is given nothing and releases everything.
+pub fn rebalance<S: AsRef<str>>(
+    node: &str,
+    live: &[S],
+    keys: &[String],
+    held: &[String],
+) -> Rebalance {
+    let wins = |k: &str| owner(k, live) == Some(node);
+    let held_set: HashSet<&str> = held.iter().map(String::as_str).collect();
+    let key_set: HashSet<&str> = keys.iter().map(String::as_str).collect();
+    Rebalance {
+        acquire: keys
+            .iter()
+            .filter(|k| wins(k) && !held_set.contains(k.as_str()))
+            .cloned()
+            .collect(),
+        release: held
+            .iter()
+            .filter(|k| !key_set.contains(k.as_str()) || !wins(k))
+            .cloned()
+            .collect(),
+    }
 }
 
 #[cfg(test)]
@@ -111,5 +150,42 @@ mod tests {
         for k in keys(1000) {
             assert_eq!(owner(&k, &ns), owner(&k, &rev));
         }
+    }
+
+    #[test]
+    fn rebalance_hands_over_exactly_the_keys_a_joining_node_wins() {
+        let ks = keys(2000);
+        let old = nodes(3);
+        let mut new = old.clone();
+        new.push("node-new".to_string());
+        let mut handed = 0;
+        for n in &old {
+            let held: Vec<String> = keys_owned_by(n, &old, &ks)
+                .into_iter()
+                .map(String::from)
+                .collect();
+            let plan = rebalance(n, &new, &ks, &held);
+            assert!(
+                plan.acquire.is_empty(),
+                "{n} gains nothing when a node joins"
+            );
+            for k in &plan.release {
+                assert_eq!(owner(k, &new), Some("node-new"));
+            }
+            handed += plan.release.len();
+            // Once settled, nothing more to do.
+            let now: Vec<String> = held
+                .into_iter()
+                .filter(|k| !plan.release.contains(k))
+                .collect();
+            assert_eq!(rebalance(n, &new, &ks, &now), Rebalance::default());
+        }
+        let joiner = rebalance("node-new", &new, &ks, &[]);
+        assert_eq!(joiner.acquire.len(), handed);
+        assert!(joiner.release.is_empty());
+        // A node that dropped out of the live set releases everything it holds.
+        let held = vec![ks[0].clone(), "gone-key".to_string()];
+        let plan = rebalance("node-x", &new, &ks, &held);
+        assert_eq!(plan.release, held);
     }
 }
