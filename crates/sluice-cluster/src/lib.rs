@@ -8,11 +8,27 @@
 //!   [`sluice_log::store::ShardStore`]. Its helpers: `log_schema` (tables, daily partitions,
 //!   retention by dropping partitions), `log_append` (the sequencer statement and coalescing),
 //!   `log_read` (reads by sequence and system time), `log_watch` (the poll).
+//! * [`lease`]: leases with fencing epochs judged by PostgreSQL's clock, and node liveness;
+//!   [`lease_keeper`] renews them.
+//! * [`placement`]: rendezvous hashing of work keys over the live nodes.
+//! * [`archive`]: a shard's older entries as objects (frames plus a footer index) in object
+//!   storage, committed by fenced segment rows, read by byte ranges, orphans collected after a
+//!   grace period; [`archive_url`] parses its location (`s3://bucket/prefix?endpoint=...`).
+//!
+//! Not wired into `sluice serve` yet (issue 14): these are the parts the `--cluster` mode is
+//! built from.
 //!
 //! Keep this file a list of `pub mod` lines.
 
+pub mod archive;
+pub mod archive_format;
+pub mod archive_gc;
+pub mod archive_url;
+pub mod lease;
+pub mod lease_keeper;
 pub mod log;
 mod log_append;
 mod log_read;
 mod log_schema;
 mod log_watch;
+pub mod placement;

@@ -104,6 +104,7 @@
 //! a mutex of its own: concurrent first calls wait for that one recovery, other logs are not
 //! involved.
 
+pub mod codec;
 mod commit;
 mod files;
 mod frame;
