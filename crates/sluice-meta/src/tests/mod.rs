@@ -52,6 +52,7 @@ mod connectors;
 mod consumer_groups;
 mod shared;
 mod subscriptions;
+mod tls;
 
 /// Where a test's store lives; [`TestBackend::open`] opens it (again).
 pub(crate) enum TestBackend {
