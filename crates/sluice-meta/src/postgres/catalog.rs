@@ -14,11 +14,12 @@ fn parents_text(parents: &[u32]) -> String {
 impl PgStore {
     /// Reads every row, for the server's in-memory catalog.
     pub(crate) async fn load(&self) -> Result<Snapshot, MetaError> {
+        let mut tx = self.snapshot().await?;
         let projects = sqlx::query(
             "SELECT name, comment, create_time, last_modify_time FROM projects \
              ORDER BY lower(name), name",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?
         .into_iter()
         .map(|r| ProjectRow {
@@ -32,7 +33,7 @@ impl PgStore {
             "SELECT uid, project, name, record_type, lifecycle_days, comment, expand_mode, \
              create_time, last_modify_time, schema_version FROM topics ORDER BY uid",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?
         .into_iter()
         .map(|r| TopicRow {
@@ -52,7 +53,7 @@ impl PgStore {
             "SELECT topic_uid, version_id, schema_json, create_time, creator FROM schemas \
              ORDER BY topic_uid, version_id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?
         .into_iter()
         .map(|r| SchemaRow {
@@ -68,7 +69,7 @@ impl PgStore {
             "SELECT topic_uid, shard_id, state, begin_key, end_key, parents, create_time, \
              closed_time FROM shards ORDER BY topic_uid, shard_id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?
         {
             let parents: String = r.get(5);
@@ -85,6 +86,7 @@ impl PgStore {
                 closed_time: r.get(7),
             });
         }
+        tx.commit().await?;
         Ok(Snapshot {
             projects,
             topics,

@@ -2,7 +2,8 @@
 //! Sluice nodes use at once, through a pool of connections, and [`PgStore::write`], the one way
 //! a change reaches them.
 //!
-//! Writes run at PostgreSQL's default isolation (READ COMMITTED). A catalog change takes the
+//! Loads that read several tables ([`PgStore::load`], `load_subscriptions`) read one snapshot
+//! (REPEATABLE READ, read only). Writes run at PostgreSQL's default isolation (READ COMMITTED). A catalog change takes the
 //! `catalog_version` row's lock with its first statement (the bump), so catalog changes from
 //! all nodes are serialized as SQLite's `BEGIN IMMEDIATE` serializes them on one node, and each
 //! sees the changes committed before it. Offsets and checkpoints do not take it: each is one
@@ -128,6 +129,16 @@ impl PgStore {
             .map_err(MetaError::from)?;
         tx.committed = true;
         Ok(value)
+    }
+
+    /// A read-only transaction that sees one snapshot of the database, for loads that read
+    /// several tables: another node's change is seen whole or not at all.
+    pub(crate) async fn snapshot(&self) -> Result<sqlx::Transaction<'static, Postgres>, MetaError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
     }
 
     /// The catalog version: bumped by every catalog change.

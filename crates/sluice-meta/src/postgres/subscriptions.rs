@@ -43,11 +43,12 @@ impl PgStore {
     pub(crate) async fn load_subscriptions(
         &self,
     ) -> Result<(Vec<SubscriptionRow>, Vec<OffsetRow>), MetaError> {
+        let mut tx = self.snapshot().await?;
         let subs = sqlx::query(
             "SELECT sub_id, topic_uid, comment, state, create_time, last_modify_time, \
              connector_id FROM subscriptions ORDER BY create_time, sub_id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?
         .into_iter()
         .map(|r| SubscriptionRow {
@@ -64,7 +65,7 @@ impl PgStore {
             "SELECT sub_id, shard_id, sequence, timestamp, batch_index, version, session_id, \
              read_end FROM sub_offsets ORDER BY sub_id, shard_id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?
         .into_iter()
         .map(|r| {
@@ -81,6 +82,7 @@ impl PgStore {
             }
         })
         .collect();
+        tx.commit().await?;
         Ok((subs, offsets))
     }
 
