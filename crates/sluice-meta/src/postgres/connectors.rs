@@ -106,22 +106,27 @@ async fn upsert_connector_in(tx: &mut Tx<'_>, c: &ConnectorRow) -> Result<(), Me
 
 /// Deletes the subscriptions (with offsets and consumer groups) of the connectors selected by
 /// `filter` (a condition on `subscriptions` binding the topic uid, then the connector id if
-/// given), inside an open transaction.
+/// given), inside an open transaction. The subscription rows go first: that waits for any
+/// checkpoint save holding them (`FOR SHARE`), whose offsets are then deleted too.
 async fn delete_connector_subscriptions_in(
     tx: &mut Tx<'_>,
     filter: &str,
     topic_uid: i64,
     connector_id: Option<&str>,
 ) -> Result<(), MetaError> {
-    let ids =
-        format!("SELECT sub_id FROM subscriptions WHERE connector_id IS NOT NULL AND {filter}");
-    for table in ["sub_offsets", "consumer_groups", "subscriptions"] {
-        let sql = format!("DELETE FROM {table} WHERE sub_id IN ({ids})");
-        let mut q = sqlx::query(&sql).bind(topic_uid);
-        if let Some(id) = connector_id {
-            q = q.bind(id);
-        }
-        q.execute(&mut **tx).await?;
+    let sql = format!(
+        "DELETE FROM subscriptions WHERE connector_id IS NOT NULL AND {filter} RETURNING sub_id"
+    );
+    let mut q = sqlx::query_scalar(&sql).bind(topic_uid);
+    if let Some(id) = connector_id {
+        q = q.bind(id);
+    }
+    let ids: Vec<String> = q.fetch_all(&mut **tx).await?;
+    for table in ["sub_offsets", "consumer_groups"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE sub_id = ANY($1)"))
+            .bind(&ids)
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }
@@ -208,7 +213,8 @@ impl PgStore {
         self.write(|tx| {
             Box::pin(async move {
                 let sub_id: Option<String> = sqlx::query_scalar(
-                    "SELECT sub_id FROM subscriptions WHERE topic_uid = $1 AND connector_id = $2",
+                    "SELECT sub_id FROM subscriptions WHERE topic_uid = $1 AND connector_id = $2 \
+                     FOR SHARE",
                 )
                 .bind(topic_uid)
                 .bind(connector_id)

@@ -7,7 +7,10 @@
 //! `catalog_version` row's lock with its first statement (the bump), so catalog changes from
 //! all nodes are serialized as SQLite's `BEGIN IMMEDIATE` serializes them on one node, and each
 //! sees the changes committed before it. Offsets and checkpoints do not take it: each is one
-//! upsert per row, safe under concurrency on its own.
+//! upsert per row, safe under concurrency on its own. A checkpoint save reads its
+//! subscription's row `FOR SHARE`, and deletes remove the subscription row before its offsets,
+//! so a save racing with the delete of its connector lands before the delete (and goes with
+//! it) or finds no subscription; it never leaves offsets behind.
 //!
 //! Files: `catalog.rs` (projects, topics, schemas, shards), `connectors.rs`,
 //! `subscriptions.rs`, `consumer_groups.rs`, `accounts.rs`, `migrate.rs`

@@ -113,9 +113,9 @@ sqlx::query(
             Box::pin(async move {
                 for id in sub_ids {
                     for sql in [
+                        "DELETE FROM subscriptions WHERE sub_id = $1",
                         "DELETE FROM sub_offsets WHERE sub_id = $1",
                         "DELETE FROM consumer_groups WHERE sub_id = $1",
-                        "DELETE FROM subscriptions WHERE sub_id = $1",
                     ] {
                         sqlx::query(sql).bind(id).execute(&mut **tx).await?;
                     }

@@ -50,6 +50,7 @@ mod catalog;
 mod catalog_version;
 mod connectors;
 mod consumer_groups;
+mod races;
 mod shared;
 mod subscriptions;
 mod tls;
