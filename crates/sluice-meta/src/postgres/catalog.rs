@@ -1,4 +1,5 @@
-//! PostgreSQL: projects, topics, schema versions and shards (the catalog the server loads at start).
+//! PostgreSQL: projects, topics, schema versions and shards (the catalog the server loads at
+//! start).
 
 use sqlx::postgres::PgConnection;
 use sqlx::Row;

@@ -1,4 +1,5 @@
-//! Connector definitions and their per-shard checkpoints (tables in `migrations/postgres/`).
+//! PostgreSQL: connector definitions and their per-shard checkpoints (tables in
+//! `migrations/postgres/`).
 //!
 //! A checkpoint says where a connector's task for one shard resumes: `next_seq` is the first
 //! sequence not yet written and flushed to the sink; it is saved only after a flush.

@@ -1,8 +1,8 @@
 //! PostgreSQL's migrations (`migrations/postgres/NNNN_name.sql`, listed in [`MIGRATIONS`]): the
-//! same versions as SQLite's, in PostgreSQL's types. The whole run is one transaction holding
-//! a transaction-scoped advisory lock ([`MIGRATION_LOCK`]): nodes that start together migrate
-//! one after the other, the later ones find the work done, and a node that dies mid-way
-//! leaves neither a half-migrated schema nor a lock behind.
+//! same versions as SQLite's, in PostgreSQL's types. The whole run is one transaction holding a
+//! transaction-scoped advisory lock ([`MIGRATION_LOCK`]): nodes that start together migrate one
+//! after the other, the later ones find the work done, and a node that dies mid-way leaves neither
+//! a half-migrated schema nor a lock behind.
 
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgConnection;

@@ -1,16 +1,16 @@
-//! The shared backend (issue 14): the metadata tables in a PostgreSQL database that several
-//! Sluice nodes use at once, through a pool of connections, and [`PgStore::write`], the one way
-//! a change reaches them.
+//! The shared backend (issue 14): the metadata tables in a PostgreSQL database that several Sluice
+//! nodes use at once, through a pool of connections, and [`PgStore::write`], the one way a change
+//! reaches them.
 //!
 //! Loads that read several tables ([`PgStore::load`], `load_subscriptions`) read one snapshot
-//! (REPEATABLE READ, read only). Writes run at PostgreSQL's default isolation (READ COMMITTED). A catalog change takes the
-//! `catalog_version` row's lock with its first statement (the bump), so catalog changes from
-//! all nodes are serialized as SQLite's `BEGIN IMMEDIATE` serializes them on one node, and each
-//! sees the changes committed before it. Offsets and checkpoints do not take it: each is one
-//! upsert per row, safe under concurrency on its own. A checkpoint save reads its
-//! subscription's row `FOR SHARE`, and deletes remove the subscription row before its offsets,
-//! so a save racing with the delete of its connector lands before the delete (and goes with
-//! it) or finds no subscription; it never leaves offsets behind.
+//! (REPEATABLE READ, read only). Writes run at PostgreSQL's default isolation (READ COMMITTED). A
+//! catalog change takes the `catalog_version` row's lock with its first statement (the bump), so
+//! catalog changes from all nodes are serialized as SQLite's `BEGIN IMMEDIATE` serializes them on
+//! one node, and each sees the changes committed before it. Offsets and checkpoints do not take it:
+//! each is one upsert per row, safe under concurrency on its own. A checkpoint save reads its
+//! subscription's row `FOR SHARE`, and deletes remove the subscription row before its offsets, so a
+//! save racing with the delete of its connector lands before the delete (and goes with it) or finds
+//! no subscription; it never leaves offsets behind.
 //!
 //! Files: `catalog.rs` (projects, topics, schemas, shards), `connectors.rs`,
 //! `subscriptions.rs`, `consumer_groups.rs`, `accounts.rs`, `migrate.rs`

@@ -1,4 +1,4 @@
-//! Subscriptions and their per-shard offsets.
+//! PostgreSQL: subscriptions and their per-shard offsets.
 //!
 //! A subscription belongs to a topic (by uid). Each (subscription, shard) pair that was ever
 //! opened, committed, reset or read to its end has one offset row: the last consumed record
@@ -128,7 +128,7 @@ sqlx::query(
 
     /// Writes offsets (insert, or update the subscription API's columns of an existing row;
     /// a connector's discard count and update time are kept), all in one transaction: when
-    /// this returns, they are on disk.
+    /// this returns, they are committed (durable as the server is configured).
     pub(crate) async fn put_offsets(&self, rows: &[OffsetRow]) -> Result<(), MetaError> {
         self.put_offset_rows(
             rows,

@@ -1,4 +1,4 @@
-//! Access keys (other than the root, which is never stored) and the append-only audit log.
+//! SQLite: access keys (other than the root, which is never stored) and the append-only audit log.
 //!
 //! A key's secrets arrive here already sealed by the server (the store never sees a secret in
 //! clear); grants are stored as the server renders them. The audit log is only appended to and

@@ -1,4 +1,4 @@
-//! Connector definitions and their per-shard checkpoints (tables in `migrations/`).
+//! SQLite: connector definitions and their per-shard checkpoints (tables in `migrations/sqlite/`).
 //!
 //! A checkpoint says where a connector's task for one shard resumes: `next_seq` is the first
 //! sequence not yet written and flushed to the sink; it is saved only after a flush.

@@ -1,6 +1,6 @@
-//! The consumer group of each subscription: its members, their assignments and who holds which
-//! shard, stored as one opaque document per subscription (the server owns its shape) so that a
-//! group outlives a restart of the server and running consumers keep their ids and shards.
+//! SQLite: the consumer group of each subscription: its members, their assignments and who holds
+//! which shard, stored as one opaque document per subscription (the server owns its shape) so that
+//! a group outlives a restart of the server and running consumers keep their ids and shards.
 //!
 //! Every save carries a generation; a save never replaces a newer generation, so concurrent
 //! writers that finish out of order leave the latest state behind.

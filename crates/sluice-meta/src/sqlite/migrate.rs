@@ -1,6 +1,6 @@
-//! SQLite's migrations (`migrations/sqlite/NNNN_name.sql`, listed in [`MIGRATIONS`]), run at
-//! open (see [`crate::migrate`]). Migration 1 is the schema of the Sluice that had no
-//! migrations, written with `IF NOT EXISTS`, so such a store is adopted as it is.
+//! SQLite's migrations (`migrations/sqlite/NNNN_name.sql`, listed in [`MIGRATIONS`]), run at open
+//! (see [`crate::migrate`]). Migration 1 is the schema of the Sluice that had no migrations,
+//! written with `IF NOT EXISTS`, so such a store is adopted as it is.
 
 use sqlx::migrate::Migrator;
 use sqlx::SqlitePool;

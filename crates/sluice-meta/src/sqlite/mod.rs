@@ -1,6 +1,6 @@
-//! The embedded backend: the metadata tables in one SQLite file (WAL journal,
-//! `synchronous=FULL`), reached through one pooled connection, and [`SqliteStore::write`],
-//! the one way a change reaches them.
+//! The embedded backend: the metadata tables in one SQLite file (WAL journal, `synchronous=FULL`),
+//! reached through one pooled connection, and [`SqliteStore::write`], the one way a change reaches
+//! them.
 //!
 //! Files: `catalog.rs` (projects, topics, schemas, shards), `connectors.rs`,
 //! `subscriptions.rs`, `consumer_groups.rs`, `accounts.rs`, `migrate.rs` (+ `migrations/sqlite/`).

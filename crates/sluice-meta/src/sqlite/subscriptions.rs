@@ -1,4 +1,4 @@
-//! Subscriptions and their per-shard offsets.
+//! SQLite: subscriptions and their per-shard offsets.
 //!
 //! A subscription belongs to a topic (by uid). Each (subscription, shard) pair that was ever
 //! opened, committed, reset or read to its end has one offset row: the last consumed record
