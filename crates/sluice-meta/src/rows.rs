@@ -1,4 +1,4 @@
-//! Plain rows of the metadata tables.
+//! Plain rows of the metadata tables, the same for every backend.
 
 /// A project.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,4 +61,114 @@ pub struct Snapshot {
     pub topics: Vec<TopicRow>,
     pub schemas: Vec<SchemaRow>,
     pub shards: Vec<ShardRow>,
+}
+
+/// A connector as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectorRow {
+    pub topic_uid: i64,
+    pub connector_id: String,
+    /// The type string, e.g. `sink_datahub`.
+    pub kind: String,
+    /// `CONNECTOR_RUNNING` or `CONNECTOR_STOPPED`.
+    pub state: String,
+    pub column_fields: Vec<String>,
+    /// The normalized configuration, a JSON object.
+    pub config: String,
+    pub creator: String,
+    /// Milliseconds; -1 = from the oldest record.
+    pub start_time: i64,
+    /// Seconds since the epoch.
+    pub create_time: i64,
+    pub last_modify_time: i64,
+}
+
+/// Where one (connector, shard) task resumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointRow {
+    pub shard_id: u32,
+    /// First sequence not yet delivered.
+    pub next_seq: u64,
+    /// System time (ms) of the last delivered record, -1 if none.
+    pub last_time: i64,
+    pub discard_count: u64,
+    /// The shard is closed and was delivered to its end.
+    pub finished: bool,
+    /// Milliseconds.
+    pub update_time: i64,
+    /// Rows the sink wrote late (SINK_ODPS: into a partition that already had `_SUCCESS`).
+    pub late_count: u64,
+}
+
+/// A subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionRow {
+    pub sub_id: String,
+    pub topic_uid: i64,
+    pub comment: String,
+    /// 0 = inactive (offline), 1 = active.
+    pub state: i32,
+    /// Seconds since the epoch.
+    pub create_time: i64,
+    pub last_modify_time: i64,
+    /// The connector that owns this subscription (`None`: an ordinary subscription).
+    pub connector_id: Option<String>,
+}
+
+/// The offset of one subscription on one shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetRow {
+    pub sub_id: String,
+    pub shard_id: u32,
+    pub sequence: i64,
+    /// Milliseconds since the epoch, -1 when unknown.
+    pub timestamp: i64,
+    pub batch_index: i64,
+    pub version: i64,
+    /// -1 until the first open.
+    pub session_id: i64,
+    pub read_end: bool,
+}
+
+/// The stored state of one subscription's consumer group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupRow {
+    pub sub_id: String,
+    /// Increases with every change of the group.
+    pub generation: i64,
+    /// The group as the server serialized it.
+    pub state: String,
+}
+
+/// One stored access key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKeyRow {
+    pub name: String,
+    pub access_id: String,
+    /// The current secret, sealed.
+    pub secret: String,
+    /// The previous secret during a rotation, sealed.
+    pub old_secret: Option<String>,
+    /// When the previous secret stops working (ms); None: when it is retired.
+    pub old_secret_expire_time: Option<i64>,
+    /// JSON list of "action:project/topic".
+    pub grants: String,
+    pub enabled: bool,
+    pub create_time: i64,
+    pub last_used_time: i64,
+    /// When the key stops working (ms); None: never.
+    pub expire_time: Option<i64>,
+}
+
+/// One audit log entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    /// Assigned by the store on append (the value given to `append_audit` is ignored).
+    pub seq: i64,
+    pub time: i64,
+    pub actor: String,
+    pub action: String,
+    pub resource: String,
+    pub request_id: String,
+    pub detail: String,
 }

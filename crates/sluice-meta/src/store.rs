@@ -1,20 +1,18 @@
-//! [`MetaStore`]: the metadata tables in an embedded SQLite file, and [`MetaStore::write`], the
-//! one way a change reaches them.
+//! [`MetaStore`], the door: one API over two backends, the embedded SQLite file
+//! ([`crate::sqlite`], the default) and a shared PostgreSQL database ([`crate::postgres`]).
+//! Every method forwards to the backend the store was opened on; the SQL lives in the
+//! backends' own files.
 
 use std::future::Future;
-use std::marker::PhantomData;
-use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::pin::Pin;
-use std::str::FromStr;
 
-use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+use crate::postgres::PgStore;
+use crate::rows::{
+    AccessKeyRow, AuditRow, CheckpointRow, ConnectorRow, ConsumerGroupRow, OffsetRow, ProjectRow,
+    SchemaRow, ShardRow, Snapshot, SubscriptionRow, TopicRow,
 };
-use sqlx::{Row, Sqlite, SqlitePool};
-
-use crate::rows::{ProjectRow, SchemaRow, ShardRow, Snapshot, TopicRow};
+use crate::sqlite::SqliteStore;
 
 /// A failure of the metadata store.
 #[derive(Debug, thiserror::Error)]
@@ -32,225 +30,101 @@ pub enum MetaError {
     TooNew { found: i64, known: i64 },
 }
 
-/// The metadata store. Cheap to clone.
-#[derive(Clone)]
-pub struct MetaStore {
-    pub(crate) pool: SqlitePool,
-}
-
-/// The future of a write's body (see [`MetaStore::write`]).
+/// The future of a write's body (see the backends' `write`).
 pub(crate) type WriteFuture<'c, T, E = MetaError> =
     Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>;
 
-/// The connection of one write transaction, lent to the body of [`MetaStore::write`]; it
-/// dereferences to the SQLite connection. `'a` bounds what the body borrows from its caller.
-///
-/// Dropped without a successful COMMIT (a failed statement, a failed COMMIT, a cancelled
-/// request), the connection is closed instead of going back to the pool: closing rolls back
-/// whatever SQLite still holds open, and the next write starts on a fresh connection. So a
-/// failure can never leave a transaction open that would swallow later changes.
-pub(crate) struct Tx<'a> {
-    conn: PoolConnection<Sqlite>,
-    committed: bool,
-    _borrows: PhantomData<&'a ()>,
+/// The metadata store. Cheap to clone.
+#[derive(Clone)]
+pub struct MetaStore {
+    backend: Backend,
 }
 
-impl Deref for Tx<'_> {
-    type Target = SqliteConnection;
-    fn deref(&self) -> &SqliteConnection {
-        &self.conn
-    }
+#[derive(Clone)]
+enum Backend {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
 }
 
-impl DerefMut for Tx<'_> {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        &mut self.conn
-    }
-}
-
-impl Drop for Tx<'_> {
-    fn drop(&mut self) {
-        if !self.committed {
-            tracing::warn!("a metadata write failed; its connection is discarded");
-            self.conn.close_on_drop();
+/// Forwards a method call to the store's backend.
+macro_rules! forward {
+    ($self:ident . $method:ident ( $($arg:expr),* $(,)? )) => {
+        match &$self.backend {
+            Backend::Sqlite(store) => store.$method($($arg),*).await,
+            Backend::Postgres(store) => store.$method($($arg),*).await,
         }
-    }
-}
-
-fn parents_text(parents: &[u32]) -> String {
-    serde_json::to_string(parents).expect("list of numbers serializes")
+    };
 }
 
 impl MetaStore {
     /// Opens (creating if missing) the SQLite file at `path` and brings its schema to this
     /// binary's version (see [`crate::migrate`]); refuses a store written by a newer Sluice.
     pub async fn open(path: &Path) -> Result<MetaStore, MetaError> {
-        let url = format!("sqlite://{}", path.display());
-        let options = SqliteConnectOptions::from_str(&url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(false);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await?;
-        crate::migrate::migrate(&pool).await?;
-        Ok(MetaStore { pool })
+        Ok(MetaStore {
+            backend: Backend::Sqlite(SqliteStore::open(path).await?),
+        })
     }
 
-    /// Runs `body` in one write transaction (BEGIN IMMEDIATE ... COMMIT) and returns its value
-    /// only once the COMMIT succeeded, that is once the change is on disk. Every change to the
-    /// store goes through here. On any failure the connection is discarded (see [`Tx`]) and
-    /// the error returned, so the caller reports the failure and changes nothing in memory.
-    pub(crate) async fn write<'a, T, E, F>(&self, body: F) -> Result<T, E>
-    where
-        E: From<MetaError>,
-        F: for<'c> FnOnce(&'c mut Tx<'a>) -> WriteFuture<'c, T, E>,
-    {
-        let mut tx = Tx {
-            conn: self.pool.acquire().await.map_err(MetaError::from)?,
-            committed: false,
-            _borrows: PhantomData,
-        };
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut *tx)
-            .await
-            .map_err(MetaError::from)?;
-        let value = body(&mut tx).await?;
-        sqlx::query("COMMIT")
-            .execute(&mut *tx)
-            .await
-            .map_err(MetaError::from)?;
-        tx.committed = true;
-        Ok(value)
+    /// Connects to the PostgreSQL database at `url` (`postgres://user:password@host:port/db`)
+    /// and brings its schema to this binary's version, holding a transaction-scoped advisory
+    /// lock while it migrates, so that nodes starting together migrate once. TLS is set in the
+    /// URL as for libpq: `sslmode` (`disable`, `prefer` (the default), `require`, `verify-ca`,
+    /// `verify-full`) and `sslrootcert=<PEM file>`.
+    pub async fn open_postgres(url: &str) -> Result<MetaStore, MetaError> {
+        Ok(MetaStore {
+            backend: Backend::Postgres(PgStore::open(url.parse()?).await?),
+        })
+    }
+
+    /// Opens the store `target` names: a `postgres://` or `postgresql://` URL
+    /// ([`Self::open_postgres`]), anything else a SQLite file path ([`Self::open`]).
+    pub async fn connect(target: &str) -> Result<MetaStore, MetaError> {
+        if target.starts_with("postgres://") || target.starts_with("postgresql://") {
+            MetaStore::open_postgres(target).await
+        } else {
+            MetaStore::open(Path::new(target)).await
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn from_postgres(store: PgStore) -> MetaStore {
+        MetaStore {
+            backend: Backend::Postgres(store),
+        }
+    }
+
+    /// The backend's name: `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The catalog version: a number bumped in the same transaction as every catalog change
+    /// (projects, topics, schema versions, shards, subscriptions, connectors, consumer groups,
+    /// access keys), so a node that read it before loading sees any later change as a
+    /// different number. Offsets, checkpoints, a key's last use and the audit log are not
+    /// catalog changes and leave it alone.
+    pub async fn catalog_version(&self) -> Result<i64, MetaError> {
+        forward!(self.catalog_version())
     }
 
     /// Reads every row, for the server's in-memory catalog.
     pub async fn load(&self) -> Result<Snapshot, MetaError> {
-        let projects = sqlx::query(
-            "SELECT name, comment, create_time, last_modify_time FROM projects ORDER BY name",
-        )
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(|r| ProjectRow {
-            name: r.get(0),
-            comment: r.get(1),
-            create_time: r.get(2),
-            last_modify_time: r.get(3),
-        })
-        .collect();
-        let topics = sqlx::query(
-            "SELECT uid, project, name, record_type, lifecycle_days, comment, expand_mode, \
-             create_time, last_modify_time, schema_version FROM topics ORDER BY uid",
-        )
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(|r| TopicRow {
-            uid: r.get(0),
-            project: r.get(1),
-            name: r.get(2),
-            record_type: r.get(3),
-            lifecycle_days: r.get(4),
-            comment: r.get(5),
-            expand_mode: r.get(6),
-            create_time: r.get(7),
-            last_modify_time: r.get(8),
-            schema_version: r.get(9),
-        })
-        .collect();
-        let schemas = sqlx::query(
-            "SELECT topic_uid, version_id, schema_json, create_time, creator FROM schemas \
-             ORDER BY topic_uid, version_id",
-        )
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(|r| SchemaRow {
-            topic_uid: r.get(0),
-            version_id: r.get(1),
-            schema_json: r.get(2),
-            create_time: r.get(3),
-            creator: r.get(4),
-        })
-        .collect();
-        let mut shards = Vec::new();
-        for r in sqlx::query(
-            "SELECT topic_uid, shard_id, state, begin_key, end_key, parents, create_time, \
-             closed_time FROM shards ORDER BY topic_uid, shard_id",
-        )
-        .fetch_all(&self.pool)
-        .await?
-        {
-            let parents: String = r.get(5);
-            let shard_id: i64 = r.get(1);
-            shards.push(ShardRow {
-                topic_uid: r.get(0),
-                shard_id: shard_id as u32,
-                state: r.get(2),
-                begin_key: r.get(3),
-                end_key: r.get(4),
-                parents: serde_json::from_str(&parents)
-                    .map_err(|e| MetaError::Decode(format!("shard parents {parents:?}: {e}")))?,
-                create_time: r.get(6),
-                closed_time: r.get(7),
-            });
-        }
-        Ok(Snapshot {
-            projects,
-            topics,
-            schemas,
-            shards,
-        })
+        forward!(self.load())
     }
 
     pub async fn insert_project(&self, p: &ProjectRow) -> Result<(), MetaError> {
-        self.write(|tx| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO projects (name, comment, create_time, last_modify_time) \
-                     VALUES (?, ?, ?, ?)",
-                )
-                .bind(&p.name)
-                .bind(&p.comment)
-                .bind(p.create_time)
-                .bind(p.last_modify_time)
-                .execute(&mut **tx)
-                .await?;
-                Ok(())
-            })
-        })
-        .await
+        forward!(self.insert_project(p))
     }
 
     pub async fn update_project(&self, p: &ProjectRow) -> Result<(), MetaError> {
-        self.write(|tx| {
-            Box::pin(async move {
-                sqlx::query("UPDATE projects SET comment = ?, last_modify_time = ? WHERE name = ?")
-                    .bind(&p.comment)
-                    .bind(p.last_modify_time)
-                    .bind(&p.name)
-                    .execute(&mut **tx)
-                    .await?;
-                Ok(())
-            })
-        })
-        .await
+        forward!(self.update_project(p))
     }
 
     pub async fn delete_project(&self, name: &str) -> Result<(), MetaError> {
-        self.write(|tx| {
-            Box::pin(async move {
-                sqlx::query("DELETE FROM projects WHERE name = ?")
-                    .bind(name)
-                    .execute(&mut **tx)
-                    .await?;
-                Ok(())
-            })
-        })
-        .await
+        forward!(self.delete_project(name))
     }
 
     /// Creates a topic with its shards and first schema version in one transaction; returns
@@ -269,73 +143,24 @@ impl MetaStore {
         E: From<MetaError> + Send,
         P: FnOnce(i64) -> Result<R, E> + Send,
     {
-        self.write(|tx| {
-            Box::pin(async move {
-                let uid = insert_topic_rows(tx, topic, shards, schema).await?;
-                let prepared = prepare(uid)?;
-                Ok((uid, prepared))
-            })
-        })
-        .await
+        forward!(self.insert_topic(topic, shards, schema, prepare))
     }
 
     pub async fn update_topic(&self, t: &TopicRow) -> Result<(), MetaError> {
-        self.write(|tx| {
-            Box::pin(async move {
-                sqlx::query(
-                    "UPDATE topics SET lifecycle_days = ?, comment = ?, last_modify_time = ?, \
-                     schema_version = ? WHERE uid = ?",
-                )
-                .bind(t.lifecycle_days)
-                .bind(&t.comment)
-                .bind(t.last_modify_time)
-                .bind(t.schema_version)
-                .bind(t.uid)
-                .execute(&mut **tx)
-                .await?;
-                Ok(())
-            })
-        })
-        .await
+        forward!(self.update_topic(t))
     }
 
     /// Removes a topic with its schemas and shards.
     pub async fn delete_topic(&self, uid: i64) -> Result<(), MetaError> {
-        self.write(|tx| {
-            Box::pin(async move {
-                for table in ["schemas", "shards"] {
-                    sqlx::query(&format!("DELETE FROM {table} WHERE topic_uid = ?"))
-                        .bind(uid)
-                        .execute(&mut **tx)
-                        .await?;
-                }
-                sqlx::query("DELETE FROM topics WHERE uid = ?")
-                    .bind(uid)
-                    .execute(&mut **tx)
-                    .await?;
-                Ok(())
-            })
-        })
-        .await
+        forward!(self.delete_topic(uid))
     }
 
     pub async fn insert_schema(&self, s: &SchemaRow) -> Result<(), MetaError> {
-        self.write(|tx| Box::pin(insert_schema(tx, s.topic_uid, s)))
-            .await
+        forward!(self.insert_schema(s))
     }
 
     pub async fn delete_schema(&self, topic_uid: i64, version_id: i32) -> Result<(), MetaError> {
-        self.write(|tx| {
-            Box::pin(async move {
-                sqlx::query("DELETE FROM schemas WHERE topic_uid = ? AND version_id = ?")
-                    .bind(topic_uid)
-                    .bind(version_id)
-                    .execute(&mut **tx)
-                    .await?;
-                Ok(())
-            })
-        })
-        .await
+        forward!(self.delete_schema(topic_uid, version_id))
     }
 
     /// Applies a topology change (split, merge, extend) atomically: closes `closed` shards at
@@ -357,295 +182,151 @@ impl MetaStore {
         E: From<MetaError> + Send,
         P: FnOnce() -> Result<R, E> + Send,
     {
-        self.write(|tx| {
-            Box::pin(async move {
-                change_shard_rows(tx, topic_uid, closed, closed_time, created, ranges).await?;
-                prepare()
-            })
-        })
-        .await
-    }
-}
-
-async fn insert_topic_rows(
-    conn: &mut SqliteConnection,
-    topic: &TopicRow,
-    shards: &[ShardRow],
-    schema: Option<&SchemaRow>,
-) -> Result<i64, MetaError> {
-    let uid: i64 = sqlx::query(
-        "INSERT INTO topics (project, name, record_type, lifecycle_days, comment, expand_mode, \
-         create_time, last_modify_time, schema_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         RETURNING uid",
-    )
-    .bind(&topic.project)
-    .bind(&topic.name)
-    .bind(&topic.record_type)
-    .bind(topic.lifecycle_days)
-    .bind(&topic.comment)
-    .bind(&topic.expand_mode)
-    .bind(topic.create_time)
-    .bind(topic.last_modify_time)
-    .bind(topic.schema_version)
-    .fetch_one(&mut *conn)
-    .await?
-    .get(0);
-    for s in shards {
-        insert_shard(conn, uid, s).await?;
-    }
-    if let Some(s) = schema {
-        insert_schema(conn, uid, s).await?;
-    }
-    Ok(uid)
-}
-
-async fn change_shard_rows(
-    conn: &mut SqliteConnection,
-    topic_uid: i64,
-    closed: &[u32],
-    closed_time: i64,
-    created: &[ShardRow],
-    ranges: &[(String, String)],
-) -> Result<(), MetaError> {
-    for id in closed {
-        sqlx::query(
-            "UPDATE shards SET state = 'CLOSED', closed_time = ? \
-             WHERE topic_uid = ? AND shard_id = ?",
-        )
-        .bind(closed_time)
-        .bind(topic_uid)
-        .bind(*id as i64)
-        .execute(&mut *conn)
-        .await?;
-    }
-    for s in created {
-        insert_shard(conn, topic_uid, s).await?;
-    }
-    for (id, (begin, end)) in ranges.iter().enumerate() {
-        sqlx::query(
-            "UPDATE shards SET begin_key = ?, end_key = ? \
-             WHERE topic_uid = ? AND shard_id = ?",
-        )
-        .bind(begin)
-        .bind(end)
-        .bind(topic_uid)
-        .bind(id as i64)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
-}
-
-async fn insert_shard(
-    conn: &mut SqliteConnection,
-    uid: i64,
-    s: &ShardRow,
-) -> Result<(), MetaError> {
-    sqlx::query(
-        "INSERT INTO shards (topic_uid, shard_id, state, begin_key, end_key, parents, create_time, \
-         closed_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(uid)
-    .bind(s.shard_id as i64)
-    .bind(&s.state)
-    .bind(&s.begin_key)
-    .bind(&s.end_key)
-    .bind(parents_text(&s.parents))
-    .bind(s.create_time)
-    .bind(s.closed_time)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-async fn insert_schema(
-    conn: &mut SqliteConnection,
-    uid: i64,
-    s: &SchemaRow,
-) -> Result<(), MetaError> {
-    sqlx::query(
-        "INSERT INTO schemas (topic_uid, version_id, schema_json, create_time, creator) \
-         VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(uid)
-    .bind(s.version_id)
-    .bind(&s.schema_json)
-    .bind(s.create_time)
-    .bind(&s.creator)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn rows_survive_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("meta.db");
-        let store = MetaStore::open(&path).await.unwrap();
-        let p = ProjectRow {
-            name: "proj".into(),
-            comment: "c".into(),
-            create_time: 1,
-            last_modify_time: 2,
-        };
-        store.insert_project(&p).await.unwrap();
-        let dup = ProjectRow {
-            name: "PROJ".into(),
-            ..p.clone()
-        };
-        assert!(
-            store.insert_project(&dup).await.is_err(),
-            "names are case-insensitive"
-        );
-        let t = TopicRow {
-            uid: 0,
-            project: "proj".into(),
-            name: "t".into(),
-            record_type: "TUPLE".into(),
-            lifecycle_days: 3,
-            comment: "".into(),
-            expand_mode: "split".into(),
-            create_time: 1,
-            last_modify_time: 1,
-            schema_version: 0,
-        };
-        let shard = ShardRow {
-            topic_uid: 0,
-            shard_id: 0,
-            state: "ACTIVE".into(),
-            begin_key: "0".repeat(32),
-            end_key: "F".repeat(32),
-            parents: vec![],
-            create_time: 1,
-            closed_time: 0,
-        };
-        let schema = SchemaRow {
-            topic_uid: 0,
-            version_id: 0,
-            schema_json: "{}".into(),
-            create_time: 1,
-            creator: "root".into(),
-        };
-        let uid = store
-            .insert_topic(&t, std::slice::from_ref(&shard), Some(&schema), |_| {
-                Ok::<_, MetaError>(())
-            })
-            .await
-            .unwrap()
-            .0;
-        let child = ShardRow {
-            shard_id: 1,
-            parents: vec![0],
-            ..shard.clone()
-        };
-        store
-            .change_shards(uid, &[0], 99, &[child], &[], || Ok::<_, MetaError>(()))
-            .await
-            .unwrap();
-        drop(store);
-
-        let store = MetaStore::open(&path).await.unwrap();
-        let snap = store.load().await.unwrap();
-        assert_eq!(snap.projects, vec![p]);
-        assert_eq!(snap.topics.len(), 1);
-        assert_eq!(snap.topics[0].uid, uid);
-        assert_eq!(snap.topics[0].schema_version, 0);
-        assert_eq!(snap.schemas[0].topic_uid, uid);
-        assert_eq!(snap.shards.len(), 2);
-        assert_eq!(snap.shards[0].state, "CLOSED");
-        assert_eq!(snap.shards[0].closed_time, 99);
-        assert_eq!(snap.shards[1].parents, vec![0]);
-        store.delete_topic(uid).await.unwrap();
-        let snap = store.load().await.unwrap();
-        assert!(snap.topics.is_empty() && snap.shards.is_empty() && snap.schemas.is_empty());
+        forward!(self.change_shards(topic_uid, closed, closed_time, created, ranges, prepare))
     }
 
-    /// A COMMIT that fails leaves SQLite's transaction open (here a deferred foreign key; in
-    /// the field a full disk). The write must fail, and the next write must still commit:
-    /// before the fix, later writes ran inside the dead transaction and were never committed.
-    #[tokio::test]
-    async fn a_failed_commit_does_not_swallow_later_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("meta.db");
-        let store = MetaStore::open(&path).await.unwrap();
-        sqlx::raw_sql(
-            "CREATE TABLE parent (id INTEGER PRIMARY KEY); \
-             CREATE TABLE child (pid INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED); \
-             PRAGMA foreign_keys = ON;",
-        )
-        .execute(&store.pool)
-        .await
-        .unwrap();
-        let failed: Result<(), MetaError> = store
-            .write(|tx| {
-                Box::pin(async move {
-                    sqlx::query("INSERT INTO child (pid) VALUES (7)")
-                        .execute(&mut **tx)
-                        .await?;
-                    Ok(())
-                })
-            })
-            .await;
-        assert!(failed.is_err(), "the COMMIT violates a foreign key");
-        let p = ProjectRow {
-            name: "after".into(),
-            comment: "c".into(),
-            create_time: 1,
-            last_modify_time: 1,
-        };
-        store.insert_project(&p).await.unwrap();
-        drop(store);
-        let store = MetaStore::open(&path).await.unwrap();
-        assert_eq!(store.load().await.unwrap().projects, vec![p]);
-        let children: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM child")
-            .fetch_one(&store.pool)
-            .await
-            .unwrap();
-        assert_eq!(children, 0, "the failed write left nothing behind");
+    /// Every connector, ordered by topic and id.
+    pub async fn load_connectors(&self) -> Result<Vec<ConnectorRow>, MetaError> {
+        forward!(self.load_connectors())
     }
 
-    /// A failed statement inside a write (here SQLITE_FULL from a page limit on the
-    /// connection) fails the write, commits none of it, and the connection is replaced.
-    #[tokio::test]
-    async fn a_full_store_fails_the_write_and_recovers() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("meta.db");
-        let store = MetaStore::open(&path).await.unwrap();
-        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
-            .fetch_one(&store.pool)
-            .await
-            .unwrap();
-        sqlx::query(&format!("PRAGMA max_page_count = {pages}"))
-            .execute(&store.pool)
-            .await
-            .unwrap();
-        let big = ProjectRow {
-            name: "big".into(),
-            comment: "x".repeat(64 * 1024),
-            create_time: 1,
-            last_modify_time: 1,
-        };
-        let err = store.insert_project(&big).await.unwrap_err();
-        assert!(err.to_string().contains("full"), "{err}");
-        let small = ProjectRow {
-            name: "small".into(),
-            ..big.clone()
-        };
-        store.insert_project(&small).await.unwrap();
-        drop(store);
-        let store = MetaStore::open(&path).await.unwrap();
-        let names: Vec<String> = store
-            .load()
-            .await
-            .unwrap()
-            .projects
-            .into_iter()
-            .map(|p| p.name)
-            .collect();
-        assert_eq!(names, vec!["small".to_string()]);
+    /// Inserts a new connector and the subscription that backs it, in one transaction: both
+    /// or neither. `sub.connector_id` must name the connector.
+    pub async fn insert_connector_with_subscription(
+        &self,
+        c: &ConnectorRow,
+        sub: &SubscriptionRow,
+    ) -> Result<(), MetaError> {
+        if sub.connector_id.as_deref() != Some(c.connector_id.as_str())
+            || sub.topic_uid != c.topic_uid
+        {
+            return Err(MetaError::Decode(format!(
+                "subscription {} does not belong to connector {}",
+                sub.sub_id, c.connector_id
+            )));
+        }
+        forward!(self.insert_connector_with_subscription(c, sub))
+    }
+
+    /// Inserts a new connector or replaces the stored definition of an existing one.
+    pub async fn upsert_connector(&self, c: &ConnectorRow) -> Result<(), MetaError> {
+        forward!(self.upsert_connector(c))
+    }
+
+    /// Removes a connector and its subscription (offsets = checkpoints) in one transaction.
+    pub async fn delete_connector(
+        &self,
+        topic_uid: i64,
+        connector_id: &str,
+    ) -> Result<(), MetaError> {
+        forward!(self.delete_connector(topic_uid, connector_id))
+    }
+
+    /// Removes every connector of a topic and their subscriptions.
+    pub async fn delete_topic_connectors(&self, topic_uid: i64) -> Result<(), MetaError> {
+        forward!(self.delete_topic_connectors(topic_uid))
+    }
+
+    /// The checkpoints of one connector, by shard.
+    pub async fn load_checkpoints(
+        &self,
+        topic_uid: i64,
+        connector_id: &str,
+    ) -> Result<Vec<CheckpointRow>, MetaError> {
+        forward!(self.load_checkpoints(topic_uid, connector_id))
+    }
+
+    /// Saves checkpoints of one connector, as its subscription's offsets, in one transaction.
+    /// The subscription API's own columns (batch index, version, session) are kept. Fails
+    /// with [`MetaError::Decode`] when the connector has no subscription.
+    pub async fn save_checkpoints(
+        &self,
+        topic_uid: i64,
+        connector_id: &str,
+        checkpoints: &[CheckpointRow],
+    ) -> Result<(), MetaError> {
+        forward!(self.save_checkpoints(topic_uid, connector_id, checkpoints))
+    }
+
+    /// Every subscription and offset, for the server's in-memory registry.
+    pub async fn load_subscriptions(
+        &self,
+    ) -> Result<(Vec<SubscriptionRow>, Vec<OffsetRow>), MetaError> {
+        forward!(self.load_subscriptions())
+    }
+
+    pub async fn insert_subscription(&self, s: &SubscriptionRow) -> Result<(), MetaError> {
+        forward!(self.insert_subscription(s))
+    }
+
+    /// Writes a subscription's comment, state and modification time.
+    pub async fn update_subscription(&self, s: &SubscriptionRow) -> Result<(), MetaError> {
+        forward!(self.update_subscription(s))
+    }
+
+    /// Removes subscriptions with their offsets and consumer groups, in one transaction.
+    pub async fn delete_subscriptions(&self, sub_ids: &[String]) -> Result<(), MetaError> {
+        forward!(self.delete_subscriptions(sub_ids))
+    }
+
+    /// Writes offsets (insert, or update the subscription API's columns of an existing row;
+    /// a connector's discard count and update time are kept), all in one transaction: when
+    /// this returns, they are durable.
+    pub async fn put_offsets(&self, rows: &[OffsetRow]) -> Result<(), MetaError> {
+        forward!(self.put_offsets(rows))
+    }
+
+    /// Writes the session ids of offsets (a row that does not exist yet is inserted whole);
+    /// the position of an existing row is left as it is, so an open never moves a connector
+    /// that is writing its checkpoints at the same time.
+    pub async fn put_sessions(&self, rows: &[OffsetRow]) -> Result<(), MetaError> {
+        forward!(self.put_sessions(rows))
+    }
+
+    /// Writes the read-end flags of offsets (a missing row is inserted whole), leaving the
+    /// position of an existing row as it is.
+    pub async fn put_read_ends(&self, rows: &[OffsetRow]) -> Result<(), MetaError> {
+        forward!(self.put_read_ends(rows))
+    }
+
+    /// Every stored consumer group.
+    pub async fn load_consumer_groups(&self) -> Result<Vec<ConsumerGroupRow>, MetaError> {
+        forward!(self.load_consumer_groups())
+    }
+
+    /// Stores a group's state unless a newer generation is already stored or the subscription
+    /// is gone (a heartbeat racing with a delete leaves nothing behind).
+    pub async fn save_consumer_group(&self, row: &ConsumerGroupRow) -> Result<(), MetaError> {
+        forward!(self.save_consumer_group(row))
+    }
+
+    /// Every stored access key, by name.
+    pub async fn load_access_keys(&self) -> Result<Vec<AccessKeyRow>, MetaError> {
+        forward!(self.load_access_keys())
+    }
+
+    /// Inserts a key, or replaces the stored key of the same name.
+    pub async fn save_access_key(&self, row: &AccessKeyRow) -> Result<(), MetaError> {
+        forward!(self.save_access_key(row))
+    }
+
+    /// Deletes a key; returns whether it existed.
+    pub async fn delete_access_key(&self, name: &str) -> Result<bool, MetaError> {
+        forward!(self.delete_access_key(name))
+    }
+
+    /// Records when a key was last used (never moves the time backwards).
+    pub async fn touch_access_key(&self, name: &str, time: i64) -> Result<(), MetaError> {
+        forward!(self.touch_access_key(name, time))
+    }
+
+    /// Appends an entry to the audit log and returns its sequence number.
+    pub async fn append_audit(&self, row: &AuditRow) -> Result<i64, MetaError> {
+        forward!(self.append_audit(row))
+    }
+
+    /// Up to `limit` audit entries with a sequence number above `after`, oldest first.
+    pub async fn list_audit(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>, MetaError> {
+        forward!(self.list_audit(after, limit))
     }
 }

@@ -1,4 +1,4 @@
-//! Subscriptions and their per-shard offsets.
+//! PostgreSQL: subscriptions and their per-shard offsets.
 //!
 //! A subscription belongs to a topic (by uid). Each (subscription, shard) pair that was ever
 //! opened, committed, reset or read to its end has one offset row: the last consumed record
@@ -13,46 +13,18 @@
 
 use sqlx::Row;
 
-use crate::store::{MetaError, MetaStore};
-
-/// A subscription.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubscriptionRow {
-    pub sub_id: String,
-    pub topic_uid: i64,
-    pub comment: String,
-    /// 0 = inactive (offline), 1 = active.
-    pub state: i32,
-    /// Seconds since the epoch.
-    pub create_time: i64,
-    pub last_modify_time: i64,
-    /// The connector that owns this subscription (`None`: an ordinary subscription).
-    pub connector_id: Option<String>,
-}
-
-/// The offset of one subscription on one shard.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OffsetRow {
-    pub sub_id: String,
-    pub shard_id: u32,
-    pub sequence: i64,
-    /// Milliseconds since the epoch, -1 when unknown.
-    pub timestamp: i64,
-    pub batch_index: i64,
-    pub version: i64,
-    /// -1 until the first open.
-    pub session_id: i64,
-    pub read_end: bool,
-}
+use super::PgStore;
+use crate::rows::{OffsetRow, SubscriptionRow};
+use crate::MetaError;
 
 /// Inserts a subscription inside an open write transaction.
 pub(crate) async fn insert_subscription_in(
-    tx: &mut crate::store::Tx<'_>,
+    tx: &mut super::Tx<'_>,
     s: &SubscriptionRow,
 ) -> Result<(), MetaError> {
     sqlx::query(
         "INSERT INTO subscriptions (sub_id, topic_uid, comment, state, create_time, \
-         last_modify_time, connector_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+         last_modify_time, connector_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&s.sub_id)
     .bind(s.topic_uid)
@@ -66,16 +38,17 @@ pub(crate) async fn insert_subscription_in(
     Ok(())
 }
 
-impl MetaStore {
+impl PgStore {
     /// Every subscription and offset, for the server's in-memory registry.
-    pub async fn load_subscriptions(
+    pub(crate) async fn load_subscriptions(
         &self,
     ) -> Result<(Vec<SubscriptionRow>, Vec<OffsetRow>), MetaError> {
+        let mut tx = self.snapshot().await?;
         let subs = sqlx::query(
             "SELECT sub_id, topic_uid, comment, state, create_time, last_modify_time, \
              connector_id FROM subscriptions ORDER BY create_time, sub_id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?
         .into_iter()
         .map(|r| SubscriptionRow {
@@ -92,12 +65,11 @@ impl MetaStore {
             "SELECT sub_id, shard_id, sequence, timestamp, batch_index, version, session_id, \
              read_end FROM sub_offsets ORDER BY sub_id, shard_id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?
         .into_iter()
         .map(|r| {
             let shard: i64 = r.get(1);
-            let read_end: i64 = r.get(7);
             OffsetRow {
                 sub_id: r.get(0),
                 shard_id: shard as u32,
@@ -106,23 +78,24 @@ impl MetaStore {
                 batch_index: r.get(4),
                 version: r.get(5),
                 session_id: r.get(6),
-                read_end: read_end != 0,
+                read_end: r.get(7),
             }
         })
         .collect();
+        tx.commit().await?;
         Ok((subs, offsets))
     }
 
-    pub async fn insert_subscription(&self, s: &SubscriptionRow) -> Result<(), MetaError> {
-        self.write(|tx| Box::pin(async move { insert_subscription_in(tx, s).await }))
+    pub(crate) async fn insert_subscription(&self, s: &SubscriptionRow) -> Result<(), MetaError> {
+        self.write_catalog(|tx| Box::pin(async move { insert_subscription_in(tx, s).await }))
             .await
     }
 
     /// Writes a subscription's comment, state and modification time.
-    pub async fn update_subscription(&self, s: &SubscriptionRow) -> Result<(), MetaError> {
-        self.write(|tx| Box::pin(async move {
+    pub(crate) async fn update_subscription(&self, s: &SubscriptionRow) -> Result<(), MetaError> {
+        self.write_catalog(|tx| Box::pin(async move {
 sqlx::query(
-            "UPDATE subscriptions SET comment = ?, state = ?, last_modify_time = ? WHERE sub_id = ?",
+            "UPDATE subscriptions SET comment = $1, state = $2, last_modify_time = $3 WHERE sub_id = $4",
         )
         .bind(&s.comment)
         .bind(s.state)
@@ -135,14 +108,14 @@ sqlx::query(
     }
 
     /// Removes subscriptions with their offsets and consumer groups, in one transaction.
-    pub async fn delete_subscriptions(&self, sub_ids: &[String]) -> Result<(), MetaError> {
-        self.write(|tx| {
+    pub(crate) async fn delete_subscriptions(&self, sub_ids: &[String]) -> Result<(), MetaError> {
+        self.write_catalog(|tx| {
             Box::pin(async move {
                 for id in sub_ids {
                     for sql in [
-                        "DELETE FROM sub_offsets WHERE sub_id = ?",
-                        "DELETE FROM consumer_groups WHERE sub_id = ?",
-                        "DELETE FROM subscriptions WHERE sub_id = ?",
+                        "DELETE FROM subscriptions WHERE sub_id = $1",
+                        "DELETE FROM sub_offsets WHERE sub_id = $1",
+                        "DELETE FROM consumer_groups WHERE sub_id = $1",
                     ] {
                         sqlx::query(sql).bind(id).execute(&mut **tx).await?;
                     }
@@ -155,8 +128,8 @@ sqlx::query(
 
     /// Writes offsets (insert, or update the subscription API's columns of an existing row;
     /// a connector's discard count and update time are kept), all in one transaction: when
-    /// this returns, they are on disk.
-    pub async fn put_offsets(&self, rows: &[OffsetRow]) -> Result<(), MetaError> {
+    /// this returns, they are committed (durable as the server is configured).
+    pub(crate) async fn put_offsets(&self, rows: &[OffsetRow]) -> Result<(), MetaError> {
         self.put_offset_rows(
             rows,
             "sequence = excluded.sequence, timestamp = excluded.timestamp, \
@@ -169,14 +142,14 @@ sqlx::query(
     /// Writes the session ids of offsets (a row that does not exist yet is inserted whole);
     /// the position of an existing row is left as it is, so an open never moves a connector
     /// that is writing its checkpoints at the same time.
-    pub async fn put_sessions(&self, rows: &[OffsetRow]) -> Result<(), MetaError> {
+    pub(crate) async fn put_sessions(&self, rows: &[OffsetRow]) -> Result<(), MetaError> {
         self.put_offset_rows(rows, "session_id = excluded.session_id")
             .await
     }
 
     /// Writes the read-end flags of offsets (a missing row is inserted whole), leaving the
     /// position of an existing row as it is.
-    pub async fn put_read_ends(&self, rows: &[OffsetRow]) -> Result<(), MetaError> {
+    pub(crate) async fn put_read_ends(&self, rows: &[OffsetRow]) -> Result<(), MetaError> {
         self.put_offset_rows(rows, "read_end = excluded.read_end")
             .await
     }
@@ -189,7 +162,7 @@ sqlx::query(
     ) -> Result<(), MetaError> {
         let sql = format!(
             "INSERT INTO sub_offsets (sub_id, shard_id, sequence, timestamp, batch_index, \
-             version, session_id, read_end) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+             version, session_id, read_end) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (sub_id, shard_id) DO UPDATE SET {on_conflict}"
         );
         let sql = &sql;
@@ -204,7 +177,7 @@ sqlx::query(
                         .bind(o.batch_index)
                         .bind(o.version)
                         .bind(o.session_id)
-                        .bind(o.read_end as i64)
+                        .bind(o.read_end)
                         .execute(&mut **tx)
                         .await?;
                 }
@@ -212,72 +185,5 @@ sqlx::query(
             })
         })
         .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn subscriptions_and_offsets_survive_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("meta.db");
-        let store = MetaStore::open(&path).await.unwrap();
-        let sub = SubscriptionRow {
-            sub_id: "17000000000001".into(),
-            topic_uid: 3,
-            comment: "c".into(),
-            state: 1,
-            create_time: 1,
-            last_modify_time: 1,
-            connector_id: None,
-        };
-        store.insert_subscription(&sub).await.unwrap();
-        let other = SubscriptionRow {
-            sub_id: "17000000000002".into(),
-            ..sub.clone()
-        };
-        store.insert_subscription(&other).await.unwrap();
-        let off = OffsetRow {
-            sub_id: sub.sub_id.clone(),
-            shard_id: 1,
-            sequence: 7,
-            timestamp: 99,
-            batch_index: 0,
-            version: 2,
-            session_id: 4,
-            read_end: true,
-        };
-        store
-            .put_offsets(&[
-                off.clone(),
-                OffsetRow {
-                    sub_id: other.sub_id.clone(),
-                    ..off.clone()
-                },
-            ])
-            .await
-            .unwrap();
-        let updated = SubscriptionRow {
-            state: 0,
-            comment: "d".into(),
-            ..sub.clone()
-        };
-        store.update_subscription(&updated).await.unwrap();
-        drop(store);
-
-        let store = MetaStore::open(&path).await.unwrap();
-        let (subs, offsets) = store.load_subscriptions().await.unwrap();
-        assert_eq!(subs, vec![updated, other.clone()]);
-        assert_eq!(offsets.len(), 2);
-        assert_eq!(offsets[0], off);
-        store
-            .delete_subscriptions(std::slice::from_ref(&sub.sub_id))
-            .await
-            .unwrap();
-        let (subs, offsets) = store.load_subscriptions().await.unwrap();
-        assert_eq!(subs, vec![other]);
-        assert_eq!(offsets.len(), 1);
     }
 }

@@ -1,4 +1,4 @@
-//! Connector definitions and their per-shard checkpoints (tables in `migrations/`).
+//! SQLite: connector definitions and their per-shard checkpoints (tables in `migrations/sqlite/`).
 //!
 //! A checkpoint says where a connector's task for one shard resumes: `next_seq` is the first
 //! sequence not yet written and flushed to the sink; it is saved only after a flush.
@@ -14,53 +14,18 @@
 
 use sqlx::Row;
 
-use crate::store::{MetaError, MetaStore, Tx};
-use crate::subscriptions::{insert_subscription_in, SubscriptionRow};
-
-/// A connector as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectorRow {
-    pub topic_uid: i64,
-    pub connector_id: String,
-    /// The type string, e.g. `sink_datahub`.
-    pub kind: String,
-    /// `CONNECTOR_RUNNING` or `CONNECTOR_STOPPED`.
-    pub state: String,
-    pub column_fields: Vec<String>,
-    /// The normalized configuration, a JSON object.
-    pub config: String,
-    pub creator: String,
-    /// Milliseconds; -1 = from the oldest record.
-    pub start_time: i64,
-    /// Seconds since the epoch.
-    pub create_time: i64,
-    pub last_modify_time: i64,
-}
-
-/// Where one (connector, shard) task resumes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CheckpointRow {
-    pub shard_id: u32,
-    /// First sequence not yet delivered.
-    pub next_seq: u64,
-    /// System time (ms) of the last delivered record, -1 if none.
-    pub last_time: i64,
-    pub discard_count: u64,
-    /// The shard is closed and was delivered to its end.
-    pub finished: bool,
-    /// Milliseconds.
-    pub update_time: i64,
-    /// Rows the sink wrote late (SINK_ODPS: into a partition that already had `_SUCCESS`).
-    pub late_count: u64,
-}
+use super::subscriptions::insert_subscription_in;
+use super::{SqliteStore, Tx};
+use crate::rows::{CheckpointRow, ConnectorRow, SubscriptionRow};
+use crate::MetaError;
 
 fn columns_text(c: &[String]) -> String {
     serde_json::to_string(c).expect("list of strings serializes")
 }
 
-impl MetaStore {
+impl SqliteStore {
     /// Every connector, ordered by topic and id.
-    pub async fn load_connectors(&self) -> Result<Vec<ConnectorRow>, MetaError> {
+    pub(crate) async fn load_connectors(&self) -> Result<Vec<ConnectorRow>, MetaError> {
         let rows = sqlx::query(
             "SELECT topic_uid, connector_id, kind, state, column_fields, config, creator, \
              start_time, create_time, last_modify_time FROM connectors \
@@ -89,22 +54,14 @@ impl MetaStore {
             .collect()
     }
 
-    /// Inserts a new connector and the subscription that backs it, in one transaction: both
-    /// or neither. `sub.connector_id` must name the connector.
-    pub async fn insert_connector_with_subscription(
+    /// Inserts a new connector and the subscription that backs it, in one transaction (the
+    /// door checked that they belong together).
+    pub(crate) async fn insert_connector_with_subscription(
         &self,
         c: &ConnectorRow,
         sub: &SubscriptionRow,
     ) -> Result<(), MetaError> {
-        if sub.connector_id.as_deref() != Some(c.connector_id.as_str())
-            || sub.topic_uid != c.topic_uid
-        {
-            return Err(MetaError::Decode(format!(
-                "subscription {} does not belong to connector {}",
-                sub.sub_id, c.connector_id
-            )));
-        }
-        self.write(|tx| {
+        self.write_catalog(|tx| {
             Box::pin(async move {
                 upsert_connector_in(tx, c).await?;
                 insert_subscription_in(tx, sub).await
@@ -114,8 +71,8 @@ impl MetaStore {
     }
 
     /// Inserts a new connector or replaces the stored definition of an existing one.
-    pub async fn upsert_connector(&self, c: &ConnectorRow) -> Result<(), MetaError> {
-        self.write(|tx| Box::pin(async move { upsert_connector_in(tx, c).await }))
+    pub(crate) async fn upsert_connector(&self, c: &ConnectorRow) -> Result<(), MetaError> {
+        self.write_catalog(|tx| Box::pin(async move { upsert_connector_in(tx, c).await }))
             .await
     }
 }
@@ -164,14 +121,14 @@ async fn delete_connector_subscriptions_in(
     Ok(())
 }
 
-impl MetaStore {
+impl SqliteStore {
     /// Removes a connector and its subscription (offsets = checkpoints) in one transaction.
-    pub async fn delete_connector(
+    pub(crate) async fn delete_connector(
         &self,
         topic_uid: i64,
         connector_id: &str,
     ) -> Result<(), MetaError> {
-        self.write(|tx| {
+        self.write_catalog(|tx| {
             Box::pin(async move {
                 sqlx::query("DELETE FROM connectors WHERE topic_uid = ? AND connector_id = ?")
                     .bind(topic_uid)
@@ -191,8 +148,8 @@ impl MetaStore {
     }
 
     /// Removes every connector of a topic and their subscriptions.
-    pub async fn delete_topic_connectors(&self, topic_uid: i64) -> Result<(), MetaError> {
-        self.write(|tx| {
+    pub(crate) async fn delete_topic_connectors(&self, topic_uid: i64) -> Result<(), MetaError> {
+        self.write_catalog(|tx| {
             Box::pin(async move {
                 sqlx::query("DELETE FROM connectors WHERE topic_uid = ?")
                     .bind(topic_uid)
@@ -205,7 +162,7 @@ impl MetaStore {
     }
 
     /// The checkpoints of one connector, by shard.
-    pub async fn load_checkpoints(
+    pub(crate) async fn load_checkpoints(
         &self,
         topic_uid: i64,
         connector_id: &str,
@@ -237,7 +194,7 @@ impl MetaStore {
     /// Saves checkpoints of one connector, as its subscription's offsets, in one transaction.
     /// The subscription API's own columns (batch index, version, session) are kept. Fails
     /// with [`MetaError::Decode`] when the connector has no subscription.
-    pub async fn save_checkpoints(
+    pub(crate) async fn save_checkpoints(
         &self,
         topic_uid: i64,
         connector_id: &str,
@@ -280,115 +237,5 @@ impl MetaStore {
             })
         })
         .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::OffsetRow;
-
-    #[tokio::test]
-    async fn connectors_and_checkpoints_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = MetaStore::open(&dir.path().join("meta.db")).await.unwrap();
-        let row = ConnectorRow {
-            topic_uid: 7,
-            connector_id: "c1".into(),
-            kind: "sink_datahub".into(),
-            state: "CONNECTOR_RUNNING".into(),
-            column_fields: vec!["a".into(), "b".into()],
-            config: "{}".into(),
-            creator: "me".into(),
-            start_time: -1,
-            create_time: 1,
-            last_modify_time: 2,
-        };
-        let sub = SubscriptionRow {
-            sub_id: "1700000000000000".into(),
-            topic_uid: 7,
-            comment: "connector c1".into(),
-            state: 1,
-            create_time: 1,
-            last_modify_time: 1,
-            connector_id: Some("c1".into()),
-        };
-        let wrong = SubscriptionRow {
-            connector_id: Some("c2".into()),
-            ..sub.clone()
-        };
-        assert!(store
-            .insert_connector_with_subscription(&row, &wrong)
-            .await
-            .is_err());
-        assert!(store.load_connectors().await.unwrap().is_empty());
-        store
-            .insert_connector_with_subscription(&row, &sub)
-            .await
-            .unwrap();
-        assert_eq!(store.load_connectors().await.unwrap(), vec![row.clone()]);
-        assert_eq!(
-            store.load_subscriptions().await.unwrap().0,
-            vec![sub.clone()]
-        );
-        let cp = CheckpointRow {
-            shard_id: 3,
-            next_seq: 10,
-            last_time: 99,
-            discard_count: 1,
-            finished: true,
-            update_time: 5,
-            late_count: 4,
-        };
-        store.save_checkpoints(7, "c1", &[cp]).await.unwrap();
-        assert_eq!(store.load_checkpoints(7, "c1").await.unwrap(), vec![cp]);
-        // the checkpoint is the subscription's offset: next_seq = sequence
-        let offsets = store.load_subscriptions().await.unwrap().1;
-        assert_eq!(
-            (
-                offsets[0].sequence,
-                offsets[0].timestamp,
-                offsets[0].read_end
-            ),
-            (10, 99, true)
-        );
-        // an offset commit moves the checkpoint and keeps the discard and late counts
-        let commit = OffsetRow {
-            sequence: 20,
-            timestamp: 123,
-            read_end: false,
-            session_id: 1,
-            ..offsets[0].clone()
-        };
-        store
-            .put_offsets(std::slice::from_ref(&commit))
-            .await
-            .unwrap();
-        let moved = CheckpointRow {
-            next_seq: 20,
-            last_time: 123,
-            finished: false,
-            ..cp
-        };
-        assert_eq!(store.load_checkpoints(7, "c1").await.unwrap(), vec![moved]);
-        // an open changes the session only, never the position
-        store
-            .put_sessions(&[OffsetRow {
-                sequence: 1,
-                session_id: 2,
-                ..commit
-            }])
-            .await
-            .unwrap();
-        assert_eq!(store.load_checkpoints(7, "c1").await.unwrap(), vec![moved]);
-        assert!(store.save_checkpoints(7, "nobody", &[cp]).await.is_err());
-        store.delete_connector(7, "c1").await.unwrap();
-        assert!(store.load_connectors().await.unwrap().is_empty());
-        assert!(store.load_checkpoints(7, "c1").await.unwrap().is_empty());
-        let (subs, offsets) = store.load_subscriptions().await.unwrap();
-        assert!(
-            subs.is_empty() && offsets.is_empty(),
-            "{subs:?} {offsets:?}"
-        );
     }
 }

@@ -1,4 +1,4 @@
-//! Access keys (other than the root, which is never stored) and the append-only audit log.
+//! SQLite: access keys (other than the root, which is never stored) and the append-only audit log.
 //!
 //! A key's secrets arrive here already sealed by the server (the store never sees a secret in
 //! clear); grants are stored as the server renders them. The audit log is only appended to and
@@ -6,40 +6,9 @@
 
 use sqlx::Row;
 
-use crate::store::{MetaError, MetaStore};
-
-/// One stored access key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccessKeyRow {
-    pub name: String,
-    pub access_id: String,
-    /// The current secret, sealed.
-    pub secret: String,
-    /// The previous secret during a rotation, sealed.
-    pub old_secret: Option<String>,
-    /// When the previous secret stops working (ms); None: when it is retired.
-    pub old_secret_expire_time: Option<i64>,
-    /// JSON list of "action:project/topic".
-    pub grants: String,
-    pub enabled: bool,
-    pub create_time: i64,
-    pub last_used_time: i64,
-    /// When the key stops working (ms); None: never.
-    pub expire_time: Option<i64>,
-}
-
-/// One audit log entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditRow {
-    /// Assigned by the store on append (the value given to `append_audit` is ignored).
-    pub seq: i64,
-    pub time: i64,
-    pub actor: String,
-    pub action: String,
-    pub resource: String,
-    pub request_id: String,
-    pub detail: String,
-}
+use super::SqliteStore;
+use crate::rows::{AccessKeyRow, AuditRow};
+use crate::MetaError;
 
 const KEY_COLUMNS: &str = "name, access_id, secret, old_secret, old_secret_expire_time, grants, \
      enabled, create_time, last_used_time, expire_time";
@@ -59,9 +28,9 @@ fn key_row(r: sqlx::sqlite::SqliteRow) -> AccessKeyRow {
     }
 }
 
-impl MetaStore {
+impl SqliteStore {
     /// Every stored access key, by name.
-    pub async fn load_access_keys(&self) -> Result<Vec<AccessKeyRow>, MetaError> {
+    pub(crate) async fn load_access_keys(&self) -> Result<Vec<AccessKeyRow>, MetaError> {
         Ok(sqlx::query(&format!(
             "SELECT {KEY_COLUMNS} FROM access_keys ORDER BY name"
         ))
@@ -73,8 +42,8 @@ impl MetaStore {
     }
 
     /// Inserts a key, or replaces the stored key of the same name.
-    pub async fn save_access_key(&self, row: &AccessKeyRow) -> Result<(), MetaError> {
-        self.write(|tx| {
+    pub(crate) async fn save_access_key(&self, row: &AccessKeyRow) -> Result<(), MetaError> {
+        self.write_catalog(|tx| {
             Box::pin(async move {
                 sqlx::query(&format!(
                     "INSERT OR REPLACE INTO access_keys ({KEY_COLUMNS}) \
@@ -99,8 +68,8 @@ impl MetaStore {
     }
 
     /// Deletes a key; returns whether it existed.
-    pub async fn delete_access_key(&self, name: &str) -> Result<bool, MetaError> {
-        self.write(|tx| {
+    pub(crate) async fn delete_access_key(&self, name: &str) -> Result<bool, MetaError> {
+        self.write_catalog(|tx| {
             Box::pin(async move {
                 let done = sqlx::query("DELETE FROM access_keys WHERE name = ?")
                     .bind(name)
@@ -113,7 +82,7 @@ impl MetaStore {
     }
 
     /// Records when a key was last used (never moves the time backwards).
-    pub async fn touch_access_key(&self, name: &str, time: i64) -> Result<(), MetaError> {
+    pub(crate) async fn touch_access_key(&self, name: &str, time: i64) -> Result<(), MetaError> {
         self.write(|tx| {
             Box::pin(async move {
                 sqlx::query(
@@ -132,7 +101,7 @@ impl MetaStore {
     }
 
     /// Appends an entry to the audit log and returns its sequence number.
-    pub async fn append_audit(&self, row: &AuditRow) -> Result<i64, MetaError> {
+    pub(crate) async fn append_audit(&self, row: &AuditRow) -> Result<i64, MetaError> {
         self.write(|tx| {
             Box::pin(async move {
                 let done = sqlx::query(
@@ -154,7 +123,11 @@ impl MetaStore {
     }
 
     /// Up to `limit` audit entries with a sequence number above `after`, oldest first.
-    pub async fn list_audit(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>, MetaError> {
+    pub(crate) async fn list_audit(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, MetaError> {
         Ok(sqlx::query(
             "SELECT seq, time, actor, action, resource, request_id, detail FROM audit_log \
              WHERE seq > ? ORDER BY seq LIMIT ?",
@@ -174,65 +147,5 @@ impl MetaStore {
             detail: r.get(6),
         })
         .collect())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(name: &str) -> AccessKeyRow {
-        AccessKeyRow {
-            name: name.into(),
-            access_id: format!("id-{name}"),
-            secret: "sealed".into(),
-            old_secret: None,
-            old_secret_expire_time: None,
-            grants: "[\"read:p/t\"]".into(),
-            enabled: true,
-            create_time: 1,
-            last_used_time: 0,
-            expire_time: Some(9),
-        }
-    }
-
-    #[tokio::test]
-    async fn keys_and_audit_survive_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("meta.db");
-        {
-            let store = MetaStore::open(&path).await.unwrap();
-            store.save_access_key(&key("a")).await.unwrap();
-            store.save_access_key(&key("b")).await.unwrap();
-            let mut b = key("b");
-            b.enabled = false;
-            store.save_access_key(&b).await.unwrap();
-            store.touch_access_key("a", 50).await.unwrap();
-            store.touch_access_key("a", 40).await.unwrap();
-            assert!(store.delete_access_key("b").await.unwrap());
-            assert!(!store.delete_access_key("b").await.unwrap());
-            for i in 0..3 {
-                let row = AuditRow {
-                    seq: 0,
-                    time: i,
-                    actor: "root".into(),
-                    action: "CreateKey".into(),
-                    resource: format!("key/{i}"),
-                    request_id: "r".into(),
-                    detail: String::new(),
-                };
-                store.append_audit(&row).await.unwrap();
-            }
-        }
-        let store = MetaStore::open(&path).await.unwrap();
-        let keys = store.load_access_keys().await.unwrap();
-        assert_eq!(keys.len(), 1);
-        assert_eq!(keys[0].last_used_time, 50);
-        assert_eq!(keys[0].expire_time, Some(9));
-        let page = store.list_audit(0, 2).await.unwrap();
-        assert_eq!(page.len(), 2);
-        let rest = store.list_audit(page[1].seq, 10).await.unwrap();
-        assert_eq!(rest.len(), 1);
-        assert_eq!(rest[0].resource, "key/2");
     }
 }
