@@ -440,3 +440,89 @@ async fn closed_shards_are_archived_whole() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_range_prepared_twice_is_committed_once() {
+    bounded(120, async {
+        let b = bed(Duration::from_secs(3600)).await;
+        b.fill(30).await;
+        let before = view(&b.tiered).await;
+        let config = ArchiverConfig {
+            segment_bytes: 1000,
+            max_age: Duration::from_secs(3600),
+            max_segments_per_pass: 10,
+        };
+        let (archiver, leases) = b.archiver("node-a", config).await;
+        let fence = leases
+            .try_acquire(LEASE_KIND, SHARD)
+            .await
+            .unwrap()
+            .unwrap();
+        // Two attempts at the same range (a retry after a timeout that did commit).
+        let first = archiver.prepare(&fence, SHARD).await.unwrap().unwrap();
+        let again = archiver.prepare(&fence, SHARD).await.unwrap().unwrap();
+        assert_eq!(
+            (first.row.first_seq, first.row.last_seq),
+            (again.row.first_seq, again.row.last_seq)
+        );
+        archiver.commit(&fence, &first).await.unwrap();
+        let head = b.head().await;
+        let rows = b.log_rows().await;
+        let err = archiver.commit(&fence, &again).await.unwrap_err();
+        assert!(!err.is_fenced(), "{err}");
+        assert_eq!(b.head().await, head);
+        assert_eq!(b.log_rows().await, rows);
+        assert_eq!(b.archive.segments(SHARD).await.unwrap(), vec![first.row]);
+        assert_eq!(view(&b.tiered).await, before);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_racing_the_archiver_neither_fail_nor_skip() {
+    bounded(120, async {
+        let b = bed(Duration::from_secs(3600)).await;
+        b.fill(120).await;
+        let all = flat(&b.tiered.clone().read(0, 100_000, usize::MAX).await.unwrap());
+        let config = ArchiverConfig {
+            segment_bytes: 300,
+            max_age: Duration::from_secs(3600),
+            max_segments_per_pass: 1,
+        };
+        let (archiver, _leases) = b.archiver("node-a", config).await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut readers = Vec::new();
+        for r in 0..2u64 {
+            let (store, stop, all) = (b.tiered.clone(), stop.clone(), all.clone());
+            readers.push(tokio::spawn(async move {
+                let mut reads = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    // From places spread over the shard, while it moves.
+                    let from = (reads * 7 + r * 3) % all.len() as u64;
+                    let got = store.clone().read(from, 40, usize::MAX).await.unwrap();
+                    let want = &all[from as usize..(from as usize + 40).min(all.len())];
+                    assert_eq!(flat(&got), want, "read from {from}");
+                    let t = all[from as usize].1;
+                    let seq = store.clone().seq_at_or_after_time(t).await.unwrap();
+                    assert_eq!(seq, all.iter().find(|e| e.1 >= t).map(|e| e.0));
+                    reads += 1;
+                }
+                reads
+            }));
+        }
+        let mut segments = 0;
+        while let Some(done) = archiver.run_shard(SHARD).await.unwrap() {
+            if done.is_empty() {
+                break;
+            }
+            segments += done.len();
+        }
+        stop.store(true, Ordering::Relaxed);
+        for r in readers {
+            assert!(r.await.unwrap() > 0);
+        }
+        assert!(segments > 10, "{segments} segments");
+        assert!(b.head().await.0 > all.len() as u64 / 2);
+    })
+    .await;
+}
