@@ -303,7 +303,7 @@ impl Archive {
     /// object's orphan row, in one transaction.
     pub async fn commit(&self, fence: &Fence, row: &SegmentRow) -> Result<(), ArchiveError> {
         let mut tx = self.pool.begin().await?;
-        self.commit_in(&mut *tx, fence, row).await?;
+        self.commit_in(&mut tx, fence, row).await?;
         tx.commit().await?;
         Ok(())
     }

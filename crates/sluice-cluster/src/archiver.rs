@@ -250,7 +250,7 @@ impl Archiver {
             reason,
         };
         let mut tx = self.pool.begin().await?;
-        self.archive.commit_in(&mut *tx, fence, row).await?;
+        self.archive.commit_in(&mut tx, fence, row).await?;
         let advance = format!(
             "UPDATE shard_head SET archived_seq = $3
               WHERE shard_key = $1 AND archived_seq = $2 AND {}",
