@@ -150,6 +150,8 @@ impl Bed {
 #[derive(Debug, PartialEq)]
 struct View {
     pages: Vec<Vec<(u64, i64, Bytes)>>,
+    /// How many entries each read returned (the limits are kept the same way).
+    read_lens: Vec<Vec<usize>>,
     by_time: Vec<(i64, Option<u64>)>,
 }
 
@@ -163,6 +165,7 @@ fn flat(entries: &[Entry]) -> Vec<(u64, i64, Bytes)> {
 async fn view(store: &Arc<TieredShardStore>) -> View {
     let next = store.clone().next_seq().await.unwrap();
     let mut pages = Vec::new();
+    let mut read_lens = Vec::new();
     for (page, max_bytes) in [
         (1usize, usize::MAX),
         (7, usize::MAX),
@@ -170,6 +173,7 @@ async fn view(store: &Arc<TieredShardStore>) -> View {
         (50, 300),
     ] {
         let mut all = Vec::new();
+        let mut lens = Vec::new();
         let mut from = 0;
         while from < next {
             let got = store.clone().read(from, page, max_bytes).await.unwrap();
@@ -178,12 +182,14 @@ async fn view(store: &Arc<TieredShardStore>) -> View {
                 "read from {from} below next {next} was empty"
             );
             assert!(got.len() <= page);
+            lens.push(got.len());
             from = got.last().unwrap().seq + 1;
             all.extend(flat(&got));
         }
         let seqs: Vec<u64> = all.iter().map(|e| e.0).collect();
         assert_eq!(seqs, (0..next).collect::<Vec<_>>(), "dense sequences");
         pages.push(all);
+        read_lens.push(lens);
     }
     let times: Vec<i64> = pages[0].iter().map(|e| e.1).collect();
     let mut probes = vec![0, i64::MAX];
@@ -197,7 +203,11 @@ async fn view(store: &Arc<TieredShardStore>) -> View {
         assert_eq!(seq, want, "first sequence at or after time {t}");
         by_time.push((t, seq));
     }
-    View { pages, by_time }
+    View {
+        pages,
+        read_lens,
+        by_time,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
