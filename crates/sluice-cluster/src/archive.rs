@@ -303,6 +303,20 @@ impl Archive {
     /// object's orphan row, in one transaction.
     pub async fn commit(&self, fence: &Fence, row: &SegmentRow) -> Result<(), ArchiveError> {
         let mut tx = self.pool.begin().await?;
+        self.commit_in(&mut tx, fence, row).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// [`Archive::commit`] inside the caller's transaction, so that other writes (the
+    /// archiver's `shard_head.archived_seq` and `log_entry` delete) commit with the segment row
+    /// or not at all. The caller commits.
+    pub async fn commit_in(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        fence: &Fence,
+        row: &SegmentRow,
+    ) -> Result<(), ArchiveError> {
         let archived_last: Option<i64> =
             sqlx::query_scalar("SELECT max(last_seq) FROM archive_segment WHERE shard_key = $1")
                 .bind(&row.shard_key)
@@ -345,7 +359,6 @@ impl Archive {
                 object_key: row.object_key.clone(),
             });
         }
-        tx.commit().await?;
         Ok(())
     }
 

@@ -14,6 +14,9 @@
 //! * [`archive`]: a shard's older entries as objects (frames plus a footer index) in object
 //!   storage, committed by fenced segment rows, read by byte ranges, orphans collected after a
 //!   grace period; [`archive_url`] parses its location (`s3://bucket/prefix?endpoint=...`).
+//! * [`archiver`]: moves a shard's older log rows into archive objects under its lease (segment
+//!   row, `archived_seq` and the rows' delete in one fenced transaction);
+//!   [`archiver_read::TieredShardStore`] reads one shard across the archive and PostgreSQL.
 //!
 //! Not wired into `sluice serve` yet (issue 14): these are the parts the `--cluster` mode is
 //! built from.
@@ -24,6 +27,8 @@ pub mod archive;
 pub mod archive_format;
 pub mod archive_gc;
 pub mod archive_url;
+pub mod archiver;
+pub mod archiver_read;
 pub mod lease;
 pub mod lease_keeper;
 pub mod log;

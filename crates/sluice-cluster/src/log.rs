@@ -4,8 +4,10 @@
 //!
 //! * `shard_head(shard_key PK, state, next_seq, start_seq, archived_seq, last_time_ms)`: one
 //!   row per shard. `state` is `ACTIVE` or `CLOSED`; `next_seq` is one past the last appended
-//!   sequence; `start_seq` the oldest retained one (raised by retention); `archived_seq` is kept
-//!   for the archiver; `last_time_ms` the system time of the last append.
+//!   sequence; `start_seq` the oldest retained one (raised by retention); `archived_seq` one
+//!   past the last sequence the archiver moved to the archive (its rows are deleted from
+//!   `log_entry`: [`PgShardStore`] alone cannot read them, [`crate::archiver_read`]'s store
+//!   can); `last_time_ms` the system time of the last append.
 //! * `log_entry(shard_key, base_seq, count, system_time_ms, bytes)`: one row per put (a
 //!   "frame"): `count` entries with sequences `base_seq ..= base_seq + count - 1` and one system
 //!   time. `bytes` is the put's payloads as they came, each preceded by its length as a

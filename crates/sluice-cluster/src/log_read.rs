@@ -123,7 +123,7 @@ async fn head_start_after_gap(pool: &PgPool, key: &str, found: u64) -> Result<u6
 }
 
 /// One row's first sequence, time and payloads (zero-copy slices of its bytes).
-fn decode_row(key: &str, row: &PgRow) -> Result<(u64, i64, Vec<Bytes>), PgLogError> {
+pub(crate) fn decode_row(key: &str, row: &PgRow) -> Result<(u64, i64, Vec<Bytes>), PgLogError> {
     let base = to_u64(row.try_get(0)?);
     let count: i32 = row.try_get(1)?;
     let time: i64 = row.try_get(2)?;
