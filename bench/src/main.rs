@@ -3,12 +3,15 @@
 //! on private ports and data dirs, drives them, and writes a Markdown report.
 //!
 //! Phases: closed-loop puts per protocol (batch, protobuf, JSON) then read-back in the same
-//! protocol; open-loop puts at half each protocol's maximum for latency; idle RSS with
-//! 100 topics × 4 shards; JetStream publish + read-back. See bench/README.md.
+//! protocol, plain and with response compression (module `compressed`); open-loop puts at half
+//! each protocol's maximum for latency; idle RSS with 100 topics × 4 shards; JetStream publish +
+//! read-back. See bench/README.md. `--latency-rate` runs only the open-loop phase at a fixed
+//! rate (for iterating on tail latency).
 //!
 //! Two other modes (issue 8): `--wire` measures reads with response compression (module
 //! `wire`), `--tls-compare` puts and reads over HTTPS against plain HTTP (module `tls`).
 
+mod compressed;
 mod events;
 mod load;
 mod nats;
@@ -101,6 +104,16 @@ struct Args {
     /// Runs of each half-rate latency phase (median and worst p99 reported).
     #[arg(long, default_value_t = 3)]
     latency_repeats: usize,
+    /// Only the open-loop latency phase, at this fixed rate (records/s) for every protocol in
+    /// --protocols, `--latency-repeats` runs each (no closed-loop, idle or JetStream phases):
+    /// for iterating on tail latency (issue 12).
+    #[arg(long)]
+    latency_rate: Option<f64>,
+    /// After each protocol's plain read-back, read the same records again with each of these
+    /// `Accept-Encoding`s (comma-separated; empty for none): pydatahub asks for lz4 or zlib.
+    /// Not with --throughput-only.
+    #[arg(long, default_value = "lz4,zlib", value_delimiter = ',')]
+    read_encodings: Vec<String>,
 }
 
 const SHARDS: u32 = 4;
@@ -151,6 +164,8 @@ struct ProtoResult {
     read_cpu_us: f64,
     /// The half-rate runs, with the 1-minute load average at the start of each.
     halves: Vec<(PutStats, f64)>,
+    /// Reads with response compression: (Accept-Encoding, the read, server CPU µs per record).
+    compressed: Vec<(String, wire::WireRead, f64)>,
 }
 
 /// (median, worst) p99 in ms over the half-rate runs.
@@ -253,6 +268,46 @@ fn du_bytes(p: &Path) -> u64 {
     walk(p)
 }
 
+/// `--latency-rate`: open-loop puts at a fixed rate, each protocol `--latency-repeats` times
+/// (interleaved, a fresh topic each run); p50/p99/max, load and server CPU per record.
+async fn latency_only(
+    client: &Client,
+    raw: &Raw,
+    server: &Proc,
+    protos: &[Proto],
+    schema: &sluice_proto::RecordSchema,
+    rate: f64,
+    args: &Args,
+) -> anyhow::Result<String> {
+    let mut md = String::new();
+    writeln!(md, "# Put latency at a fixed rate\n\n{}; {} rec/s per run, {} s, open loop (latency from the scheduled start), fsync before ack.\n", machine(), fmt_rate(rate), args.latency_secs)?;
+    writeln!(md, "| protocol | run | load at start | achieved rec/s | p50 ms | p99 ms | p99.9 ms | max ms | server CPU µs/record |")?;
+    writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    for round in 0..args.latency_repeats.max(1) {
+        for &proto in protos {
+            let topic = format!("lat_{}_{round}", proto.name().to_ascii_lowercase());
+            let shards = topic_with_shards(client, &topic).await?;
+            let pool = Arc::new(load::put_pool(proto, &topic, &shards, schema, 16));
+            let load0 = procs::loadavg();
+            let cpu0 = procs::cpu_secs(server.pid);
+            let half = load::put_rate(raw, pool, rate, Duration::from_secs(args.latency_secs)).await?;
+            let cpu_us = (procs::cpu_secs(server.pid) - cpu0) * 1e6 / half.records.max(1) as f64;
+            let line = format!(
+                "| {} | {round} | {load0:.1} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {cpu_us:.2} |",
+                proto.name(),
+                fmt_rate(half.rate()),
+                ms(&half.lat, 0.5),
+                ms(&half.lat, 0.99),
+                ms(&half.lat, 0.999),
+                ms(&half.lat, 1.0)
+            );
+            eprintln!("{line}");
+            writeln!(md, "{line}")?;
+        }
+    }
+    Ok(md)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -317,6 +372,12 @@ async fn main() -> anyhow::Result<()> {
         return write_report(&args.out, &md);
     }
 
+    if let Some(rate) = args.latency_rate {
+        let md = latency_only(&client, &raw, &server, &protos, &schema, rate, &args).await?;
+        server.stop().await;
+        return write_report(&args.out, &md);
+    }
+
     let mut results: Vec<ProtoResult> = Vec::new();
     for &proto in &protos {
         let topic = format!("t_{}", proto.name().to_ascii_lowercase());
@@ -363,6 +424,22 @@ async fn main() -> anyhow::Result<()> {
         let read_anon_kib = sampler.finish().await;
         let read_amp = (procs::rchar_of(server.pid) - rchar0) as f64 / read.records.max(1) as f64;
         let (_, read_peak_kib) = server.mem();
+        let mut compressed = Vec::new();
+        let encodings = if args.throughput_only { &[][..] } else { &args.read_encodings[..] };
+        for accept in encodings.iter().map(|a| a.trim()).filter(|a| !a.is_empty()) {
+            let cpu0 = procs::cpu_secs(server.pid);
+            let r = compressed::read_all(&client, &raw, proto, &topic, &shards, &expected, &schema, accept).await?;
+            let cpu_us = (procs::cpu_secs(server.pid) - cpu0) * 1e6 / r.records.max(1) as f64;
+            eprintln!(
+                "{:>8} read, Accept-Encoding {accept} (served {}): {} rec/s, {:.0} B/record on the wire ({:.0} raw), {cpu_us:.2} server CPU µs/record",
+                proto.name(),
+                if r.served.is_empty() { "plain" } else { &r.served },
+                fmt_rate(r.rate()),
+                r.wire as f64 / r.records.max(1) as f64,
+                r.raw as f64 / r.records.max(1) as f64,
+            );
+            compressed.push((accept.to_string(), r, cpu_us));
+        }
         let load_after = procs::loadavg();
         eprintln!(
             "{:>8} read: {} rec/s ({} records), peak RSS {:.1} MiB (anon {:.1}), server read {:.0} B per record returned",
@@ -387,6 +464,7 @@ async fn main() -> anyhow::Result<()> {
             put_cpu_us,
             read_cpu_us,
             halves: Vec::new(),
+            compressed,
         });
     }
     if let Some(path) = &args.json_out {
@@ -603,6 +681,29 @@ async fn main() -> anyhow::Result<()> {
         disk as f64 / 1e6
     )?;
 
+    if results.iter().any(|r| !r.compressed.is_empty()) {
+        writeln!(md, "Reads with response compression: the same records read back again right after the plain read, with `Accept-Encoding` as pydatahub sends it (lz4 by default, or zlib; Java's `deflate` and Go's `deflate` get plain answers, i.e. the plain row); the client decompresses and decodes every answer. B/record = response body bytes per record, as received and decompressed.\n")?;
+        writeln!(md, "| protocol | Accept-Encoding | served | read records/s | ÷ plain | B/record wire | B/record raw | CPU µs/record read |")?;
+        writeln!(md, "|---|---|---|---:|---:|---:|---:|---:|")?;
+        for r in &results {
+            let plain = r.read.records as f64 / r.read.elapsed.as_secs_f64();
+            writeln!(md, "| {} | none | plain | {} | 1.00 | | | {:.2} |", r.proto.name(), fmt_rate(plain), r.read_cpu_us)?;
+            for (accept, c, cpu) in &r.compressed {
+                let n = c.records.max(1) as f64;
+                writeln!(
+                    md,
+                    "| {} | {accept} | {} | {} | {:.2} | {:.0} | {:.0} | {cpu:.2} |",
+                    r.proto.name(),
+                    if c.served.is_empty() { "plain" } else { &c.served },
+                    fmt_rate(c.rate()),
+                    c.rate() / plain,
+                    c.wire as f64 / n,
+                    c.raw as f64 / n,
+                )?;
+            }
+        }
+        writeln!(md)?;
+    }
     writeln!(md, "Server bytes read (rchar, includes request bodies) per record returned during the read phase: {}.\n",
         results.iter().map(|r| format!("{} {:.0} B", r.proto.name(), r.read_amp)).collect::<Vec<_>>().join(", "))?;
 

@@ -141,7 +141,8 @@ pub async fn post_shard(
             timer.put(Protocol::Protobuf);
             body::budget_pb_put(&mut req_body.charge, &raw, c.config.max_records_per_put).await?;
             let decode_topic = t.clone();
-            let records = body::off_thread(move || {
+            // Decoded, encoded and appended in one blocking task (issue 12).
+            c.put_to_shard_decoded(&t, &shard, move || {
                 let req = pb::PutRecordsRequest::decode(body::unframe(&raw)?).map_err(|e| {
                     Error::MalformedRecord(format!("PutRecordsRequest does not decode: {e}"))
                 })?;
@@ -155,7 +156,6 @@ pub async fn post_shard(
                     .collect::<Result<Vec<_>>>()
             })
             .await?;
-            c.put_to_shard(&t, &shard, records).await?;
             body::protobuf(&pb::PutRecordsResponse {
                 failed_count: Some(0),
                 failed_records: vec![],

@@ -14,7 +14,6 @@ use super::error::error_code;
 use super::json_records::ShardsPost;
 use super::records::{is_pub, pb_put_records, ContentKind};
 use super::AppState;
-use crate::service::records::RoutedRecord;
 use crate::service::{Error, Result};
 
 const NO_SHARD: &str = "4294967295";
@@ -63,14 +62,15 @@ pub async fn post(
         let t = c.topic(&project, &topic)?;
         body::budget_pb_put(&mut req_body.charge, &raw, c.config.max_records_per_put).await?;
         let decode_topic = t.clone();
-        let records = body::off_thread(move || {
-            let req = pb::PutRecordsRequest::decode(body::unframe(&raw)?).map_err(|e| {
-                Error::MalformedRecord(format!("PutRecordsRequest does not decode: {e}"))
-            })?;
-            Ok(pb_put_records(&decode_topic, req.records, true))
-        })
-        .await?;
-        let failed = c.put_routed(&t, records).await?;
+        // Decoded, encoded and appended in one blocking task (issue 12).
+        let failed = c
+            .put_routed_decoded(&t, move || {
+                let req = pb::PutRecordsRequest::decode(body::unframe(&raw)?).map_err(|e| {
+                    Error::MalformedRecord(format!("PutRecordsRequest does not decode: {e}"))
+                })?;
+                Ok(pb_put_records(&decode_topic, req.records, true))
+            })
+            .await?;
         return body::protobuf(&pb::PutRecordsResponse {
             failed_count: Some(failed.len() as i32),
             failed_records: failed
@@ -110,14 +110,15 @@ pub async fn post(
             let t = c.topic(&project, &topic)?;
             let schema = t.meta.read().current_schema();
             let list = req.records.unwrap_or_default().list;
-            let records: Vec<Result<RoutedRecord>> = body::off_thread(move || {
-                Ok(list
-                    .into_iter()
-                    .map(|r| r.into_routed(schema.as_deref()))
-                    .collect())
-            })
-            .await?;
-            let failed = c.put_routed(&t, records).await?;
+            // Values parsed, records encoded and appended in one blocking task (issue 12).
+            let failed = c
+                .put_routed_decoded(&t, move || {
+                    Ok(list
+                        .into_iter()
+                        .map(|r| r.into_routed(schema.as_deref()))
+                        .collect())
+                })
+                .await?;
             let list: Vec<_> = failed
                 .iter()
                 .map(|(i, e)| json!({"Index": i, "ErrorCode": error_code(e).as_str(), "ErrorMessage": e.to_string()}))

@@ -239,6 +239,16 @@ fn payload_bytes<P: AsRef<[u8]>>(payloads: &[P]) -> usize {
     payloads.iter().map(|p| p.as_ref().len()).sum()
 }
 
+/// Refuses a put of more than `max` records.
+fn check_put_count(n: usize, max: usize) -> Result<()> {
+    if n > max {
+        return Err(Error::LimitExceeded(format!(
+            "the put has {n} records, more than the limit of {max}"
+        )));
+    }
+    Ok(())
+}
+
 /// A failed append: a put too large for one log frame is refused like an oversized body
 /// (InvalidParameter, not retried), never an internal error.
 fn append_error(e: LogError) -> Error {
@@ -263,13 +273,20 @@ fn note_append(health: &WriteHealth, result: &Result<()>) {
 }
 
 impl Catalog {
-    /// Routed put (JSON and protobuf `put_records`): per-record failures, by request index.
-    pub async fn put_routed(
+    /// Routed put (JSON and protobuf `put_records`) of the records `decode` gives: per-record
+    /// failures, by request index. Decoding, encoding and the append
+    /// to the first shard run in one blocking task (a put bound for one shard hands off
+    /// between the async workers and the blocking pool once, not three times: each hand-off
+    /// waits for a thread to be scheduled, which on a loaded machine made the put tail; issue
+    /// 12); the appends to further shards run in their own blocking tasks meanwhile.
+    pub async fn put_routed_decoded<F>(
         &self,
         topic: &Arc<Topic>,
-        records: Vec<Result<RoutedRecord>>,
-    ) -> Result<Vec<(usize, Error)>> {
-        self.check_put_count(records.len())?;
+        decode: F,
+    ) -> Result<Vec<(usize, Error)>>
+    where
+        F: FnOnce() -> Result<Vec<Result<RoutedRecord>>> + Send + 'static,
+    {
         // Routing and appending see one topology: a split or merge waits for this put, and
         // this put for it (see `Topic::topology`).
         let _topology = topic.topology.read().await;
@@ -281,10 +298,14 @@ impl Catalog {
             .cloned()
             .collect();
         let max_record_bytes = self.config.max_record_bytes;
+        let max_records = self.config.max_records_per_put;
+        let now = self.config.clock.now_ms();
         let topic_for_metrics = topic.clone();
         let topic = topic.clone();
-        // Encoding is CPU work: keep it off the async workers so other requests keep flowing.
-        let (mut failed, groups) = tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Handle::current();
+        let (mut failed, first, others) = tokio::task::spawn_blocking(move || {
+            let records = decode()?;
+            check_put_count(records.len(), max_records)?;
             let mut failed = Vec::new();
             let mut groups: Vec<ShardGroup> = Vec::new();
             let turn = rand::random::<usize>();
@@ -306,20 +327,25 @@ impl Catalog {
                     Err(e) => failed.push((index, e)),
                 }
             }
-            (failed, groups)
-        })
-        .await
-        .map_err(join_error)?;
-        let mut tasks = tokio::task::JoinSet::new();
-        let now = self.config.clock.now_ms();
-        for (shard, indexes, payloads) in groups {
-            tasks.spawn_blocking(move || {
+            let append = move |(shard, indexes, payloads): ShardGroup| {
                 let bytes = payload_bytes(&payloads);
                 (indexes, bytes, append_to_shard(&shard, &payloads, now))
-            });
+            };
+            let mut groups = groups.into_iter();
+            let first = groups.next();
+            let others: Vec<_> = groups
+                .map(|group| runtime.spawn_blocking(move || append(group)))
+                .collect();
+            Ok::<_, Error>((failed, first.map(append), others))
+        })
+        .await
+        .map_err(join_error)??;
+        let mut done = Vec::with_capacity(1 + others.len());
+        done.extend(first);
+        for task in others {
+            done.push(task.await.map_err(join_error)?);
         }
-        while let Some(done) = tasks.join_next().await {
-            let (indexes, bytes, result) = done.map_err(join_error)?;
+        for (indexes, bytes, result) in done {
             note_append(&self.write_health, &result);
             // issue 13: metrics
             if result.is_ok() {
@@ -337,16 +363,6 @@ impl Catalog {
         Ok(failed)
     }
 
-    fn check_put_count(&self, n: usize) -> Result<()> {
-        if n > self.config.max_records_per_put {
-            return Err(Error::LimitExceeded(format!(
-                "the put has {n} records, more than the limit of {}",
-                self.config.max_records_per_put
-            )));
-        }
-        Ok(())
-    }
-
     /// Put by shard (protobuf): all records or none.
     pub async fn put_to_shard(
         &self,
@@ -354,16 +370,34 @@ impl Catalog {
         shard: &str,
         records: Vec<Record>,
     ) -> Result<()> {
-        self.check_put_count(records.len())?;
-        let shard = topic.shard_by_text(shard)?;
-        if records.is_empty() {
-            return Ok(());
-        }
-        let encoder = topic.encoder();
+        self.put_to_shard_decoded(topic, shard, move || Ok(records))
+            .await
+    }
+
+    /// [`Catalog::put_to_shard`] of the records `decode` gives: decoding, encoding and the
+    /// append (with its wait for the fsync) in one blocking task, one hand-off per put (see
+    /// [`Catalog::put_routed_decoded`]).
+    pub async fn put_to_shard_decoded<F>(
+        &self,
+        topic: &Arc<Topic>,
+        shard: &str,
+        decode: F,
+    ) -> Result<()>
+    where
+        F: FnOnce() -> Result<Vec<Record>> + Send + 'static,
+    {
         let max_record_bytes = self.config.max_record_bytes;
+        let max_records = self.config.max_records_per_put;
         let now = self.config.clock.now_ms();
-        let count = records.len();
-        let result = tokio::task::spawn_blocking(move || {
+        let (topic_in, shard_text) = (topic.clone(), shard.to_string());
+        let result = tokio::task::spawn_blocking(move || -> Result<_> {
+            let records = decode()?;
+            check_put_count(records.len(), max_records)?;
+            let shard = topic_in.shard_by_text(&shard_text)?;
+            if records.is_empty() {
+                return Ok(None);
+            }
+            let encoder = topic_in.encoder();
             let payloads = records
                 .iter()
                 .enumerate()
@@ -373,10 +407,17 @@ impl Catalog {
                         .map_err(|e| Error::MalformedRecord(format!("record {i}: {e}")))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            append_to_shard(&shard, &payloads, now).map(|()| payload_bytes(&payloads))
+            // Only the append's outcome counts for the write health.
+            Ok(Some((
+                records.len(),
+                append_to_shard(&shard, &payloads, now).map(|()| payload_bytes(&payloads)),
+            )))
         })
         .await
-        .map_err(join_error)?;
+        .map_err(join_error)??;
+        let Some((count, result)) = result else {
+            return Ok(());
+        };
         let result = result.map(|bytes| {
             // issue 13: metrics
             self.metrics.note_put(topic, count, bytes);
@@ -431,7 +472,7 @@ impl Catalog {
         if raw > max_request {
             return Err(too_large(raw));
         }
-        self.check_put_count(total)?;
+        check_put_count(total, self.config.max_records_per_put)?;
         if batches.is_empty() {
             return Ok(());
         }
