@@ -208,7 +208,10 @@ async fn a_restart_resumes_exactly_at_the_checkpoint_after_a_read_ahead() {
     assert_eq!(rt.checkpoints()[&0].next_seq, 30);
     rt.stop().await; // the hung flush is dropped after the grace
     let cps: Vec<Checkpoint> = rt.checkpoints().into_values().collect();
-    assert_eq!(cps[0].next_seq, 30, "the checkpoint moved past an unflushed batch");
+    assert_eq!(
+        cps[0].next_seq, 30,
+        "the checkpoint moved past an unflushed batch"
+    );
     assert_eq!(state.lock().unwrap().flushed.len(), 30);
 
     state.lock().unwrap().hang_at = None;

@@ -386,7 +386,10 @@ mod tests {
         assert_eq!(b.rows(), 0);
         let mut b2 = CopyBuffer::new(vec![Bind::Int8, Bind::Text], 1);
         b2.recycle(first);
-        assert!(b2.buf.capacity() >= cap && b2.buf.as_ptr() == ptr, "allocation not reused");
+        assert!(
+            b2.buf.capacity() >= cap && b2.buf.as_ptr() == ptr,
+            "allocation not reused"
+        );
         for _ in 0..100 {
             b2.push_row(&row, &names(2)).unwrap();
         }
