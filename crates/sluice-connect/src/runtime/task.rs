@@ -290,7 +290,8 @@ impl Task {
 
     /// The byte budget of a read that should bring about `room` more records: what that many
     /// records took in the last read, with a quarter to spare, within what the batch has left
-    /// of `max_batch_bytes`. The log returns at least one entry whatever the budget.
+    /// of `max_batch_bytes`. The log returns at least one entry whatever the budget, so the
+    /// task's first read (nothing learned yet) asks for one byte: one entry, to learn from.
     fn byte_room(&self, buf: &Buffer, room: usize) -> usize {
         let left = self
             .shared
@@ -301,7 +302,7 @@ impl Task {
             .max(1);
         match self.bytes_per_record {
             Some(per) => left.min(room.saturating_mul(per.max(1)).saturating_mul(5) / 4),
-            None => left,
+            None => 1,
         }
         .max(1)
     }
