@@ -14,6 +14,8 @@ latency: puts 1,000 records/s for DURATION seconds (default 30) into a 4-shard t
 """
 
 import os
+import signal
+import subprocess
 import sys
 import time
 import uuid
@@ -39,6 +41,24 @@ def server_cpu_secs():
     with open("/proc/%s/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_perf():
+    """With PERF_DATA=<file> (and SLUICE_PID): `perf record -g` of the server during the timed
+    part only, to see where the connector's time goes."""
+    out, pid = os.environ.get("PERF_DATA"), os.environ.get("SLUICE_PID")
+    if not out or not pid:
+        return None
+    proc = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-p", pid, "-o", out],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # let perf attach before the clock starts
+    return proc
+
+
+def stop_perf(proc):
+    if proc is not None:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
 
 
 def client():
@@ -88,6 +108,7 @@ def throughput(kind, rows):
     # let the database finish the previous round's DROP (InnoDB purge, checkpoints) and the server
     # its fsyncs before the clock starts
     time.sleep(float(os.environ.get("SETTLE_SECS", "3")))
+    perf = start_perf()
     cpu0 = server_cpu_secs()
     started = time.time()
     dh.create_connector(project, name, ctype, names, cfg, -1)
@@ -95,6 +116,7 @@ def throughput(kind, rows):
         time.sleep(0.05)
     secs = time.time() - started
     cpu = server_cpu_secs()
+    stop_perf(perf)
     count = int(db.run("SELECT COUNT(*) FROM bench_conn")[0][0])
     assert count == rows, "expected %d rows, found %d" % (rows, count)
     print("%s connector: %d rows in %.2f s = %.0f rows/s%s" % (

@@ -117,6 +117,27 @@ impl MemSource {
         first
     }
 
+    /// Appends one entry holding all of `records` (like one batch-protocol put), `bytes` its
+    /// encoded size; returns its sequence.
+    pub fn put_entry(&self, shard: u32, records: Vec<Record>, bytes: usize) -> u64 {
+        let mut shards = self.lock_shards();
+        let s = shards
+            .get_mut(&shard)
+            .unwrap_or_else(|| panic!("no shard {shard}"));
+        assert!(!s.closed, "shard {shard} is closed");
+        let seq = s.entries.len() as u64;
+        let mut clock = self.clock.lock().expect("clock lock");
+        s.entries.push(SourceEntry {
+            seq,
+            system_time: *clock,
+            records,
+            bytes,
+        });
+        *clock += 1;
+        s.tx.send_replace(s.entries.len() as u64);
+        seq
+    }
+
     /// Appends tuple records with the given values and no attributes.
     pub fn put_rows(&self, shard: u32, rows: Vec<Vec<Value>>) -> u64 {
         self.put(

@@ -150,7 +150,7 @@ async fn via_sink(kind: &str, rows: i64, shards: i64, batch: usize) -> Result<()
                 mysql::open(mysql::parse_config(&cfg).map_err(anyhow::Error::msg)?, columns).await?
             } else {
                 let cfg = json!({"Endpoint": format!("{}:{}", env("SLUICE_TEST_PG_HOST")?, env("SLUICE_TEST_PG_PORT")?),
-                    "Project": env("SLUICE_TEST_PG_DATABASE")?, "Topic": "bench_rows", "InstanceId": "",
+                    "Project": env("SLUICE_TEST_PG_DATABASE")?, "Topic": "bench_rows", "InstanceId": "local",
                     "AuthMode": "ak", "TimestampUnit": "MICROSECOND",
                     "AccessId": env("SLUICE_TEST_PG_USER")?, "AccessKey": env("SLUICE_TEST_PG_PASSWORD")?});
                 postgres::open(postgres::parse_config(&cfg).map_err(anyhow::Error::msg)?, columns).await?

@@ -12,7 +12,8 @@
 //!   task (logged, shown as CONTEXT_HANG with its message, restarted with backoff), and stops
 //!   all tasks at once;
 //! - `task.rs`: the per-shard loop: read from the checkpoint, batch by count / bytes / age,
-//!   `Sink::write` + `Sink::flush`, then save the checkpoint; retries with backoff; isolates
+//!   `Sink::write` + `Sink::flush`, then save the checkpoint, with the next batch read (and
+//!   decoded by the source) while a full one is delivered; retries with backoff; isolates
 //!   bad records; finishes closed shards. On stop, reload or delete a flush in progress gets
 //!   [`RuntimeConfig::stop_grace`] to finish; after that the half-written batch is dropped
 //!   (its checkpoint never moved, so the next start delivers it again);

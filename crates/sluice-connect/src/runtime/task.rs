@@ -3,6 +3,13 @@
 //! Delivery is at-least-once: the checkpoint moves only after `Sink::flush` succeeded, so a
 //! crash or stop re-delivers at most the batch in flight. A batch ends on an entry boundary,
 //! so a checkpoint is always a plain sequence.
+//!
+//! Reading is pipelined: while a full batch is delivered, the next one is already read and
+//! decoded from where the batch ends ([`Task::deliver_reading_ahead`]), so the source's work
+//! overlaps the sink's. Reads ask for about as many bytes as the records still missing from a
+//! batch need (learned from what was read), so a batch is `max_batch_records` records rather
+//! than `max_batch_bytes` of stored data, and the buffer's allocation is reused batch after
+//! batch.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +19,17 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::status::{expired_message, now_ms, Checkpoint, ContextState};
-use super::{Backoff, Shared, SourceBatch, SourceErrorKind};
+use super::{Backoff, Shared, SourceBatch, SourceError, SourceErrorKind};
 use crate::sink::{Columns, ErrorKind, Sink, SinkData, SinkError, SinkRecord};
 
 /// The task was cancelled (stop, reload, delete, shutdown).
 struct Cancelled;
+
+/// What a read of the source returned.
+type ReadResult = Result<SourceBatch, SourceError>;
+
+/// The most records a task's buffer allocates room for up front.
+const MAX_PRESIZED_RECORDS: usize = 1 << 16;
 
 /// Records read but not yet delivered.
 #[derive(Default)]
@@ -37,6 +50,9 @@ struct Task {
     cancel: CancellationToken,
     sink: Option<Box<dyn Sink>>,
     backoff: Backoff,
+    /// Stored bytes per record in what was read last (None before the first read), to size
+    /// the next read's byte budget.
+    bytes_per_record: Option<usize>,
 }
 
 /// Runs until cancelled or, for a closed shard, until delivered to its end.
@@ -55,6 +71,7 @@ pub(crate) async fn run(
         cancel,
         sink: None,
         backoff,
+        bytes_per_record: None,
     };
     shared.set_status(shard, ContextState::Executing, None);
     tracing::debug!(connector = %shared.spec.name, shard, next_seq = cp.next_seq, "task started");
@@ -153,28 +170,38 @@ impl Task {
             .set_status(self.shard, ContextState::Executing, None);
         let mut watch = self.shared.source.watch(self.shard);
         let mut buf = Buffer {
+            records: Vec::with_capacity(cfg.max_batch_records.min(MAX_PRESIZED_RECORDS)),
             next_seq: self.cp.next_seq,
             last_time: self.cp.last_time,
             ..Buffer::default()
         };
+        // The next batch, read while the previous one was delivered.
+        let mut read_ahead: Option<(ReadResult, usize)> = None;
         loop {
             if self.cancel.is_cancelled() {
                 return Err(Cancelled);
-            }
-            if let Some(w) = watch.as_mut() {
-                w.borrow_and_update();
             }
             let room = cfg
                 .max_batch_records
                 .saturating_sub(buf.records.len())
                 .max(1);
-            let byte_room = cfg.max_batch_bytes.saturating_sub(buf.bytes).max(1);
-            let read = self
-                .shared
-                .source
-                .read(self.shard, buf.next_seq, room, byte_room)
-                .await;
-            let got = match read {
+            let (read, byte_room) = match read_ahead.take() {
+                // The read ahead marked the watch as seen before it started.
+                Some(ahead) => ahead,
+                None => {
+                    if let Some(w) = watch.as_mut() {
+                        w.borrow_and_update();
+                    }
+                    let byte_room = self.byte_room(&buf, room);
+                    let read = self
+                        .shared
+                        .source
+                        .read(self.shard, buf.next_seq, room, byte_room)
+                        .await;
+                    (read, byte_room)
+                }
+            };
+            let (got, got_bytes, last_bytes) = match read {
                 Ok(batch) => self.add(&mut buf, batch),
                 Err(e) => match e.kind {
                     SourceErrorKind::Expired { requested, first } => {
@@ -204,12 +231,18 @@ impl Task {
             let aged = buf
                 .first_at
                 .is_some_and(|t| t.elapsed() >= cfg.max_batch_age);
-            if full || aged {
+            if full {
+                read_ahead = Some(self.deliver_reading_ahead(&mut buf, &mut watch).await?);
+                continue;
+            }
+            if aged {
                 self.deliver(&mut buf).await?;
                 continue;
             }
-            if got >= room {
-                continue; // more may be waiting right behind
+            // Stopped by the count, or by the bytes before an entry like the last one: more may
+            // be waiting right behind.
+            if got >= room || (got > 0 && got_bytes + last_bytes > byte_room) {
+                continue;
             }
             // Caught up with the log.
             if let Some(first_at) = buf.first_at {
@@ -255,11 +288,58 @@ impl Task {
         }
     }
 
-    /// Adds a read's records to the buffer; returns the number of entries read.
-    fn add(&self, buf: &mut Buffer, batch: SourceBatch) -> usize {
+    /// The byte budget of a read that should bring about `room` more records: what that many
+    /// records took in the last read, with a quarter to spare, within what the batch has left
+    /// of `max_batch_bytes`. The log returns at least one entry whatever the budget, so the
+    /// task's first read (nothing learned yet) asks for one byte: one entry, to learn from.
+    fn byte_room(&self, buf: &Buffer, room: usize) -> usize {
+        let left = self
+            .shared
+            .spec
+            .config
+            .max_batch_bytes
+            .saturating_sub(buf.bytes)
+            .max(1);
+        match self.bytes_per_record {
+            Some(per) => left.min(room.saturating_mul(per.max(1)).saturating_mul(5) / 4),
+            None => 1,
+        }
+        .max(1)
+    }
+
+    /// Delivers a full buffer while the next batch is read (and decoded, by the source) from
+    /// where the buffer ends; returns that read and its byte budget for the main loop to add.
+    /// Delivery never moves `buf.next_seq`, so the read starts where a read after the delivery
+    /// would have; if the task is cancelled the read is dropped with it.
+    async fn deliver_reading_ahead(
+        &mut self,
+        buf: &mut Buffer,
+        watch: &mut Option<tokio::sync::watch::Receiver<u64>>,
+    ) -> Result<(ReadResult, usize), Cancelled> {
+        if let Some(w) = watch.as_mut() {
+            w.borrow_and_update();
+        }
+        let room = self.shared.spec.config.max_batch_records.max(1);
+        let byte_room = self.byte_room(&Buffer::default(), room);
+        let shared = self.shared.clone();
+        let next = shared
+            .source
+            .read(self.shard, buf.next_seq, room, byte_room);
+        let (delivered, read) = tokio::join!(self.deliver(buf), next);
+        delivered?;
+        Ok((read, byte_room))
+    }
+
+    /// Adds a read's records to the buffer; returns the number of entries read, their stored
+    /// bytes, and the stored bytes of the last one.
+    fn add(&mut self, buf: &mut Buffer, batch: SourceBatch) -> (usize, usize, usize) {
         let projection = Projection::new(&self.shared.spec.columns, batch.schema.as_deref());
         let n = batch.entries.len();
+        let (mut bytes, mut records, mut last_bytes) = (0usize, 0usize, 0usize);
         for entry in batch.entries {
+            bytes += entry.bytes;
+            records += entry.records.len();
+            last_bytes = entry.bytes;
             for (i, record) in entry.records.into_iter().enumerate() {
                 buf.records.push(SinkRecord {
                     shard_id: self.shard,
@@ -276,7 +356,10 @@ impl Task {
             buf.last_seq = Some(entry.seq);
             buf.first_at.get_or_insert_with(Instant::now);
         }
-        n
+        if records > 0 {
+            self.bytes_per_record = Some(bytes.div_ceil(records));
+        }
+        (n, bytes, last_bytes)
     }
 
     /// For a closed shard read to its end: saves a finished checkpoint and returns true.
@@ -454,6 +537,10 @@ impl Task {
         cp.late_count += late;
         cp.update_time = now_ms();
         self.commit(cp).await?;
+        // The next batch reuses the allocation (the records themselves are dropped here).
+        let mut records = records;
+        records.clear();
+        buf.records = records;
         buf.bytes = 0;
         buf.first_at = None;
         self.shared

@@ -130,13 +130,13 @@ impl CopyBuffer {
     /// The encoded key of a row: its key fields with their length words (so composite keys
     /// cannot run into each other, and NULL differs from every value).
     fn key(&self, row: usize, key: &[usize]) -> Cow<'_, [u8]> {
-        let fields = field_spans(self.tuple(row));
+        let tuple = self.tuple(row);
         if let [k] = key {
-            return Cow::Borrowed(fields[*k]);
+            return Cow::Borrowed(field_span(tuple, *k));
         }
         let mut out = Vec::new();
         for &k in key {
-            out.extend_from_slice(fields[k]);
+            out.extend_from_slice(field_span(tuple, k));
         }
         Cow::Owned(out)
     }
@@ -180,6 +180,15 @@ impl CopyBuffer {
         self.starts = starts;
     }
 
+    /// Gives back what [`CopyBuffer::take_data`] returned once it has been sent, so that the
+    /// next rows reuse its allocation instead of growing a new one flush after flush.
+    pub(crate) fn recycle(&mut self, mut data: Vec<u8>) {
+        if self.buf.is_empty() && data.capacity() > self.buf.capacity() {
+            data.clear();
+            self.buf = data;
+        }
+    }
+
     /// The complete COPY data (header, tuples, trailer); the buffer is empty afterwards.
     pub(crate) fn take_data(&mut self) -> Vec<u8> {
         self.starts.clear();
@@ -191,7 +200,20 @@ impl CopyBuffer {
     }
 }
 
+/// Field `index` of one tuple, with its length word (no allocation: this runs per row and
+/// key column on every upserting flush).
+fn field_span(tuple: &[u8], index: usize) -> &[u8] {
+    let mut at = 2;
+    for _ in 0..index {
+        let len = i32::from_be_bytes(tuple[at..at + 4].try_into().expect("4 bytes"));
+        at += 4 + usize::try_from(len).unwrap_or(0);
+    }
+    let len = i32::from_be_bytes(tuple[at..at + 4].try_into().expect("4 bytes"));
+    &tuple[at..at + 4 + usize::try_from(len).unwrap_or(0)]
+}
+
 /// Each field of one tuple, with its length word.
+#[cfg(test)]
 fn field_spans(tuple: &[u8]) -> Vec<&[u8]> {
     let count = i16::from_be_bytes([tuple[0], tuple[1]]) as usize;
     let mut spans = Vec::with_capacity(count);
@@ -332,6 +354,52 @@ mod tests {
         assert_eq!(b.rows(), 1);
         b.clear();
         assert!(b.take_data().is_empty());
+    }
+
+    #[test]
+    fn field_span_finds_each_field_and_null() {
+        let mut b = CopyBuffer::new(vec![Bind::Int8, Bind::Text, Bind::Text], 1);
+        b.push_row(
+            &[Value::Int(7), Value::Null, Value::Str("xyz".into())],
+            &names(3),
+        )
+        .unwrap();
+        let tuple = b.tuple(0);
+        let spans = field_spans(tuple);
+        for (i, span) in spans.iter().enumerate() {
+            assert_eq!(field_span(tuple, i), *span, "field {i}");
+        }
+        assert_eq!(field_span(tuple, 1), &[0xff, 0xff, 0xff, 0xff][..]);
+        assert_eq!(field_span(tuple, 2), &b"\0\0\0\x03xyz"[..]);
+    }
+
+    #[test]
+    fn a_recycled_buffer_is_reused_and_encodes_the_same() {
+        let mut b = CopyBuffer::new(vec![Bind::Int8, Bind::Text], 1);
+        let row = [Value::Int(1), Value::Str("a".repeat(100))];
+        for _ in 0..100 {
+            b.push_row(&row, &names(2)).unwrap();
+        }
+        let first = b.take_data();
+        let (ptr, cap) = (first.as_ptr(), first.capacity());
+        b.recycle(first.clone());
+        assert_eq!(b.rows(), 0);
+        let mut b2 = CopyBuffer::new(vec![Bind::Int8, Bind::Text], 1);
+        b2.recycle(first);
+        assert!(
+            b2.buf.capacity() >= cap && b2.buf.as_ptr() == ptr,
+            "allocation not reused"
+        );
+        for _ in 0..100 {
+            b2.push_row(&row, &names(2)).unwrap();
+        }
+        let again = b2.take_data();
+        assert_eq!(again.as_ptr(), ptr, "the rows grew a new allocation");
+        b.recycle(again.clone());
+        for _ in 0..100 {
+            b.push_row(&row, &names(2)).unwrap();
+        }
+        assert_eq!(b.take_data(), again);
     }
 
     #[test]

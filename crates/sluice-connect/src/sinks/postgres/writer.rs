@@ -375,12 +375,12 @@ impl PostgresSink {
         classify(&self.where_, e)
     }
 
-    async fn write_all(&mut self, data: Vec<u8>) -> Result<(), SinkError> {
+    async fn write_all(&mut self, data: &[u8]) -> Result<(), SinkError> {
         if let Some(sql) = &self.direct_sql {
             let (left, last) = self.direct_pause;
             if left > 0 {
                 self.direct_pause.0 -= 1;
-            } else if self.write_direct(sql, &data).await? {
+            } else if self.write_direct(sql, data).await? {
                 self.direct_pause = (0, 0);
                 return Ok(());
             } else {
@@ -388,7 +388,7 @@ impl PostgresSink {
                 self.direct_pause = (pause, pause);
             }
         }
-        self.write_staged(&data).await
+        self.write_staged(data).await
     }
 }
 
@@ -437,12 +437,14 @@ impl Sink for PostgresSink {
         }
         let rows = self.rows.rows();
         let data = self.rows.take_data();
-        match tokio::time::timeout(FLUSH_TIMEOUT, self.write_all(data)).await {
+        let result = match tokio::time::timeout(FLUSH_TIMEOUT, self.write_all(&data)).await {
             Ok(result) => result,
             Err(_) => Err(SinkError::transient(format!(
                 "{}: writing {rows} rows took longer than {:?}",
                 self.where_, FLUSH_TIMEOUT
             ))),
-        }
+        };
+        self.rows.recycle(data);
+        result
     }
 }
