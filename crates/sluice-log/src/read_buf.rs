@@ -8,10 +8,9 @@
 //! next `reserve` finds the allocation unreferenced and starts over at its front; while entries
 //! are still alive, their bytes are never written again (`reserve` then takes new memory).
 //!
-//! A thread keeps at most [`KEEP_MAX`] bytes, so the memory this holds stays small even with
-//! many blocking threads: a larger span gets a buffer of its own, freed with its entries. The
-//! reads run on the blocking pool, whose idle threads exit (and free their buffer) after a few
-//! seconds.
+//! A thread keeps at most [`KEEP_MAX`] bytes: a larger span gets a buffer of its own, freed with
+//! its entries. The reads run on the blocking pool, whose idle threads exit (and free their
+//! buffer) after a few seconds.
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -20,9 +19,8 @@ use std::os::unix::fs::FileExt;
 
 use bytes::{Bytes, BytesMut};
 
-/// Largest span read into a thread's kept buffer (a connector's batch of a few thousand rows
-/// fits; with 8 MiB the core bench's peak RSS grew by 10 MiB for no measurable gain).
-pub(crate) const KEEP_MAX: usize = 1 << 20;
+/// Largest span read into a thread's kept buffer.
+pub(crate) const KEEP_MAX: usize = 8 << 20;
 
 thread_local! {
     static SPARE: RefCell<BytesMut> = RefCell::new(BytesMut::new());
