@@ -111,7 +111,6 @@ mod frame;
 mod index;
 mod lookup;
 mod persist;
-mod read_buf;
 mod recovery;
 mod retention;
 mod segment;

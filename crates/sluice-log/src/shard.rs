@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
@@ -14,7 +15,6 @@ use crate::commit::GroupCommit;
 use crate::frame::{self, PendingFrame, HEADER_LEN};
 use crate::index::{FrameMeta, Index, SegmentIndex, Span};
 use crate::persist::{clean_marker_path, encode, index_path, write_atomically};
-use crate::read_buf;
 use crate::segment::{segment_path, sync_dir};
 use crate::{AppendInfo, Entry, FsyncMode, LogConfig, LogError};
 
@@ -143,8 +143,7 @@ impl ShardLog {
     /// are returned. `from_seq < first_seq()` is [`LogError::OutOfRange`]; `from_seq >=
     /// next_seq()` gives an empty vector.
     ///
-    /// The payloads share the buffers they were read into; those buffers are reused by later
-    /// reads on the same thread once every entry sharing them is dropped (see `read_buf.rs`).
+    /// The payloads share the buffers they were read into.
     pub fn read(
         &self,
         from_seq: u64,
@@ -194,14 +193,16 @@ impl ShardLog {
             offset: span.offset + pos as u64,
             reason,
         };
-        let buf = read_buf::read_exact_at(&span.file, span.offset, span.len as usize).map_err(
-            |e| match e.kind() {
+        let mut buf = vec![0u8; span.len as usize];
+        span.file
+            .read_exact_at(&mut buf, span.offset)
+            .map_err(|e| match e.kind() {
                 io::ErrorKind::UnexpectedEof => {
                     corrupt(0, "segment file is shorter than indexed".into())
                 }
                 _ => LogError::Io(e),
-            },
-        )?;
+            })?;
+        let buf = Bytes::from(buf);
         let mut pos = 0;
         while pos < buf.len() {
             if buf.len() - pos < HEADER_LEN {
