@@ -114,12 +114,13 @@ impl ShardStorage {
     pub fn seq_at_or_after_time(&self, t_ms: i64) -> Option<u64> {
         match self {
             ShardStorage::Local(log) => ShardLog::seq_at_or_after_time(log, t_ms),
-            ShardStorage::Shared(s) => s.wait(|st| st.seq_at_or_after_time(t_ms)).unwrap_or_else(
-                |e| {
-                    tracing::warn!(error = %e, "shard store: seq_at_or_after_time failed");
-                    None
-                },
-            ),
+            ShardStorage::Shared(s) => {
+                s.wait(|st| st.seq_at_or_after_time(t_ms))
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "shard store: seq_at_or_after_time failed");
+                        None
+                    })
+            }
         }
     }
 
