@@ -1,4 +1,5 @@
-//! The in-memory catalog: projects, topics, schema versions and shards with their open logs.
+//! The in-memory catalog: projects, topics, schema versions and shards with their storage (an
+//! open local log, or a shared store: [`super::storage`]).
 //!
 //! It also holds the subscriptions registry ([`super::subscriptions`]).
 //! Built from the meta store at start-up; every change is written to the meta store first and

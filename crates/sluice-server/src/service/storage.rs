@@ -10,9 +10,9 @@
 //!   stay as they are. This needs the multi-threaded runtime (the server's); on a
 //!   current-thread runtime it panics.
 //!
-//! What only the local log has gets a fixed answer for a shared store: its size on disk is
-//! unknown here (0), and rolling segments, retention and interval fsync are the store's own job
-//! (no-ops). The visible `next_seq` comes from the store's watch, without a round trip.
+//! What only the local log has (rolling segments, retention by segments, interval fsync, lazy
+//! recovery) is reached through [`ShardStorage::local`]: for a shard on a shared store those are
+//! the store's own job, and its size on disk is unknown here (0). The visible `next_seq` comes from the store's watch, without a round trip.
 //! Errors keep the local log's type ([`LogError`]) so the call sites map them as before; a
 //! store's backend failure (or an append whose outcome is unknown) becomes [`LogError::Io`],
 //! which the put path already treats as a storage failure.
@@ -141,22 +141,6 @@ impl ShardStorage {
     /// Bytes on local disk; 0 for a shared store (not known here).
     pub fn size_bytes(&self) -> u64 {
         self.local().map_or(0, |log| log.size_bytes())
-    }
-
-    /// Starts a new segment of the local log; a shared store rolls on its own (`false`).
-    pub fn roll(&self) -> Result<bool, LogError> {
-        self.local().map_or(Ok(false), |log| log.roll())
-    }
-
-    /// Drops local segments older than the cutoff; a shared store keeps its own retention (0).
-    pub fn enforce_retention(&self, cutoff_ms: i64) -> Result<usize, LogError> {
-        self.local()
-            .map_or(Ok(0), |log| log.enforce_retention(cutoff_ms))
-    }
-
-    /// Interval fsync of the local log; a shared store is durable at each append (`false`).
-    pub fn sync_if_due(&self) -> Result<bool, LogError> {
-        self.local().map_or(Ok(false), |log| log.sync_if_due())
     }
 }
 
