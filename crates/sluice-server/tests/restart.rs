@@ -47,7 +47,10 @@ fn shard_states(server: &Server) -> Vec<(bool, bool)> {
     let shards = topic.shards.read();
     shards
         .iter()
-        .map(|s| (s.log.is_recovered(), s.log.dir().join("CLEAN").exists()))
+        .map(|s| {
+            let log = s.log.local().expect("a local log");
+            (log.is_recovered(), log.dir().join("CLEAN").exists())
+        })
         .collect()
 }
 

@@ -1,4 +1,5 @@
-//! The in-memory catalog: projects, topics, schema versions and shards with their open logs.
+//! The in-memory catalog: projects, topics, schema versions and shards with their storage (an
+//! open local log, or a shared store: [`super::storage`]).
 //!
 //! It also holds the subscriptions registry ([`super::subscriptions`]).
 //! Built from the meta store at start-up; every change is written to the meta store first and
@@ -15,6 +16,7 @@ use sluice_proto::hashkey;
 use sluice_proto::RecordSchema;
 
 use super::error::{Error, Result};
+use super::storage::ShardStorage;
 use crate::config::ServerConfig;
 
 /// Whether a topic holds typed rows or opaque bytes.
@@ -75,7 +77,8 @@ pub struct ShardMeta {
 pub struct Shard {
     pub id: u32,
     pub meta: RwLock<ShardMeta>,
-    pub log: Arc<ShardLog>,
+    /// The shard's log: the local one, or a store behind the `ShardStore` trait.
+    pub log: ShardStorage,
 }
 
 /// One registered schema version.
@@ -139,6 +142,22 @@ impl Topic {
     }
     pub fn shard_dir(&self, id: u32) -> PathBuf {
         self.dir.join(id.to_string())
+    }
+
+    /// Puts shard `id` on another storage, keeping its metadata, and returns the shard it
+    /// replaces (whose storage the caller closes once done with it), or `None` if there is no
+    /// such shard. The seam through which a node puts a shard on a shared store
+    /// ([`ShardStorage::shared`]).
+    pub fn replace_shard_storage(&self, id: u32, storage: ShardStorage) -> Option<Arc<Shard>> {
+        let mut shards = self.shards.write();
+        let slot = shards.iter_mut().find(|s| s.id == id)?;
+        let meta = RwLock::new(slot.meta.read().clone());
+        let new = Arc::new(Shard {
+            id,
+            meta,
+            log: storage,
+        });
+        Some(std::mem::replace(slot, new))
     }
 }
 
@@ -234,7 +253,7 @@ impl Catalog {
                 shards.push(Arc::new(Shard {
                     id: row.shard_id,
                     meta: RwLock::new(shard_meta_from_row(row)?),
-                    log: Arc::new(log),
+                    log: ShardStorage::Local(Arc::new(log)),
                 }));
             }
             let topic = Topic {
@@ -294,7 +313,7 @@ impl Catalog {
         Ok(Arc::new(Shard {
             id: row.shard_id,
             meta: RwLock::new(shard_meta_from_row(row)?),
-            log: Arc::new(log),
+            log: ShardStorage::Local(Arc::new(log)),
         }))
     }
 

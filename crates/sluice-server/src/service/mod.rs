@@ -16,6 +16,7 @@ pub mod reads;
 pub mod records;
 pub mod retention;
 pub mod shards;
+pub mod storage;
 pub mod subscriptions;
 pub mod topics;
 

@@ -1,4 +1,5 @@
-//! Retention: a background task that deletes sealed segments older than each topic's lifecycle.
+//! Retention: a background task that deletes sealed segments older than each topic's lifecycle
+//! (local logs only; a shared store keeps its own retention).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,13 +23,17 @@ pub fn enforce_once(catalog: &Catalog) -> usize {
     for topic in catalog.all_topics() {
         let cutoff = now - topic.meta.read().lifecycle_days * DAY_MS;
         for shard in topic.shards.read().iter() {
+            // A shard on a shared store: retention is the store's own job.
+            let Some(log) = shard.log.local() else {
+                continue;
+            };
             // An idle shard's active segment expires too: seal it once all of it is old.
-            if shard.log.last_time().is_some_and(|t| t < cutoff) {
-                if let Err(e) = shard.log.roll() {
+            if log.last_time().is_some_and(|t| t < cutoff) {
+                if let Err(e) = log.roll() {
                     tracing::warn!(topic = %topic.name, shard = shard.id, error = %e, "sealing an expired segment failed");
                 }
             }
-            match shard.log.enforce_retention(cutoff) {
+            match log.enforce_retention(cutoff) {
                 Ok(n) => removed += n,
                 Err(e) => {
                     tracing::warn!(topic = %topic.name, shard = shard.id, error = %e, "retention failed")
@@ -49,8 +54,12 @@ pub async fn run_flusher(catalog: Arc<Catalog>, interval: Duration, stop: Cancel
         let c = catalog.clone();
         let _ = tokio::task::spawn_blocking(move || {
             for topic in c.all_topics() {
+                // A shared store is durable at each append: only local logs flush here.
                 for shard in topic.shards.read().iter() {
-                    if let Err(e) = shard.log.sync_if_due() {
+                    let Some(log) = shard.log.local() else {
+                        continue;
+                    };
+                    if let Err(e) = log.sync_if_due() {
                         tracing::warn!(shard = shard.id, error = %e, "interval flush failed");
                     }
                 }
