@@ -5,6 +5,11 @@ a private data dir; tests get pydatahub clients for it in each protocol (JSON, P
 compression (NONE, LZ4, ZLIB, DEFLATE). Durability tests start their own private servers with
 `sluice_factory` and restart them on the same data dir (SIGTERM or SIGKILL). `https_server` is a
 session-wide server over HTTPS, with a CA and a server certificate made by `openssl` (`pki`).
+
+External endpoint (issue 14: the cluster behind haproxy): with SLUICE_EXTERNAL_ENDPOINT set, no
+server is started; the tests talk to that endpoint with SLUICE_EXTERNAL_ACCESS_ID /
+SLUICE_EXTERNAL_ACCESS_KEY (default: util's compat credentials), and only the tests listed in
+cluster_ok.py run (the others are deselected, not skipped). See cluster_ok.py for the list.
 """
 
 import atexit
@@ -21,6 +26,7 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
+import cluster_ok
 from sign import RawClient
 from util import ACCESS_ID, ACCESS_KEY, MATRIX, make_client, unique_name
 
@@ -243,8 +249,75 @@ class Pki:
 _SESSION_SERVER = []
 
 
+class ExternalServer:
+    """A server this run did not start (SLUICE_EXTERNAL_ENDPOINT, e.g. haproxy in front of the
+    cluster's nodes): the same client-making interface as SluiceServer; it cannot be stopped."""
+
+    def __init__(self, endpoint, access_id, access_key, log_glob=""):
+        self.endpoint = endpoint.rstrip("/")
+        self.access_id = access_id
+        self.access_key = access_key
+        self.log_glob = log_glob
+        self.tls = None
+        self.proc = None
+
+    def alive(self):
+        return True
+
+    def log_tail(self, lines=40):
+        import glob
+        parts = []
+        for path in sorted(glob.glob(self.log_glob)) if self.log_glob else []:
+            with open(path, "rb") as f:
+                tail = f.read().decode("utf-8", "replace").splitlines()[-lines:]
+            parts.append("---- %s\n%s" % (path, "\n".join(tail)))
+        return "\n".join(parts) or "(external server %s: no log)" % self.endpoint
+
+    def client(self, protocol="json", compress="lz4", **kw):
+        kw.setdefault("access_id", self.access_id)
+        kw.setdefault("access_key", self.access_key)
+        return make_client(self.endpoint, protocol, compress, **kw)
+
+    def raw(self):
+        return RawClient(self.endpoint, self.access_id, self.access_key)
+
+
+def external_server():
+    """The ExternalServer named by SLUICE_EXTERNAL_ENDPOINT, or None."""
+    endpoint = os.environ.get("SLUICE_EXTERNAL_ENDPOINT", "")
+    if not endpoint:
+        return None
+    return ExternalServer(endpoint, os.environ.get("SLUICE_EXTERNAL_ACCESS_ID", ACCESS_ID),
+                          os.environ.get("SLUICE_EXTERNAL_ACCESS_KEY", ACCESS_KEY),
+                          os.environ.get("SLUICE_EXTERNAL_LOG_GLOB", ""))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cluster_ok: runs against an external endpoint (the cluster)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Against an external endpoint only the cluster_ok tests run; the rest are deselected."""
+    for item in items:
+        if cluster_ok.runs_on_cluster(item.nodeid, item.fixturenames):
+            item.add_marker(pytest.mark.cluster_ok)
+    if not os.environ.get("SLUICE_EXTERNAL_ENDPOINT"):
+        return
+    keep = [i for i in items if i.get_closest_marker("cluster_ok")]
+    dropped = [i for i in items if not i.get_closest_marker("cluster_ok")]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
+    external = external_server()
+    if external is not None:
+        _SESSION_SERVER.append(external)
+        yield external
+        _SESSION_SERVER.remove(external)
+        return
     binary = sluice_bin()
     base = tmp_path_factory.mktemp("sluice-session")
     srv = SluiceServer(binary, base / "data", base / "sluice.log")
@@ -271,6 +344,9 @@ def _server_still_running(request, server):
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory):
+    if external_server() is not None:
+        pytest.fail("this test needs its own server (TLS): it cannot run against "
+                    "SLUICE_EXTERNAL_ENDPOINT", pytrace=False)
     return Pki(tmp_path_factory.mktemp("pki"))
 
 
@@ -287,6 +363,9 @@ def https_server(tmp_path_factory, pki):
 @pytest.fixture
 def sluice_factory(tmp_path):
     """Start private servers (own port and data dir) for tests that stop and restart them."""
+    if external_server() is not None:
+        pytest.fail("this test starts private servers: it cannot run against "
+                    "SLUICE_EXTERNAL_ENDPOINT", pytrace=False)
     binary = sluice_bin()
     started = []
 

@@ -23,13 +23,23 @@
 #   scripts/cluster.sh freeze-sync-standby SIGSTOP the sync standby (Patroni, postmaster, children)
 #   scripts/cluster.sh thaw                SIGCONT whatever freeze-sync-standby stopped
 #   scripts/cluster.sh logs                the last lines of every bed log (on stderr)
+# Sluice nodes (scripts/cluster_nodes.sh; `sluice serve --cluster` on this bed, behind haproxy):
+#   scripts/cluster.sh nodes-up [N]        start nodes s1..sN (default 3), wait until healthy;
+#                                          prints the one endpoint (haproxy, round robin)
+#   scripts/cluster.sh nodes-down          SIGTERM every node, wait
+#   scripts/cluster.sh kill-node I         kill -9 node sI (1..3)
+#   scripts/cluster.sh term-node I         SIGTERM node sI (graceful), wait until it is gone
+#   scripts/cluster.sh freeze-node I [S]   SIGSTOP node sI; with S: SIGCONT after S seconds
+#   scripts/cluster.sh thaw-node I         SIGCONT node sI
+#   scripts/cluster.sh start-node I        start node sI (again), wait until healthy
 # The fault commands print the name of the member they hit (n1..n3, e1..e3) on stdout.
 #
 # Environment:
 #   BED            the bed's private directory (default /tmp/sluice-bed; PostgreSQL runs as the
 #                  postgres user, so it must be reachable by it: not under /root)
 #   BED_PORT_BASE  ports used: base+1..3 etcd clients, +11..13 etcd peers, +21..23 PostgreSQL,
-#                  +31..33 Patroni REST, +40 haproxy primary, +41 haproxy stats, +50 s3s-fs
+#                  +31..33 Patroni REST, +40 haproxy primary, +41 haproxy stats, +50 s3s-fs,
+#                  +60 haproxy for the Sluice nodes, +61..63 the Sluice nodes
 #                  (default 24000: below the ephemeral range services.sh's free ports come from;
 #                  `auto`: the first free block from 24000 on, in steps of 100)
 # Processes are only ever signalled by the PIDs this script recorded, after checking that the PID's
@@ -52,6 +62,8 @@ MEMBERS=(1 2 3)
 source "$ROOT/scripts/services.sh" # s3s_fs_bin (installs s3s-fs into the cache dir once)
 # shellcheck source=scripts/cluster_conf.sh
 source "$ROOT/scripts/cluster_conf.sh" # write_configs: Patroni YAMLs, haproxy.cfg, bed.env
+# shellcheck source=scripts/cluster_nodes.sh
+source "$ROOT/scripts/cluster_nodes.sh" # the Sluice nodes and their haproxy frontend
 
 log() { printf '[cluster %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() {
@@ -73,11 +85,11 @@ load_ports() { # [fresh]: `up` takes BED_PORT_BASE from the environment, not fro
   S3_PORT=$((b + 50))
   ETCD_ENDPOINTS="127.0.0.1:$((b + 1)),127.0.0.1:$((b + 2)),127.0.0.1:$((b + 3))"
 }
-ports_free() { # BASE: all of base+1..base+50 can be bound on 127.0.0.1
+ports_free() { # BASE: all of base+1..base+70 can be bound on 127.0.0.1
   "$SYS_PY" -c '
 import socket, sys
 b = int(sys.argv[1])
-for p in range(b + 1, b + 51):
+for p in range(b + 1, b + 71):
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("127.0.0.1", p))
@@ -91,7 +103,7 @@ free_port_base() { # the first base from 24000 (step 100, below 32768) whose por
       return 0
     fi
   done
-  die "no free block of 50 ports between 24000 and 32700"
+  die "no free block of 70 ports between 24000 and 32700"
 }
 etcd_client_port() { echo $((BED_PORT_BASE + $1)); }
 etcd_peer_port() { echo $((BED_PORT_BASE + 10 + $1)); }
@@ -256,6 +268,7 @@ bed_running() {
   done
   alive "$(pidof_file "$BED/run/haproxy.pid")" "$BED/conf/haproxy.cfg" && return 0
   alive "$(pidof_file "$BED/run/s3s-fs.pid")" "$BED/s3" && return 0
+  for i in 1 2 3; do node_alive "$i" && return 0; done
   return 1
 }
 
@@ -275,10 +288,10 @@ cmd_up() {
   install_missing
   load_ports fresh
   ports_free "$BED_PORT_BASE" ||
-    die "a port in $((BED_PORT_BASE + 1))..$((BED_PORT_BASE + 50)) is in use; set BED_PORT_BASE (or auto)"
+    die "a port in $((BED_PORT_BASE + 1))..$((BED_PORT_BASE + 70)) is in use; set BED_PORT_BASE (or auto)"
   local t0=$SECONDS i
-  log "bed in $BED, ports $((BED_PORT_BASE + 1))..$((BED_PORT_BASE + 50))"
-  rm -rf "$BED/etcd" "$BED/pg" "$BED/s3" "$BED/run" "$BED/log"
+  log "bed in $BED, ports $((BED_PORT_BASE + 1))..$((BED_PORT_BASE + 70))"
+  rm -rf "$BED/etcd" "$BED/pg" "$BED/s3" "$BED/run" "$BED/log" "$BED/sluice"
   mkdir -p "$BED/etcd" "$BED/run" "$BED/log"
   chmod 755 "$BED"
   install -d -o postgres -g postgres -m 700 "$BED/pg"
@@ -305,6 +318,7 @@ cmd_down() {
   load_ports
   local i p pms=()
   if [ -f "$BED/run/frozen" ]; then cmd_thaw >/dev/null || true; fi
+  cmd_nodes_down # the Sluice nodes first: they write to PostgreSQL and the archive
   for i in "${MEMBERS[@]}"; do
     p="$(postmaster_pid "$i")"
     [ -n "$p" ] && pms+=("$i:$p")
@@ -325,7 +339,7 @@ cmd_down() {
   wait
   if bed_running; then die "some bed processes are still running (see scripts/cluster.sh status)"; fi
   log "stopped; wiping the data"
-  rm -rf "$BED/etcd" "$BED/pg" "$BED/s3" "$BED/run"
+  rm -rf "$BED/etcd" "$BED/pg" "$BED/s3" "$BED/run" "$BED/sluice"
   if [ "${1:-}" = --purge ]; then # only what up made, then the dir itself if nothing else is left
     rm -rf "$BED/conf" "$BED/log" "$BED/bed.env"
     rmdir "$BED" 2>/dev/null || true
@@ -347,12 +361,14 @@ cmd_status() {
     "$(alive "$(pidof_file "$BED/run/haproxy.pid")" "$BED/conf/haproxy.cfg" && echo running || echo down)"
   printf 's3s-fs    pid %-8s %s\n' "$(pidof_file "$BED/run/s3s-fs.pid")" \
     "$(alive "$(pidof_file "$BED/run/s3s-fs.pid")" "$BED/s3" && echo running || echo down)"
+  nodes_status
   bed_running || return 0
   patronictl -c "$BED/conf/n1.yml" list 2>/dev/null || true
   ETCDCTL_API=3 etcdctl --endpoints="$ETCD_ENDPOINTS" endpoint health 2>&1 || true
   echo "primary (haproxy): postgres://postgres:$PG_SUPERUSER_PASSWORD@127.0.0.1:$HAPROXY_PORT/sluice"
   echo "haproxy stats:     http://127.0.0.1:$STATS_PORT/"
   echo "archive (s3s-fs):  http://127.0.0.1:$S3_PORT/$S3_BUCKET"
+  echo "sluice (haproxy):  http://127.0.0.1:$(sluice_lb_port)"
   if healthy; then echo "healthy: yes"; else echo "healthy: no"; fi
 }
 
@@ -371,6 +387,7 @@ export SLUICE_TEST_CLUSTER_S3_SECRET_KEY=$S3_SECRET_KEY
 export SLUICE_TEST_CLUSTER_S3_DIR=$BED/s3
 export SLUICE_TEST_CLUSTER_SCRIPT=$ROOT/scripts/cluster.sh
 EOF
+  nodes_env
 }
 
 cmd_wait_healthy() {
@@ -522,5 +539,12 @@ case "$CMD" in
   freeze-sync-standby) cmd_freeze_sync_standby ;;
   thaw) cmd_thaw ;;
   logs) print_logs ;;
+  nodes-up) cmd_nodes_up "$@" ;;
+  nodes-down) cmd_nodes_down ;;
+  kill-node) cmd_kill_node "$@" ;;
+  term-node) cmd_term_node "$@" ;;
+  freeze-node) cmd_freeze_node "$@" ;;
+  thaw-node) cmd_thaw_node "$@" ;;
+  start-node) cmd_start_node "$@" ;;
   *) usage ;;
 esac

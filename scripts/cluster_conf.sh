@@ -116,5 +116,6 @@ listen pg_primary
     server n2 127.0.0.1:$(pg_port 2) maxconn 100 check port $(rest_port 2)
     server n3 127.0.0.1:$(pg_port 3) maxconn 100 check port $(rest_port 3)
 EOF
+  haproxy_sluice_section >>"$BED/conf/haproxy.cfg"
 }
 

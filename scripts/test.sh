@@ -13,7 +13,9 @@
 #                                   chromium + chromium-driver when missing: the console's test)
 #   8. cluster                      the HA test bed (scripts/cluster.sh: etcd, Patroni/PostgreSQL,
 #                                   haproxy, s3s-fs; installed with apt-get when missing) and the
-#                                   tests run against it; the bed is brought down on any exit
+#                                   tests run against it, then three Sluice nodes on it behind
+#                                   haproxy: compat's cluster_ok tests and scripts/cluster_kill.py;
+#                                   the bed is brought down on any exit
 #
 # Everything is built in release mode so one set of artifacts serves every stage. Build output and
 # the venv live outside the clone (CI runs in a fresh clone each time):
@@ -188,7 +190,35 @@ run_cluster() {
   fi
   stage "cluster bed tests (scripts/cluster_check.py: faults under load, the sync-wait trap)"
   timeout 720 /usr/bin/python3 scripts/cluster_check.py
+  cluster_nodes_tests
   cluster_down 0
+}
+
+# issue 14, part C: three `sluice serve --cluster` nodes on the bed behind haproxy; the compat
+# tests marked cluster_ok (compat/cluster_ok.py) through haproxy, then the node-kill, zombie and
+# engine-failover tests (scripts/cluster_kill.py; CLUSTER_KILL_MINUTES, default 2).
+cluster_nodes_tests() {
+  if [ -z "${SLUICE_BIN:-}" ]; then build_server; fi
+  if [ -z "${VENV:-}" ]; then python_venv; fi
+  if [ "$SERVICES_UP" -eq 0 ]; then SLUICE_SERVICES=(mysql); fi # the kill test's sink
+  start_services
+  local creds
+  creds="$(cd compat && "$VENV/bin/python" -c 'import util; print(util.ACCESS_ID, util.ACCESS_KEY)')"
+  stage "sluice nodes up (scripts/cluster.sh nodes-up 3, compat credentials)"
+  BED="$CLUSTER_BED" SLUICE_BED_ACCESS_ID="${creds% *}" SLUICE_BED_ACCESS_KEY="${creds#* }" \
+    bash scripts/cluster.sh nodes-up 3
+  eval "$(BED="$CLUSTER_BED" bash scripts/cluster.sh env)"
+  stage "pytest compat/ -m cluster_ok through haproxy (3 nodes, round robin)"
+  local rc=0
+  SLUICE_EXTERNAL_ENDPOINT="$SLUICE_ENDPOINT" SLUICE_EXTERNAL_ACCESS_ID="$SLUICE_ACCESS_ID" \
+    SLUICE_EXTERNAL_ACCESS_KEY="$SLUICE_ACCESS_KEY" SLUICE_EXTERNAL_LOG_GLOB="$CLUSTER_BED/log/sluice-s*.log" \
+    timeout 900 "$VENV/bin/python" -m pytest compat/ -q -m cluster_ok || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    echo "pytest against the cluster failed (exit $rc)" >&2
+    exit "$rc"
+  fi
+  stage "cluster fault tests (scripts/cluster_kill.py: kill -9 nodes, zombie node, engine failover)"
+  (cd scripts && timeout 1200 "$VENV/bin/python" cluster_kill.py kill zombie failover)
 }
 
 cluster_down() { # exit status so far: on a failure the bed's logs are shown first
