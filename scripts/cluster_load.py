@@ -156,7 +156,7 @@ class Producers:
 
 def read_back(bed, project, topic, shards):
     """Every record of every shard, through the balancer: {shard: [(seq, system_time, values)]}."""
-    dh = bed.client("batch", read_timeout=120)
+    dh = bed.client("json", read_timeout=120)  # per-record sequences (PB and batch reads give 0 or the batch's)
     out = {}
     for s in range(shards):
         recs = retry("read shard %d" % s, lambda: util.read_all(dh, project, topic, str(s), SCHEMA), attempts=10)
@@ -164,21 +164,30 @@ def read_back(bed, project, topic, shards):
     return out
 
 
-def check_log(stored, acked):
-    """The invariants of the stored log: dense sequences from 0, system time never backwards,
-    every acknowledged record stored on the shard it was put to, no record stored twice under
-    one sequence. Returns (failures, stats)."""
+def check_log(stored, acked, per_put=10):
+    """The invariants of the stored log: dense sequences from 0, no sequence shared by two puts
+    (a batch put is one entry: its records share one sequence), system time never backwards,
+    every acknowledged record stored on the shard it was put to, no record stored twice.
+    Returns (failures, stats)."""
     failures = []
     found = {}
     extra = 0
     for shard, recs in stored.items():
-        seqs = [r[0] for r in recs]
+        puts_of_seq = {}
+        for seq, _, v in recs:
+            puts_of_seq.setdefault(seq, set()).add((v[0], v[1] - v[1] % per_put))
+        seqs = sorted(puts_of_seq)
         if seqs != list(range(len(seqs))):
             gaps = [(a, b) for a, b in zip(seqs, seqs[1:]) if b != a + 1][:5]
-            failures.append("shard %d: sequences not dense from 0 (first %s, breaks %s)"
-                            % (shard, seqs[:1], gaps))
+            failures.append("shard %d: sequences not dense from 0 (first %s, breaks %s)" % (shard, seqs[:1], gaps))
+        reused = [(q, sorted(p)) for q, p in puts_of_seq.items() if len(p) > 1]
+        if reused:
+            failures.append("shard %d: %d sequences hold records of two puts, e.g. %s" % (shard, len(reused), reused[:3]))
+        order = [r[0] for r in recs]
+        if order != sorted(order):
+            failures.append("shard %d: records not returned in sequence order" % shard)
         times = [r[1] for r in recs]
-        back = [(seqs[i], times[i], times[i + 1]) for i in range(len(times) - 1) if times[i + 1] < times[i]]
+        back = [(order[i], times[i], times[i + 1]) for i in range(len(times) - 1) if times[i + 1] < times[i]]
         if back:
             failures.append("shard %d: system time goes backwards %d times, e.g. %s" % (shard, len(back), back[:3]))
         for seq, _, v in recs:
@@ -194,7 +203,7 @@ def check_log(stored, acked):
     if lost:
         failures.append("%d acknowledged records lost, e.g. %s" % (len(lost), sorted(lost)[:5]))
     stats = {"stored": sum(len(r) for r in stored.values()), "acked": len(acked), "lost": len(lost),
-             "unacked_stored": extra}
+             "unacked_stored": extra, "entries": sum(len({r[0] for r in recs}) for recs in stored.values())}
     return failures, stats
 
 
