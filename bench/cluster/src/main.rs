@@ -88,10 +88,14 @@ fn schema() -> RecordSchema {
 /// bigint, an 80-character string, a double: ~100 bytes a record.
 fn record(id: i64) -> Record {
     const ALPHA: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    let mut x = (id as u64).wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = (id as u64)
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let payload: String = (0..80)
         .map(|_| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ALPHA[((x >> 33) % ALPHA.len() as u64) as usize] as char
         })
         .collect();
@@ -106,7 +110,9 @@ fn record(id: i64) -> Record {
 }
 
 fn nats_payload(id: i64) -> Bytes {
-    let RecordData::Tuple(v) = record(id).data else { unreachable!() };
+    let RecordData::Tuple(v) = record(id).data else {
+        unreachable!()
+    };
     let text: Vec<String> = v.iter().map(|x| x.to_text().unwrap_or_default()).collect();
     Bytes::from(text.join("|"))
 }
@@ -156,7 +162,10 @@ impl SluiceTarget {
         let (path, body) = &self.bodies[shard];
         let ct = "application/x-binary";
         let date = httpdate::fmt_http_date(SystemTime::now());
-        let hdrs = [("x-datahub-client-version", "1.1"), ("x-datahub-request-action", "pub")];
+        let hdrs = [
+            ("x-datahub-client-version", "1.1"),
+            ("x-datahub-request-action", "pub"),
+        ];
         let canonical = sign::canonical_string("POST", ct, &date, &hdrs, path, None);
         let sig = sign::signature(&self.access_key, &canonical);
         let mut rb = self
@@ -164,7 +173,10 @@ impl SluiceTarget {
             .post(format!("{}{}", self.endpoint, path))
             .header("Content-Type", ct)
             .header("Date", date)
-            .header("Authorization", format!("DATAHUB {}:{}", self.access_id, sig));
+            .header(
+                "Authorization",
+                format!("DATAHUB {}:{}", self.access_id, sig),
+            );
         for (k, v) in hdrs {
             rb = rb.header(k, v);
         }
@@ -185,7 +197,14 @@ async fn sluice_target(args: &Args, endpoint: &str) -> anyhow::Result<Target> {
     let schema = schema();
     client.create_project(&project, "cluster benchmark").await?;
     client
-        .create_topic(&project, &topic, args.shards as u32, 1, Some(&schema), "cluster benchmark")
+        .create_topic(
+            &project,
+            &topic,
+            args.shards as u32,
+            1,
+            Some(&schema),
+            "cluster benchmark",
+        )
         .await?;
     let shards = loop {
         let list = client.list_shards(&project, &topic).await?;
@@ -198,7 +217,9 @@ async fn sluice_target(args: &Args, endpoint: &str) -> anyhow::Result<Target> {
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let recs: Vec<Record> = (0..PER_PUT).map(|k| record((i * PER_PUT + k) as i64)).collect();
+            let recs: Vec<Record> = (0..PER_PUT)
+                .map(|k| record((i * PER_PUT + k) as i64))
+                .collect();
             let data = batch::encode_batch(&recs, Some(&schema), 0, BatchCompression::None);
             let req = pb::PutBinaryRecordsRequest {
                 records: vec![pb::BinaryRecordEntry {
@@ -247,9 +268,17 @@ async fn nats_target(args: &Args, servers: &str) -> anyhow::Result<Target> {
         subjects.push(subject);
     }
     let windows = (0..args.shards)
-        .map(|i| (0..PER_PUT).map(|k| nats_payload((i * PER_PUT + k) as i64)).collect())
+        .map(|i| {
+            (0..PER_PUT)
+                .map(|k| nats_payload((i * PER_PUT + k) as i64))
+                .collect()
+        })
         .collect();
-    Ok(Target::Nats(Arc::new(NatsTarget { js, subjects, windows })))
+    Ok(Target::Nats(Arc::new(NatsTarget {
+        js,
+        subjects,
+        windows,
+    })))
 }
 
 fn hist() -> Histogram<u64> {
@@ -292,7 +321,11 @@ impl CpuProbe {
         for item in spec.split(',').filter(|s| !s.is_empty()) {
             let (name, pid) = item.split_once('=').context("--pids: name=PID")?;
             let children = pid.ends_with('+');
-            v.push((name.to_string(), pid.trim_end_matches('+').parse()?, children));
+            v.push((
+                name.to_string(),
+                pid.trim_end_matches('+').parse()?,
+                children,
+            ));
         }
         Ok(CpuProbe(v))
     }
@@ -316,7 +349,13 @@ struct Outcome {
 
 /// Closed loop: `writers` tasks, each put as soon as the previous one was acknowledged, over
 /// `shards` (None: all shards round robin; Some(s): that shard only).
-async fn closed(target: &Target, nshards: usize, only: Option<usize>, writers: usize, secs: u64) -> Outcome {
+async fn closed(
+    target: &Target,
+    nshards: usize,
+    only: Option<usize>,
+    writers: usize,
+    secs: u64,
+) -> Outcome {
     let next = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -331,7 +370,9 @@ async fn closed(target: &Target, nshards: usize, only: Option<usize>, writers: u
                 let shard = only.unwrap_or(i % nshards);
                 let t = Instant::now();
                 match target.put(shard).await {
-                    Ok(()) => h.record(t.elapsed().as_micros().max(1) as u64).unwrap_or(()),
+                    Ok(()) => h
+                        .record(t.elapsed().as_micros().max(1) as u64)
+                        .unwrap_or(()),
                     Err(_) => {
                         failed.fetch_add(1, Ordering::Relaxed);
                         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -370,12 +411,16 @@ async fn open(target: &Target, nshards: usize, rate: f64, secs: u64) -> Outcome 
         let at = start + Duration::from_secs_f64(i as f64 / rate);
         tokio::time::sleep_until(at.into()).await;
         let permit = sem.clone().acquire_owned().await.expect("semaphore");
-        let (target, lat, acks, failed) = (target.clone(), lat.clone(), acks.clone(), failed.clone());
+        let (target, lat, acks, failed) =
+            (target.clone(), lat.clone(), acks.clone(), failed.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = permit;
             match target.put(i as usize % nshards).await {
                 Ok(()) => {
-                    lat.lock().unwrap().record(at.elapsed().as_micros().max(1) as u64).unwrap_or(());
+                    lat.lock()
+                        .unwrap()
+                        .record(at.elapsed().as_micros().max(1) as u64)
+                        .unwrap_or(());
                     acks.lock().unwrap().push(start.elapsed());
                 }
                 Err(_) => {
@@ -392,7 +437,11 @@ async fn open(target: &Target, nshards: usize, rate: f64, secs: u64) -> Outcome 
     marks.push(Duration::ZERO);
     marks.push(elapsed);
     marks.sort();
-    let max_gap = marks.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
+    let max_gap = marks
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
     let lat = lat.lock().unwrap().clone();
     Outcome {
         puts: lat.len(),
@@ -438,7 +487,12 @@ async fn main() -> anyhow::Result<()> {
     };
     let probe = CpuProbe::parse(&args.pids)?;
     let diff = |a: &BTreeMap<String, f64>, b: BTreeMap<String, f64>| -> BTreeMap<String, f64> {
-        b.into_iter().map(|(k, v)| { let d = v - a.get(&k).copied().unwrap_or(0.0); (k, (d * 100.0).round() / 100.0) }).collect()
+        b.into_iter()
+            .map(|(k, v)| {
+                let d = v - a.get(&k).copied().unwrap_or(0.0);
+                (k, (d * 100.0).round() / 100.0)
+            })
+            .collect()
     };
     let mut max_puts_per_s = None;
     for phase in args.phases.split(',') {
@@ -447,21 +501,42 @@ async fn main() -> anyhow::Result<()> {
             "max" => {
                 let o = closed(&target, args.shards, None, args.writers, args.secs).await;
                 max_puts_per_s = Some(o.puts as f64 / o.elapsed.as_secs_f64());
-                report("max", &o, diff(&c0, probe.sample()), json!({"writers": args.writers, "shards": args.shards}));
+                report(
+                    "max",
+                    &o,
+                    diff(&c0, probe.sample()),
+                    json!({"writers": args.writers, "shards": args.shards}),
+                );
             }
             "half" => {
-                let rate = max_puts_per_s.context("the half phase needs the max phase first")? / 2.0;
+                let rate =
+                    max_puts_per_s.context("the half phase needs the max phase first")? / 2.0;
                 let o = open(&target, args.shards, rate, args.secs).await;
-                report("half", &o, diff(&c0, probe.sample()), json!({"rate_puts_per_s": rate.round()}));
+                report(
+                    "half",
+                    &o,
+                    diff(&c0, probe.sample()),
+                    json!({"rate_puts_per_s": rate.round()}),
+                );
             }
             "hot" => {
                 let o = closed(&target, args.shards, Some(0), args.hot_writers, args.secs).await;
-                report("hot", &o, diff(&c0, probe.sample()), json!({"writers": args.hot_writers}));
+                report(
+                    "hot",
+                    &o,
+                    diff(&c0, probe.sample()),
+                    json!({"writers": args.hot_writers}),
+                );
             }
             "steady" => {
                 let rate = args.steady.context("--steady RATE")?;
                 let o = open(&target, args.shards, rate, args.secs).await;
-                report("steady", &o, diff(&c0, probe.sample()), json!({"rate_puts_per_s": rate}));
+                report(
+                    "steady",
+                    &o,
+                    diff(&c0, probe.sample()),
+                    json!({"rate_puts_per_s": rate}),
+                );
             }
             other => bail!("unknown phase {other:?} (max, half, hot, steady)"),
         }
