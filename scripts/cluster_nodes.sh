@@ -4,8 +4,8 @@
 # port that always reaches the primary) and its s3s-fs archive, behind a second haproxy frontend
 # (`balance roundrobin`, `GET /health` check every second) so that clients use one endpoint.
 #
-# Every node shares the bed's server key ($BED/sluice/server.key, 32 random bytes made once per
-# bed) and root credentials ($SLUICE_BED_ACCESS_ID, key in $BED/sluice/access.key); its
+# Every node shares the bed's server key ($BED/sluice/server.key, 32 random bytes as 64 hex digits,
+# made once per bed) and root credentials ($SLUICE_BED_ACCESS_ID, key in $BED/sluice/access.key); its
 # --data-dir ($BED/sluice/sN) is scratch. Ports: base+60 the frontend, base+61..63 the nodes.
 # Processes are signalled only by their recorded PIDs ($BED/run/sluice-sN.pid), after checking
 # that the PID's command line still names this bed's node.
@@ -44,7 +44,7 @@ node_secrets() {
   mkdir -p "$BED/sluice"
   chmod 700 "$BED/sluice"
   if [ ! -s "$BED/sluice/server.key" ]; then
-    (umask 077 && head -c 32 /dev/urandom >"$BED/sluice/server.key")
+    (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$BED/sluice/server.key")
   fi
   if [ -n "${SLUICE_BED_ACCESS_KEY:-}" ]; then
     (umask 077 && printf '%s' "$SLUICE_BED_ACCESS_KEY" >"$BED/sluice/access.key")
@@ -68,9 +68,10 @@ start_node() { # i
   mkdir -p "$(node_dir "$i")"
   if [ -n "${SLUICE_BED_NODE_ARGS:-}" ]; then read -ra extra <<<"$SLUICE_BED_NODE_ARGS"; fi
   # SLUICE_* variables of the caller (e.g. from `env`, for the CLI) must not reach the server.
+  # The PostgreSQL URL (with its password) goes by environment, not on the command line; the
+  # archive's S3 keys too (AWS_*, as --archive reads them).
   setsid env -u SLUICE_ACCESS_ID -u SLUICE_ACCESS_KEY -u SLUICE_ACCESS_KEY_FILE -u SLUICE_ENDPOINT \
     -u SLUICE_DATA_DIR -u SLUICE_LISTEN -u SLUICE_CONFIG \
-    SLUICE_ARCHIVE_ACCESS_KEY_ID="$S3_ACCESS_KEY" SLUICE_ARCHIVE_SECRET_ACCESS_KEY="$S3_SECRET_KEY" \
     AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$S3_SECRET_KEY" \
     SLUICE_CLUSTER="postgres://postgres:$PG_SUPERUSER_PASSWORD@127.0.0.1:$HAPROXY_PORT/sluice" \
     RUST_LOG="${RUST_LOG:-info}" \
