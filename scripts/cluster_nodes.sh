@@ -11,8 +11,8 @@
 # that the PID's command line still names this bed's node.
 #
 # Environment read by `nodes-up` / `start-node`:
-#   SLUICE_BIN               the server binary (default $CARGO_TARGET_DIR/release/sluice, or
-#                            /root/.cache/sluice/target/release/sluice)
+#   SLUICE_BIN               the server binary (default: the one the bed's nodes last ran, else
+#                            $CARGO_TARGET_DIR/release/sluice or /root/.cache/sluice/target/...)
 #   SLUICE_BED_ACCESS_ID     root access id of every node (default sluiceBedId)
 #   SLUICE_BED_ACCESS_KEY    its key (default: random, made once per bed)
 #   SLUICE_BED_NODE_ARGS     extra `sluice serve` arguments for every node (e.g. --config F)
@@ -30,13 +30,14 @@ node_index() { # s2 | 2 -> 2, refusing anything else
   case "$i" in [1-3]) echo "$i" ;; *) die "unknown node $1 (1..$NODE_MAX or s1..s$NODE_MAX)" ;; esac
 }
 
-sluice_bin() {
+sluice_bin() { # SLUICE_BIN, else the one the bed's nodes were started with, else the release build
   local b="${SLUICE_BIN:-}"
+  if [ -z "$b" ] && [ -s "$BED/sluice/bin" ]; then b="$(cat "$BED/sluice/bin")"; fi
   if [ -z "$b" ]; then
     b="${CARGO_TARGET_DIR:-/root/.cache/sluice/target}/release/sluice"
   fi
   [ -x "$b" ] || die "no sluice binary at $b (cargo build --release -p sluice, or set SLUICE_BIN)"
-  echo "$b"
+  realpath "$b"
 }
 
 # The secrets every node shares, made once per bed (0600, outside any log or command line).
@@ -65,6 +66,7 @@ start_node() { # i
   local i=$1 bin extra=()
   bin="$(sluice_bin)"
   node_secrets
+  echo "$bin" >"$BED/sluice/bin" # start-node (e.g. from a test) restarts the same binary
   mkdir -p "$(node_dir "$i")"
   if [ -n "${SLUICE_BED_NODE_ARGS:-}" ]; then read -ra extra <<<"$SLUICE_BED_NODE_ARGS"; fi
   # SLUICE_* variables of the caller (e.g. from `env`, for the CLI) must not reach the server.
