@@ -113,7 +113,12 @@ pub fn app(state: AppState) -> Router {
         .route("/accounts/audit", get(accounts::api::audit_log))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate));
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        // issue 14: cluster — other nodes' metadata and key changes, before authenticating.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::cluster::http_refresh::refresh,
+        ));
     Router::new()
         .route("/health", get(health))
         .merge(api)

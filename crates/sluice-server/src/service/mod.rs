@@ -1,6 +1,8 @@
 //! Domain logic over the catalog and the shard logs, free of HTTP.
 
 pub mod catalog;
+// issue 14: cluster
+pub mod catalog_refresh;
 mod connector_registry;
 mod connector_source;
 mod connector_subscription;

@@ -228,7 +228,12 @@ fn append_to_shard<P: AsRef<[u8]>>(shard: &Shard, payloads: &[P], now: i64) -> R
         return Err(Error::ShardNotActive(shard.id));
     }
     let slices: Vec<&[u8]> = payloads.iter().map(|p| p.as_ref()).collect();
-    shard.log.append(&slices, now).map_err(append_error)?;
+    shard.log.append(&slices, now).map_err(|e| match e {
+        // issue 14: cluster — another node closed (split, merge) or deleted the shard and this
+        // node's catalog has not caught up yet: the shared log refused the append.
+        LogError::Closed if shard.log.local().is_none() => Error::ShardNotActive(shard.id),
+        e => append_error(e),
+    })?;
     drop(meta);
     Ok(())
 }
@@ -511,7 +516,8 @@ impl Catalog {
     ) -> Result<CursorAnswer> {
         let shard = topic.shard_by_text(shard)?;
         let log = &shard.log;
-        let (first, next) = (log.first_seq(), log.next_seq());
+        // issue 14: cluster — fresh, so a cursor on one node sees another node's appends.
+        let (first, next) = (log.first_seq(), log.next_seq_fresh());
         let answer = |seq: u64| CursorAnswer {
             cursor: Cursor::new(shard.id, seq, 0),
             record_time: log.time_of(seq).unwrap_or(0),
