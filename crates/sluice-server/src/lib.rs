@@ -20,6 +20,8 @@
 
 pub mod accounts;
 pub mod clock;
+// issue 14: cluster mode
+pub mod cluster;
 pub mod config;
 // issue 13: console
 pub mod console;

@@ -2,6 +2,8 @@
 
 pub mod catalog;
 mod connector_registry;
+// issue 14: leases — per-connector start/stop on the node holding its lease
+mod connector_leases;
 mod connector_source;
 mod connector_subscription;
 pub mod connectors;
@@ -18,6 +20,8 @@ pub mod retention;
 pub mod shards;
 pub mod storage;
 pub mod subscriptions;
+// issue 14: leases — one subscription taken over by the node holding its lease
+mod subscription_leases;
 pub mod topics;
 
 pub use catalog::Catalog;
