@@ -20,7 +20,7 @@
 
 pub mod accounts;
 pub mod clock;
-// issue 14: cluster mode
+// issue 14: cluster
 pub mod cluster;
 pub mod config;
 // issue 13: console

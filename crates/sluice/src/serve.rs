@@ -11,6 +11,13 @@
 //!
 //! Prometheus `/metrics` is served unsigned on its own listener (`metrics_listen`, by default
 //! 127.0.0.1:9464; `""` turns it off), never on the API's address.
+//!
+//! Cluster mode (issue 14): `--cluster postgres://...` keeps metadata and records in a shared
+//! PostgreSQL (every node the same), `--archive s3://...` adds the archive. It needs
+//! `--server-key-file` (the key all nodes seal stored access keys with) and the root
+//! credentials given (never generated per node); `--data-dir` is scratch. A URL without
+//! `sslmode` to a host other than loopback is served with a warning; the password never
+//! reaches a log.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,6 +26,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use rand::distributions::Alphanumeric;
 use rand::Rng;
+use sluice_server::cluster::ClusterOptions;
 use sluice_server::http::{listen, tls};
 use sluice_server::{app, Accounts, Server, ServerConfig};
 
@@ -54,6 +62,66 @@ pub struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "SLUICE_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    // issue 14: cluster
+    /// Cluster mode: metadata and records in this shared PostgreSQL
+    /// (postgres://user:password@host:port/db[?sslmode=...]).
+    #[arg(long, env = "SLUICE_CLUSTER", hide_env_values = true)]
+    cluster: Option<String>,
+    /// Cluster mode: archive older records to s3://bucket/prefix?endpoint=URL (S3 keys in
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).
+    #[arg(long, env = "SLUICE_ARCHIVE", requires = "cluster")]
+    archive: Option<String>,
+    /// Cluster mode: this node's id (default: <hostname>-<listen port>).
+    #[arg(long, env = "SLUICE_NODE_ID", requires = "cluster")]
+    node_id: Option<String>,
+    /// Cluster mode: host:port where other nodes reach this one (default: the listen address).
+    #[arg(long, env = "SLUICE_ADVERTISE", requires = "cluster")]
+    advertise: Option<String>,
+    /// Cluster mode: the server key file all nodes share (32 bytes: raw, hex or base64).
+    #[arg(long, env = "SLUICE_SERVER_KEY_FILE", requires = "cluster")]
+    server_key_file: Option<PathBuf>,
+}
+
+/// The cluster settings of the flags, if `--cluster` is given; refuses what the cluster mode
+/// cannot run with (naming the flag).
+fn cluster_options(args: &ServeArgs) -> anyhow::Result<Option<ClusterOptions>> {
+    let Some(url) = &args.cluster else {
+        return Ok(None);
+    };
+    let Some(key_file) = &args.server_key_file else {
+        bail!("--cluster needs --server-key-file: every node must seal stored access keys with the same key");
+    };
+    if args.access_id.is_none() {
+        bail!("--cluster needs the root credentials (--access-id with --access-key or --access-key-file): they are not generated per node");
+    }
+    let node_id = match &args.node_id {
+        Some(id) => id.clone(),
+        None => format!("{}-{}", hostname(), args.listen.port()),
+    };
+    let advertise = args
+        .advertise
+        .clone()
+        .unwrap_or_else(|| args.listen.to_string());
+    let mut options = ClusterOptions::new(url.clone(), node_id, advertise, key_file.clone());
+    options.archive = args.archive.clone();
+    let unencrypted = options.validate()?;
+    if unencrypted {
+        tracing::warn!(
+            cluster = %sluice_server::cluster::redacted_url(url),
+            "the --cluster URL has no sslmode and reaches a host other than loopback: the \
+             connection may be unencrypted; add ?sslmode=verify-full (or require)"
+        );
+    }
+    Ok(Some(options))
+}
+
+/// This machine's host name (for the default node id).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".to_string())
 }
 
 const CREDENTIALS_FILE: &str = "root-credentials";
@@ -222,18 +290,31 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     make_private(&args.data_dir)?;
+    let cluster = cluster_options(&args)?;
     let (id, key, generated) = credentials(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let server = Server::open(
-            &args.data_dir,
-            config.clone(),
-            Accounts::with_root(&id, &key),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot open data dir {}: {e}", args.data_dir.display()))?;
+        let server = match &cluster {
+            None => Server::open(
+                &args.data_dir,
+                config.clone(),
+                Accounts::with_root(&id, &key),
+            )
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("cannot open data dir {}: {e}", args.data_dir.display())
+            })?,
+            Some(options) => Server::open_cluster(
+                options,
+                &args.data_dir,
+                config.clone(),
+                Accounts::with_root(&id, &key),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot join the cluster: {e}"))?,
+        };
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -277,11 +358,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         } else {
             println!("Root AccessId: {id}");
         }
-        println!(
-            "Sluice is serving the DataHub API at {}://{addr} (data in {})",
-            if tls.is_some() { "https" } else { "http" },
-            args.data_dir.display()
-        );
+        match &cluster {
+            None => println!(
+                "Sluice is serving the DataHub API at {}://{addr} (data in {})",
+                if tls.is_some() { "https" } else { "http" },
+                args.data_dir.display()
+            ),
+            Some(options) => println!(
+                "Sluice is serving the DataHub API at {}://{addr} (cluster node {}, data in {})",
+                if tls.is_some() { "https" } else { "http" },
+                options.node_id,
+                sluice_server::cluster::redacted_url(&options.url)
+            ),
+        }
         let router = app(server.state.clone());
         listen::serve(listener, router, &config, tls, shutdown_signal()).await;
         let _ = metrics_stop.send(());

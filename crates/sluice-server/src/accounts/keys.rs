@@ -136,6 +136,15 @@ impl KeyRegistry {
         })
     }
 
+    // issue 14: cluster
+    /// Reloads the stored keys after another node changed them.
+    pub async fn reload(&self) -> Result<(), Error> {
+        let _change = self.change.lock().await;
+        let stored = self.meta.load_access_keys().await?;
+        *self.rows.lock() = stored.into_iter().map(|r| (r.name.clone(), r)).collect();
+        self.rebuild()
+    }
+
     /// Rebuilds the in-memory copy from the rows.
     fn rebuild(&self) -> Result<(), Error> {
         let rows = self.rows.lock();

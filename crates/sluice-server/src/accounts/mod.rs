@@ -25,6 +25,16 @@ pub async fn open(meta: MetaStore, data_dir: &Path) -> Result<Arc<keys::KeyRegis
     Ok(Arc::new(keys::KeyRegistry::load(meta, sealer).await?))
 }
 
+// issue 14: cluster
+/// Loads the stored access keys sealed with the cluster's shared server key (`key_file`).
+pub async fn open_shared(
+    meta: MetaStore,
+    key_file: &Path,
+) -> Result<Arc<keys::KeyRegistry>, Error> {
+    let sealer = sealing::ServerKey::load_file(key_file)?;
+    Ok(Arc::new(keys::KeyRegistry::load(meta, sealer).await?))
+}
+
 tokio::task_local! {
     /// Who signed the request being served (set by the authentication middleware).
     pub static CALLER: policy::Caller;

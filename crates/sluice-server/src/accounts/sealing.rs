@@ -2,6 +2,11 @@
 //! created at first start), which seals the access keys' secrets (ChaCha20-Poly1305, a fresh
 //! random nonce per seal) before they reach the meta store. A copy of meta.db alone reveals no
 //! secret; losing the file makes the stored keys unusable (the root key still works).
+//!
+//! In the cluster mode every node must seal with the same key, so it is given as a file
+//! (`--server-key-file`, [`ServerKey::load_file`]) that must exist and hold exactly 32 bytes
+//! (raw, or 64 hex digits, or base64 of them, optionally followed by a newline); it is never
+//! generated per node.
 
 use std::io::Write;
 use std::path::Path;
@@ -70,6 +75,32 @@ impl ServerKey {
         })
     }
 
+    /// Reads the shared server key from `path` (cluster mode): it must exist and hold 32 bytes
+    /// (raw, 64 hex digits or base64; a trailing newline is ignored). Refuses anything else,
+    /// naming the file; never creates one.
+    pub fn load_file(path: &Path) -> Result<ServerKey, Error> {
+        let raw = std::fs::read(path).map_err(|e| {
+            internal(
+                "cannot read the server key file (--server-key-file)",
+                path,
+                e,
+            )
+        })?;
+        let bytes = decode_key_file(&raw).ok_or_else(|| {
+            internal(
+                "the server key file (--server-key-file)",
+                path,
+                "must hold 32 bytes: raw, 64 hex digits or base64",
+            )
+        })?;
+        let key = UnboundKey::new(&CHACHA20_POLY1305, &bytes)
+            .map_err(|_| internal("the server key is unusable:", path, "bad length"))?;
+        Ok(ServerKey {
+            key: LessSafeKey::new(key),
+            rng: SystemRandom::new(),
+        })
+    }
+
     /// Seals `secret`: base64 of nonce ‖ ciphertext ‖ tag. `aad` binds it to its key's name.
     pub fn seal(&self, secret: &str, aad: &str) -> Result<String, Error> {
         let mut nonce = [0u8; NONCE_LEN];
@@ -120,6 +151,23 @@ impl ServerKey {
     }
 }
 
+/// The 32 key bytes of a key file: raw, hex or base64 (text trimmed of whitespace).
+fn decode_key_file(raw: &[u8]) -> Option<Vec<u8>> {
+    if raw.len() == KEY_LEN {
+        return Some(raw.to_vec());
+    }
+    let text = std::str::from_utf8(raw).ok()?.trim();
+    let hex = (text.len() == 2 * KEY_LEN)
+        .then(|| {
+            (0..KEY_LEN)
+                .map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
+                .collect::<Option<Vec<u8>>>()
+        })
+        .flatten();
+    hex.or_else(|| B64.decode(text).ok())
+        .filter(|b| b.len() == KEY_LEN)
+}
+
 #[cfg(unix)]
 fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -165,5 +213,40 @@ mod tests {
         let other = tempfile::tempdir().unwrap();
         let stranger = ServerKey::load_or_create(other.path()).unwrap();
         assert!(stranger.open(&sealed, "app").is_err());
+    }
+
+    #[test]
+    fn a_shared_key_file_is_read_in_any_of_its_forms_and_a_bad_one_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes: Vec<u8> = (0u8..32).collect();
+        let raw = dir.path().join("raw.key");
+        std::fs::write(&raw, &bytes).unwrap();
+        let hex = dir.path().join("hex.key");
+        let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(&hex, format!("{text}\n")).unwrap();
+        let b64 = dir.path().join("b64.key");
+        std::fs::write(&b64, format!("{}\n", B64.encode(&bytes))).unwrap();
+        let sealed = ServerKey::load_file(&raw)
+            .unwrap()
+            .seal("s3cret", "app")
+            .unwrap();
+        for p in [&hex, &b64] {
+            let key = ServerKey::load_file(p).unwrap();
+            assert_eq!(
+                key.open(&sealed, "app").unwrap(),
+                "s3cret",
+                "{}",
+                p.display()
+            );
+        }
+        let short = dir.path().join("short.key");
+        std::fs::write(&short, "abc").unwrap();
+        let missing = dir.path().join("missing.key");
+        for p in [&short, &missing] {
+            let e = ServerKey::load_file(p).unwrap_err().to_string();
+            assert!(e.contains(&p.display().to_string()), "{e}");
+            assert!(e.contains("--server-key-file"), "{e}");
+        }
+        assert!(!missing.exists(), "a missing key file is never created");
     }
 }

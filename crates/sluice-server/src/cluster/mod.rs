@@ -1,8 +1,160 @@
-//! Cluster mode (issue 14): several `sluice serve` nodes on one PostgreSQL database.
+//! The cluster mode of `sluice serve --cluster` (issue 14): several stateless nodes share one
+//! PostgreSQL database (metadata through `MetaStore`'s PostgreSQL backend, every shard on
+//! sluice-cluster's `PgLog`) and, optionally, an S3 archive.
 //!
-//! * `ownership`: who runs which piece of work (subscriptions, connectors) — leases with
-//!   epochs, rendezvous placement over the live nodes, routing of a request to its owner.
-//! * `work`: the [`ownership::WorkHooks`] over the catalog (what gaining or losing a key does).
+//! - [`ClusterOptions`] (here): the settings, validated at the door;
+//! - [`runtime`]: [`runtime::ClusterRuntime`], what a node holds while it runs (the shard log,
+//!   the lease store, the archive), reachable from the catalog (`Catalog::cluster`);
+//! - [`archiving`]: the background archiver loop (one shard lease per shard);
+//! - [`http_refresh`]: the HTTP layer that brings the catalog and the access keys up to date
+//!   before a request is served;
+//! - [`error`]: [`error::ClusterError`];
+//! - [`ownership`]: who runs which piece of work (subscriptions, connectors): leases with
+//!   epochs, rendezvous placement over the live nodes, routing of a request to its owner;
+//! - [`work`]: [`ownership::WorkHooks`] over the catalog (what gaining or losing a key does).
+//!
+//! Keep this file a list of `pub mod` lines and the options struct.
 
+pub mod archiving;
+pub mod error;
+pub mod http_refresh;
 pub mod ownership;
+pub mod runtime;
 pub mod work;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use error::ClusterError;
+
+/// The settings of the cluster mode (flags of `sluice serve`).
+#[derive(Clone)]
+pub struct ClusterOptions {
+    /// `postgres://user:password@host:port/db[?sslmode=...]` (holds a password: never logged).
+    pub url: String,
+    /// `s3://bucket/prefix?endpoint=...`: the archive, if any. Its keys come from the
+    /// environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`).
+    pub archive: Option<String>,
+    /// This node's id (the owner written into its leases).
+    pub node_id: String,
+    /// `host:port` where other nodes reach this one.
+    pub advertise: String,
+    /// The server key every node shares (it seals the stored access keys).
+    pub server_key_file: PathBuf,
+    /// How often the catalog version is polled for other nodes' changes.
+    pub catalog_poll: Duration,
+    /// How often the archiver looks at the shards (with `archive`).
+    pub archive_every: Duration,
+    // issue 14: part B
+    /// The leases of subscriptions and connectors: expiry and renewal (`ownership.rs`).
+    pub work_leases: sluice_cluster::lease::LeaseConfig,
+}
+
+impl fmt::Debug for ClusterOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterOptions")
+            .field("url", &redacted_url(&self.url))
+            .field("archive", &self.archive)
+            .field("node_id", &self.node_id)
+            .field("advertise", &self.advertise)
+            .field("server_key_file", &self.server_key_file)
+            .field("catalog_poll", &self.catalog_poll)
+            .field("archive_every", &self.archive_every)
+            .field("work_leases", &self.work_leases)
+            .finish()
+    }
+}
+
+/// `url` with its password replaced, for logs and errors.
+pub fn redacted_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("REDACTED"));
+            }
+            u.to_string()
+        }
+        Err(_) => "<unparsable URL>".to_string(),
+    }
+}
+
+impl ClusterOptions {
+    /// Options with the defaults for the intervals.
+    pub fn new(
+        url: impl Into<String>,
+        node_id: impl Into<String>,
+        advertise: impl Into<String>,
+        server_key_file: impl Into<PathBuf>,
+    ) -> ClusterOptions {
+        ClusterOptions {
+            url: url.into(),
+            archive: None,
+            node_id: node_id.into(),
+            advertise: advertise.into(),
+            server_key_file: server_key_file.into(),
+            catalog_poll: Duration::from_millis(100),
+            archive_every: Duration::from_secs(1),
+            // issue 14: part B
+            work_leases: Default::default(),
+        }
+    }
+
+    /// Checks every field; the error names the flag. Returns whether the URL leaves TLS to
+    /// libpq's default (no `sslmode`) while reaching a host other than loopback, which the
+    /// caller warns about.
+    pub fn validate(&self) -> Result<bool, ClusterError> {
+        let bad = |m: String| Err(ClusterError::Config(m));
+        let url = match url::Url::parse(&self.url) {
+            Ok(u) => u,
+            Err(e) => return bad(format!("--cluster is not a URL ({e})")),
+        };
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return bad(format!(
+                "--cluster must be a postgres:// URL, not {}://",
+                url.scheme()
+            ));
+        }
+        let host = url.host_str().unwrap_or_default();
+        if host.is_empty() {
+            return bad("--cluster has no host".into());
+        }
+        if url.path().trim_matches('/').is_empty() {
+            return bad("--cluster names no database (postgres://host:port/DB)".into());
+        }
+        if let Some(a) = &self.archive {
+            sluice_cluster::archive_url::ArchiveLocation::parse(a)
+                .map_err(|e| ClusterError::Config(format!("--archive: {e}")))?;
+        }
+        let id = self.node_id.trim();
+        if id.is_empty()
+            || id.len() > 128
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        {
+            return bad(format!(
+                "--node-id {:?} is invalid: 1 to 128 of A-Z a-z 0-9 - _ . :",
+                self.node_id
+            ));
+        }
+        match self.advertise.rsplit_once(':') {
+            Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0) => {}
+            _ => return bad(format!("--advertise {:?} is not host:port", self.advertise)),
+        }
+        if self.catalog_poll.is_zero() || self.archive_every.is_zero() {
+            return bad("the catalog poll and archive intervals must be above zero".into());
+        }
+        // issue 14: part B
+        self.work_leases
+            .validate()
+            .map_err(|e| ClusterError::Config(format!("work leases: {e}")))?;
+        let has_sslmode = url.query_pairs().any(|(k, _)| k == "sslmode");
+        let loopback = host == "localhost"
+            || host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        Ok(!has_sslmode && !loopback)
+    }
+}

@@ -9,8 +9,32 @@ use std::sync::{Arc, Weak};
 
 use sluice_meta::LeaseGuard;
 
-use super::ownership::{BoxFuture, WorkHooks, WorkKey, CONN, SUB};
-use crate::service::Catalog;
+use sluice_cluster::lease::LeaseConfig;
+
+use super::ownership::{BoxFuture, Ownership, WorkHooks, WorkKey, CONN, SUB};
+use crate::service::{Catalog, Error, Result};
+
+/// Starts this node's ownership of work (cluster mode; nothing in the embedded mode) and
+/// takes its share at once, before the node serves.
+pub async fn start(catalog: &Arc<Catalog>, leases: LeaseConfig) -> Result<()> {
+    let Some(cluster) = &catalog.cluster else {
+        return Ok(());
+    };
+    let ownership = Ownership::start(
+        cluster.log.pool().clone(),
+        &cluster.node_id,
+        &cluster.advertise,
+        leases,
+        CatalogWork::new(catalog),
+    )
+    .await
+    .map_err(|e| Error::Internal(format!("cluster work leases: {e}")))?;
+    let _ = cluster.ownership.set(ownership.clone());
+    if let Err(e) = ownership.rebalance().await {
+        tracing::warn!(error = %e, "the first work rebalance failed; the next one retries");
+    }
+    Ok(())
+}
 
 /// [`WorkHooks`] over one node's catalog.
 pub struct CatalogWork {

@@ -185,6 +185,12 @@ pub struct Catalog {
     // issue 13: metrics
     /// What `/metrics` serves (recording is off when `metrics_listen` is empty).
     pub metrics: Arc<crate::metrics::Metrics>,
+    // issue 14: cluster
+    /// The cluster mode's state (`None` in the embedded mode): every shard is on its shared
+    /// log, and other nodes' changes are picked up by `catalog_refresh`.
+    pub cluster: Option<Arc<crate::cluster::runtime::ClusterRuntime>>,
+    /// The catalog version this node's memory reflects (cluster mode; `catalog_refresh`).
+    pub(crate) seen_version: std::sync::atomic::AtomicI64,
 }
 
 pub fn key(name: &str) -> String {
@@ -220,10 +226,25 @@ pub fn shard_meta_from_row(row: &ShardRow) -> Result<ShardMeta> {
 impl Catalog {
     /// Loads the catalog from the meta store and opens every shard's log lazily.
     pub async fn load(meta: MetaStore, config: ServerConfig, data_dir: &Path) -> Result<Catalog> {
+        Catalog::load_with(meta, config, data_dir, None).await
+    }
+
+    /// [`Catalog::load`], with every shard on the cluster's shared log when `cluster` is given.
+    pub async fn load_with(
+        meta: MetaStore,
+        config: ServerConfig,
+        data_dir: &Path,
+        cluster: Option<Arc<crate::cluster::runtime::ClusterRuntime>>,
+    ) -> Result<Catalog> {
+        let version = match &cluster {
+            Some(_) => meta.catalog_version().await?,
+            None => 0,
+        };
         let snapshot = meta.load().await?;
         let mut projects: BTreeMap<String, Project> = snapshot
             .projects
-            .into_iter()
+            .iter()
+            .cloned()
             .map(|row| {
                 (
                     key(&row.name),
@@ -234,51 +255,8 @@ impl Catalog {
                 )
             })
             .collect();
-        let log_config = config.log_config();
-        for t in snapshot.topics {
-            let schemas: Vec<SchemaVersion> = snapshot
-                .schemas
-                .iter()
-                .filter(|s| s.topic_uid == t.uid)
-                .map(schema_version_from_row)
-                .collect::<Result<_>>()?;
-            let current_version = t.schema_version;
-            let topic_dir = topic_dir(data_dir, t.uid);
-            let mut shards = Vec::new();
-            for row in snapshot.shards.iter().filter(|s| s.topic_uid == t.uid) {
-                let dir = topic_dir.join(row.shard_id.to_string());
-                // Recovered on first use (sluice-log `open_lazy`), so that start-up does not
-                // wait for every shard and a request waits only for its own.
-                let log = ShardLog::open_lazy(&dir, log_config);
-                shards.push(Arc::new(Shard {
-                    id: row.shard_id,
-                    meta: RwLock::new(shard_meta_from_row(row)?),
-                    log: ShardStorage::Local(Arc::new(log)),
-                }));
-            }
-            let topic = Topic {
-                uid: t.uid,
-                project: t.project.clone(),
-                name: t.name.clone(),
-                record_type: RecordType::parse(&t.record_type).ok_or_else(|| {
-                    Error::Internal(format!(
-                        "topic {} has record type {}",
-                        t.name, t.record_type
-                    ))
-                })?,
-                expand_mode: t.expand_mode.clone(),
-                create_time: t.create_time,
-                dir: topic_dir,
-                meta: RwLock::new(TopicMeta {
-                    lifecycle_days: t.lifecycle_days,
-                    comment: t.comment.clone(),
-                    last_modify_time: t.last_modify_time,
-                    schemas,
-                    current_version,
-                }),
-                shards: RwLock::new(shards),
-                topology: tokio::sync::RwLock::new(()),
-            };
+        for t in &snapshot.topics {
+            let topic = build_topic(t, &snapshot, &config, data_dir, cluster.as_deref()).await?;
             if let Some(p) = projects.get_mut(&key(&t.project)) {
                 p.topics.insert(key(&t.name), Arc::new(topic));
             }
@@ -296,6 +274,9 @@ impl Catalog {
             // issue 13: metrics
             metrics: crate::metrics::Metrics::new(&config),
             config,
+            // issue 14: cluster
+            cluster,
+            seen_version: std::sync::atomic::AtomicI64::new(version),
         })
     }
 
@@ -303,7 +284,28 @@ impl Catalog {
     /// the caller's metadata transaction, before its COMMIT. A directory already there is a
     /// leftover of a change that never committed (its id is free in the store): it is removed
     /// first, so a new shard never starts with someone else's records.
-    pub(crate) fn create_shard_log(&self, topic_dir: &Path, row: &ShardRow) -> Result<Arc<Shard>> {
+    ///
+    /// In the cluster mode the shard's head is created in the shared log instead (this runs
+    /// inside the metadata transaction's synchronous `prepare`, so it waits for PostgreSQL on
+    /// this thread: the server's multi-threaded runtime allows that).
+    pub(crate) fn create_shard_log(
+        &self,
+        topic_uid: i64,
+        topic_dir: &Path,
+        row: &ShardRow,
+    ) -> Result<Arc<Shard>> {
+        if let Some(cluster) = &self.cluster {
+            let key = crate::cluster::runtime::ClusterRuntime::shard_key(topic_uid, row.shard_id);
+            let handle = tokio::runtime::Handle::current();
+            let storage =
+                tokio::task::block_in_place(|| handle.block_on(cluster.create_shard(&key)))
+                    .map_err(|e| Error::Internal(format!("cannot create shard {key}: {e}")))?;
+            return Ok(Arc::new(Shard {
+                id: row.shard_id,
+                meta: RwLock::new(shard_meta_from_row(row)?),
+                log: storage,
+            }));
+        }
         let dir = topic_dir.join(row.shard_id.to_string());
         if dir.exists() {
             tracing::warn!(dir = %dir.display(), "removing a shard directory no topic owns");
@@ -317,8 +319,16 @@ impl Catalog {
         }))
     }
 
-    /// Looks a topic up by project and topic name.
+    /// Looks a topic up by project and topic name (in the cluster mode, a miss first checks
+    /// whether another node just created it: `catalog_refresh`).
     pub fn topic(&self, project: &str, topic: &str) -> Result<Arc<Topic>> {
+        match self.find_topic(project, topic) {
+            Err(e) if self.refresh_on_miss() => self.find_topic(project, topic).map_err(|_| e),
+            found => found,
+        }
+    }
+
+    fn find_topic(&self, project: &str, topic: &str) -> Result<Arc<Topic>> {
         let projects = self.projects.read();
         let p = projects
             .get(&key(project))
@@ -351,6 +361,82 @@ impl Catalog {
             create_time: topic.create_time,
             last_modify_time: meta.last_modify_time,
             schema_version: meta.current_version,
+        }
+    }
+}
+
+/// Builds a topic of the catalog from its rows: shards on local logs opened lazily, or on the
+/// cluster's shared log.
+pub(crate) async fn build_topic(
+    t: &TopicRow,
+    snapshot: &sluice_meta::Snapshot,
+    config: &ServerConfig,
+    data_dir: &Path,
+    cluster: Option<&crate::cluster::runtime::ClusterRuntime>,
+) -> Result<Topic> {
+    let schemas: Vec<SchemaVersion> = snapshot
+        .schemas
+        .iter()
+        .filter(|s| s.topic_uid == t.uid)
+        .map(schema_version_from_row)
+        .collect::<Result<_>>()?;
+    let topic_dir = topic_dir(data_dir, t.uid);
+    let mut shards = Vec::new();
+    for row in snapshot.shards.iter().filter(|s| s.topic_uid == t.uid) {
+        shards.push(Arc::new(Shard {
+            id: row.shard_id,
+            meta: RwLock::new(shard_meta_from_row(row)?),
+            log: open_shard_storage(&topic_dir, t.uid, row, config, cluster).await?,
+        }));
+    }
+    Ok(Topic {
+        uid: t.uid,
+        project: t.project.clone(),
+        name: t.name.clone(),
+        record_type: RecordType::parse(&t.record_type).ok_or_else(|| {
+            Error::Internal(format!(
+                "topic {} has record type {}",
+                t.name, t.record_type
+            ))
+        })?,
+        expand_mode: t.expand_mode.clone(),
+        create_time: t.create_time,
+        dir: topic_dir,
+        meta: RwLock::new(TopicMeta {
+            lifecycle_days: t.lifecycle_days,
+            comment: t.comment.clone(),
+            last_modify_time: t.last_modify_time,
+            schemas,
+            current_version: t.schema_version,
+        }),
+        shards: RwLock::new(shards),
+        topology: tokio::sync::RwLock::new(()),
+    })
+}
+
+/// The storage of a listed shard: its local log (recovered on first use, sluice-log
+/// `open_lazy`, so that start-up does not wait for every shard and a request waits only for its
+/// own), or its head in the cluster's shared log.
+pub(crate) async fn open_shard_storage(
+    topic_dir: &Path,
+    topic_uid: i64,
+    row: &ShardRow,
+    config: &ServerConfig,
+    cluster: Option<&crate::cluster::runtime::ClusterRuntime>,
+) -> Result<ShardStorage> {
+    match cluster {
+        None => {
+            let dir = topic_dir.join(row.shard_id.to_string());
+            Ok(ShardStorage::Local(Arc::new(ShardLog::open_lazy(
+                &dir,
+                config.log_config(),
+            ))))
+        }
+        Some(c) => {
+            let key = crate::cluster::runtime::ClusterRuntime::shard_key(topic_uid, row.shard_id);
+            c.open_or_repair(&key, row.state != "ACTIVE")
+                .await
+                .map_err(|e| Error::Internal(format!("cannot open shard {key}: {e}")))
         }
     }
 }

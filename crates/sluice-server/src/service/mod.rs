@@ -1,6 +1,8 @@
 //! Domain logic over the catalog and the shard logs, free of HTTP.
 
 pub mod catalog;
+// issue 14: cluster
+pub mod catalog_refresh;
 mod connector_registry;
 // issue 14: leases — per-connector start/stop on the node holding its lease
 mod connector_leases;

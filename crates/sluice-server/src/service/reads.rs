@@ -245,7 +245,11 @@ fn entry_record_count(payload: &[u8]) -> usize {
 /// end of a closed shard, the read-end error consumers wait for.
 fn check_cursor(shard: &Shard, text: &str) -> Result<Cursor> {
     let cursor = Cursor::decode(text, shard.id).map_err(|e| Error::InvalidCursor(e.to_string()))?;
-    let (first, next) = (shard.log.first_seq(), shard.log.next_seq());
+    let (first, mut next) = (shard.log.first_seq(), shard.log.next_seq());
+    // issue 14: cluster — a shared store's watched end may lag another node's appends.
+    if cursor.seq > next {
+        next = shard.log.next_seq_fresh();
+    }
     if cursor.seq < first {
         return Err(Error::InvalidCursor(format!(
             "it points at sequence {}, which has expired (oldest is {first})",

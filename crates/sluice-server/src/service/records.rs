@@ -511,7 +511,8 @@ impl Catalog {
     ) -> Result<CursorAnswer> {
         let shard = topic.shard_by_text(shard)?;
         let log = &shard.log;
-        let (first, next) = (log.first_seq(), log.next_seq());
+        // issue 14: cluster — fresh, so a cursor on one node sees another node's appends.
+        let (first, next) = (log.first_seq(), log.next_seq_fresh());
         let answer = |seq: u64| CursorAnswer {
             cursor: Cursor::new(shard.id, seq, 0),
             record_time: log.time_of(seq).unwrap_or(0),

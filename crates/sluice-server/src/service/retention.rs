@@ -1,5 +1,8 @@
 //! Retention: a background task that deletes sealed segments older than each topic's lifecycle
-//! (local logs only; a shared store keeps its own retention).
+//! (local logs), and in the cluster mode drops the shared log's daily partitions older than the
+//! longest lifecycle of any topic ([`enforce_shared`]: the shared log's partitions hold all
+//! shards, so no record leaves before its topic's lifecycle; a topic with a shorter one keeps
+//! its records up to the longest).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +47,25 @@ pub fn enforce_once(catalog: &Catalog) -> usize {
     removed
 }
 
+/// The cluster mode's retention pass (see the module docs); returns the partitions dropped.
+pub async fn enforce_shared(catalog: &Catalog) -> usize {
+    let Some(cluster) = &catalog.cluster else {
+        return 0;
+    };
+    let topics = catalog.all_topics();
+    let Some(longest) = topics.iter().map(|t| t.meta.read().lifecycle_days).max() else {
+        return 0;
+    };
+    let cutoff = catalog.config.clock.now_ms() - longest * DAY_MS;
+    match cluster.log.drop_partitions_before(cutoff).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "shared log retention failed");
+            0
+        }
+    }
+}
+
 /// Flushes logs in the relaxed fsync mode every `interval` until `stop` is cancelled.
 pub async fn run_flusher(catalog: Arc<Catalog>, interval: Duration, stop: CancellationToken) {
     loop {
@@ -75,6 +97,13 @@ pub async fn run(catalog: Arc<Catalog>, interval: Duration, stop: CancellationTo
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
+        }
+        if catalog.cluster.is_some() {
+            let n = enforce_shared(&catalog).await;
+            if n > 0 {
+                tracing::info!(partitions = n, "retention dropped expired log partitions");
+            }
+            continue;
         }
         let c = catalog.clone();
         match tokio::task::spawn_blocking(move || enforce_once(&c)).await {

@@ -113,6 +113,15 @@ impl Catalog {
             }
         }
         topic.shards.write().extend(result?);
+        // issue 14: cluster — closed for every node: a put to a parent on any node is refused
+        // by the shared log (after this node's appends in flight).
+        if self.cluster.is_some() {
+            for p in parents {
+                if let Err(e) = p.log.close_shared().await {
+                    tracing::warn!(shard = p.id, error = %e, "cannot close a parent shard in the shared log");
+                }
+            }
+        }
         Ok(())
     }
 
@@ -131,7 +140,7 @@ impl Catalog {
             .change_shards(topic.uid, closed, closed_time, created, ranges, || {
                 created
                     .iter()
-                    .map(|row| self.create_shard_log(&topic.dir, row))
+                    .map(|row| self.create_shard_log(topic.uid, &topic.dir, row))
                     .collect::<Result<Vec<_>>>()
             })
             .await;
@@ -153,6 +162,9 @@ impl Catalog {
         shard: &str,
         split_key: Option<&str>,
     ) -> Result<[NewShard; 2]> {
+        // issue 14: cluster — decide on the topology other nodes left (routed with puts,
+        // so the HTTP layer did not refresh).
+        self.refresh_if_changed().await?;
         let _guard = self.change_lock.lock().await;
         let topic = self.topic(project, topic)?;
         if topic.expand_mode == "extend" {
@@ -220,6 +232,9 @@ impl Catalog {
         shard: &str,
         adjacent: &str,
     ) -> Result<NewShard> {
+        // issue 14: cluster — decide on the topology other nodes left (routed with puts,
+        // so the HTTP layer did not refresh).
+        self.refresh_if_changed().await?;
         let _guard = self.change_lock.lock().await;
         let topic = self.topic(project, topic)?;
         if topic.expand_mode == "extend" {
@@ -269,6 +284,9 @@ impl Catalog {
     /// Grows a topic to `target` shards. Allowed on extend-mode topics and on topics that were
     /// never split or merged; the hash space is re-divided evenly over all shards.
     pub async fn extend_shards(&self, project: &str, topic: &str, target: i64) -> Result<()> {
+        // issue 14: cluster — decide on the topology other nodes left (routed with puts,
+        // so the HTTP layer did not refresh).
+        self.refresh_if_changed().await?;
         let _guard = self.change_lock.lock().await;
         let topic = self.topic(project, topic)?;
         let current = topic.shards.read().len() as i64;

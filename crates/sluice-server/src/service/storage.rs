@@ -37,13 +37,24 @@ pub enum ShardStorage {
 pub struct SharedStore {
     store: Arc<dyn ShardStore>,
     next: watch::Receiver<u64>,
+    /// The last `first_seq` answer and when it was fetched (see [`FIRST_SEQ_TTL`]).
+    first: parking_lot::Mutex<Option<(std::time::Instant, u64)>>,
 }
+
+/// How long a shared store's `first_seq` answer is reused. The oldest sequence only moves when
+/// retention drops old entries, while metrics, the console and cursor checks ask for it per
+/// shard per call: this keeps them from costing a round trip each.
+pub const FIRST_SEQ_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl ShardStorage {
     /// Wraps a store that is reached through the [`ShardStore`] trait.
     pub fn shared(store: Arc<dyn ShardStore>) -> ShardStorage {
         let next = store.watch();
-        ShardStorage::Shared(SharedStore { store, next })
+        ShardStorage::Shared(SharedStore {
+            store,
+            next,
+            first: parking_lot::Mutex::new(None),
+        })
     }
 
     /// The local log, if this shard has one.
@@ -81,10 +92,29 @@ impl ShardStorage {
     pub fn first_seq(&self) -> u64 {
         match self {
             ShardStorage::Local(log) => ShardLog::first_seq(log),
-            ShardStorage::Shared(s) => s.wait(|st| st.first_seq()).unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "shard store: first_seq failed");
+            ShardStorage::Shared(s) => s.first_seq(),
+        }
+    }
+
+    /// The next sequence as the store has it now: a round trip for a shared store (whose
+    /// [`ShardStorage::next_seq`] may lag other nodes' appends by one watch poll).
+    pub fn next_seq_fresh(&self) -> u64 {
+        match self {
+            ShardStorage::Local(log) => ShardLog::next_seq(log),
+            ShardStorage::Shared(s) => s.wait(|st| st.next_seq()).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "shard store: next_seq failed");
                 s.visible_next()
             }),
+        }
+    }
+
+    /// Closes a shared store's shard for every node (split or merge in the cluster mode), after
+    /// this node's appends in flight; a local log is left as it is (its shard's state refuses
+    /// writes).
+    pub async fn close_shared(&self) -> Result<(), LogError> {
+        match self {
+            ShardStorage::Local(_) => Ok(()),
+            ShardStorage::Shared(s) => s.store.clone().close().await.map_err(log_error),
         }
     }
 
@@ -147,6 +177,27 @@ impl ShardStorage {
 impl SharedStore {
     fn visible_next(&self) -> u64 {
         *self.next.borrow()
+    }
+
+    /// `first_seq`, reused for [`FIRST_SEQ_TTL`]. A store that cannot answer reports
+    /// `next_seq` (as if nothing were retained); the failure is logged.
+    fn first_seq(&self) -> u64 {
+        let now = std::time::Instant::now();
+        if let Some((at, first)) = *self.first.lock() {
+            if now.duration_since(at) < FIRST_SEQ_TTL {
+                return first;
+            }
+        }
+        match self.wait(|st| st.first_seq()) {
+            Ok(first) => {
+                *self.first.lock() = Some((now, first));
+                first
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "shard store: first_seq failed");
+                self.visible_next()
+            }
+        }
     }
 
     fn time_of(&self, seq: u64) -> Option<i64> {

@@ -804,3 +804,56 @@ mod tests {
         assert_eq!(ids[0].to_string().len(), 18);
     }
 }
+
+// issue 14: cluster — the catalog refresh hook (service/catalog_refresh.rs).
+impl Subscriptions {
+    /// Follows the stored subscriptions after another node changed them: adds the new ones
+    /// (with their stored offsets), forgets the deleted ones and updates the descriptions and
+    /// states of the others, leaving their offsets, sessions and groups in memory alone.
+    /// `running` lists the `(topic uid, connector id)` of the running connectors.
+    pub(super) fn sync_rows(
+        &self,
+        rows: Vec<SubscriptionRow>,
+        offsets: Vec<OffsetRow>,
+        running: &BTreeSet<(i64, String)>,
+    ) {
+        let mut map = self.map.write();
+        let ids: BTreeSet<&str> = rows.iter().map(|r| r.sub_id.as_str()).collect();
+        map.retain(|id, _| ids.contains(id.as_str()));
+        for row in rows {
+            if let Some(sub) = map.get(&row.sub_id) {
+                let mut meta = sub.meta.lock();
+                meta.comment = row.comment;
+                meta.state = row.state;
+                meta.last_modify_time = row.last_modify_time;
+                continue;
+            }
+            let mine = offsets
+                .iter()
+                .filter(|o| o.sub_id == row.sub_id)
+                .map(|o| {
+                    (
+                        o.shard_id,
+                        Offset {
+                            sequence: o.sequence,
+                            timestamp: o.timestamp,
+                            batch_index: o.batch_index,
+                            version: o.version,
+                            session_id: o.session_id,
+                            read_end: o.read_end,
+                        },
+                    )
+                })
+                .collect();
+            let link = row.connector_id.clone().map(|id| ConnectorLink {
+                running: running.contains(&(row.topic_uid, id.clone())),
+                connector_id: id,
+            });
+            let id = row.sub_id.clone();
+            map.insert(
+                id,
+                Arc::new(Subscription::new(row, mine, Group::default(), link)),
+            );
+        }
+    }
+}

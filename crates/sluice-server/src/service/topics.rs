@@ -152,7 +152,7 @@ impl Catalog {
                 made_dir = Some(dir.clone());
                 let shards = shard_rows
                     .iter()
-                    .map(|r| self.create_shard_log(&dir, r))
+                    .map(|r| self.create_shard_log(uid, &dir, r))
                     .collect::<Result<Vec<_>>>()?;
                 Ok::<_, Error>((dir, shards))
             })
@@ -243,6 +243,17 @@ impl Catalog {
         }
         for shard in topic.shards.read().iter() {
             shard.meta.write().state = super::catalog::ShardState::Closed;
+        }
+        if let Some(cluster) = &self.cluster {
+            // The shared log's heads and rows go: a put on any node now finds no shard.
+            let ids: Vec<u32> = topic.shards.read().iter().map(|s| s.id).collect();
+            for id in ids {
+                let key = crate::cluster::runtime::ClusterRuntime::shard_key(topic.uid, id);
+                if let Err(e) = cluster.log.delete_shard(&key).await {
+                    tracing::warn!(shard_key = %key, error = %e, "cannot delete a deleted topic's shard log");
+                }
+            }
+            return Ok(());
         }
         let dir = topic.dir.clone();
         tokio::task::spawn_blocking(move || sluice_log::remove_log(&dir))
