@@ -365,6 +365,16 @@ impl Ownership {
         }
     }
 
+    /// Stops renewing and rebalancing without releasing anything or stopping the work, as a
+    /// frozen node would: its leases expire after the ttl and other nodes take its work over,
+    /// while its own late writes are fenced. For fault tests.
+    pub async fn halt(&self) {
+        self.stop.cancel();
+        if let Some(keeper) = self.keeper.lock().await.take() {
+            keeper.halt().await;
+        }
+    }
+
     /// Stops this node's work and releases all its leases and its node row at once (SIGTERM),
     /// so the survivors take over without waiting for the leases to expire.
     pub async fn shutdown(&self) {
