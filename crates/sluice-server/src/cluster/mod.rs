@@ -8,7 +8,7 @@
 //! - [`archiving`]: the background archiver loop (one shard lease per shard);
 //! - [`http_refresh`]: the HTTP layer that brings the catalog and the access keys up to date
 //!   before a request is served;
-//! - [`error`]: [`error::ClusterError`];
+//! - [`error`], with [`error::ClusterError`];
 //! - [`ownership`]: who runs which piece of work (subscriptions, connectors): leases with
 //!   epochs, rendezvous placement over the live nodes, routing of a request to its owner;
 //! - [`work`]: [`ownership::WorkHooks`] over the catalog (what gaining or losing a key does).
