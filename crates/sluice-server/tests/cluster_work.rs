@@ -450,3 +450,83 @@ async fn a_survivor_takes_a_dead_owners_subscription_from_the_stored_offsets_and
     })
     .await;
 }
+
+fn conn_keys(node: &Node) -> Vec<WorkKey> {
+    node.ownership()
+        .held()
+        .into_iter()
+        .filter(|k| k.kind == "conn")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_connector_runs_on_exactly_one_node_and_moves_when_that_node_stops() {
+    bounded(async {
+        let url = fresh_database().await;
+        let keys = tempfile::tempdir().unwrap();
+        let a = node(&url, "node-a", &key_file(&keys)).await;
+        let b = node(&url, "node-b", &key_file(&keys)).await;
+        setup(&a.base, 0).await;
+        // An FC connector whose function is unreachable: its runtime runs (and hangs).
+        let (s, created) = call(
+            &a.base,
+            reqwest::Method::POST,
+            "/projects/proj/topics/top/connectors/sink_fc",
+            json!({"Action": "create", "ColumnFields": [], "Config": {
+                "Endpoint": "http://127.0.0.1:9", "Service": "s", "Function": "f"}}),
+        )
+        .await;
+        assert_eq!(s, 200, "{created}");
+        let id = created["ConnectorId"].as_str().unwrap().to_string();
+        let uid = a.server.state.catalog.topic("proj", "top").unwrap().uid;
+        let runs = |n: &Node| n.server.state.catalog.connector_runs_here(uid, &id);
+        until(10, "one node took the connector", || {
+            conn_keys(&a).len() + conn_keys(&b).len() == 1
+        })
+        .await;
+        let (owner, other) = if conn_keys(&a).len() == 1 {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        until(10, "its runtime runs on the owner", || runs(&owner)).await;
+        for _ in 0..10 {
+            assert!(runs(&owner) && !runs(&other), "exactly one runtime");
+            assert!(conn_keys(&other).is_empty());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Status through the other node is the owner's (forwarded): its worker address.
+        let owner_addr = owner.base.trim_start_matches("http://").to_string();
+        let status_path = format!("/projects/proj/topics/top/connectors/{id}");
+        let (s, status) = call(
+            &other.base,
+            reqwest::Method::POST,
+            &status_path,
+            json!({"Action": "Status", "ShardId": "0"}),
+        )
+        .await;
+        assert_eq!(s, 200, "{status}");
+        assert_eq!(status["WorkerAddress"], owner_addr, "{status}");
+
+        // The owner stops (SIGTERM): the other node takes the connector over at once.
+        owner.serving.abort();
+        owner.server.shutdown().await;
+        until(10, "the survivor took the connector", || {
+            conn_keys(&other).len() == 1 && runs(&other)
+        })
+        .await;
+        let other_addr = other.base.trim_start_matches("http://").to_string();
+        let (s, status) = call(
+            &other.base,
+            reqwest::Method::POST,
+            &status_path,
+            json!({"Action": "Status", "ShardId": "0"}),
+        )
+        .await;
+        assert_eq!(s, 200, "{status}");
+        assert_eq!(status["WorkerAddress"], other_addr, "{status}");
+        other.serving.abort();
+        other.server.shutdown().await;
+    })
+    .await;
+}

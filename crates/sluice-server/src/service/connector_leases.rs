@@ -29,6 +29,17 @@ impl Catalog {
         Ok(self.resolve(&topic, id)?.0)
     }
 
+    /// Whether the connector's runtime runs on this node now.
+    pub fn connector_runs_here(&self, uid: i64, id: &str) -> bool {
+        let slot = self
+            .connectors
+            .slots
+            .lock()
+            .get(&(uid, id.to_string()))
+            .cloned();
+        slot.is_some_and(|s| s.snapshot().runtime.is_some())
+    }
+
     /// This node now holds the connector's lease: (re)loads its row and checkpoints from the
     /// meta store and starts its runtime if it is RUNNING, saving checkpoints under `guard`.
     pub async fn take_connector(&self, uid: i64, id: &str, guard: LeaseGuard) -> Result<()> {
