@@ -52,7 +52,7 @@ mod tests;
 
 pub use migrate::SCHEMA_VERSION;
 pub use rows::{
-    AccessKeyRow, AuditRow, CheckpointRow, ConnectorRow, ConsumerGroupRow, OffsetRow, ProjectRow,
-    SchemaRow, ShardRow, Snapshot, SubscriptionRow, TopicRow,
+    AccessKeyRow, AuditRow, CheckpointRow, ConnectorRow, ConsumerGroupRow, LeaseGuard, OffsetRow,
+    ProjectRow, SchemaRow, ShardRow, Snapshot, SubscriptionRow, TopicRow,
 };
 pub use store::{MetaError, MetaStore};

@@ -140,6 +140,20 @@ pub struct ConsumerGroupRow {
     pub state: String,
 }
 
+// issue 14: leases
+/// A lease a write must still hold when it commits (the cluster mode's fencing: see
+/// `sluice_cluster::lease`). A guarded write first checks, in its own transaction, that the
+/// `lease` row `(kind, key)` still has this owner and epoch and has not expired, locking that
+/// row (`FOR SHARE`) until the COMMIT, so a takeover waits for the write and a write after a
+/// takeover is refused with [`crate::MetaError::Fenced`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LeaseGuard {
+    pub kind: String,
+    pub key: String,
+    pub owner: String,
+    pub epoch: i64,
+}
+
 /// One stored access key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessKeyRow {

@@ -9,8 +9,8 @@ use std::pin::Pin;
 
 use crate::postgres::PgStore;
 use crate::rows::{
-    AccessKeyRow, AuditRow, CheckpointRow, ConnectorRow, ConsumerGroupRow, OffsetRow, ProjectRow,
-    SchemaRow, ShardRow, Snapshot, SubscriptionRow, TopicRow,
+    AccessKeyRow, AuditRow, CheckpointRow, ConnectorRow, ConsumerGroupRow, LeaseGuard, OffsetRow,
+    ProjectRow, SchemaRow, ShardRow, Snapshot, SubscriptionRow, TopicRow,
 };
 use crate::sqlite::SqliteStore;
 
@@ -23,11 +23,21 @@ pub enum MetaError {
     Decode(String),
     #[error("metadata schema migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    // issue 14: leases
+    /// A write guarded by a lease ([`LeaseGuard`]) found the lease lost: expired, or taken by
+    /// another owner at a newer epoch. Nothing was written.
+    #[error("fenced: {0}")]
+    Fenced(String),
     #[error(
         "the data dir was written by a newer Sluice: its metadata schema is version {found}, \
          this Sluice knows versions up to {known}; run that newer Sluice (or a later one)"
     )]
     TooNew { found: i64, known: i64 },
+}
+
+// issue 14: leases
+fn no_leases() -> MetaError {
+    MetaError::Fenced("fenced writes need the PostgreSQL backend (cluster mode)".into())
 }
 
 /// The future of a write's body (see the backends' `write`).
@@ -245,7 +255,39 @@ impl MetaStore {
         connector_id: &str,
         checkpoints: &[CheckpointRow],
     ) -> Result<(), MetaError> {
-        forward!(self.save_checkpoints(topic_uid, connector_id, checkpoints))
+        match &self.backend {
+            Backend::Sqlite(store) => {
+                store
+                    .save_checkpoints(topic_uid, connector_id, checkpoints)
+                    .await
+            }
+            Backend::Postgres(store) => {
+                store
+                    .save_checkpoints(topic_uid, connector_id, checkpoints, None)
+                    .await
+            }
+        }
+    }
+
+    // issue 14: leases
+    /// [`Self::save_checkpoints`] only while `guard`'s lease is held (checked in the same
+    /// transaction, see [`LeaseGuard`]); [`MetaError::Fenced`] otherwise. PostgreSQL only: on
+    /// SQLite (one node, no leases) it is refused.
+    pub async fn save_checkpoints_fenced(
+        &self,
+        topic_uid: i64,
+        connector_id: &str,
+        checkpoints: &[CheckpointRow],
+        guard: &LeaseGuard,
+    ) -> Result<(), MetaError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Err(no_leases()),
+            Backend::Postgres(store) => {
+                store
+                    .save_checkpoints(topic_uid, connector_id, checkpoints, Some(guard))
+                    .await
+            }
+        }
     }
 
     /// Every subscription and offset, for the server's in-memory registry.
@@ -297,7 +339,24 @@ impl MetaStore {
     /// Stores a group's state unless a newer generation is already stored or the subscription
     /// is gone (a heartbeat racing with a delete leaves nothing behind).
     pub async fn save_consumer_group(&self, row: &ConsumerGroupRow) -> Result<(), MetaError> {
-        forward!(self.save_consumer_group(row))
+        match &self.backend {
+            Backend::Sqlite(store) => store.save_consumer_group(row).await,
+            Backend::Postgres(store) => store.save_consumer_group(row, None).await,
+        }
+    }
+
+    // issue 14: leases
+    /// [`Self::save_consumer_group`] only while `guard`'s lease is held (checked in the same
+    /// transaction, see [`LeaseGuard`]); [`MetaError::Fenced`] otherwise. PostgreSQL only.
+    pub async fn save_consumer_group_fenced(
+        &self,
+        row: &ConsumerGroupRow,
+        guard: &LeaseGuard,
+    ) -> Result<(), MetaError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Err(no_leases()),
+            Backend::Postgres(store) => store.save_consumer_group(row, Some(guard)).await,
+        }
     }
 
     /// Every stored access key, by name.

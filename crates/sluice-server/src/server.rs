@@ -60,7 +60,10 @@ impl Server {
         let catalog = Arc::new(
             Catalog::load_with(meta, config.clone(), data_dir, Some(runtime.clone())).await?,
         );
+        // issue 14: part B — connectors run only on the node holding their lease.
+        catalog.connectors.set_clustered(&options.advertise);
         let mut server = Server::start(catalog.clone(), config, accounts).await?;
+        crate::cluster::work::start(&catalog, options.work_leases).await?;
         server
             .tasks
             .push(tokio::spawn(crate::service::catalog_refresh::run(
@@ -146,6 +149,10 @@ impl Server {
         }
         let catalog = self.state.catalog.clone();
         if let Some(cluster) = &catalog.cluster {
+            // issue 14: part B — hand this node's subscriptions and connectors over at once.
+            if let Some(ownership) = cluster.ownership.get() {
+                ownership.shutdown().await;
+            }
             cluster.log.shutdown().await;
             if let Err(e) = cluster.leases.release_all().await {
                 tracing::warn!(error = %e, "releasing this node's leases at shutdown failed");

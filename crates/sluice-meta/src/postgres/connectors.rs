@@ -15,9 +15,10 @@
 
 use sqlx::Row;
 
+use super::fenced::check_guard;
 use super::subscriptions::insert_subscription_in;
 use super::{PgStore, Tx};
-use crate::rows::{CheckpointRow, ConnectorRow, SubscriptionRow};
+use crate::rows::{CheckpointRow, ConnectorRow, LeaseGuard, SubscriptionRow};
 use crate::MetaError;
 
 fn columns_text(c: &[String]) -> String {
@@ -210,9 +211,11 @@ impl PgStore {
         topic_uid: i64,
         connector_id: &str,
         checkpoints: &[CheckpointRow],
+        guard: Option<&LeaseGuard>,
     ) -> Result<(), MetaError> {
         self.write(|tx| {
             Box::pin(async move {
+                check_guard(tx, guard).await?;
                 let sub_id: Option<String> = sqlx::query_scalar(
                     "SELECT sub_id FROM subscriptions WHERE topic_uid = $1 AND connector_id = $2 \
                      FOR SHARE",

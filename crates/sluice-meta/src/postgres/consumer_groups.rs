@@ -7,8 +7,9 @@
 
 use sqlx::Row;
 
+use super::fenced::check_guard;
 use super::PgStore;
-use crate::rows::ConsumerGroupRow;
+use crate::rows::{ConsumerGroupRow, LeaseGuard};
 use crate::MetaError;
 
 impl PgStore {
@@ -33,9 +34,11 @@ impl PgStore {
     pub(crate) async fn save_consumer_group(
         &self,
         row: &ConsumerGroupRow,
+        guard: Option<&LeaseGuard>,
     ) -> Result<(), MetaError> {
         self.write_catalog(|tx| {
             Box::pin(async move {
+                check_guard(tx, guard).await?;
                 sqlx::query(
                     "INSERT INTO consumer_groups (sub_id, generation, state) SELECT $1, $2, $3 \
              WHERE EXISTS (SELECT 1 FROM subscriptions WHERE sub_id = $4) \

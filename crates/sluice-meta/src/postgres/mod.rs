@@ -20,6 +20,8 @@ mod accounts;
 mod catalog;
 mod connectors;
 mod consumer_groups;
+// issue 14: leases — writes fenced by a lease's epoch
+mod fenced;
 pub(crate) mod migrate;
 mod subscriptions;
 

@@ -8,14 +8,19 @@
 //! - [`archiving`]: the background archiver loop (one shard lease per shard);
 //! - [`http_refresh`]: the HTTP layer that brings the catalog and the access keys up to date
 //!   before a request is served;
-//! - [`error`]: [`error::ClusterError`].
+//! - [`error`], with [`error::ClusterError`];
+//! - [`ownership`]: who runs which piece of work (subscriptions, connectors): leases with
+//!   epochs, rendezvous placement over the live nodes, routing of a request to its owner;
+//! - [`work`]: [`ownership::WorkHooks`] over the catalog (what gaining or losing a key does).
 //!
 //! Keep this file a list of `pub mod` lines and the options struct.
 
 pub mod archiving;
 pub mod error;
 pub mod http_refresh;
+pub mod ownership;
 pub mod runtime;
+pub mod work;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -41,6 +46,9 @@ pub struct ClusterOptions {
     pub catalog_poll: Duration,
     /// How often the archiver looks at the shards (with `archive`).
     pub archive_every: Duration,
+    // issue 14: part B
+    /// The leases of subscriptions and connectors: expiry and renewal (`ownership.rs`).
+    pub work_leases: sluice_cluster::lease::LeaseConfig,
 }
 
 impl fmt::Debug for ClusterOptions {
@@ -53,6 +61,7 @@ impl fmt::Debug for ClusterOptions {
             .field("server_key_file", &self.server_key_file)
             .field("catalog_poll", &self.catalog_poll)
             .field("archive_every", &self.archive_every)
+            .field("work_leases", &self.work_leases)
             .finish()
     }
 }
@@ -86,6 +95,8 @@ impl ClusterOptions {
             server_key_file: server_key_file.into(),
             catalog_poll: Duration::from_millis(100),
             archive_every: Duration::from_secs(1),
+            // issue 14: part B
+            work_leases: Default::default(),
         }
     }
 
@@ -134,6 +145,10 @@ impl ClusterOptions {
         if self.catalog_poll.is_zero() || self.archive_every.is_zero() {
             return bad("the catalog poll and archive intervals must be above zero".into());
         }
+        // issue 14: part B
+        self.work_leases
+            .validate()
+            .map_err(|e| ClusterError::Config(format!("work leases: {e}")))?;
         let has_sslmode = url.query_pairs().any(|(k, _)| k == "sslmode");
         let loopback = host == "localhost"
             || host

@@ -47,6 +47,9 @@ pub fn error_code(err: &Error) -> ErrorCode {
         Error::RequestTimeout(_) => ErrorCode::InvalidParameter,
         // issue 15: accounts
         Error::NoPermission(_) => ErrorCode::NoPermission,
+        // issue 14: ownership — a code every SDK retries (pydatahub's producer, Go's
+        // IsRetryableError); the status says what HTTP says.
+        Error::Unavailable(_) => ErrorCode::InternalServerError,
     }
 }
 
@@ -54,6 +57,8 @@ pub fn error_code(err: &Error) -> ErrorCode {
 fn status(err: &Error, code: ErrorCode) -> StatusCode {
     match err {
         Error::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+        // issue 14: ownership
+        Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
     }
 }
@@ -137,7 +142,7 @@ pub fn error_body(code: ErrorCode, message: &str) -> String {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let code = error_code(&self);
-        if code == ErrorCode::InternalServerError {
+        if code == ErrorCode::InternalServerError && !matches!(self, Error::Unavailable(_)) {
             tracing::error!(error = %self, "request failed");
         }
         json_error(code, status(&self, code), &self.to_string())

@@ -10,6 +10,8 @@ pub mod body;
 pub mod budget;
 mod connectors;
 pub mod error;
+// issue 14: cluster — requests of a subscription or connector go to its owner
+pub mod forward;
 mod json_records;
 pub mod listen;
 mod projects;
@@ -113,6 +115,11 @@ pub fn app(state: AppState) -> Router {
         .route("/accounts/audit", get(accounts::api::audit_log))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
+        // issue 14: cluster — to the owning node, once authenticated
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            forward::forward,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         // issue 14: cluster — other nodes' metadata and key changes, before authenticating.
         .layer(middleware::from_fn_with_state(
@@ -233,7 +240,10 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
     let late = caller.late_audit.clone();
     let method = req.method().clone();
     let response = accounts::CALLER.scope(caller, next.run(req)).await;
-    if !response.status().is_success() {
+    // issue 14: cluster — a forwarded request is audited by the node that served it.
+    if !response.status().is_success()
+        || response.extensions().get::<forward::Forwarded>().is_some()
+    {
         return response;
     }
     let late = late.lock().take();

@@ -1,14 +1,17 @@
 //! The registry of connectors and its locks: a short-held map from (topic uid, connector id)
 //! to each connector's [`Slot`], which holds the connector's own operation lock and the
 //! [`Snapshot`] readers copy. `connectors.rs` says which operation takes which lock.
+//! In cluster mode (issue 14) it also records which connectors this node runs, under which
+//! lease ([`RunsHere`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use sluice_connect::runtime::ConnectorRuntime;
 use sluice_connect::sinks::ConnectorConfig;
-use sluice_meta::ConnectorRow;
+use sluice_meta::{ConnectorRow, LeaseGuard};
 
 /// A connector as readers see it: its row, its typed config and, while it runs, its runtime.
 #[derive(Clone)]
@@ -98,7 +101,61 @@ pub(super) async fn stop_slots(slots: Vec<Arc<Slot>>, delete: bool) {
 pub struct ConnectorRegistry {
     /// Held only to look up, insert or remove a slot; never across an await.
     pub(super) slots: Mutex<BTreeMap<(i64, String), Arc<Slot>>>,
-    pub(super) worker: String,
+    worker: Mutex<String>,
+    // issue 14: leases
+    /// Cluster mode: a connector's runtime runs only on the node holding its `conn:` lease, and
+    /// its checkpoints are saved under that lease. Off (embedded): every runtime runs here.
+    clustered: AtomicBool,
+    /// The leases of the connectors this node runs (cluster mode).
+    guards: Mutex<HashMap<(i64, String), LeaseGuard>>,
+}
+
+/// Whether (and under which lease) a connector's runtime runs on this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum RunsHere {
+    /// Embedded mode: everything runs here, unfenced.
+    Always,
+    /// Cluster mode, this node holds the connector's lease.
+    Leased(LeaseGuard),
+    /// Cluster mode, another node runs it (or nobody yet).
+    No,
+}
+
+impl ConnectorRegistry {
+    /// The worker address shown in shard status (`WorkerAddress`) and `ClusterAddress`.
+    pub fn worker(&self) -> String {
+        self.worker.lock().clone()
+    }
+
+    // issue 14: leases
+    /// Switches to cluster mode: runtimes run only under a lease (see [`RunsHere`]), and the
+    /// worker address shown is this node's advertise address.
+    pub fn set_clustered(&self, advertise: &str) {
+        self.clustered.store(true, Ordering::SeqCst);
+        *self.worker.lock() = advertise.to_string();
+    }
+
+    pub fn is_clustered(&self) -> bool {
+        self.clustered.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn runs_here(&self, key: &(i64, String)) -> RunsHere {
+        if !self.is_clustered() {
+            return RunsHere::Always;
+        }
+        match self.guards.lock().get(key) {
+            Some(g) => RunsHere::Leased(g.clone()),
+            None => RunsHere::No,
+        }
+    }
+
+    pub(super) fn set_guard(&self, key: (i64, String), guard: Option<LeaseGuard>) {
+        let mut guards = self.guards.lock();
+        match guard {
+            Some(g) => guards.insert(key, g),
+            None => guards.remove(&key),
+        };
+    }
 }
 
 impl Default for ConnectorRegistry {
@@ -108,7 +165,9 @@ impl Default for ConnectorRegistry {
             .unwrap_or_else(|_| "localhost".into());
         ConnectorRegistry {
             slots: Mutex::new(BTreeMap::new()),
-            worker: format!("{host}/sluice-{}", std::process::id()),
+            worker: Mutex::new(format!("{host}/sluice-{}", std::process::id())),
+            clustered: AtomicBool::new(false),
+            guards: Mutex::new(HashMap::new()),
         }
     }
 }

@@ -7,7 +7,7 @@ use sluice_connect::runtime::{
     BoxFuture, Checkpoint, ShardInfo, ShardSource, SourceBatch, SourceEntry, SourceError,
 };
 use sluice_log::LogError;
-use sluice_meta::{CheckpointRow, MetaStore};
+use sluice_meta::{CheckpointRow, LeaseGuard, MetaStore};
 use tokio::sync::watch;
 
 use super::catalog::{RecordType, ShardState, Topic};
@@ -18,6 +18,10 @@ pub struct TopicSource {
     pub topic: Arc<Topic>,
     pub meta: MetaStore,
     pub connector_id: String,
+    // issue 14: leases
+    /// Cluster mode: the connector's lease; every checkpoint is saved only while it holds, so
+    /// a node that lost the connector (frozen, cut off) can never move a checkpoint.
+    pub guard: Option<LeaseGuard>,
 }
 
 pub fn checkpoint_row(cp: &Checkpoint) -> CheckpointRow {
@@ -134,10 +138,13 @@ impl ShardSource for TopicSource {
 
     fn save_checkpoint(&self, cp: Checkpoint) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
-            self.meta
-                .save_checkpoints(self.topic.uid, &self.connector_id, &[checkpoint_row(&cp)])
-                .await
-                .map_err(|e| e.to_string())
+            let rows = [checkpoint_row(&cp)];
+            let (uid, id) = (self.topic.uid, &self.connector_id);
+            match &self.guard {
+                None => self.meta.save_checkpoints(uid, id, &rows).await,
+                Some(g) => self.meta.save_checkpoints_fenced(uid, id, &rows, g).await,
+            }
+            .map_err(|e| e.to_string())
         })
     }
 }

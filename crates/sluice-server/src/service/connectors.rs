@@ -26,11 +26,11 @@ use sluice_connect::runtime::{ConnectorRuntime, ConnectorSpec, RuntimeConfig, Si
 use sluice_connect::sink::Columns;
 use sluice_connect::sinks::{self, ConnectorConfig};
 use sluice_connect::ConnectorKind;
-use sluice_meta::ConnectorRow;
+use sluice_meta::{ConnectorRow, LeaseGuard};
 
 use super::catalog::{now_ms, now_secs, Catalog, RecordType, Topic};
 pub use super::connector_registry::ConnectorRegistry;
-use super::connector_registry::{stop_slots, Slot, Snapshot};
+use super::connector_registry::{stop_slots, RunsHere, Slot, Snapshot};
 use super::connector_source::{checkpoint_of, checkpoint_row, shard_infos, TopicSource};
 use super::error::{Error, Result};
 
@@ -69,7 +69,7 @@ fn kind_of(row: &ConnectorRow) -> Result<ConnectorKind> {
 }
 
 /// Parses a stored config (written by this or an earlier version).
-fn stored_config(row: &ConnectorRow) -> Result<Arc<ConnectorConfig>> {
+pub(super) fn stored_config(row: &ConnectorRow) -> Result<Arc<ConnectorConfig>> {
     ConnectorConfig::from_stored(kind_of(row)?, &row.config)
         .map(Arc::new)
         .map_err(|e| {
@@ -141,14 +141,15 @@ impl Catalog {
         }
     }
 
-    fn start_runtime(
+    pub(super) fn start_runtime(
         &self,
         topic: &Arc<Topic>,
         row: &ConnectorRow,
         config: &Arc<ConnectorConfig>,
         checkpoints: Vec<Checkpoint>,
-        worker: &str,
+        guard: Option<LeaseGuard>,
     ) -> Result<ConnectorRuntime> {
+        let worker = self.connectors.worker();
         let columns = Arc::new(check_columns(topic, &row.column_fields)?);
         let kind = config.kind();
         let config = config.clone();
@@ -161,12 +162,13 @@ impl Catalog {
             columns,
             open_sink,
             start_time: row.start_time,
-            config: self.runtime_config(worker, kind),
+            config: self.runtime_config(&worker, kind),
         };
         let source = Arc::new(TopicSource {
             topic: topic.clone(),
             meta: self.meta.clone(),
             connector_id: row.connector_id.clone(),
+            guard,
         });
         // issue 13: metrics — sink write latency and errors by kind.
         let observer = self
@@ -181,7 +183,11 @@ impl Catalog {
         ))
     }
 
-    async fn load_checkpoints(&self, topic: &Topic, id: &str) -> Result<Vec<Checkpoint>> {
+    pub(super) async fn load_checkpoints(
+        &self,
+        topic: &Topic,
+        id: &str,
+    ) -> Result<Vec<Checkpoint>> {
         Ok(self
             .meta
             .load_checkpoints(topic.uid, id)
@@ -202,11 +208,18 @@ impl Catalog {
                 continue;
             };
             let config = stored_config(&row)?;
-            let runtime = if row.state == RUNNING {
-                let cps = self.load_checkpoints(topic, &row.connector_id).await?;
-                Some(self.start_runtime(topic, &row, &config, cps, &self.connectors.worker)?)
-            } else {
-                None
+            let key = (row.topic_uid, row.connector_id.clone());
+            let runtime = match self.connectors.runs_here(&key) {
+                RunsHere::No => None,
+                _ if row.state != RUNNING => None,
+                RunsHere::Always => {
+                    let cps = self.load_checkpoints(topic, &row.connector_id).await?;
+                    Some(self.start_runtime(topic, &row, &config, cps, None)?)
+                }
+                RunsHere::Leased(g) => {
+                    let cps = self.load_checkpoints(topic, &row.connector_id).await?;
+                    Some(self.start_runtime(topic, &row, &config, cps, Some(g))?)
+                }
             };
             self.connectors.slots.lock().insert(
                 (row.topic_uid, row.connector_id.clone()),
@@ -240,7 +253,7 @@ impl Catalog {
 
     /// Resolves a path segment: a connector id, or a type string naming the topic's single
     /// connector of that type. Holds the registry's map only while looking.
-    fn resolve(&self, topic: &Topic, id: &str) -> Result<((i64, String), Arc<Slot>)> {
+    pub(super) fn resolve(&self, topic: &Topic, id: &str) -> Result<((i64, String), Arc<Slot>)> {
         let map = self.connectors.slots.lock();
         let key = (topic.uid, id.to_string());
         if let Some(slot) = map.get(&key) {
@@ -317,13 +330,21 @@ impl Catalog {
         };
         self.create_connector_subscription(&topic, &row).await?;
         let config = Arc::new(config);
-        let runtime =
-            self.start_runtime(&topic, &row, &config, Vec::new(), &self.connectors.worker)?;
         let id = row.connector_id.clone();
-        self.connectors.slots.lock().insert(
-            (topic.uid, id.clone()),
-            Slot::new(row, config, Some(runtime)),
-        );
+        // issue 14: in cluster mode the node that wins the connector's lease starts it.
+        let runtime = match self.connectors.runs_here(&(topic.uid, id.clone())) {
+            RunsHere::Always => {
+                Some(self.start_runtime(&topic, &row, &config, Vec::new(), None)?)
+            }
+            RunsHere::Leased(g) => {
+                Some(self.start_runtime(&topic, &row, &config, Vec::new(), Some(g))?)
+            }
+            RunsHere::No => None,
+        };
+        self.connectors
+            .slots
+            .lock()
+            .insert((topic.uid, id.clone()), Slot::new(row, config, runtime));
         Ok(id)
     }
 
@@ -391,7 +412,7 @@ impl Catalog {
         Ok(ConnectorView {
             config: entry.config.to_wire(),
             row: entry.row,
-            worker: self.connectors.worker.clone(),
+            worker: self.connectors.worker(),
             shard_contexts,
         })
     }
@@ -403,7 +424,7 @@ impl Catalog {
         F: FnOnce(&Topic, &mut ConnectorRow) -> Result<Option<ConnectorConfig>>,
     {
         let topic = self.topic(project, topic)?;
-        let (_, slot, _op) = self.lock_connector(&topic, id).await?;
+        let (key, slot, _op) = self.lock_connector(&topic, id).await?;
         let entry = slot.snapshot();
         let mut row = entry.row.clone();
         let new_config = f(&topic, &mut row)?.map(Arc::new);
@@ -422,15 +443,21 @@ impl Catalog {
         };
         self.set_connector_running(topic.uid, &row.connector_id, row.state == RUNNING)
             .await;
-        let started = if row.state == RUNNING {
-            match self.load_checkpoints(&topic, &row.connector_id).await {
-                Ok(cps) => self
-                    .start_runtime(&topic, &row, &config, cps, &self.connectors.worker)
-                    .map(Some),
-                Err(e) => Err(e),
+        let guard = match self.connectors.runs_here(&key) {
+            RunsHere::Always => Some(None),
+            RunsHere::Leased(g) => Some(Some(g)),
+            RunsHere::No => None,
+        };
+        let started = match guard {
+            Some(guard) if row.state == RUNNING => {
+                match self.load_checkpoints(&topic, &row.connector_id).await {
+                    Ok(cps) => self
+                        .start_runtime(&topic, &row, &config, cps, guard)
+                        .map(Some),
+                    Err(e) => Err(e),
+                }
             }
-        } else {
-            Ok(None)
+            _ => Ok(None),
         };
         let (runtime, started) = match started {
             Ok(rt) => (rt, Ok(())),
@@ -599,7 +626,14 @@ impl Catalog {
             });
         }
         let rows: Vec<_> = changed.iter().map(checkpoint_row).collect();
-        self.meta.save_checkpoints(topic.uid, &key.1, &rows).await?;
+        match self.connectors.runs_here(&key) {
+            RunsHere::Leased(g) => {
+                self.meta
+                    .save_checkpoints_fenced(topic.uid, &key.1, &rows, &g)
+                    .await?
+            }
+            _ => self.meta.save_checkpoints(topic.uid, &key.1, &rows).await?,
+        }
         Ok(())
     }
 
@@ -661,19 +695,13 @@ impl Catalog {
             .unwrap_or_default();
         let stopped = entry.row.state == STOPPED;
         let now = now_ms();
+        let worker = self.connectors.worker();
         Ok(cps
             .values()
             .filter(|cp| only.is_none_or(|s| s == cp.shard_id))
             .map(|cp| {
                 let view = Self::log_view(&topic, cp);
-                status::report(
-                    cp,
-                    &view,
-                    live.get(&cp.shard_id),
-                    stopped,
-                    &self.connectors.worker,
-                    now,
-                )
+                status::report(cp, &view, live.get(&cp.shard_id), stopped, &worker, now)
             })
             .collect())
     }

@@ -67,6 +67,11 @@ pub enum Error {
     /// The signing key lacks a permission; the message names the action and resource.
     #[error("{0}")]
     NoPermission(String),
+    // issue 14: ownership
+    /// The node that serves this subscription or connector is unknown or unreachable right
+    /// now (a hand-over between nodes): retry.
+    #[error("service temporarily unavailable: {0}")]
+    Unavailable(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -294,7 +294,13 @@ impl Catalog {
                 generation,
                 state,
             };
-            if let Err(e) = self.meta.save_consumer_group(&row).await {
+            // issue 14: leases — in cluster mode only the lease holder's save lands.
+            let lease = sub.lease.lock().clone();
+            let saved = match &lease {
+                None => self.meta.save_consumer_group(&row).await,
+                Some(g) => self.meta.save_consumer_group_fenced(&row, g).await,
+            };
+            if let Err(e) = saved {
                 let mut group = sub.group.lock();
                 // keep the generation counter moving: a later save must outrank this one
                 let generation = group.generation;

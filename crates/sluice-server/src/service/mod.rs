@@ -4,6 +4,8 @@ pub mod catalog;
 // issue 14: cluster
 pub mod catalog_refresh;
 mod connector_registry;
+// issue 14: leases — per-connector start/stop on the node holding its lease
+mod connector_leases;
 mod connector_source;
 mod connector_subscription;
 pub mod connectors;
@@ -20,6 +22,8 @@ pub mod retention;
 pub mod shards;
 pub mod storage;
 pub mod subscriptions;
+// issue 14: leases — one subscription taken over by the node holding its lease
+mod subscription_leases;
 pub mod topics;
 
 pub use catalog::Catalog;

@@ -87,6 +87,10 @@ pub struct Subscription {
     pub group_save: tokio::sync::Mutex<()>,
     /// The connector this subscription backs, if any (changed under the `offsets` lock).
     pub(super) connector: Mutex<Option<ConnectorLink>>,
+    // issue 14: leases
+    /// Cluster mode: the `sub:` lease under which this node serves the subscription; its
+    /// group document is saved only while that lease holds (`subscription_leases.rs`).
+    pub(super) lease: Mutex<Option<sluice_meta::LeaseGuard>>,
 }
 
 impl Subscription {
@@ -116,7 +120,23 @@ impl Subscription {
             group: Mutex::new(group),
             group_save: tokio::sync::Mutex::new(()),
             connector: Mutex::new(connector),
+            lease: Mutex::new(None),
         }
+    }
+
+    // issue 14: leases
+    /// Replaces the offsets and the group with the meta store's (a node taking the
+    /// subscription over), under the offsets and group locks.
+    pub(super) async fn replace_state(&self, offsets: BTreeMap<u32, Offset>, group: Group) {
+        let _saving = self.group_save.lock().await;
+        let mut held = self.offsets.lock().await;
+        *self.read_end.write() = offsets
+            .iter()
+            .filter(|(_, o)| o.read_end)
+            .map(|(s, _)| *s)
+            .collect();
+        *held = offsets;
+        *self.group.lock() = group;
     }
 
     /// The offsets lock, for `connector_subscription.rs` (which changes `connector` under it).
@@ -205,20 +225,7 @@ impl Subscriptions {
                 ),
             }
         }
-        let mut by_sub: BTreeMap<String, BTreeMap<u32, Offset>> = BTreeMap::new();
-        for o in offsets {
-            by_sub.entry(o.sub_id.clone()).or_default().insert(
-                o.shard_id,
-                Offset {
-                    sequence: o.sequence,
-                    timestamp: o.timestamp,
-                    batch_index: o.batch_index,
-                    version: o.version,
-                    session_id: o.session_id,
-                    read_end: o.read_end,
-                },
-            );
-        }
+        let mut by_sub = offsets_by_sub(offsets);
         let map = subs
             .into_iter()
             .map(|row| {
@@ -236,6 +243,16 @@ impl Subscriptions {
             map: RwLock::new(map),
             epoch: now_ms(),
         })
+    }
+
+    // issue 14: leases
+    /// Every subscription, as (topic uid, sub id).
+    pub fn keys(&self) -> Vec<(i64, String)> {
+        self.map
+            .read()
+            .values()
+            .map(|s| (s.topic_uid, s.sub_id.clone()))
+            .collect()
     }
 
     /// Adds a subscription just written to the meta store.
@@ -286,6 +303,25 @@ impl Subscriptions {
         });
         subs
     }
+}
+
+/// Stored offset rows by subscription and shard.
+pub(super) fn offsets_by_sub(offsets: Vec<OffsetRow>) -> BTreeMap<String, BTreeMap<u32, Offset>> {
+    let mut by_sub: BTreeMap<String, BTreeMap<u32, Offset>> = BTreeMap::new();
+    for o in offsets {
+        by_sub.entry(o.sub_id.clone()).or_default().insert(
+            o.shard_id,
+            Offset {
+                sequence: o.sequence,
+                timestamp: o.timestamp,
+                batch_index: o.batch_index,
+                version: o.version,
+                session_id: o.session_id,
+                read_end: o.read_end,
+            },
+        );
+    }
+    by_sub
 }
 
 /// A new subscription id: the creation time in milliseconds followed by five digits, strictly
@@ -752,23 +788,6 @@ impl Catalog {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn subscription_ids_follow_creation_order_within_a_millisecond() {
-        let ids: Vec<u64> = (0..10_000).map(|_| next_subscription_id()).collect();
-        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids not increasing");
-        let ms = ids[0] / 100_000;
-        assert!(
-            (now_ms() as u64).abs_diff(ms) < 60_000,
-            "id does not carry the time"
-        );
-        assert_eq!(ids[0].to_string().len(), 18);
-    }
-}
-
 // issue 14: cluster — the catalog refresh hook (service/catalog_refresh.rs).
 impl Subscriptions {
     /// Follows the stored subscriptions after another node changed them: adds the new ones
@@ -819,5 +838,22 @@ impl Subscriptions {
                 Arc::new(Subscription::new(row, mine, Group::default(), link)),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscription_ids_follow_creation_order_within_a_millisecond() {
+        let ids: Vec<u64> = (0..10_000).map(|_| next_subscription_id()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids not increasing");
+        let ms = ids[0] / 100_000;
+        assert!(
+            (now_ms() as u64).abs_diff(ms) < 60_000,
+            "id does not carry the time"
+        );
+        assert_eq!(ids[0].to_string().len(), 18);
     }
 }

@@ -1,0 +1,532 @@
+//! Issue 14 part B against a real PostgreSQL (scripts/services.sh; a missing
+//! `SLUICE_TEST_PG_URL` fails): two in-process cluster nodes on real sockets, work spread by
+//! leases, requests forwarded to the owner, takeover after an owner stops renewing, fenced
+//! writes of a node that lost its lease.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sluice_cluster::lease::LeaseConfig;
+use sluice_meta::{CheckpointRow, ConnectorRow, MetaStore, SubscriptionRow};
+use sluice_proto::sign;
+use sluice_server::cluster::ownership::{Ownership, WorkKey};
+use sluice_server::cluster::ClusterOptions;
+use sluice_server::{app, Accounts, Server, ServerConfig};
+
+const ID: &str = "cluster-id";
+const KEY: &str = "cluster-key";
+
+fn pg_url() -> String {
+    std::env::var("SLUICE_TEST_PG_URL").expect(
+        "SLUICE_TEST_PG_URL is not set: start the services (scripts/services.sh: services_start)",
+    )
+}
+
+/// A fresh database on the test server, and its URL.
+async fn fresh_database() -> String {
+    let url = pg_url();
+    let name = format!(
+        "work_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let admin = sqlx::PgPool::connect(&url)
+        .await
+        .expect("PostgreSQL answers");
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let (base, _) = url.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
+struct Node {
+    server: Server,
+    base: String,
+    serving: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn ownership(&self) -> Arc<Ownership> {
+        self.server
+            .state
+            .catalog
+            .cluster
+            .as_ref()
+            .unwrap()
+            .ownership
+            .get()
+            .unwrap()
+            .clone()
+    }
+}
+
+fn short_leases() -> LeaseConfig {
+    LeaseConfig {
+        ttl: Duration::from_millis(1500),
+        renew_every: Duration::from_millis(250),
+    }
+}
+
+/// Starts a cluster node `id` on `url`, serving on a loopback port.
+async fn node(url: &str, id: &str, key_file: &std::path::Path) -> Node {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = ClusterOptions::new(url, id, addr.clone(), key_file);
+    options.work_leases = short_leases();
+    let server = Server::open_cluster(
+        &options,
+        dir.path(),
+        ServerConfig::default(),
+        Accounts::with_root(ID, KEY),
+    )
+    .await
+    .expect("the cluster node starts");
+    let router = app(server.state.clone());
+    let serving = tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    Node {
+        server,
+        base: format!("http://{addr}"),
+        serving,
+        _dir: dir,
+    }
+}
+
+fn key_file(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    let p = dir.path().join("server.key");
+    std::fs::write(&p, "11".repeat(32)).unwrap();
+    p
+}
+
+/// A request signed as pydatahub signs it, with a fixed date (so it can be sent twice).
+fn signed(
+    client: &reqwest::Client,
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    date: &str,
+    body: &Value,
+) -> reqwest::RequestBuilder {
+    let ct = "application/json";
+    let headers = [("x-datahub-client-version", "1.1")];
+    let canonical = sign::canonical_string(method.as_str(), ct, date, &headers, path, None);
+    client
+        .request(method, format!("{base}{path}"))
+        .header("content-type", ct)
+        .header("date", date)
+        .header("x-datahub-client-version", "1.1")
+        .header(
+            "authorization",
+            format!("DATAHUB {ID}:{}", sign::signature(KEY, &canonical)),
+        )
+        .body(body.to_string())
+}
+
+fn now() -> String {
+    httpdate::fmt_http_date(std::time::SystemTime::now())
+}
+
+async fn call(base: &str, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let r = signed(&client, base, method, path, &now(), &body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn bounded<F: std::future::Future<Output = ()>>(f: F) {
+    tokio::time::timeout(Duration::from_secs(90), f)
+        .await
+        .expect("the test finishes in time");
+}
+
+/// Waits until `cond` holds (checked every 50 ms, at most `secs`).
+async fn until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A project, a topic and `n` subscriptions, created through `base`; returns the sub ids.
+async fn setup(base: &str, n: usize) -> Vec<String> {
+    use reqwest::Method;
+    let (s, b) = call(
+        base,
+        Method::POST,
+        "/projects/proj",
+        json!({"Comment": "c"}),
+    )
+    .await;
+    assert!(s < 300, "create project: {s} {b}");
+    let (s, b) = call(
+        base,
+        Method::POST,
+        "/projects/proj/topics/top",
+        json!({"Action": "create", "ShardCount": 2, "Lifecycle": 1, "RecordType": "BLOB", "Comment": "c"}),
+    )
+    .await;
+    assert!(s < 300, "create topic: {s} {b}");
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let (s, b) = call(
+            base,
+            Method::POST,
+            "/projects/proj/topics/top/subscriptions",
+            json!({"Action": "create", "Comment": "c"}),
+        )
+        .await;
+        assert!(s < 300, "create subscription: {s} {b}");
+        ids.push(b["SubId"].as_str().unwrap().to_string());
+    }
+    ids
+}
+
+fn sub_keys(node: &Node) -> Vec<WorkKey> {
+    node.ownership()
+        .held()
+        .into_iter()
+        .filter(|k| k.kind == "sub")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_joining_node_takes_only_the_keys_it_wins_and_group_calls_reach_the_owner() {
+    bounded(async {
+        let url = fresh_database().await;
+        let keys = tempfile::tempdir().unwrap();
+        let a = node(&url, "node-a", &key_file(&keys)).await;
+        let subs = setup(&a.base, 12).await;
+        until(10, "node A holds every subscription", || sub_keys(&a).len() == 12).await;
+        let before = sub_keys(&a);
+
+        let b = node(&url, "node-b", &key_file(&keys)).await;
+        let nodes = ["node-a".to_string(), "node-b".to_string()];
+        let wins_b: Vec<WorkKey> = before
+            .iter()
+            .filter(|k| {
+                sluice_cluster::placement::owner(&k.placement_key(), &nodes) == Some("node-b")
+            })
+            .cloned()
+            .collect();
+        assert!(!wins_b.is_empty() && wins_b.len() < 12, "{wins_b:?}");
+        until(10, "the keys B wins moved to B", || sub_keys(&b) == wins_b).await;
+        let kept: Vec<WorkKey> = before
+            .iter()
+            .filter(|k| !wins_b.contains(k))
+            .cloned()
+            .collect();
+        assert_eq!(sub_keys(&a), kept, "A keeps exactly the keys B does not win");
+
+        // A subscription owned by A, driven through B: B forwards, A answers.
+        let (uid, sub) = {
+            let k = &kept[0];
+            let (uid, id) = k.parts().unwrap();
+            (uid, id.to_string())
+        };
+        assert!(subs.contains(&sub));
+        let path = format!("/projects/proj/topics/top/subscriptions/{sub}");
+        let (s, joined) = call(
+            &b.base,
+            reqwest::Method::POST,
+            &path,
+            json!({"Action": "joinGroup", "SessionTimeout": 60000}),
+        )
+        .await;
+        assert_eq!(s, 200, "{joined}");
+        let consumer = joined["ConsumerId"].as_str().unwrap().to_string();
+        let (s, hb) = call(
+            &b.base,
+            reqwest::Method::POST,
+            &path,
+            json!({"Action": "heartbeat", "ConsumerId": consumer, "VersionId": joined["VersionId"], "HoldShardList": []}),
+        )
+        .await;
+        assert_eq!(s, 200, "{hb}");
+        assert_eq!(hb["ShardList"].as_array().unwrap().len(), 2, "{hb}");
+        let members = |n: &Node| match n.server.state.catalog.subscription("proj", "top", &sub) {
+            Ok((_, s)) => s.group.lock().member_count(),
+            Err(_) => 0,
+        };
+        assert_eq!(members(&a), 1, "the owner (A) holds the group");
+        assert_eq!(members(&b), 0, "B only forwarded");
+
+        // The same signed request through B and straight to A: the same bytes.
+        let offsets = format!("/projects/proj/topics/top/subscriptions/{sub}/offsets");
+        let client = reqwest::Client::new();
+        let date = now();
+        let body = json!({"Action": "get", "ShardIds": ["0", "1"]});
+        let via_b = signed(&client, &b.base, reqwest::Method::POST, &offsets, &date, &body)
+            .send()
+            .await
+            .unwrap();
+        let direct = signed(&client, &a.base, reqwest::Method::POST, &offsets, &date, &body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(via_b.status(), direct.status());
+        assert_eq!(
+            via_b.headers().get("content-type"),
+            direct.headers().get("content-type")
+        );
+        let (via_b, direct) = (via_b.bytes().await.unwrap(), direct.bytes().await.unwrap());
+        assert_eq!(via_b, direct, "the owner's answer byte for byte");
+        assert!(String::from_utf8_lossy(&direct).contains("Offsets"));
+
+        // Loop guard: a request marked as forwarded is not forwarded again; B does not own
+        // the subscription and cannot take it while A holds it.
+        let guarded = signed(&client, &b.base, reqwest::Method::POST, &offsets, &date, &body)
+            .header("x-sluice-forwarded-by", "node-x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(guarded.status().as_u16(), 503);
+        let e: Value = serde_json::from_str(&guarded.text().await.unwrap()).unwrap();
+        assert_eq!(e["ErrorCode"], "InternalServerError", "{e}");
+        assert!(sub_keys(&b).iter().all(|k| k.key != format!("{uid}:{sub}")));
+
+        b.server.shutdown().await;
+        a.server.shutdown().await;
+        b.serving.abort();
+        a.serving.abort();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_survivor_takes_a_dead_owners_subscription_from_the_stored_offsets_and_fences_it() {
+    bounded(async {
+        let url = fresh_database().await;
+        let keys = tempfile::tempdir().unwrap();
+        let a = node(&url, "node-a", &key_file(&keys)).await;
+        let subs = setup(&a.base, 1).await;
+        let sub = subs[0].clone();
+        until(10, "A holds the subscription", || sub_keys(&a).len() == 1).await;
+        let b = node(&url, "node-b", &key_file(&keys)).await;
+        // Whoever wins it by placement, A holds it until it dies: drive A to commit offsets.
+        let owner_is_a = sub_keys(&a).len() == 1;
+        let (owner, survivor) = if owner_is_a { (&a, &b) } else { (&b, &a) };
+        until(10, "the owner holds it", || sub_keys(owner).len() == 1).await;
+        let offsets = format!("/projects/proj/topics/top/subscriptions/{sub}/offsets");
+        let (s, opened) = call(
+            &owner.base,
+            reqwest::Method::POST,
+            &offsets,
+            json!({"Action": "open", "ShardIds": ["0"]}),
+        )
+        .await;
+        assert_eq!(s, 200, "{opened}");
+        let session = opened["Offsets"]["0"]["SessionId"].clone();
+        let (s, b2) = call(
+            &owner.base,
+            reqwest::Method::PUT,
+            &offsets,
+            json!({"Action": "commit", "Offsets": {"0": {"Sequence": 41, "Timestamp": 777, "BatchIndex": 0, "Version": 0, "SessionId": session}}}),
+        )
+        .await;
+        assert_eq!(s, 200, "{b2}");
+        let (s, joined) = call(
+            &owner.base,
+            reqwest::Method::POST,
+            &format!("/projects/proj/topics/top/subscriptions/{sub}"),
+            json!({"Action": "joinGroup", "SessionTimeout": 60000}),
+        )
+        .await;
+        assert_eq!(s, 200, "{joined}");
+
+        // The owner freezes: no more renewals, its leases expire.
+        let old_guard = owner
+            .ownership()
+            .guard(&sub_keys(owner)[0])
+            .expect("the owner's lease");
+        owner.ownership().halt().await;
+        until(15, "the survivor took the subscription over", || {
+            sub_keys(survivor).len() == 1
+        })
+        .await;
+        let new_guard = survivor.ownership().guard(&sub_keys(survivor)[0]).unwrap();
+        assert!(new_guard.epoch > old_guard.epoch, "{new_guard:?} {old_guard:?}");
+
+        // It serves the stored offsets and the stored group (the member keeps its id).
+        let (s, got) = call(
+            &survivor.base,
+            reqwest::Method::POST,
+            &offsets,
+            json!({"Action": "get", "ShardIds": ["0"]}),
+        )
+        .await;
+        assert_eq!(s, 200, "{got}");
+        assert_eq!(got["Offsets"]["0"]["Sequence"], 41, "{got}");
+        assert_eq!(got["Offsets"]["0"]["Timestamp"], 777, "{got}");
+        let (s, hb) = call(
+            &survivor.base,
+            reqwest::Method::POST,
+            &format!("/projects/proj/topics/top/subscriptions/{sub}"),
+            json!({"Action": "heartbeat", "ConsumerId": joined["ConsumerId"], "VersionId": joined["VersionId"], "HoldShardList": []}),
+        )
+        .await;
+        assert_eq!(s, 200, "the member got a session timeout of grace: {hb}");
+
+        // The frozen owner's late group save is refused (fenced), and so is a checkpoint
+        // under its old lease.
+        let late = owner
+            .server
+            .state
+            .catalog
+            .join_group("proj", "top", &sub, 60_000)
+            .await;
+        let e = late.expect_err("a late group save of the old owner must be fenced");
+        assert!(e.to_string().contains("fenced"), "{e}");
+
+        let meta: MetaStore = owner.server.state.catalog.meta.clone();
+        let uid = owner.server.state.catalog.topic("proj", "top").unwrap().uid;
+        let conn = ConnectorRow {
+            topic_uid: uid,
+            connector_id: "c1".into(),
+            kind: "SINK_MYSQL".into(),
+            state: "CONNECTOR_STOPPED".into(),
+            column_fields: vec![],
+            config: "{}".into(),
+            creator: "t".into(),
+            start_time: -1,
+            create_time: 0,
+            last_modify_time: 0,
+        };
+        let conn_sub = SubscriptionRow {
+            sub_id: "c1-sub".into(),
+            topic_uid: uid,
+            comment: String::new(),
+            state: 1,
+            create_time: 0,
+            last_modify_time: 0,
+            connector_id: Some("c1".into()),
+        };
+        meta.insert_connector_with_subscription(&conn, &conn_sub)
+            .await
+            .unwrap();
+        let cp = |seq: u64| CheckpointRow {
+            shard_id: 0,
+            next_seq: seq,
+            last_time: 1,
+            discard_count: 0,
+            finished: false,
+            update_time: 1,
+            late_count: 0,
+        };
+        let stale = sluice_meta::LeaseGuard {
+            kind: "conn".into(),
+            key: format!("{uid}:c1"),
+            owner: old_guard.owner.clone(),
+            epoch: 1,
+        };
+        // Nobody holds conn:c1 under that epoch now (the frozen node's leases expired).
+        let refused = meta.save_checkpoints_fenced(uid, "c1", &[cp(5)], &stale).await;
+        assert!(
+            matches!(refused, Err(sluice_meta::MetaError::Fenced(_))),
+            "{refused:?}"
+        );
+        let stored = meta.load_checkpoints(uid, "c1").await.unwrap();
+        assert!(stored.is_empty(), "nothing was written: {stored:?}");
+
+        survivor.serving.abort();
+        owner.serving.abort();
+        let (a, b) = (a, b);
+        b.server.shutdown().await;
+        a.server.shutdown().await;
+    })
+    .await;
+}
+
+fn conn_keys(node: &Node) -> Vec<WorkKey> {
+    node.ownership()
+        .held()
+        .into_iter()
+        .filter(|k| k.kind == "conn")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_connector_runs_on_exactly_one_node_and_moves_when_that_node_stops() {
+    bounded(async {
+        let url = fresh_database().await;
+        let keys = tempfile::tempdir().unwrap();
+        let a = node(&url, "node-a", &key_file(&keys)).await;
+        let b = node(&url, "node-b", &key_file(&keys)).await;
+        setup(&a.base, 0).await;
+        // An FC connector whose function is unreachable: its runtime runs (and hangs).
+        let (s, created) = call(
+            &a.base,
+            reqwest::Method::POST,
+            "/projects/proj/topics/top/connectors/sink_fc",
+            json!({"Action": "create", "ColumnFields": [], "Config": {
+                "Endpoint": "http://127.0.0.1:9", "Service": "s", "Function": "f"}}),
+        )
+        .await;
+        assert_eq!(s, 200, "{created}");
+        let id = created["ConnectorId"].as_str().unwrap().to_string();
+        let uid = a.server.state.catalog.topic("proj", "top").unwrap().uid;
+        let runs = |n: &Node| n.server.state.catalog.connector_runs_here(uid, &id);
+        until(10, "one node took the connector", || {
+            conn_keys(&a).len() + conn_keys(&b).len() == 1
+        })
+        .await;
+        let (owner, other) = if conn_keys(&a).len() == 1 {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        until(10, "its runtime runs on the owner", || runs(&owner)).await;
+        for _ in 0..10 {
+            assert!(runs(&owner) && !runs(&other), "exactly one runtime");
+            assert!(conn_keys(&other).is_empty());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Status through the other node is the owner's (forwarded): its worker address.
+        let owner_addr = owner.base.trim_start_matches("http://").to_string();
+        let status_path = format!("/projects/proj/topics/top/connectors/{id}");
+        let (s, status) = call(
+            &other.base,
+            reqwest::Method::POST,
+            &status_path,
+            json!({"Action": "Status", "ShardId": "0"}),
+        )
+        .await;
+        assert_eq!(s, 200, "{status}");
+        assert_eq!(status["WorkerAddress"], owner_addr, "{status}");
+
+        // The owner stops (SIGTERM): the other node takes the connector over at once.
+        owner.serving.abort();
+        owner.server.shutdown().await;
+        until(10, "the survivor took the connector", || {
+            conn_keys(&other).len() == 1 && runs(&other)
+        })
+        .await;
+        let other_addr = other.base.trim_start_matches("http://").to_string();
+        let (s, status) = call(
+            &other.base,
+            reqwest::Method::POST,
+            &status_path,
+            json!({"Action": "Status", "ShardId": "0"}),
+        )
+        .await;
+        assert_eq!(s, 200, "{status}");
+        assert_eq!(status["WorkerAddress"], other_addr, "{status}");
+        other.serving.abort();
+        other.server.shutdown().await;
+    })
+    .await;
+}
