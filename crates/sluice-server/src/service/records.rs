@@ -227,6 +227,15 @@ fn append_to_shard<P: AsRef<[u8]>>(shard: &Shard, payloads: &[P], now: i64) -> R
     if meta.state != ShardState::Active {
         return Err(Error::ShardNotActive(shard.id));
     }
+    // issue 14 (fix by part C, cl-bed): a shared store refuses an append to a closed shard in
+    // its own statement, and its append blocks on the runtime; holding the state's read guard
+    // across it deadlocked with the catalog refresh, which takes the write guard on a worker.
+    let meta = if shard.log.local().is_some() {
+        Some(meta)
+    } else {
+        drop(meta);
+        None
+    };
     let slices: Vec<&[u8]> = payloads.iter().map(|p| p.as_ref()).collect();
     shard.log.append(&slices, now).map_err(|e| match e {
         // issue 14: cluster — another node closed (split, merge) or deleted the shard and this
