@@ -158,15 +158,18 @@ def connector_owner(dh, project, topic, cid, ports):
 
 
 class CheckpointWatch(threading.Thread):
-    """Polls the connector's per-shard checkpoints (CurrentSequence) twice a second through the
-    balancer; any value lower than one seen before is a checkpoint that went backwards."""
+    """Polls the connector's per-shard checkpoints (CurrentSequence) and workers twice a second
+    through the balancer; any value lower than one seen before is a checkpoint that went
+    backwards. `owners`: (time, {worker address}) per poll."""
 
     def __init__(self, bed, project, topic, cid):
         super().__init__(daemon=True)
-        self.dh = bed.client("json")
+        # a short timeout: a poll that haproxy sent to the frozen node must not block the watch
+        self.dh = bed.client("json", read_timeout=2)
         self.args = (project, topic, cid)
         self.high = {}
         self.backwards = []
+        self.owners = []
         self.polls = 0
         self.stop_flag = threading.Event()
 
@@ -179,6 +182,7 @@ class CheckpointWatch(threading.Thread):
                     if seq < self.high.get(shard, -1):
                         self.backwards.append((shard, self.high[shard], seq, time.time()))
                     self.high[shard] = max(seq, self.high.get(shard, -1))
+                self.owners.append((time.time(), {s.worker_addr for s in status.shard_status_infos.values()}))
                 self.polls += 1
             except Exception:  # noqa: BLE001 - a poll through a node that is down
                 pass
@@ -208,14 +212,27 @@ def scenario_zombie(bed):
 
         wait_until("the connector to run and checkpoint", lambda: cl.retry("status", owned), 60)
         victim = sorted(owners)[0]
+        victim_addr = "127.0.0.1:%s" % [p for p, i in ports.items() if i == victim][0]
+        victim_log = os.path.join(bed.dir, "log", "sluice-s%d.log" % victim)
+        log_from = os.path.getsize(victim_log)
         cl.log("zombie test: connector %s runs on %s; freezing s%d for 15 s" % (cid, sorted(owners), victim))
         t0 = time.time()
         bed.run("freeze-node", str(victim), "15", timeout=60)
-        cl.log("s%d continued after %.1f s" % (victim, time.time() - t0))
+        t1 = time.time()
+        cl.log("s%d continued after %.1f s" % (victim, t1 - t0))
         time.sleep(20)
-        after = cl.retry("status", lambda: connector_owner(dh, project, topic, cid, ports))
-        figure("zombie.owner_before", sorted(owners))
-        figure("zombie.owner_after", sorted(after))
+        moved = [(round(t - t0, 1), sorted(a)) for t, a in watch.owners if t0 < t < t1 and victim_addr not in a and all(a)]
+        figure("zombie.frozen_node", "s%d" % victim)
+        figure("zombie.moved_after_s", moved[0][0] if moved else None)
+        if not moved:
+            failures.append("the connector never ran on another node while s%d was frozen" % victim)
+        with open(victim_log, "rb") as f:
+            f.seek(log_from)
+            late = [line for line in f.read().decode("utf-8", "replace").splitlines()
+                    if "fenced" in line and cid in line]
+        # How many of the frozen node's late checkpoint writes the fence refused (it may also have
+        # noticed the lost lease first and written nothing: then no checkpoint can go back either).
+        figure("zombie.fenced_late_writes", len(late))
     finally:
         producers.stop()
     stored = cl.read_back(bed, project, topic, shards)
