@@ -11,6 +11,7 @@ use prost::encoding::{encode_varint, encoded_len_varint};
 
 use crate::cursor::Cursor;
 use crate::record::{DataRef, RecordRef};
+use crate::value::ValueRef;
 
 /// The response fields around the records.
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +38,28 @@ struct Scratch {
     entry: Vec<u8>,
     data: Vec<u8>,
     text: Vec<u8>,
+    /// The last record's next cursor, encoded: usually the next record's cursor.
+    cursors: CursorTexts,
+}
+
+/// Encodes a read's cursors, each record's own cursor mostly taken from the record before
+/// (whose next cursor it is): one encoding per record instead of two.
+#[derive(Default)]
+pub struct CursorTexts {
+    last_next: Option<(Cursor, [u8; 32])>,
+}
+
+impl CursorTexts {
+    /// The texts of `cursor` and `next`, in that order.
+    pub fn encode(&mut self, cursor: Cursor, next: Cursor) -> ([u8; 32], [u8; 32]) {
+        let here = match self.last_next {
+            Some((c, text)) if c == cursor => text,
+            _ => cursor.encode_array(),
+        };
+        let next_text = next.encode_array();
+        self.last_next = Some((next, next_text));
+        (here, next_text)
+    }
 }
 
 /// Key of a field: tag and wire type.
@@ -133,8 +156,9 @@ impl GetRecordsWriter {
 fn write_entry(scratch: &mut Scratch, item: &ReadItem<'_>) {
     let entry = &mut scratch.entry;
     entry.clear();
-    put_bytes(entry, 4, &item.cursor.encode_array());
-    put_bytes(entry, 5, &item.next_cursor.encode_array());
+    let (cursor, next_cursor) = scratch.cursors.encode(item.cursor, item.next_cursor);
+    put_bytes(entry, 4, &cursor);
+    put_bytes(entry, 5, &next_cursor);
     put_int64(entry, 6, item.sequence);
     put_int64(entry, 7, item.system_time);
     // RecordAttributes: repeated StringPair (key 1, value 2).
@@ -176,9 +200,16 @@ fn write_entry(scratch: &mut Scratch, item: &ReadItem<'_>) {
     match item.record.data {
         DataRef::Tuple(values) => {
             for v in values {
-                scratch.text.clear();
-                let some = v.write_text(&mut scratch.text);
-                field(some.then_some(&scratch.text[..]), data);
+                match v {
+                    ValueRef::Null => field(None, data),
+                    // text is written as it is: no copy through the scratch buffer
+                    ValueRef::Str(s) | ValueRef::Decimal(s) => field(Some(s.as_bytes()), data),
+                    other => {
+                        scratch.text.clear();
+                        other.write_text(&mut scratch.text);
+                        field(Some(&scratch.text[..]), data);
+                    }
+                }
             }
         }
         DataRef::Blob(bytes) => field(Some(bytes), data),
@@ -321,6 +352,12 @@ mod tests {
             let fast = encode_get_records(&head, items[..n].iter().map(|(item, _)| *item));
             assert_eq!(fast, reference(&head, &items[..n]), "first {n} records");
         }
+        // Cursors that do not follow on from the record before (the cached text is not used).
+        let reversed: Vec<_> = items.iter().rev().copied().collect();
+        assert_eq!(
+            encode_get_records(&head, reversed.iter().map(|(item, _)| *item)),
+            reference(&head, &reversed)
+        );
         // Every record alone, too.
         for item in &items {
             let one = std::slice::from_ref(item);

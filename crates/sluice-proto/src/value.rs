@@ -249,6 +249,8 @@ impl ValueRef<'_> {
             ValueRef::Null => return false,
             ValueRef::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
             ValueRef::Int(v) => out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
+            // Not `ryu` (faster): where two shortest spellings round-trip, it does not always
+            // pick `{:?}`'s (233115890514796.12 vs .13; f32 406091.12 vs .13).
             ValueRef::Float(v) => match special_float(v as f64) {
                 Some(text) => out.extend_from_slice(text.as_bytes()),
                 None => write!(out, "{v:?}").expect("writing to a Vec"),
@@ -374,6 +376,59 @@ mod tests {
                 None => assert!(!some && out == b"prefix", "{v:?}"),
                 Some(text) => assert_eq!(&out[6..], text.as_bytes(), "{v:?}"),
             }
+        }
+    }
+
+    /// Floats are written as `{:?}` writes them: at its notation switches, and for many random
+    /// bit patterns and random plain decimals (a faster formatter must pass this).
+    #[test]
+    fn floats_are_written_like_debug() {
+        let check = |v: Value| {
+            let mut out = Vec::new();
+            v.write_text(&mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), v.to_text().unwrap());
+        };
+        let edges = [
+            0.0,
+            -0.0,
+            1e-4,
+            9.999999999999999e-5,
+            1.0000000000000001e-4,
+            1e-5,
+            9.99e-6,
+            1e16,
+            9999999999999998.0,
+            1.0000000000000002e16,
+            1e15,
+            0.1,
+            1.0,
+            -123456.789,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            5e-324,
+        ];
+        for d in edges {
+            check(Value::Double(d));
+            check(Value::Double(-d));
+            check(Value::Float(d as f32));
+        }
+        // xorshift: deterministic, no dependency
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..200_000 {
+            let bits = next();
+            check(Value::Double(f64::from_bits(bits)));
+            check(Value::Float(f32::from_bits(bits as u32)));
+            // plain decimals around the switches and in everyday ranges
+            let exp = (next() % 26) as i32 - 7;
+            let d = (next() % 1_000_000_007) as f64 / 1e6 * 10f64.powi(exp);
+            check(Value::Double(d));
+            check(Value::Float(d as f32));
         }
     }
 }

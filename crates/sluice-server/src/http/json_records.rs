@@ -7,7 +7,7 @@ use std::fmt;
 use base64::Engine;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
-use sluice_proto::pb_read::ReadItem;
+use sluice_proto::pb_read::{CursorTexts, ReadItem};
 use sluice_proto::{DataRef, Record, RecordData, RecordSchema, Value, ValueRef};
 
 use crate::service::reads::RecordWriter;
@@ -245,6 +245,7 @@ pub struct JsonRecordsWriter {
     /// The records so far, comma-separated.
     records: Vec<u8>,
     count: usize,
+    cursors: CursorTexts,
 }
 
 /// The fields of a JSON get-records response around its records.
@@ -260,7 +261,7 @@ impl JsonRecordsWriter {
     pub fn with_capacity(records: usize) -> JsonRecordsWriter {
         JsonRecordsWriter {
             records: Vec::with_capacity(records.min(100_000) * 200),
-            count: 0,
+            ..JsonRecordsWriter::default()
         }
     }
 
@@ -289,22 +290,23 @@ impl RecordWriter for JsonRecordsWriter {
         if self.count > 0 {
             self.records.push(b',');
         }
-        write_record(&mut self.records, item);
+        let cursors = self.cursors.encode(item.cursor, item.next_cursor);
+        write_record(&mut self.records, item, cursors);
         self.count += 1;
     }
 }
 
 /// One record read back: `SystemTime`, `Sequence`, `Cursor`, `NextCursor`, `Data` and, when it
 /// has any, `Attributes` (sorted by key; the last of a repeated key wins).
-fn write_record(out: &mut Vec<u8>, r: &ReadItem<'_>) {
+fn write_record(out: &mut Vec<u8>, r: &ReadItem<'_>, (cursor, next_cursor): ([u8; 32], [u8; 32])) {
     out.extend_from_slice(b"{\"SystemTime\":");
     write_int(out, r.system_time);
     out.extend_from_slice(b",\"Sequence\":");
     write_int(out, r.sequence);
     out.extend_from_slice(b",\"Cursor\":\"");
-    out.extend_from_slice(&r.cursor.encode_array());
+    out.extend_from_slice(&cursor);
     out.extend_from_slice(b"\",\"NextCursor\":\"");
-    out.extend_from_slice(&r.next_cursor.encode_array());
+    out.extend_from_slice(&next_cursor);
     out.extend_from_slice(b"\",\"Data\":");
     match r.record.data {
         DataRef::Tuple(values) => {
