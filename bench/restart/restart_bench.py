@@ -109,6 +109,8 @@ def main():
     ap.add_argument("--payload", type=int, default=1000)
     ap.add_argument("--segment-bytes", type=int, default=8 << 20)
     ap.add_argument("--work")
+    ap.add_argument("--reuse", action="store_true",
+                    help="measure the data a previous run left in --work (same --gb/--payload)")
     args = ap.parse_args()
     assert args.shards % TOPICS == 0
     per_topic = args.shards // TOPICS
@@ -117,25 +119,12 @@ def main():
     data = os.path.join(work, "data")
     log = open(os.path.join(work, "server.log"), "w")
     procs = []
+    frames = int(args.gb * 1e9 / (args.payload + 36))
     try:
-        port = mb.free_port()
-        proc, _, _ = start(args.after, data, port, log)
-        procs.append(proc)
-        st, body = mb.request(port, "POST", "/projects/restartbench",
-                              json.dumps({"Comment": "r"}).encode())
-        assert st in (200, 201), (st, body)
-        for t in range(TOPICS):
-            st, body = mb.request(port, "POST", f"/projects/restartbench/topics/t{t}", json.dumps(
-                {"ShardCount": per_topic, "Lifecycle": 7, "RecordType": "BLOB",
-                 "Comment": ""}).encode())
-            assert st in (200, 201), (st, body)
-        stop(proc)
-        frames = int(args.gb * 1e9 / (args.payload + 36))
-        fill = subprocess.run(
-            [args.log_bench, "fill", os.path.join(data, "topics"), str(args.shards), str(frames),
-             str(args.payload), str(args.segment_bytes), "clean"],
-            check=True, capture_output=True, text=True)
-        print(f"data: {fill.stdout.strip()}\n")
+        if args.reuse:
+            print(f"data: reused from {data}\n")
+        else:
+            fill(args, data, per_topic, log, procs)
         print("| binary | restart after | /health s | first shard s | all shards s | "
               "server CPU s | RSS MiB | SIGTERM s |")
         print("|---|---|---|---|---|---|---|---|")
@@ -144,6 +133,7 @@ def main():
                 continue
             for kill9 in (False, True):
                 total = measure(label, binary, data, per_topic, log, kill9)
+                # the crash check: every frame written is there, once, after either restart
                 assert total == frames, (total, frames)
     finally:
         for p in procs:
@@ -152,6 +142,28 @@ def main():
         log.close()
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def fill(args, data, per_topic, log, procs):
+    """Creates the project and topics with the server, then fills every shard log directly."""
+    port = mb.free_port()
+    proc, _, _ = start(args.after, data, port, log)
+    procs.append(proc)
+    st, body = mb.request(port, "POST", "/projects/restartbench",
+                          json.dumps({"Comment": "r"}).encode())
+    assert st in (200, 201), (st, body)
+    for t in range(TOPICS):
+        st, body = mb.request(port, "POST", f"/projects/restartbench/topics/t{t}", json.dumps(
+            {"ShardCount": per_topic, "Lifecycle": 7, "RecordType": "BLOB",
+             "Comment": ""}).encode())
+        assert st in (200, 201), (st, body)
+    stop(proc)
+    frames = int(args.gb * 1e9 / (args.payload + 36))
+    done = subprocess.run(
+        [args.log_bench, "fill", os.path.join(data, "topics"), str(args.shards), str(frames),
+         str(args.payload), str(args.segment_bytes), "clean"],
+        check=True, capture_output=True, text=True)
+    print(f"data: {done.stdout.strip()}\n")
 
 
 if __name__ == "__main__":

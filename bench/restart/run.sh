@@ -5,6 +5,7 @@
 #
 #   bench/restart/run.sh                          # 2 GB, this checkout only
 #   GB=10 SLUICE_BEFORE_BIN=/path/to/old/sluice bench/restart/run.sh
+#   GB=10 WORK=/big/disk/dir REUSE=1 bench/restart/run.sh   # again on the data left in WORK
 #
 # Needs about GB * 1.01 of free disk under ${WORK:-a new temp dir}.
 set -euo pipefail
@@ -20,6 +21,8 @@ before=()
 if [ -n "${SLUICE_BEFORE_BIN:-}" ]; then before=(--before "$SLUICE_BEFORE_BIN"); fi
 work=()
 if [ -n "${WORK:-}" ]; then work=(--work "$WORK"); fi
+# REUSE=1 (with WORK): measure the data an earlier run left in $WORK instead of filling anew
+if [ -n "${REUSE:-}" ]; then work+=(--reuse); fi
 {
   echo "# Restart ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg))"
   echo

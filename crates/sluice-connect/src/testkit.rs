@@ -44,6 +44,8 @@ pub struct MemSource {
     hook: Mutex<Option<CheckpointHook>>,
     /// System time given to the next record put without one (ms), then incremented.
     clock: Mutex<i64>,
+    /// How many spare records each `read_reusing` was handed, in order.
+    spare: Mutex<Vec<usize>>,
 }
 
 impl MemSource {
@@ -55,7 +57,14 @@ impl MemSource {
             saved: Mutex::new(Vec::new()),
             hook: Mutex::new(None),
             clock: Mutex::new(1_000),
+            spare: Mutex::new(Vec::new()),
         })
+    }
+
+    /// How many delivered records the runtime handed back with each read, in order (see
+    /// `ShardSource::read_reusing`; this source reads like `read` and drops them).
+    pub fn spare_handed_back(&self) -> Vec<usize> {
+        self.spare.lock().expect("spare lock").clone()
     }
 
     /// The topic's schema.
@@ -227,10 +236,23 @@ impl ShardSource for MemSource {
                 Ok(SourceBatch {
                     schema: self.schema.clone(),
                     entries,
+                    spare: Vec::new(),
                 })
             }
         };
         Box::pin(async move { result })
+    }
+
+    fn read_reusing(
+        &self,
+        shard: u32,
+        from_seq: u64,
+        max_entries: usize,
+        max_bytes: usize,
+        spare: Vec<Record>,
+    ) -> BoxFuture<'_, Result<SourceBatch, SourceError>> {
+        self.spare.lock().expect("spare lock").push(spare.len());
+        self.read(shard, from_seq, max_entries, max_bytes)
     }
 
     fn watch(&self, shard: u32) -> Option<watch::Receiver<u64>> {

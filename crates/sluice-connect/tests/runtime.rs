@@ -222,6 +222,26 @@ async fn batches_by_count_and_bytes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_records_go_back_to_the_source_for_refilling() {
+    let (sink, source) = setup();
+    put(&source, 0, &(0..10).collect::<Vec<_>>());
+    let cfg = RuntimeConfig {
+        max_batch_records: 3,
+        ..config()
+    };
+    let rt = start(&source, &sink, cfg, vec![]);
+    wait_until("10 records", || flushed_values(&sink).len() == 10).await;
+    rt.stop().await;
+    assert_eq!(flushed_values(&sink), (0..10).collect::<Vec<_>>());
+    let spare = source.spare_handed_back();
+    // The first reads come before any delivery; after that each read gets the records of a
+    // delivered batch back, never more than a batch holds.
+    assert_eq!(spare.first(), Some(&0), "{spare:?}");
+    assert!(spare.iter().any(|n| *n > 0), "{spare:?}");
+    assert!(spare.iter().all(|n| *n <= 3), "{spare:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_by_age_under_a_trickle() {
     let (sink, source) = setup();
     let cfg = RuntimeConfig {

@@ -38,7 +38,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -157,12 +157,19 @@ impl FileCache {
         WriteSlot(self)
     }
 
-    /// The cached handle of `key`, opening `path` (read-write if `write`) on a miss.
-    pub(crate) fn get(&self, key: FileKey, path: &Path, write: bool) -> io::Result<Arc<File>> {
+    /// The cached handle of `key`, opening the file at `path()` (read-write if `write`) on a
+    /// miss. The path is built only then: a hit, what every read of a hot shard is, costs no
+    /// allocation.
+    pub(crate) fn get(
+        &self,
+        key: FileKey,
+        path: impl FnOnce() -> PathBuf,
+        write: bool,
+    ) -> io::Result<Arc<File>> {
         if let Some(f) = self.lru.lock().get(&key) {
             return Ok(f.clone());
         }
-        let file = Arc::new(OpenOptions::new().read(true).write(write).open(path)?);
+        let file = Arc::new(OpenOptions::new().read(true).write(write).open(path())?);
         self.opens.fetch_add(1, Ordering::Relaxed);
         Ok(self.insert(key, file))
     }

@@ -190,7 +190,7 @@ impl Index {
                     // The last segment is the active one: opened read-write, for the writer.
                     let file = log.cfg.files.get(
                         log.file_key(seg.base_seq),
-                        &crate::segment::segment_path(&log.dir, seg.base_seq),
+                        || crate::segment::segment_path(&log.dir, seg.base_seq),
                         si + 1 == self.segments.len(),
                     )?;
                     spans.push(Span {

@@ -157,7 +157,7 @@ impl ShardLog {
     fn probe(&self, seg: &SegmentIndex, k: usize, active: bool) -> Result<Probe, LogError> {
         let file = self.cfg.files.get(
             self.file_key(seg.base_seq),
-            &segment_path(&self.dir, seg.base_seq),
+            || segment_path(&self.dir, seg.base_seq),
             active,
         )?;
         Ok(Probe {

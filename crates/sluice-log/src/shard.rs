@@ -378,7 +378,7 @@ impl ShardLog {
             Some(f) => Ok(f.clone()),
             None => self.cfg.files.get(
                 self.file_key(w.base_seq),
-                &segment_path(&self.dir, w.base_seq),
+                || segment_path(&self.dir, w.base_seq),
                 true,
             ),
         }

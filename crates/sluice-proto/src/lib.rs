@@ -31,6 +31,6 @@ pub mod sign;
 pub mod value;
 
 pub use error_code::ErrorCode;
-pub use record::{Record, RecordData};
+pub use record::{DataRef, Record, RecordData, RecordRef};
 pub use schema::{Field, FieldType, RecordSchema};
-pub use value::Value;
+pub use value::{Value, ValueRef};

@@ -71,6 +71,9 @@ pub struct SourceBatch {
     /// The topic's current schema (None for BLOB topics).
     pub schema: Option<Arc<RecordSchema>>,
     pub entries: Vec<SourceEntry>,
+    /// The spare records [`ShardSource::read_reusing`] was given and did not refill, handed
+    /// back for the next read (empty otherwise).
+    pub spare: Vec<Record>,
 }
 
 /// What kind of failure a [`SourceError`] is.
@@ -173,6 +176,21 @@ pub trait ShardSource: Send + Sync + 'static {
         max_entries: usize,
         max_bytes: usize,
     ) -> BoxFuture<'_, Result<SourceBatch, SourceError>>;
+    /// [`ShardSource::read`], decoding into the `spare` records (ones a task delivered, handed
+    /// back) instead of new ones where it can: refilling a record keeps its value vector and
+    /// text buffers, so a connector in the steady state allocates and frees nothing per record.
+    /// The default ignores `spare`.
+    fn read_reusing(
+        &self,
+        shard: u32,
+        from_seq: u64,
+        max_entries: usize,
+        max_bytes: usize,
+        spare: Vec<Record>,
+    ) -> BoxFuture<'_, Result<SourceBatch, SourceError>> {
+        drop(spare);
+        self.read(shard, from_seq, max_entries, max_bytes)
+    }
     /// A receiver of the shard's next sequence, changed after each append.
     fn watch(&self, shard: u32) -> Option<watch::Receiver<u64>>;
     /// First sequence whose system time is `>= t_ms` (None: no such record yet).

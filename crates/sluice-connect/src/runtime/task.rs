@@ -9,12 +9,14 @@
 //! overlaps the sink's. Reads ask for about as many bytes as the records still missing from a
 //! batch need (learned from what was read), so a batch is `max_batch_records` records rather
 //! than `max_batch_bytes` of stored data, and the buffer's allocation is reused batch after
-//! batch.
+//! batch. Delivered records go back to the source with the next read
+//! ([`ShardSource::read_reusing`](super::ShardSource::read_reusing)), which refills them: in the
+//! steady state a task allocates and frees no record, value vector or string.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_proto::{RecordData, RecordSchema, Value};
+use sluice_proto::{Record, RecordData, RecordSchema, Value};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -53,6 +55,8 @@ struct Task {
     /// Stored bytes per record in what was read last (None before the first read), to size
     /// the next read's byte budget.
     bytes_per_record: Option<usize>,
+    /// Delivered records, handed to the next read to be refilled (at most a batch's worth).
+    spare: Vec<Record>,
 }
 
 /// Runs until cancelled or, for a closed shard, until delivered to its end.
@@ -72,6 +76,7 @@ pub(crate) async fn run(
         sink: None,
         backoff,
         bytes_per_record: None,
+        spare: Vec::new(),
     };
     shared.set_status(shard, ContextState::Executing, None);
     tracing::debug!(connector = %shared.spec.name, shard, next_seq = cp.next_seq, "task started");
@@ -193,10 +198,11 @@ impl Task {
                         w.borrow_and_update();
                     }
                     let byte_room = self.byte_room(&buf, room);
+                    let spare = std::mem::take(&mut self.spare);
                     let read = self
                         .shared
                         .source
-                        .read(self.shard, buf.next_seq, room, byte_room)
+                        .read_reusing(self.shard, buf.next_seq, room, byte_room, spare)
                         .await;
                     (read, byte_room)
                 }
@@ -322,9 +328,10 @@ impl Task {
         let room = self.shared.spec.config.max_batch_records.max(1);
         let byte_room = self.byte_room(&Buffer::default(), room);
         let shared = self.shared.clone();
+        let spare = std::mem::take(&mut self.spare);
         let next = shared
             .source
-            .read(self.shard, buf.next_seq, room, byte_room);
+            .read_reusing(self.shard, buf.next_seq, room, byte_room, spare);
         let (delivered, read) = tokio::join!(self.deliver(buf), next);
         delivered?;
         Ok((read, byte_room))
@@ -332,7 +339,14 @@ impl Task {
 
     /// Adds a read's records to the buffer; returns the number of entries read, their stored
     /// bytes, and the stored bytes of the last one.
-    fn add(&mut self, buf: &mut Buffer, batch: SourceBatch) -> (usize, usize, usize) {
+    fn add(&mut self, buf: &mut Buffer, mut batch: SourceBatch) -> (usize, usize, usize) {
+        if self.spare.is_empty() {
+            self.spare = std::mem::take(&mut batch.spare);
+        } else {
+            let room = self.spare_cap().saturating_sub(self.spare.len());
+            let keep = room.min(batch.spare.len());
+            self.spare.extend(batch.spare.drain(..keep));
+        }
         let projection = Projection::new(&self.shared.spec.columns, batch.schema.as_deref());
         let n = batch.entries.len();
         let (mut bytes, mut records, mut last_bytes) = (0usize, 0usize, 0usize);
@@ -537,15 +551,41 @@ impl Task {
         cp.late_count += late;
         cp.update_time = now_ms();
         self.commit(cp).await?;
-        // The next batch reuses the allocation (the records themselves are dropped here).
+        // The next batch reuses the allocation, the next read the records themselves.
         let mut records = records;
-        records.clear();
+        self.recycle(&mut records);
         buf.records = records;
         buf.bytes = 0;
         buf.first_at = None;
         self.shared
             .set_status(self.shard, ContextState::Executing, None);
         Ok(())
+    }
+
+    /// Moves delivered records into `spare` (as many as a batch holds; the rest are dropped),
+    /// leaving `records` empty.
+    fn recycle(&mut self, records: &mut Vec<SinkRecord>) {
+        let take = self
+            .spare_cap()
+            .saturating_sub(self.spare.len())
+            .min(records.len());
+        self.spare.extend(records.drain(..take).map(|r| Record {
+            data: match r.data {
+                SinkData::Tuple(values) => RecordData::Tuple(values),
+                SinkData::Blob(bytes) => RecordData::Blob(bytes),
+            },
+            attributes: r.attributes,
+        }));
+        records.clear();
+    }
+
+    /// The most spare records a task keeps: a batch's worth.
+    fn spare_cap(&self) -> usize {
+        self.shared
+            .spec
+            .config
+            .max_batch_records
+            .min(MAX_PRESIZED_RECORDS)
     }
 
     /// Saves a checkpoint, retrying until it sticks.

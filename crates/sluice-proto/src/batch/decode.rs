@@ -8,9 +8,11 @@ use super::{
     RECORD_HEADER, RECORD_PREFIX, VERSION,
 };
 use crate::compress::{self, Compression};
-use crate::record::{Record, RecordData};
-use crate::schema::{Field, FieldType, RecordSchema};
-use crate::value::{Value, ValueError};
+use std::ops::ControlFlow;
+
+use crate::record::{DataRef, Record, RecordData, RecordRef};
+use crate::schema::{FieldType, RecordSchema};
+use crate::value::{ValueError, ValueRef};
 
 /// The zstd frame magic. The Go SDK writes zstd payloads under code 0 (v0.2.x) or 3 (v1.x).
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
@@ -37,12 +39,9 @@ pub fn decode_batch(bytes: &[u8], kind: TopicKind) -> Result<Vec<(i32, Record)>,
     let mut out = Vec::with_capacity(capacity);
     walk(&payload, header.record_count, kind, |view, _| {
         let data = match kind {
-            TopicKind::Blob => match view.fields.first() {
-                Some(FieldRef::Blob(b)) => RecordData::Blob(b.to_vec()),
-                _ => RecordData::Blob(Vec::new()),
-            },
+            TopicKind::Blob => RecordData::Blob(view.blob.to_vec()),
             TopicKind::Tuple(_) => {
-                RecordData::Tuple(view.fields.iter().map(FieldRef::to_value).collect())
+                RecordData::Tuple(view.fields.iter().map(|v| v.to_value()).collect())
             }
         };
         let attributes = view
@@ -51,8 +50,46 @@ pub fn decode_batch(bytes: &[u8], kind: TopicKind) -> Result<Vec<(i32, Record)>,
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         out.push((view.schema_version, Record { data, attributes }));
+        ControlFlow::Continue(())
     })?;
     Ok(out)
+}
+
+/// Decodes a batch like [`decode_batch`] (the same checks, record by record) without owning
+/// anything: `each` sees every record as a [`RecordRef`] borrowing the batch, in order, and may
+/// stop the walk early (the records after it are then neither decoded nor checked). Returns the
+/// number of records visited. The read paths write responses and refill recycled records from
+/// these views, so a read allocates nothing per record.
+pub fn visit_records(
+    bytes: &[u8],
+    kind: TopicKind,
+    mut each: impl FnMut(&RecordRef<'_, '_>) -> ControlFlow<()>,
+) -> Result<u32, BatchError> {
+    if is_avro(bytes) {
+        let mut visited = 0;
+        for (version, record) in decode_batch(bytes, kind)? {
+            visited += 1;
+            let parts = record.parts();
+            if each(&parts.as_record_ref(version)).is_break() {
+                break;
+            }
+        }
+        return Ok(visited);
+    }
+    let (header, payload) = payload(bytes)?;
+    let mut visited = 0;
+    walk(&payload, header.record_count, kind, |view, _| {
+        visited += 1;
+        each(&RecordRef {
+            schema_version: view.schema_version,
+            data: match kind {
+                TopicKind::Blob => DataRef::Blob(view.blob),
+                TopicKind::Tuple(_) => DataRef::Tuple(&view.fields),
+            },
+            attributes: &view.attributes,
+        })
+    })?;
+    Ok(visited)
 }
 
 /// Same validation as [`decode_batch`] without materializing values (the put fast path);
@@ -82,7 +119,8 @@ pub fn validate_batch_sizes(bytes: &[u8], kind: TopicKind) -> Result<BatchSizes,
     let (header, payload) = payload(bytes)?;
     let mut largest_record = 0;
     walk(&payload, header.record_count, kind, |_, size| {
-        largest_record = largest_record.max(size)
+        largest_record = largest_record.max(size);
+        ControlFlow::Continue(())
     })?;
     Ok(BatchSizes {
         records: header.record_count,
@@ -180,46 +218,13 @@ pub(super) fn effective_compression(header: &BatchHeader, stored: &[u8]) -> Batc
     }
 }
 
-/// One field as read from a record, borrowing its bytes.
-enum FieldRef<'a> {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Float(f32),
-    Double(f64),
-    Str(&'a str),
-    Decimal(&'a str),
-    Blob(&'a [u8]),
-}
-
-impl FieldRef<'_> {
-    fn to_value(&self) -> Value {
-        match self {
-            FieldRef::Null | FieldRef::Blob(_) => Value::Null,
-            FieldRef::Bool(b) => Value::Bool(*b),
-            FieldRef::Int(v) => Value::Int(*v),
-            FieldRef::Float(v) => Value::Float(*v),
-            FieldRef::Double(v) => Value::Double(*v),
-            FieldRef::Str(s) => Value::Str(s.to_string()),
-            FieldRef::Decimal(s) => Value::Decimal(s.to_string()),
-        }
-    }
-
-    /// [`Value::check`] without copying text (STRING only needs its kind checked).
-    fn check(&self, field: &Field) -> Result<(), ValueError> {
-        match self {
-            FieldRef::Blob(_) => Ok(()),
-            FieldRef::Str(_) => Value::Str(String::new()).check(field),
-            FieldRef::Decimal(s) => Value::Decimal(s.to_string()).check(field),
-            other => other.to_value().check(field),
-        }
-    }
-}
-
 /// One validated record, handed to the walker's callback. Buffers are reused across records.
 struct RecordView<'a> {
     schema_version: i32,
-    fields: Vec<FieldRef<'a>>,
+    /// A TUPLE record's values.
+    fields: Vec<ValueRef<'a>>,
+    /// A BLOB record's bytes.
+    blob: &'a [u8],
     attributes: Vec<(&'a str, &'a str)>,
 }
 
@@ -233,16 +238,17 @@ fn i32_at(b: &[u8], at: usize) -> Option<i32> {
 }
 
 /// Visits every record of the payload, checking everything; `each` sees only valid records, with
-/// their encoded size.
+/// their encoded size, and may stop the walk (the rest is then left unchecked).
 fn walk<'a>(
     payload: &'a [u8],
     record_count: u32,
     kind: TopicKind,
-    mut each: impl FnMut(&RecordView<'a>, usize),
+    mut each: impl FnMut(&RecordView<'a>, usize) -> ControlFlow<()>,
 ) -> Result<(), BatchError> {
     let mut view = RecordView {
         schema_version: 0,
         fields: Vec::new(),
+        blob: &[],
         attributes: Vec::new(),
     };
     let mut pos = 0usize;
@@ -254,7 +260,9 @@ fn walk<'a>(
             });
         }
         let size = read_record(&payload[pos..], pos, index, kind, &mut view)?;
-        each(&view, size);
+        if each(&view, size).is_break() {
+            return Ok(());
+        }
         pos += size;
     }
     if pos != payload.len() {
@@ -336,6 +344,7 @@ fn read_record<'a>(
     }
     view.schema_version = schema_version;
     view.fields.clear();
+    view.blob = &[];
     view.attributes.clear();
     for i in 0..n {
         let field = schema.map(|s| &s.fields[i]);
@@ -349,7 +358,7 @@ fn read_record<'a>(
             if field.is_none() {
                 return Err(BatchError::NullBlob { record });
             }
-            FieldRef::Null
+            ValueRef::Null
         } else {
             let bytes = || -> Result<&'a [u8], BatchError> {
                 if word >> 63 == 1 {
@@ -380,10 +389,13 @@ fn read_record<'a>(
                 })
             };
             match field.map(|f| f.field_type) {
-                None => FieldRef::Blob(bytes()?),
+                None => {
+                    view.blob = bytes()?;
+                    continue;
+                }
                 Some(FieldType::Boolean) => match slot[0] {
-                    0 => FieldRef::Bool(false),
-                    1 => FieldRef::Bool(true),
+                    0 => ValueRef::Bool(false),
+                    1 => ValueRef::Bool(true),
                     byte => {
                         return Err(BatchError::BadBoolean {
                             record,
@@ -393,23 +405,23 @@ fn read_record<'a>(
                         })
                     }
                 },
-                Some(FieldType::Tinyint) => FieldRef::Int(narrow(word, 1)),
-                Some(FieldType::Smallint) => FieldRef::Int(narrow(word, 2)),
-                Some(FieldType::Integer) => FieldRef::Int(narrow(word, 4)),
-                Some(FieldType::Bigint | FieldType::Timestamp) => FieldRef::Int(word as i64),
+                Some(FieldType::Tinyint) => ValueRef::Int(narrow(word, 1)),
+                Some(FieldType::Smallint) => ValueRef::Int(narrow(word, 2)),
+                Some(FieldType::Integer) => ValueRef::Int(narrow(word, 4)),
+                Some(FieldType::Bigint | FieldType::Timestamp) => ValueRef::Int(word as i64),
                 Some(FieldType::Float) => {
-                    FieldRef::Float(f32::from_le_bytes([slot[0], slot[1], slot[2], slot[3]]))
+                    ValueRef::Float(f32::from_le_bytes([slot[0], slot[1], slot[2], slot[3]]))
                 }
-                Some(FieldType::Double) => FieldRef::Double(f64::from_bits(word)),
-                Some(FieldType::String) => FieldRef::Str(text()?),
-                Some(FieldType::Decimal) => FieldRef::Decimal(text()?),
+                Some(FieldType::Double) => ValueRef::Double(f64::from_bits(word)),
+                Some(FieldType::String) => ValueRef::Str(text()?),
+                Some(FieldType::Decimal) => ValueRef::Decimal(text()?),
             }
         };
         if let Some(field) = field {
             value
                 .check(field)
                 .map_err(|source| match (&value, source) {
-                    (FieldRef::Decimal(text), ValueError::WrongKind { .. }) => {
+                    (ValueRef::Decimal(text), ValueError::WrongKind { .. }) => {
                         BatchError::BadDecimal {
                             record,
                             field: i,

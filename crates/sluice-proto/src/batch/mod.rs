@@ -10,7 +10,8 @@
 //! [`encode_batch`] writes what pydatahub writes (attributes `0x08 | code`, version 0), padding
 //! long byte fields to the next multiple of 8 like the real service. [`decode_batch`] and
 //! [`validate_batch`] accept exactly the same inputs; both check every length, offset and value
-//! and never panic or allocate more than the input justifies. Both also take version-1
+//! and never panic or allocate more than the input justifies; [`visit_records`] does the same
+//! walk handing out borrowed [`crate::record::RecordRef`]s (the read paths). Both also take version-1
 //! batches; [`storable_batch`] turns one into version 0 for storage, and [`avro_parts`] turns
 //! a stored batch into version-1 batches for a Go v1.x reader ([`reads_avro_batches`]).
 
@@ -27,7 +28,7 @@ mod tests;
 pub mod v1;
 
 pub use avro::AvroError;
-pub use decode::{decode_batch, validate_batch, validate_batch_sizes, BatchSizes};
+pub use decode::{decode_batch, validate_batch, validate_batch_sizes, visit_records, BatchSizes};
 pub use encode::{encode_batch, portable_batch, storable_batch};
 pub use v1::{avro_parts, encode_avro_batch, reads_avro_batches, AvroPart, VERSION_AVRO};
 

@@ -7,9 +7,11 @@ use std::fmt;
 use base64::Engine;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
-use sluice_proto::{Record, RecordData, RecordSchema, Value};
+use sluice_proto::pb_read::{CursorTexts, ReadItem};
+use sluice_proto::{DataRef, Record, RecordData, RecordSchema, Value, ValueRef};
 
-use crate::service::records::{ReadRecord, Route, RoutedRecord};
+use crate::service::reads::RecordWriter;
+use crate::service::records::{Route, RoutedRecord};
 use crate::service::{Error, Result};
 
 /// One cell of a tuple record's `Data` array: text, or a JSON scalar other clients may send.
@@ -234,98 +236,90 @@ impl JsonPutRecord {
     }
 }
 
-/// A JSON get-records response (protocol doc §4.7), rendered by hand straight from what the
-/// log decoded: no per-record copies, cursors on the stack, numbers through `itoa`, and strings
-/// with nothing to escape copied as they are (serde_json escapes the others). The bytes are
-/// those serde_json writes for the same response (see the tests).
-pub struct GetRecordsOut<'a> {
+/// A JSON get-records response (protocol doc §4.7), rendered by hand record by record as the
+/// read decodes them (borrowed from the stored batches): cursors on the stack, numbers through
+/// `itoa`, and strings with nothing to escape copied as they are (serde_json escapes the
+/// others). The bytes are those serde_json writes for the same response (see the tests).
+#[derive(Default)]
+pub struct JsonRecordsWriter {
+    /// The records so far, comma-separated.
+    records: Vec<u8>,
+    count: usize,
+    cursors: CursorTexts,
+}
+
+/// The fields of a JSON get-records response around its records.
+pub struct JsonReadHead {
     pub next_cursor: String,
-    pub record_count: usize,
     pub start_seq: i64,
     pub latest_seq: i64,
     pub latest_time: i64,
-    pub records: &'a [ReadRecord],
 }
 
-impl GetRecordsOut<'_> {
-    /// The response body.
-    pub fn render(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.size_hint());
-        out.extend_from_slice(b"{\"NextCursor\":");
-        write_str(&mut out, &self.next_cursor);
-        out.extend_from_slice(b",\"RecordCount\":");
-        write_int(&mut out, self.record_count);
-        out.extend_from_slice(b",\"StartSeq\":");
-        write_int(&mut out, self.start_seq);
-        out.extend_from_slice(b",\"LatestSeq\":");
-        write_int(&mut out, self.latest_seq);
-        out.extend_from_slice(b",\"LatestTime\":");
-        write_int(&mut out, self.latest_time);
-        out.extend_from_slice(b",\"Records\":[");
-        for (i, r) in self.records.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_record(&mut out, r);
+impl JsonRecordsWriter {
+    /// A writer with room for about `records` small tuple records.
+    pub fn with_capacity(records: usize) -> JsonRecordsWriter {
+        JsonRecordsWriter {
+            records: Vec::with_capacity(records.min(100_000) * 200),
+            ..JsonRecordsWriter::default()
         }
+    }
+
+    /// The response body.
+    pub fn finish(self, head: &JsonReadHead) -> Vec<u8> {
+        let mut out = Vec::with_capacity(160 + head.next_cursor.len() + self.records.len());
+        out.extend_from_slice(b"{\"NextCursor\":");
+        write_str(&mut out, &head.next_cursor);
+        out.extend_from_slice(b",\"RecordCount\":");
+        write_int(&mut out, self.count);
+        out.extend_from_slice(b",\"StartSeq\":");
+        write_int(&mut out, head.start_seq);
+        out.extend_from_slice(b",\"LatestSeq\":");
+        write_int(&mut out, head.latest_seq);
+        out.extend_from_slice(b",\"LatestTime\":");
+        write_int(&mut out, head.latest_time);
+        out.extend_from_slice(b",\"Records\":[");
+        out.extend_from_slice(&self.records);
         out.extend_from_slice(b"]}");
         out
     }
+}
 
-    /// A close upper guess of the body's size, so the buffer is allocated once.
-    fn size_hint(&self) -> usize {
-        let data: usize = self
-            .records
-            .iter()
-            .map(|r| {
-                let data = match &r.record.data {
-                    RecordData::Tuple(values) => values
-                        .iter()
-                        .map(|v| match v {
-                            Value::Str(t) | Value::Decimal(t) => t.len() + 3,
-                            _ => 27,
-                        })
-                        .sum(),
-                    RecordData::Blob(bytes) => bytes.len() / 3 * 4 + 6,
-                };
-                let attributes: usize = r
-                    .record
-                    .attributes
-                    .iter()
-                    .map(|(k, v)| k.len() + v.len() + 6)
-                    .sum();
-                // keys, two cursors, two integers and punctuation
-                140 + data + attributes
-            })
-            .sum();
-        160 + self.next_cursor.len() + data
+impl RecordWriter for JsonRecordsWriter {
+    fn push(&mut self, item: &ReadItem<'_>) {
+        if self.count > 0 {
+            self.records.push(b',');
+        }
+        let cursors = self.cursors.encode(item.cursor, item.next_cursor);
+        write_record(&mut self.records, item, cursors);
+        self.count += 1;
     }
 }
 
 /// One record read back: `SystemTime`, `Sequence`, `Cursor`, `NextCursor`, `Data` and, when it
 /// has any, `Attributes` (sorted by key; the last of a repeated key wins).
-fn write_record(out: &mut Vec<u8>, r: &ReadRecord) {
+fn write_record(out: &mut Vec<u8>, r: &ReadItem<'_>, (cursor, next_cursor): ([u8; 32], [u8; 32])) {
     out.extend_from_slice(b"{\"SystemTime\":");
     write_int(out, r.system_time);
     out.extend_from_slice(b",\"Sequence\":");
-    write_int(out, r.seq as i64);
+    write_int(out, r.sequence);
     out.extend_from_slice(b",\"Cursor\":\"");
-    out.extend_from_slice(&r.cursor.encode_array());
+    out.extend_from_slice(&cursor);
     out.extend_from_slice(b"\",\"NextCursor\":\"");
-    out.extend_from_slice(&r.next_cursor.encode_array());
+    out.extend_from_slice(&next_cursor);
     out.extend_from_slice(b"\",\"Data\":");
-    match &r.record.data {
-        RecordData::Tuple(values) => {
+    match r.record.data {
+        DataRef::Tuple(values) => {
             out.push(b'[');
             for (i, v) in values.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_cell(out, v);
+                write_cell(out, *v);
             }
             out.push(b']');
         }
-        RecordData::Blob(bytes) => {
+        DataRef::Blob(bytes) => {
             // base64 text never needs escaping
             let engine = &base64::engine::general_purpose::STANDARD;
             let start = out.len() + 1;
@@ -337,12 +331,7 @@ fn write_record(out: &mut Vec<u8>, r: &ReadRecord) {
         }
     }
     if !r.record.attributes.is_empty() {
-        let sorted: BTreeMap<&str, &str> = r
-            .record
-            .attributes
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let sorted: BTreeMap<&str, &str> = r.record.attributes.iter().copied().collect();
         out.extend_from_slice(b",\"Attributes\":{");
         for (i, (k, v)) in sorted.into_iter().enumerate() {
             if i > 0 {
@@ -358,13 +347,13 @@ fn write_record(out: &mut Vec<u8>, r: &ReadRecord) {
 }
 
 /// A tuple value as a text cell (`null` for NULL).
-fn write_cell(out: &mut Vec<u8>, v: &Value) {
+fn write_cell(out: &mut Vec<u8>, v: ValueRef<'_>) {
     match v {
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Str(t) | Value::Decimal(t) => write_str(out, t),
-        Value::Int(n) => {
+        ValueRef::Null => out.extend_from_slice(b"null"),
+        ValueRef::Str(t) | ValueRef::Decimal(t) => write_str(out, t),
+        ValueRef::Int(n) => {
             out.push(b'"');
-            write_int(out, *n);
+            write_int(out, n);
             out.push(b'"');
         }
         // numbers, booleans, `inf`/`nan`: ASCII with nothing to escape
@@ -414,8 +403,32 @@ mod tests {
     use sluice_proto::cursor::Cursor;
     use sluice_proto::{Record, RecordData, Value};
 
-    use super::GetRecordsOut;
-    use crate::service::records::ReadRecord;
+    use super::{JsonReadHead, JsonRecordsWriter};
+    use crate::service::reads::RecordWriter;
+
+    /// A record read back, owned (what the read path handed the renderer before).
+    struct ReadRecord {
+        seq: u64,
+        system_time: i64,
+        record: Record,
+        cursor: Cursor,
+        next_cursor: Cursor,
+    }
+
+    fn render(head: &JsonReadHead, records: &[ReadRecord]) -> Vec<u8> {
+        let mut writer = JsonRecordsWriter::default();
+        for r in records {
+            let parts = r.record.parts();
+            writer.push(&sluice_proto::pb_read::ReadItem {
+                cursor: r.cursor,
+                next_cursor: r.next_cursor,
+                sequence: r.seq as i64,
+                system_time: r.system_time,
+                record: parts.as_record_ref(0),
+            });
+        }
+        writer.finish(head)
+    }
 
     /// The response as the server built it before: owned structs, then serde.
     #[derive(Serialize)]
@@ -518,14 +531,15 @@ mod tests {
         }
         for n in [0, 1, items.len()] {
             let items = &items[..n];
-            let new = GetRecordsOut {
-                next_cursor: "c\"".into(),
-                record_count: n,
-                start_seq: 100,
-                latest_seq: 111,
-                latest_time: -1,
-                records: items,
-            };
+            let new = render(
+                &JsonReadHead {
+                    next_cursor: "c\"".into(),
+                    start_seq: 100,
+                    latest_seq: 111,
+                    latest_time: -1,
+                },
+                items,
+            );
             let old = OldOut {
                 next_cursor: "c\"".into(),
                 record_count: n,
@@ -535,7 +549,7 @@ mod tests {
                 records: items.iter().map(old_record).collect(),
             };
             assert_eq!(
-                String::from_utf8(new.render()).unwrap(),
+                String::from_utf8(new).unwrap(),
                 String::from_utf8(serde_json::to_vec(&old).unwrap()).unwrap()
             );
         }

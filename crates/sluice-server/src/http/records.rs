@@ -19,7 +19,7 @@ use sluice_proto::cursor::Cursor;
 use sluice_proto::{pb, pb_read, Record, RecordData};
 
 use super::body::{self, header_str, JsonFields};
-use super::json_records::{tuple_from_text, GetRecordsOut};
+use super::json_records::{tuple_from_text, JsonReadHead, JsonRecordsWriter};
 use super::AppState;
 use crate::metrics::{Protocol, RequestTimer};
 use crate::service::catalog::{RecordType, Topic};
@@ -196,27 +196,21 @@ pub async fn post_shard(
                 )
                 .await;
             }
+            let limit = req.limit.unwrap_or(0) as i64;
+            // Written straight into the framed body as the records are decoded (same bytes as
+            // the prost structs).
+            let writer = pb_read::GetRecordsWriter::with_capacity(c.read_limit(limit));
             let read = c
-                .read_records(&t, &shard, &req.cursor, req.limit.unwrap_or(0) as i64)
+                .read_records_into(&t, &shard, &req.cursor, limit, writer)
                 .await;
             let read = note_read_end(&s, &t, sub.as_deref(), read).await?;
-            // Written straight into the framed body (same bytes as the prost structs).
             let next_cursor = read.next_cursor.encode_array();
-            let framed = pb_read::encode_get_records(
-                &pb_read::ReadHead {
-                    next_cursor: Cursor::encode_str(&next_cursor),
-                    start_sequence: read.start_seq as i64,
-                    latest_sequence: read.latest_seq,
-                    latest_time: read.latest_time,
-                },
-                read.items.iter().map(|r| pb_read::ReadItem {
-                    cursor: r.cursor,
-                    next_cursor: r.next_cursor,
-                    sequence: r.seq as i64,
-                    system_time: r.system_time,
-                    record: &r.record,
-                }),
-            );
+            let framed = read.writer.finish(&pb_read::ReadHead {
+                next_cursor: Cursor::encode_str(&next_cursor),
+                start_sequence: read.start_seq as i64,
+                latest_sequence: read.latest_seq,
+                latest_time: read.latest_time,
+            });
             body::read_response(framed, "application/x-protobuf", encoding).await
         }
         ("sub", ContentKind::Binary) => {
@@ -385,16 +379,17 @@ async fn json_shard_action(
             timer.get(Protocol::Json);
             let cursor = req.req_str("Cursor")?;
             let limit = req.opt_i64("Limit")?.unwrap_or(0);
-            let read = c.read_records(t, shard, &cursor, limit).await?;
-            let out = GetRecordsOut {
+            let writer = JsonRecordsWriter::with_capacity(c.read_limit(limit));
+            let read = c
+                .read_records_into(t, shard, &cursor, limit, writer)
+                .await?;
+            let out = read.writer.finish(&JsonReadHead {
                 next_cursor: read.next_cursor.encode(),
-                record_count: read.items.len(),
                 start_seq: read.start_seq as i64,
                 latest_seq: read.latest_seq,
                 latest_time: read.latest_time,
-                records: &read.items,
-            };
-            body::json_read(out.render(), encoding).await
+            });
+            body::json_read(out, encoding).await
         }
         "meter" => {
             let (active, storage) = c.metering(t, shard)?;

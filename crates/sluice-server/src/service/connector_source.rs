@@ -1,6 +1,7 @@
 //! The connector runtime's view of a topic: [`TopicSource`] implements
 //! `sluice_connect::runtime::ShardSource` over the topic's shard logs and the meta store.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use sluice_connect::runtime::{
@@ -8,10 +9,12 @@ use sluice_connect::runtime::{
 };
 use sluice_log::LogError;
 use sluice_meta::{CheckpointRow, LeaseGuard, MetaStore};
+use sluice_proto::batch;
+use sluice_proto::Record;
 use tokio::sync::watch;
 
-use super::catalog::{RecordType, ShardState, Topic};
-use super::records::decode_entry;
+use super::catalog::{ShardState, Topic};
+use super::records::{visit_entry, Reshape};
 
 /// One connector's access to its topic.
 pub struct TopicSource {
@@ -48,6 +51,13 @@ pub fn checkpoint_of(row: &CheckpointRow) -> Checkpoint {
     }
 }
 
+/// Records in a stored batch, from its header (1 if it has none; never more than its bytes
+/// could hold).
+fn record_count(payload: &[u8]) -> usize {
+    batch::parse_header(payload)
+        .map_or(1, |h| (h.record_count as usize).min(payload.len() / 24 + 1))
+}
+
 /// The shards of a topic as the runtime sees them.
 pub fn shard_infos(topic: &Topic) -> Vec<ShardInfo> {
     topic
@@ -79,6 +89,17 @@ impl ShardSource for TopicSource {
         max_entries: usize,
         max_bytes: usize,
     ) -> BoxFuture<'_, Result<SourceBatch, SourceError>> {
+        self.read_reusing(shard, from_seq, max_entries, max_bytes, Vec::new())
+    }
+
+    fn read_reusing(
+        &self,
+        shard: u32,
+        from_seq: u64,
+        max_entries: usize,
+        max_bytes: usize,
+        mut spare: Vec<Record>,
+    ) -> BoxFuture<'_, Result<SourceBatch, SourceError>> {
         let topic = self.topic.clone();
         Box::pin(async move {
             let shard = topic
@@ -99,18 +120,21 @@ impl ShardSource for TopicSource {
                             other => SourceError::transient(other.to_string()).with_source(other),
                         })?;
                 let versions = topic.versions();
-                let (schema, version) = match topic.record_type {
-                    RecordType::Tuple => {
-                        let meta = topic.meta.read();
-                        (meta.current_schema(), meta.current_version)
-                    }
-                    RecordType::Blob => (None, -1),
-                };
+                let mut shape = Reshape::new(&topic, &versions);
                 let mut out = Vec::with_capacity(entries.len());
                 for entry in entries {
-                    let records =
-                        decode_entry(&topic, &versions, schema.as_deref(), version, &entry)
-                            .map_err(|e| SourceError::transient(e.to_string()).with_source(e))?;
+                    let mut records = Vec::with_capacity(record_count(&entry.payload));
+                    visit_entry(&mut shape, &entry, |record| {
+                        records.push(match spare.pop() {
+                            Some(mut reused) => {
+                                reused.assign_from(record);
+                                reused
+                            }
+                            None => Record::from_ref(record),
+                        });
+                        ControlFlow::Continue(())
+                    })
+                    .map_err(|e| SourceError::transient(e.to_string()).with_source(e))?;
                     out.push(SourceEntry {
                         seq: entry.seq,
                         system_time: entry.system_time,
@@ -119,8 +143,9 @@ impl ShardSource for TopicSource {
                     });
                 }
                 Ok(SourceBatch {
-                    schema,
+                    schema: shape.current().cloned(),
                     entries: out,
+                    spare,
                 })
             })
             .await

@@ -1,23 +1,63 @@
 //! Reading records by cursor: JSON and protobuf readers get decoded records, batch readers the
-//! stored batches. Every read is bounded by `max_read_records` and by `max_read_bytes` of what
+//! stored batches. Records are decoded as borrowed views of the stored batches
+//! ([`visit_entry`]) and written into the response as they are visited ([`RecordWriter`]), so a
+//! read owns no value of any record. Every read is bounded by `max_read_records` and by `max_read_bytes` of what
 //! it decodes to (records as they appear in a response, batches uncompressed), never only by
 //! the stored, possibly compressed, bytes; a cursor continues where a bounded read stopped, also
 //! inside a stored batch.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use sluice_log::Entry;
 use sluice_proto::batch::{self, BatchCompression, SchemaLookup, TopicKind};
 use sluice_proto::cursor::Cursor;
-use sluice_proto::{Record, RecordData, RecordSchema, Value};
+use sluice_proto::pb_read::ReadItem;
+use sluice_proto::{DataRef, Record, RecordRef, RecordSchema, ValueRef};
 
 use super::catalog::{Catalog, RecordType, Shard, ShardState, Topic};
 use super::error::{Error, Result};
 use super::records::{join_error, ReadEntry, ReadRecord, ReadResult, Versions};
 
+/// Where a JSON or protobuf read's records go, one by one, as they are decoded: the response
+/// encoder, fed records that borrow the stored batch.
+pub trait RecordWriter: Send + 'static {
+    fn push(&mut self, item: &ReadItem<'_>);
+}
+
+impl RecordWriter for sluice_proto::pb_read::GetRecordsWriter {
+    fn push(&mut self, item: &ReadItem<'_>) {
+        sluice_proto::pb_read::GetRecordsWriter::push(self, item)
+    }
+}
+
+/// Collects owned records (see [`Catalog::read_records`]).
+impl RecordWriter for Vec<ReadRecord> {
+    fn push(&mut self, item: &ReadItem<'_>) {
+        self.push(ReadRecord {
+            seq: item.sequence as u64,
+            system_time: item.system_time,
+            record: Record::from_ref(&item.record),
+            cursor: item.cursor,
+            next_cursor: item.next_cursor,
+        });
+    }
+}
+
+/// A JSON or protobuf read, done: the writer holding the records, and the response's head.
+pub struct RecordsRead<W> {
+    pub writer: W,
+    pub count: usize,
+    pub start_seq: u64,
+    pub next_cursor: Cursor,
+    pub latest_seq: i64,
+    pub latest_time: i64,
+}
+
 impl Catalog {
-    fn read_limit(&self, limit: i64) -> usize {
+    /// The records a read of `limit` may return (`max_read_records` for 0 or less).
+    pub(crate) fn read_limit(&self, limit: i64) -> usize {
         if limit <= 0 {
             self.config.max_read_records
         } else {
@@ -25,7 +65,7 @@ impl Catalog {
         }
     }
 
-    /// Reads records from a cursor for JSON and protobuf readers.
+    /// Reads records from a cursor as owned records.
     pub async fn read_records(
         &self,
         topic: &Arc<Topic>,
@@ -33,6 +73,27 @@ impl Catalog {
         cursor: &str,
         limit: i64,
     ) -> Result<ReadResult<ReadRecord>> {
+        let read = self
+            .read_records_into(topic, shard, cursor, limit, Vec::new())
+            .await?;
+        Ok(ReadResult {
+            items: read.writer,
+            start_seq: read.start_seq,
+            next_cursor: read.next_cursor,
+            latest_seq: read.latest_seq,
+            latest_time: read.latest_time,
+        })
+    }
+
+    /// Reads records from a cursor for JSON and protobuf readers into `writer`.
+    pub async fn read_records_into<W: RecordWriter>(
+        &self,
+        topic: &Arc<Topic>,
+        shard: &str,
+        cursor: &str,
+        limit: i64,
+        mut writer: W,
+    ) -> Result<RecordsRead<W>> {
         let shard = topic.shard_by_text(shard)?;
         let start = check_cursor(&shard, cursor)?;
         let limit = self.read_limit(limit);
@@ -42,60 +103,71 @@ impl Catalog {
         tokio::task::spawn_blocking(move || {
             let entries = read_entries(&shard, start.seq, limit + start.index as usize, max_bytes)?;
             let versions = topic.versions();
-            let (current, current_version) = {
-                let meta = topic.meta.read();
-                (meta.current_schema(), meta.current_version)
-            };
-            let mut items = Vec::new();
+            let mut shape = Reshape::new(&topic, &versions);
+            let mut count = 0usize;
             let mut next = start;
             // Approximate bytes of the response so far (see `response_bytes`).
             let mut used = 0usize;
-            'entries: for entry in entries {
-                let decoded = decode_entry(
-                    &topic,
-                    &versions,
-                    current.as_deref(),
-                    current_version,
-                    &entry,
-                )?;
-                let count = decoded.len() as u32;
+            for entry in &entries {
                 let skip = if entry.seq == start.seq {
                     start.index
                 } else {
                     0
                 };
-                for (i, record) in decoded.into_iter().enumerate().skip(skip as usize) {
-                    let i = i as u32;
-                    let size = response_bytes(&record);
-                    if !items.is_empty() && used + size > max_bytes {
+                let total = entry_record_count(&entry.payload) as u32;
+                let mut index = 0u32;
+                let mut full = false;
+                visit_entry(&mut shape, entry, |record| {
+                    let i = index;
+                    index += 1;
+                    if i < skip {
+                        return ControlFlow::Continue(());
+                    }
+                    let size = response_bytes(record);
+                    if count > 0 && used + size > max_bytes {
                         // `next` already points at this record.
-                        break 'entries;
+                        full = true;
+                        return ControlFlow::Break(());
                     }
                     used += size;
                     let here = Cursor::new(shard.id, entry.seq, i);
-                    next = if i + 1 < count {
+                    next = if i + 1 < total {
                         Cursor::new(shard.id, entry.seq, i + 1)
                     } else {
                         Cursor::new(shard.id, entry.seq + 1, 0)
                     };
-                    items.push(ReadRecord {
-                        seq: entry.seq,
-                        system_time: entry.system_time,
-                        record,
+                    writer.push(&ReadItem {
                         cursor: here,
                         next_cursor: next,
+                        sequence: entry.seq as i64,
+                        system_time: entry.system_time,
+                        record: *record,
                     });
-                    if items.len() >= limit {
-                        break 'entries;
+                    count += 1;
+                    if count >= limit {
+                        full = true;
+                        return ControlFlow::Break(());
                     }
+                    ControlFlow::Continue(())
+                })?;
+                if full {
+                    break;
                 }
-                if count <= skip {
+                if index <= skip {
                     next = Cursor::new(shard.id, entry.seq + 1, 0);
                 }
             }
             // issue 13: metrics
-            metrics.note_get(&topic, items.len(), used);
-            Ok(finish(&shard, start, items, next))
+            metrics.note_get(&topic, count, used);
+            let done = finish(&shard, start, Vec::<()>::new(), next);
+            Ok(RecordsRead {
+                writer,
+                count,
+                start_seq: done.start_seq,
+                next_cursor: done.next_cursor,
+                latest_seq: done.latest_seq,
+                latest_time: done.latest_time,
+            })
         })
         .await
         .map_err(join_error)?
@@ -209,19 +281,19 @@ fn entry_raw_bytes(payload: &[u8]) -> usize {
 /// About how many bytes a record takes in a read response: its values as text (BLOB bytes as
 /// base64, the way JSON carries them), its attributes, and an allowance for the cursors,
 /// sequence and time around it. Reads stop before this sum passes `max_read_bytes`.
-fn response_bytes(record: &Record) -> usize {
+fn response_bytes(record: &RecordRef<'_, '_>) -> usize {
     const PER_RECORD: usize = 192;
     const PER_VALUE: usize = 4;
-    let data = match &record.data {
-        RecordData::Blob(b) => b.len().div_ceil(3) * 4,
-        RecordData::Tuple(values) => values
+    let data = match record.data {
+        DataRef::Blob(b) => b.len().div_ceil(3) * 4,
+        DataRef::Tuple(values) => values
             .iter()
             .map(|v| {
                 PER_VALUE
                     + match v {
-                        Value::Null | Value::Bool(_) => 5,
-                        Value::Int(_) | Value::Float(_) | Value::Double(_) => 24,
-                        Value::Str(s) | Value::Decimal(s) => s.len(),
+                        ValueRef::Null | ValueRef::Bool(_) => 5,
+                        ValueRef::Int(_) | ValueRef::Float(_) | ValueRef::Double(_) => 24,
+                        ValueRef::Str(s) | ValueRef::Decimal(s) => s.len(),
                     }
             })
             .sum(),
@@ -279,58 +351,103 @@ fn finish<T>(shard: &Shard, start: Cursor, items: Vec<T>, next: Cursor) -> ReadR
     }
 }
 
-/// Decodes a stored batch into records shaped like the topic's current schema.
-pub(crate) fn decode_entry(
-    topic: &Topic,
-    versions: &Versions,
-    current: Option<&RecordSchema>,
+/// How records of each schema version map onto the topic's current schema, worked out once
+/// per version and read (see [`visit_entry`]).
+pub(crate) struct Reshape<'t> {
+    kind: TopicKind<'t>,
+    versions: &'t Versions,
+    current: Option<Arc<RecordSchema>>,
     current_version: i32,
+    /// Per older version: where each current field sits in it (None: the version lacks it);
+    /// no entry when its schema is the current one.
+    maps: Vec<(i32, Option<Vec<Option<usize>>>)>,
+}
+
+impl<'t> Reshape<'t> {
+    pub(crate) fn new(topic: &Topic, versions: &'t Versions) -> Reshape<'t> {
+        let (current, current_version) = match topic.record_type {
+            RecordType::Tuple => {
+                let meta = topic.meta.read();
+                (meta.current_schema(), meta.current_version)
+            }
+            RecordType::Blob => (None, -1),
+        };
+        Reshape {
+            kind: match topic.record_type {
+                RecordType::Tuple => TopicKind::Tuple(versions),
+                RecordType::Blob => TopicKind::Blob,
+            },
+            versions,
+            current,
+            current_version,
+            maps: Vec::new(),
+        }
+    }
+
+    /// The topic's current schema (None for BLOB topics).
+    pub(crate) fn current(&self) -> Option<&Arc<RecordSchema>> {
+        self.current.as_ref()
+    }
+
+    /// The field map of records of `version`; None when they need none.
+    fn map(&mut self, version: i32) -> Option<&[Option<usize>]> {
+        if version == self.current_version || matches!(self.kind, TopicKind::Blob) {
+            return None;
+        }
+        let at = match self.maps.iter().position(|(v, _)| *v == version) {
+            Some(at) => at,
+            None => {
+                let map = match (self.versions.schema(version), self.current.as_deref()) {
+                    (Some(from), Some(to)) if from != to => Some(
+                        to.fields
+                            .iter()
+                            .map(|f| from.index_of(&f.name))
+                            .collect::<Vec<_>>(),
+                    ),
+                    _ => None,
+                };
+                self.maps.push((version, map));
+                self.maps.len() - 1
+            }
+        };
+        self.maps[at].1.as_deref()
+    }
+}
+
+/// Visits the records of a stored batch shaped like the topic's current schema (a record
+/// written under an older version gets the current fields by name, NULL for those it lacks),
+/// borrowing the batch; `each` may stop the visit.
+pub(crate) fn visit_entry(
+    shape: &mut Reshape<'_>,
     entry: &Entry,
-) -> Result<Vec<Record>> {
-    let kind = match topic.record_type {
-        RecordType::Tuple => TopicKind::Tuple(versions),
-        RecordType::Blob => TopicKind::Blob,
-    };
-    let decoded = batch::decode_batch(&entry.payload, kind).map_err(|e| {
+    mut each: impl FnMut(&RecordRef<'_, '_>) -> ControlFlow<()>,
+) -> Result<()> {
+    let kind = shape.kind;
+    batch::visit_records(&entry.payload, kind, |record| {
+        let (Some(map), DataRef::Tuple(values)) = (shape.map(record.schema_version), record.data)
+        else {
+            return each(record);
+        };
+        // Older schema version: rare, so a vector per record is fine here.
+        let reshaped: Vec<ValueRef<'_>> = map
+            .iter()
+            .map(|at| {
+                at.and_then(|i| values.get(i).copied())
+                    .unwrap_or(ValueRef::Null)
+            })
+            .collect();
+        each(&RecordRef {
+            data: DataRef::Tuple(&reshaped),
+            ..*record
+        })
+    })
+    .map_err(|e| {
         Error::Internal(format!(
             "stored batch at sequence {} is unreadable: {e}",
             entry.seq
         ))
     })?;
-    Ok(decoded
-        .into_iter()
-        .map(|(version, record)| {
-            if version == current_version || topic.record_type == RecordType::Blob {
-                record
-            } else {
-                reshape(record, versions.schema(version), current)
-            }
-        })
-        .collect())
-}
-
-/// Maps a record written under an older schema version onto the current one, by field name;
-/// fields the old version lacks read as NULL.
-fn reshape(record: Record, from: Option<&RecordSchema>, to: Option<&RecordSchema>) -> Record {
-    let (Some(from), Some(to), RecordData::Tuple(values)) = (from, to, &record.data) else {
-        return record;
-    };
-    if from == to {
-        return record;
-    }
-    let values = to
-        .fields
-        .iter()
-        .map(|f| {
-            from.index_of(&f.name)
-                .and_then(|i| values.get(i).cloned())
-                .unwrap_or(Value::Null)
-        })
-        .collect();
-    Record {
-        data: RecordData::Tuple(values),
-        attributes: record.attributes,
-    }
+    Ok(())
 }
 
 /// Part of a stored batch, re-encoded (see [`slice_of_entry`]).
@@ -375,7 +492,7 @@ fn slice_of_entry(
     let mut used = 0usize;
     // One batch carries one schema version: stop where it changes.
     while let Some((v, record)) = rest.next_if(|(v, _)| *v == version) {
-        let size = response_bytes(&record);
+        let size = response_bytes(&record.parts().as_record_ref(v));
         if !records.is_empty() && (used + size > budget || records.len() >= max_records) {
             break;
         }

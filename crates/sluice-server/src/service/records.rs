@@ -16,7 +16,7 @@ use sluice_proto::{hashkey, Record, RecordData, RecordSchema};
 use super::catalog::{now_ms, Catalog, RecordType, SchemaVersion, Shard, ShardState, Topic};
 use super::error::{Error, Result};
 use super::health::WriteHealth;
-pub(crate) use super::reads::decode_entry;
+pub(crate) use super::reads::{visit_entry, Reshape};
 
 /// Where a routed record goes (protocol doc §6.2, in priority order).
 #[derive(Debug, Clone)]
@@ -45,7 +45,8 @@ impl SchemaLookup for Versions {
     }
 }
 
-/// A record read back, with its position.
+/// A record read back, owned, with its position (the console's sample reads; the HTTP read
+/// paths write records straight into the response, see `reads::RecordWriter`).
 pub struct ReadRecord {
     pub seq: u64,
     pub system_time: i64,

@@ -106,7 +106,7 @@ fn patch(batch: &[u8], edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     frame(&payload, 0, payload.len() as u32, header.record_count)
 }
 
-/// Decodes, and checks that validate_batch agrees.
+/// Decodes, and checks that validate_batch and visit_records agree.
 fn check(bytes: &[u8], kind: TopicKind) -> Result<Vec<(i32, Record)>, BatchError> {
     let decoded = decode_batch(bytes, kind);
     match (&decoded, validate_batch(bytes, kind)) {
@@ -114,7 +114,59 @@ fn check(bytes: &[u8], kind: TopicKind) -> Result<Vec<(i32, Record)>, BatchError
         (Err(a), Err(b)) => assert_eq!(a, &b),
         (a, b) => panic!("decode {a:?} but validate {b:?}"),
     }
+    let mut visited = Vec::new();
+    let count = visit_records(bytes, kind, |r| {
+        visited.push((r.schema_version, Record::from_ref(r)));
+        std::ops::ControlFlow::Continue(())
+    });
+    match (&decoded, count) {
+        (Ok(records), Ok(count)) => {
+            assert_eq!(count as usize, records.len());
+            assert_same(&visited, records);
+        }
+        (Err(a), Err(b)) => assert_eq!(a, &b),
+        (a, b) => panic!("decode {a:?} but visit {b:?}"),
+    }
     decoded
+}
+
+#[test]
+fn visiting_stops_where_asked_and_checks_nothing_after() {
+    let s = schema(&[
+        ("a", FieldType::Bigint, false),
+        ("b", FieldType::String, true),
+    ]);
+    let records: Vec<Record> = (0..5)
+        .map(|i| {
+            tuple(
+                vec![Value::Int(i), Value::Str(format!("r{i}"))],
+                &[("k", "v")],
+            )
+        })
+        .collect();
+    let lookup = (0, s.clone());
+    let bytes = round_trip(&records, &s, 0, BatchCompression::None);
+    let mut seen = Vec::new();
+    let visited = visit_records(&bytes, TopicKind::Tuple(&lookup), |r| {
+        seen.push(Record::from_ref(r));
+        if seen.len() == 2 {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    });
+    assert_eq!(visited, Ok(2));
+    assert_eq!(seen, records[..2]);
+    // A damaged last record: decoding fails, a visit that stops before it does not.
+    let damaged = patch(&bytes, |p| {
+        let n = p.len();
+        p[n - 1] = 0xff;
+    });
+    assert!(decode_batch(&damaged, TopicKind::Tuple(&lookup)).is_err());
+    let stop_early = visit_records(&damaged, TopicKind::Tuple(&lookup), |_| {
+        std::ops::ControlFlow::Break(())
+    });
+    assert_eq!(stop_early, Ok(1));
 }
 
 fn key(v: &Value) -> String {
