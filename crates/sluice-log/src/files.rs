@@ -222,19 +222,19 @@ mod tests {
                 p
             })
             .collect();
-        let a = cache.get((1, 0), &paths[0], false).unwrap();
-        cache.get((1, 1), &paths[1], false).unwrap();
+        let a = cache.get((1, 0), || paths[0].clone(), false).unwrap();
+        cache.get((1, 1), || paths[1].clone(), false).unwrap();
         // Touch 0 so that 1 is the least recently used.
-        cache.get((1, 0), &paths[0], false).unwrap();
-        cache.get((1, 2), &paths[2], false).unwrap();
+        cache.get((1, 0), || paths[0].clone(), false).unwrap();
+        cache.get((1, 2), || paths[2].clone(), false).unwrap();
         assert_eq!(cache.len(), 2);
         assert_eq!(cache.open_count(), 3);
-        cache.get((1, 0), &paths[0], false).unwrap();
+        cache.get((1, 0), || paths[0].clone(), false).unwrap();
         assert_eq!(cache.open_count(), 3, "0 stayed cached");
-        cache.get((1, 1), &paths[1], false).unwrap();
+        cache.get((1, 1), || paths[1].clone(), false).unwrap();
         assert_eq!(cache.open_count(), 4, "1 was evicted and reopened");
         // 0 was evicted by now (2 was used after it); the handle handed out still reads.
-        cache.get((1, 2), &paths[2], false).unwrap();
+        cache.get((1, 2), || paths[2].clone(), false).unwrap();
         let mut buf = [0u8; 4];
         a.read_exact_at(&mut buf, 0).unwrap();
         assert_eq!(buf, [0; 4]);
