@@ -228,7 +228,12 @@ fn append_to_shard<P: AsRef<[u8]>>(shard: &Shard, payloads: &[P], now: i64) -> R
         return Err(Error::ShardNotActive(shard.id));
     }
     let slices: Vec<&[u8]> = payloads.iter().map(|p| p.as_ref()).collect();
-    shard.log.append(&slices, now).map_err(append_error)?;
+    shard.log.append(&slices, now).map_err(|e| match e {
+        // issue 14: cluster — another node closed (split, merge) or deleted the shard and this
+        // node's catalog has not caught up yet: the shared log refused the append.
+        LogError::Closed if shard.log.local().is_none() => Error::ShardNotActive(shard.id),
+        e => append_error(e),
+    })?;
     drop(meta);
     Ok(())
 }
