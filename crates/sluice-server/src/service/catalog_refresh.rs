@@ -130,14 +130,16 @@ impl Catalog {
                 p.topics.insert(key(&row.name), topic);
             }
         }
-        *self.projects.write() = projects;
-        for (uid, topic) in existing {
-            if !kept.contains(&uid) {
-                for shard in topic.shards.read().iter() {
-                    shard.meta.write().state = super::catalog::ShardState::Closed;
+        off_worker(|| {
+            *self.projects.write() = projects;
+            for (uid, topic) in existing {
+                if !kept.contains(&uid) {
+                    for shard in topic.shards.read().iter() {
+                        shard.meta.write().state = super::catalog::ShardState::Closed;
+                    }
                 }
             }
-        }
+        });
         // issue 14: cluster — subscriptions added, removed or re-described elsewhere.
         let (subs, offsets) = self.meta.load_subscriptions().await?;
         let running = self
@@ -166,14 +168,14 @@ impl Catalog {
             .filter(|s| s.topic_uid == row.uid)
             .map(schema_version_from_row)
             .collect::<Result<Vec<_>>>()?;
-        {
+        off_worker(|| {
             let mut meta = topic.meta.write();
             meta.lifecycle_days = row.lifecycle_days;
             meta.comment = row.comment.clone();
             meta.last_modify_time = row.last_modify_time;
             meta.schemas = schemas;
             meta.current_version = row.schema_version;
-        }
+        });
         let rows: Vec<_> = snapshot
             .shards
             .iter()
@@ -211,13 +213,29 @@ impl Catalog {
         } else {
             None
         };
-        for r in &rows {
-            if let Some(s) = topic.shard(r.shard_id) {
-                *s.meta.write() = shard_meta_from_row(r)?;
+        off_worker(|| {
+            for r in &rows {
+                if let Some(s) = topic.shard(r.shard_id) {
+                    *s.meta.write() = shard_meta_from_row(r)?;
+                }
             }
+            topic.shards.write().extend(added);
+            Ok(())
+        })
+    }
+}
+
+/// issue 14 (fix by part C, cl-bed): takes the catalog's synchronous write guards off the
+/// runtime's worker. Readers hold their read guards across a shared store's blocking call
+/// (e.g. `first_seq` from the connector supervisor's shard list), which needs a free worker to
+/// finish; a worker parked on the write guard meanwhile stalled every node (gdb: reload_locked
+/// in `lock_exclusive_slow`, the reader in `ShardStorage::first_seq` -> `block_on`).
+fn off_worker<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
         }
-        topic.shards.write().extend(added);
-        Ok(())
+        _ => f(),
     }
 }
 
