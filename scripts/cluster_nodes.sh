@@ -134,9 +134,12 @@ stop_node() { # i signal timeout
 
 cmd_nodes_down() {
   load_ports
-  local i
-  for ((i = 1; i <= NODE_MAX; i++)); do stop_node "$i" TERM 30 & done
-  wait
+  local i jobs=()
+  for ((i = 1; i <= NODE_MAX; i++)); do
+    stop_node "$i" TERM 30 &
+    jobs+=($!)
+  done
+  wait "${jobs[@]}" # only these: from up's EXIT trap this shell also parents the bed's daemons
   rm -f "$BED"/run/frozen-s*
   log "sluice nodes stopped"
 }

@@ -33,6 +33,7 @@ fi
 mkdir -p bench/cluster/out
 OUT="$ROOT/bench/cluster/out/cluster-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 WORK="$(mktemp -d /tmp/sluice-cluster-bench.XXXXXX)"
+chmod 755 "$WORK" # the bed's PostgreSQL runs as postgres and must reach $BED below it
 export BED="$WORK/bed"
 NATS_PIDS=()
 EMBEDDED_PID=""
