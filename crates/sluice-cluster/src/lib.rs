@@ -18,8 +18,8 @@
 //!   row, `archived_seq` and the rows' delete in one fenced transaction);
 //!   [`archiver_read::TieredShardStore`] reads one shard across the archive and PostgreSQL.
 //!
-//! Not wired into `sluice serve` yet (issue 14): these are the parts the `--cluster` mode is
-//! built from.
+//! `sluice serve --cluster` builds its storage from these parts (sluice-server's `cluster/`
+//! module and `Server::open_cluster`).
 //!
 //! Keep this file a list of `pub mod` lines.
 

@@ -104,6 +104,13 @@ fn cluster_options(args: &ServeArgs) -> anyhow::Result<Option<ClusterOptions>> {
         .unwrap_or_else(|| args.listen.to_string());
     let mut options = ClusterOptions::new(url.clone(), node_id, advertise, key_file.clone());
     options.archive = args.archive.clone();
+    if options.archive.is_some() {
+        let var = |name: &str| std::env::var(name).unwrap_or_default();
+        options.archive_keys = Some(sluice_server::cluster::ArchiveCredentials {
+            access_key_id: var("AWS_ACCESS_KEY_ID"),
+            secret_access_key: var("AWS_SECRET_ACCESS_KEY"),
+        });
+    }
     let unencrypted = options.validate()?;
     if unencrypted {
         tracing::warn!(

@@ -27,15 +27,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use error::ClusterError;
+pub use sluice_cluster::archive_url::ArchiveCredentials;
 
 /// The settings of the cluster mode (flags of `sluice serve`).
 #[derive(Clone)]
 pub struct ClusterOptions {
     /// `postgres://user:password@host:port/db[?sslmode=...]` (holds a password: never logged).
     pub url: String,
-    /// `s3://bucket/prefix?endpoint=...`: the archive, if any. Its keys come from the
-    /// environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`).
+    /// `s3://bucket/prefix?endpoint=...`: the archive, if any.
     pub archive: Option<String>,
+    /// The archive's S3 keys (`sluice serve` takes them from `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY`); required with `archive`. Debug output hides the secret.
+    pub archive_keys: Option<ArchiveCredentials>,
     /// This node's id (the owner written into its leases).
     pub node_id: String,
     /// `host:port` where other nodes reach this one.
@@ -56,6 +59,7 @@ impl fmt::Debug for ClusterOptions {
         f.debug_struct("ClusterOptions")
             .field("url", &redacted_url(&self.url))
             .field("archive", &self.archive)
+            .field("archive_keys", &self.archive_keys)
             .field("node_id", &self.node_id)
             .field("advertise", &self.advertise)
             .field("server_key_file", &self.server_key_file)
@@ -90,6 +94,7 @@ impl ClusterOptions {
         ClusterOptions {
             url: url.into(),
             archive: None,
+            archive_keys: None,
             node_id: node_id.into(),
             advertise: advertise.into(),
             server_key_file: server_key_file.into(),
@@ -125,6 +130,14 @@ impl ClusterOptions {
         if let Some(a) = &self.archive {
             sluice_cluster::archive_url::ArchiveLocation::parse(a)
                 .map_err(|e| ClusterError::Config(format!("--archive: {e}")))?;
+            if self.archive_keys.as_ref().is_none_or(|k| {
+                k.access_key_id.trim().is_empty() || k.secret_access_key.trim().is_empty()
+            }) {
+                return bad(
+                    "--archive needs the S3 keys (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+                        .into(),
+                );
+            }
         }
         let id = self.node_id.trim();
         if id.is_empty()
@@ -156,5 +169,59 @@ impl ClusterOptions {
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|ip| ip.is_loopback());
         Ok(!has_sslmode && !loopback)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> ClusterOptions {
+        ClusterOptions::new(
+            "postgres://u:secretpw@127.0.0.1:5432/hub",
+            "node-1",
+            "127.0.0.1:8090",
+            "/etc/sluice/server.key",
+        )
+    }
+
+    #[test]
+    fn mistakes_are_refused_naming_the_flag() {
+        assert!(!options().validate().unwrap());
+        let cases: [(&str, fn(&mut ClusterOptions)); 6] = [
+            ("--cluster", |o| o.url = "mysql://h/db".into()),
+            ("--cluster", |o| o.url = "postgres://h:5432/".into()),
+            ("--node-id", |o| o.node_id = "a b".into()),
+            ("--advertise", |o| o.advertise = "nohost".into()),
+            ("--archive", |o| o.archive = Some("http://bucket".into())),
+            ("--archive", |o| o.archive = Some("s3://bucket/p".into())),
+        ];
+        for (flag, change) in cases {
+            let mut o = options();
+            change(&mut o);
+            let e = o.validate().unwrap_err().to_string();
+            assert!(e.contains(flag), "{e:?} should name {flag}");
+            assert!(!e.contains("secretpw"), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_unencrypted_url_to_another_host_is_flagged_and_the_password_never_shown() {
+        let mut o = options();
+        o.url = "postgres://u:secretpw@db.example:5432/hub".into();
+        assert!(o.validate().unwrap(), "no sslmode, not loopback");
+        o.url.push_str("?sslmode=verify-full");
+        assert!(!o.validate().unwrap());
+        o.archive = Some("s3://b/p".into());
+        o.archive_keys = Some(ArchiveCredentials {
+            access_key_id: "AK".into(),
+            secret_access_key: "archivesecret".into(),
+        });
+        let shown = format!("{o:?}");
+        assert!(
+            !shown.contains("secretpw") && !shown.contains("archivesecret"),
+            "{shown}"
+        );
+        assert!(shown.contains("db.example"), "{shown}");
     }
 }

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use sluice_cluster::archive::{Archive, ArchiveConfig};
-use sluice_cluster::archive_url::{ArchiveCredentials, ArchiveLocation};
+use sluice_cluster::archive_url::ArchiveLocation;
 use sluice_cluster::archiver::{Archiver, ArchiverConfig};
 use sluice_cluster::archiver_read::TieredShardStore;
 use sluice_cluster::lease::{LeaseConfig, LeaseStore};
@@ -44,25 +44,6 @@ impl std::fmt::Debug for ClusterRuntime {
     }
 }
 
-/// The archive's S3 keys, from the environment.
-fn archive_credentials() -> Result<ArchiveCredentials, ClusterError> {
-    let var = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .ok_or_else(|| {
-                ClusterError::Config(format!(
-                    "--archive needs the S3 keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
-                     ({name} is not set)"
-                ))
-            })
-    };
-    Ok(ArchiveCredentials {
-        access_key_id: var("AWS_ACCESS_KEY_ID")?,
-        secret_access_key: var("AWS_SECRET_ACCESS_KEY")?,
-    })
-}
-
 impl ClusterRuntime {
     /// Connects to the shared PostgreSQL (creating the log, lease and archive tables if
     /// missing) and opens the archive. `options` must have been validated.
@@ -78,7 +59,11 @@ impl ClusterRuntime {
             None => (None, None),
             Some(text) => {
                 let location = ArchiveLocation::parse(text)?;
-                let store = location.open_store(&archive_credentials()?)?;
+                let keys = options
+                    .archive_keys
+                    .as_ref()
+                    .ok_or_else(|| ClusterError::Config("--archive needs the S3 keys".into()))?;
+                let store = location.open_store(keys)?;
                 let archive = Archive::open(
                     log.pool().clone(),
                     store,

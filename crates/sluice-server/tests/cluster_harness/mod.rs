@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sluice_server::cluster::ClusterOptions;
+use sluice_server::cluster::{ArchiveCredentials, ClusterOptions};
 use sluice_server::{Accounts, Server, ServerConfig};
 
 use super::accounts_harness::{root, Harness, ROOT_ID, ROOT_KEY};
@@ -53,6 +53,7 @@ pub struct Cluster {
     pub url: String,
     pub key_dir: tempfile::TempDir,
     pub archive: Option<String>,
+    pub archive_keys: Option<ArchiveCredentials>,
 }
 
 impl Cluster {
@@ -66,7 +67,37 @@ impl Cluster {
             url: fresh_database().await,
             key_dir,
             archive: None,
+            archive_keys: None,
         }
+    }
+
+    /// The same, with an archive on the s3s-fs of scripts/services.sh (absent = FAIL), in a
+    /// bucket of its own.
+    pub async fn with_archive() -> Cluster {
+        let env = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| {
+                panic!("{name} is not set: run under scripts/test.sh (s3s-fs is needed)")
+            })
+        };
+        let bucket = format!(
+            "cl-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        std::fs::create_dir_all(Path::new(&env("SLUICE_TEST_S3_DIR")).join(&bucket)).unwrap();
+        let mut c = Cluster::new().await;
+        c.archive = Some(format!(
+            "s3://{bucket}/archive?endpoint={}",
+            env("SLUICE_TEST_S3_ENDPOINT")
+        ));
+        c.archive_keys = Some(ArchiveCredentials {
+            access_key_id: env("SLUICE_TEST_S3_ACCESS_KEY"),
+            secret_access_key: env("SLUICE_TEST_S3_SECRET_KEY"),
+        });
+        c
     }
 
     pub fn key_file(&self) -> PathBuf {
@@ -81,6 +112,7 @@ impl Cluster {
             self.key_file(),
         );
         o.archive = self.archive.clone();
+        o.archive_keys = self.archive_keys.clone();
         o.archive_every = Duration::from_millis(200);
         o
     }

@@ -43,6 +43,17 @@ impl Sluice {
     /// Starts the server on `dir` (with `wrap` as a command prefix, e.g. `prlimit ...`) and
     /// waits until it answers `/health`.
     pub async fn start_with(dir: &Path, wrap: &[&str], id: &str, key: &str) -> Sluice {
+        Sluice::start_full(dir, wrap, &[], id, key).await
+    }
+
+    /// [`Sluice::start_with`] with `extra` arguments after `serve`'s own (issue 14: cluster).
+    pub async fn start_full(
+        dir: &Path,
+        wrap: &[&str],
+        extra: &[String],
+        id: &str,
+        key: &str,
+    ) -> Sluice {
         let port = free_port();
         let bin = binary();
         let mut argv: Vec<String> = wrap.iter().map(|s| s.to_string()).collect();
@@ -60,6 +71,7 @@ impl Sluice {
                 "--data-dir",
             ])
             .arg(dir)
+            .args(extra)
             .env("SLUICE_LOG", "warn")
             .stdout(Stdio::null());
         let child = cmd.spawn().expect("start sluice");
