@@ -315,20 +315,71 @@ impl MetaStore {
     /// a connector's discard count and update time are kept), all in one transaction: when
     /// this returns, they are durable.
     pub async fn put_offsets(&self, rows: &[OffsetRow]) -> Result<(), MetaError> {
-        forward!(self.put_offsets(rows))
+        match &self.backend {
+            Backend::Sqlite(store) => store.put_offsets(rows).await,
+            Backend::Postgres(store) => store.put_offsets(rows, None).await,
+        }
+    }
+
+    // issue 14: leases
+    /// [`Self::put_offsets`] only while `guard`'s lease is held (see [`LeaseGuard`]);
+    /// [`MetaError::Fenced`] otherwise. PostgreSQL only.
+    pub async fn put_offsets_fenced(
+        &self,
+        rows: &[OffsetRow],
+        guard: &LeaseGuard,
+    ) -> Result<(), MetaError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Err(no_leases()),
+            Backend::Postgres(store) => store.put_offsets(rows, Some(guard)).await,
+        }
     }
 
     /// Writes the session ids of offsets (a row that does not exist yet is inserted whole);
     /// the position of an existing row is left as it is, so an open never moves a connector
     /// that is writing its checkpoints at the same time.
     pub async fn put_sessions(&self, rows: &[OffsetRow]) -> Result<(), MetaError> {
-        forward!(self.put_sessions(rows))
+        match &self.backend {
+            Backend::Sqlite(store) => store.put_sessions(rows).await,
+            Backend::Postgres(store) => store.put_sessions(rows, None).await,
+        }
+    }
+
+    // issue 14: leases
+    /// [`Self::put_sessions`] only while `guard`'s lease is held (see [`LeaseGuard`]);
+    /// [`MetaError::Fenced`] otherwise. PostgreSQL only.
+    pub async fn put_sessions_fenced(
+        &self,
+        rows: &[OffsetRow],
+        guard: &LeaseGuard,
+    ) -> Result<(), MetaError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Err(no_leases()),
+            Backend::Postgres(store) => store.put_sessions(rows, Some(guard)).await,
+        }
     }
 
     /// Writes the read-end flags of offsets (a missing row is inserted whole), leaving the
     /// position of an existing row as it is.
     pub async fn put_read_ends(&self, rows: &[OffsetRow]) -> Result<(), MetaError> {
-        forward!(self.put_read_ends(rows))
+        match &self.backend {
+            Backend::Sqlite(store) => store.put_read_ends(rows).await,
+            Backend::Postgres(store) => store.put_read_ends(rows, None).await,
+        }
+    }
+
+    // issue 14: leases
+    /// [`Self::put_read_ends`] only while `guard`'s lease is held (see [`LeaseGuard`]);
+    /// [`MetaError::Fenced`] otherwise. PostgreSQL only.
+    pub async fn put_read_ends_fenced(
+        &self,
+        rows: &[OffsetRow],
+        guard: &LeaseGuard,
+    ) -> Result<(), MetaError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Err(no_leases()),
+            Backend::Postgres(store) => store.put_read_ends(rows, Some(guard)).await,
+        }
     }
 
     /// Every stored consumer group.

@@ -391,6 +391,30 @@ async fn a_survivor_takes_a_dead_owners_subscription_from_the_stored_offsets_and
             .await;
         let e = late.expect_err("a late group save of the old owner must be fenced");
         assert!(e.to_string().contains("fenced"), "{e}");
+        // ... and so is its late offset commit: the stored offset stays the committed one.
+        let update = sluice_server::service::subscriptions::OffsetUpdate {
+            sequence: 3,
+            timestamp: 1,
+            batch_index: 0,
+            version: None,
+            session_id: None,
+        };
+        let late = owner
+            .server
+            .state
+            .catalog
+            .commit_offsets("proj", "top", &sub, &[("0".to_string(), update)])
+            .await;
+        let e = late.expect_err("a late offset commit of the old owner must be fenced");
+        assert!(e.to_string().contains("fenced"), "{e}");
+        let (_, got) = call(
+            &survivor.base,
+            reqwest::Method::POST,
+            &offsets,
+            json!({"Action": "get", "ShardIds": ["0"]}),
+        )
+        .await;
+        assert_eq!(got["Offsets"]["0"]["Sequence"], 41, "{got}");
 
         let meta: MetaStore = owner.server.state.catalog.meta.clone();
         let uid = owner.server.state.catalog.topic("proj", "top").unwrap().uid;

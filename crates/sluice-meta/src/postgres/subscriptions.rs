@@ -13,8 +13,9 @@
 
 use sqlx::Row;
 
+use super::fenced::check_guard;
 use super::PgStore;
-use crate::rows::{OffsetRow, SubscriptionRow};
+use crate::rows::{LeaseGuard, OffsetRow, SubscriptionRow};
 use crate::MetaError;
 
 /// Inserts a subscription inside an open write transaction.
@@ -129,9 +130,14 @@ sqlx::query(
     /// Writes offsets (insert, or update the subscription API's columns of an existing row;
     /// a connector's discard count and update time are kept), all in one transaction: when
     /// this returns, they are committed (durable as the server is configured).
-    pub(crate) async fn put_offsets(&self, rows: &[OffsetRow]) -> Result<(), MetaError> {
+    pub(crate) async fn put_offsets(
+        &self,
+        rows: &[OffsetRow],
+        guard: Option<&LeaseGuard>,
+    ) -> Result<(), MetaError> {
         self.put_offset_rows(
             rows,
+            guard,
             "sequence = excluded.sequence, timestamp = excluded.timestamp, \
              batch_index = excluded.batch_index, version = excluded.version, \
              session_id = excluded.session_id, read_end = excluded.read_end",
@@ -142,15 +148,23 @@ sqlx::query(
     /// Writes the session ids of offsets (a row that does not exist yet is inserted whole);
     /// the position of an existing row is left as it is, so an open never moves a connector
     /// that is writing its checkpoints at the same time.
-    pub(crate) async fn put_sessions(&self, rows: &[OffsetRow]) -> Result<(), MetaError> {
-        self.put_offset_rows(rows, "session_id = excluded.session_id")
+    pub(crate) async fn put_sessions(
+        &self,
+        rows: &[OffsetRow],
+        guard: Option<&LeaseGuard>,
+    ) -> Result<(), MetaError> {
+        self.put_offset_rows(rows, guard, "session_id = excluded.session_id")
             .await
     }
 
     /// Writes the read-end flags of offsets (a missing row is inserted whole), leaving the
     /// position of an existing row as it is.
-    pub(crate) async fn put_read_ends(&self, rows: &[OffsetRow]) -> Result<(), MetaError> {
-        self.put_offset_rows(rows, "read_end = excluded.read_end")
+    pub(crate) async fn put_read_ends(
+        &self,
+        rows: &[OffsetRow],
+        guard: Option<&LeaseGuard>,
+    ) -> Result<(), MetaError> {
+        self.put_offset_rows(rows, guard, "read_end = excluded.read_end")
             .await
     }
 
@@ -158,6 +172,7 @@ sqlx::query(
     async fn put_offset_rows(
         &self,
         rows: &[OffsetRow],
+        guard: Option<&LeaseGuard>,
         on_conflict: &str,
     ) -> Result<(), MetaError> {
         let sql = format!(
@@ -168,6 +183,7 @@ sqlx::query(
         let sql = &sql;
         self.write(|tx| {
             Box::pin(async move {
+                check_guard(tx, guard).await?;
                 for o in rows {
                     sqlx::query(sql)
                         .bind(&o.sub_id)

@@ -50,6 +50,8 @@ mod catalog;
 mod catalog_version;
 mod connectors;
 mod consumer_groups;
+// issue 14: leases
+mod fenced;
 mod races;
 mod shared;
 mod subscriptions;

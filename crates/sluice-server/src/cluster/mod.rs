@@ -188,7 +188,8 @@ mod tests {
     #[test]
     fn mistakes_are_refused_naming_the_flag() {
         assert!(!options().validate().unwrap());
-        let cases: [(&str, fn(&mut ClusterOptions)); 6] = [
+        type Case = (&'static str, fn(&mut ClusterOptions));
+        let cases: [Case; 6] = [
             ("--cluster", |o| o.url = "mysql://h/db".into()),
             ("--cluster", |o| o.url = "postgres://h:5432/".into()),
             ("--node-id", |o| o.node_id = "a b".into()),

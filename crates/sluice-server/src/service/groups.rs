@@ -294,11 +294,16 @@ impl Catalog {
                 generation,
                 state,
             };
-            // issue 14: leases — in cluster mode only the lease holder's save lands.
+            // issue 14: leases — in cluster mode only the lease holder's save lands, and a node
+            // that does not hold the subscription (any more) saves nothing.
             let lease = sub.lease.lock().clone();
-            let saved = match &lease {
-                None => self.meta.save_consumer_group(&row).await,
-                Some(g) => self.meta.save_consumer_group_fenced(&row, g).await,
+            let saved: Result<()> = match (&lease, self.cluster.is_some()) {
+                (Some(g), _) => Ok(self.meta.save_consumer_group_fenced(&row, g).await?),
+                (None, false) => Ok(self.meta.save_consumer_group(&row).await?),
+                (None, true) => Err(Error::Unavailable(format!(
+                    "this node does not serve subscription {} now",
+                    sub.sub_id
+                ))),
             };
             if let Err(e) = saved {
                 let mut group = sub.group.lock();
@@ -306,7 +311,7 @@ impl Catalog {
                 let generation = group.generation;
                 *group = before;
                 group.generation = generation;
-                return Err(e.into());
+                return Err(e);
             }
             sub.group.lock().saved(row.generation, row.state);
         }

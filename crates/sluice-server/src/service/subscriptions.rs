@@ -345,7 +345,44 @@ pub fn parse_shard_ids(ids: &[String]) -> Vec<u32> {
     ids.iter().filter_map(|s| s.trim().parse().ok()).collect()
 }
 
+// issue 14: leases
+/// Which columns of offset rows a write sets.
+#[derive(Clone, Copy)]
+enum OffsetWrite {
+    Positions,
+    Sessions,
+    ReadEnds,
+}
+
 impl Catalog {
+    // issue 14: leases
+    /// Writes offset rows; in the cluster mode only under the subscription's lease (fenced),
+    /// and not at all on a node that does not serve it.
+    async fn write_offsets(
+        &self,
+        sub: &Subscription,
+        rows: &[OffsetRow],
+        which: OffsetWrite,
+    ) -> Result<()> {
+        let lease = sub.lease.lock().clone();
+        let meta = &self.meta;
+        match (lease, self.cluster.is_some(), which) {
+            (None, false, OffsetWrite::Positions) => meta.put_offsets(rows).await?,
+            (None, false, OffsetWrite::Sessions) => meta.put_sessions(rows).await?,
+            (None, false, OffsetWrite::ReadEnds) => meta.put_read_ends(rows).await?,
+            (Some(g), _, OffsetWrite::Positions) => meta.put_offsets_fenced(rows, &g).await?,
+            (Some(g), _, OffsetWrite::Sessions) => meta.put_sessions_fenced(rows, &g).await?,
+            (Some(g), _, OffsetWrite::ReadEnds) => meta.put_read_ends_fenced(rows, &g).await?,
+            (None, true, _) => {
+                return Err(Error::Unavailable(format!(
+                    "this node does not serve subscription {} now",
+                    sub.sub_id
+                )))
+            }
+        }
+        Ok(())
+    }
+
     /// The subscription `sub_id` of a topic.
     pub fn subscription(
         &self,
@@ -592,7 +629,8 @@ impl Catalog {
         tracing::debug!(sub = %sub.sub_id, sessions = ?out.iter().map(|(s, o)| (s, o.session_id)).collect::<Vec<_>>(), "offsets opened");
         let rows: Vec<OffsetRow> = out.iter().map(|(s, o)| sub.offset_row(*s, o)).collect();
         // Only the sessions are written: a connector may be moving the positions meanwhile.
-        self.meta.put_sessions(&rows).await?;
+        self.write_offsets(&sub, &rows, OffsetWrite::Sessions)
+            .await?;
         offsets.extend(out.iter().copied());
         drop(offsets);
         Ok(overlay(out, positions.as_ref()))
@@ -677,7 +715,8 @@ impl Catalog {
             ));
         }
         let rows: Vec<OffsetRow> = next.iter().map(|(s, o)| sub.offset_row(*s, o)).collect();
-        self.meta.put_offsets(&rows).await?;
+        self.write_offsets(&sub, &rows, OffsetWrite::Positions)
+            .await?;
         offsets.extend(next);
         Ok(())
     }
@@ -717,7 +756,8 @@ impl Catalog {
             ));
         }
         let rows: Vec<OffsetRow> = next.iter().map(|(s, o)| sub.offset_row(*s, o)).collect();
-        self.meta.put_offsets(&rows).await?;
+        self.write_offsets(&sub, &rows, OffsetWrite::Positions)
+            .await?;
         {
             let mut read_end = sub.read_end.write();
             for (s, _) in &next {
@@ -770,9 +810,11 @@ impl Catalog {
         let rows: Vec<OffsetRow> = next.iter().map(|(s, o)| sub.offset_row(*s, o)).collect();
         if sub.connector.lock().is_some() {
             // the position is the connector's; only a read end is recorded
-            self.meta.put_read_ends(&rows).await?;
+            self.write_offsets(sub, &rows, OffsetWrite::ReadEnds)
+                .await?;
         } else {
-            self.meta.put_offsets(&rows).await?;
+            self.write_offsets(sub, &rows, OffsetWrite::Positions)
+                .await?;
         }
         offsets.extend(next);
         sub.read_end.write().extend(new);
