@@ -3,12 +3,12 @@
 //! sluice-cluster's `PgLog`) and, optionally, an S3 archive.
 //!
 //! - [`ClusterOptions`] (here): the settings, validated at the door;
-//! - [`runtime`]: [`runtime::ClusterRuntime`], what a node holds while it runs (the shard log,
-//!   the lease store, the archive), reachable from the catalog (`Catalog::cluster`);
-//! - [`archiving`]: the background archiver loop (one shard lease per shard);
-//! - [`http_refresh`]: the HTTP layer that brings the catalog and the access keys up to date
+//! - [`runtime`] holds [`runtime::ClusterRuntime`], what a node holds while it runs (the shard
+//!   log, the lease store, the archive), reachable from the catalog (`Catalog::cluster`);
+//! - [`archiving`] runs the background archiver loop (one shard lease per shard);
+//! - [`http_refresh`] is the HTTP layer that brings the catalog and the access keys up to date
 //!   before a request is served;
-//! - [`error`]: [`error::ClusterError`].
+//! - [`error`] holds [`error::ClusterError`].
 //!
 //! Keep this file a list of `pub mod` lines and the options struct.
 
@@ -173,7 +173,8 @@ mod tests {
     #[test]
     fn mistakes_are_refused_naming_the_flag() {
         assert!(!options().validate().unwrap());
-        let cases: [(&str, fn(&mut ClusterOptions)); 6] = [
+        type Case = (&'static str, fn(&mut ClusterOptions));
+        let cases: [Case; 6] = [
             ("--cluster", |o| o.url = "mysql://h/db".into()),
             ("--cluster", |o| o.url = "postgres://h:5432/".into()),
             ("--node-id", |o| o.node_id = "a b".into()),

@@ -752,23 +752,6 @@ impl Catalog {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn subscription_ids_follow_creation_order_within_a_millisecond() {
-        let ids: Vec<u64> = (0..10_000).map(|_| next_subscription_id()).collect();
-        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids not increasing");
-        let ms = ids[0] / 100_000;
-        assert!(
-            (now_ms() as u64).abs_diff(ms) < 60_000,
-            "id does not carry the time"
-        );
-        assert_eq!(ids[0].to_string().len(), 18);
-    }
-}
-
 // issue 14: cluster — the catalog refresh hook (service/catalog_refresh.rs).
 impl Subscriptions {
     /// Follows the stored subscriptions after another node changed them: adds the new ones
@@ -819,5 +802,22 @@ impl Subscriptions {
                 Arc::new(Subscription::new(row, mine, Group::default(), link)),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscription_ids_follow_creation_order_within_a_millisecond() {
+        let ids: Vec<u64> = (0..10_000).map(|_| next_subscription_id()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids not increasing");
+        let ms = ids[0] / 100_000;
+        assert!(
+            (now_ms() as u64).abs_diff(ms) < 60_000,
+            "id does not carry the time"
+        );
+        assert_eq!(ids[0].to_string().len(), 18);
     }
 }
