@@ -136,7 +136,7 @@ fn the_cluster_mode_refuses_to_start_without_a_shared_key_or_given_credentials()
     let url = "postgres://u:secretpw@127.0.0.1:1/db";
     let run = |args: &[&str]| {
         let out = Command::new(binary())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", "127.0.0.1:1", "--data-dir"])
             .arg(dir.path())
             .args(args)
             .env_remove("SLUICE_ACCESS_KEY")

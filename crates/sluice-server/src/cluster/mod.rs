@@ -3,10 +3,10 @@
 //! sluice-cluster's `PgLog`) and, optionally, an S3 archive.
 //!
 //! - [`ClusterOptions`] (here): the settings, validated at the door;
-//! - [`runtime`]: [`runtime::ClusterRuntime`], what a node holds while it runs (the shard log,
-//!   the lease store, the archive), reachable from the catalog (`Catalog::cluster`);
-//! - [`archiving`]: the background archiver loop (one shard lease per shard);
-//! - [`http_refresh`]: the HTTP layer that brings the catalog and the access keys up to date
+//! - [`runtime`] holds [`runtime::ClusterRuntime`], what a node holds while it runs (the shard
+//!   log, the lease store, the archive), reachable from the catalog (`Catalog::cluster`);
+//! - [`archiving`] runs the background archiver loop (one shard lease per shard);
+//! - [`http_refresh`] is the HTTP layer that brings the catalog and the access keys up to date
 //!   before a request is served;
 //! - [`error`], with [`error::ClusterError`];
 //! - [`ownership`]: who runs which piece of work (subscriptions, connectors): leases with
