@@ -32,6 +32,9 @@ use super::catalog::{
 };
 use super::error::Result;
 
+/// How long a lookup that missed waits for the change lock (see [`Catalog::refresh_on_miss`]).
+const MISS_LOCK_WAIT: Duration = Duration::from_secs(2);
+
 impl Catalog {
     /// Reloads the metadata if another node changed it since this node last looked. Does
     /// nothing in the embedded mode. Returns whether it reloaded.
@@ -55,8 +58,9 @@ impl Catalog {
 
     /// [`Catalog::refresh_if_changed`] from synchronous code that found no such topic or
     /// project (cluster mode only; waits on this thread, which the server's multi-threaded
-    /// runtime allows). Skipped when the change lock is taken: the caller may be holding it,
-    /// and a change in progress has refreshed before it started.
+    /// runtime allows). When the version did not move, the miss is real and nothing is waited
+    /// for; when it moved, the change lock is waited for at most [`MISS_LOCK_WAIT`] (the caller
+    /// may be a change holding it). Returns whether the lookup is worth retrying.
     pub fn refresh_on_miss(&self) -> bool {
         if self.cluster.is_none() {
             return false;
@@ -67,18 +71,21 @@ impl Catalog {
         if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
             return false;
         }
-        let Ok(guard) = self.change_lock.try_lock() else {
-            return false;
-        };
         let reload = async {
-            let version = self.meta.catalog_version().await?;
-            if version == self.seen_version.load(Ordering::Acquire) {
+            if self.meta.catalog_version().await? == self.seen_version.load(Ordering::Acquire) {
                 return Ok(false);
             }
-            self.reload_locked(version).await.map(|_| true)
+            let Ok(_guard) = tokio::time::timeout(MISS_LOCK_WAIT, self.change_lock.lock()).await
+            else {
+                return Ok(false);
+            };
+            let version = self.meta.catalog_version().await?;
+            if version != self.seen_version.load(Ordering::Acquire) {
+                self.reload_locked(version).await?;
+            }
+            Ok(true)
         };
         let done: Result<bool> = tokio::task::block_in_place(|| handle.block_on(reload));
-        drop(guard);
         done.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "refreshing the catalog failed");
             false
@@ -130,16 +137,15 @@ impl Catalog {
                 p.topics.insert(key(&row.name), topic);
             }
         }
-        off_worker(|| {
-            *self.projects.write() = projects;
-            for (uid, topic) in existing {
-                if !kept.contains(&uid) {
-                    for shard in topic.shards.read().iter() {
-                        shard.meta.write().state = super::catalog::ShardState::Closed;
-                    }
+        off_worker(|| *self.projects.write() = projects);
+        for (uid, topic) in existing {
+            if !kept.contains(&uid) {
+                let shards = topic.shards.read().clone();
+                for shard in shards {
+                    shard.set_meta(|m| m.state = super::catalog::ShardState::Closed);
                 }
             }
-        });
+        }
         // issue 14: cluster — subscriptions added, removed or re-described elsewhere.
         let (subs, offsets) = self.meta.load_subscriptions().await?;
         let running = self
@@ -199,43 +205,37 @@ impl Catalog {
                 }));
             }
         }
-        let changed = !added.is_empty()
-            || rows.iter().any(|r| {
-                topic.shard(r.shard_id).is_some_and(|s| {
+        let mut updates = Vec::new();
+        for r in &rows {
+            if let Some(s) = topic.shard(r.shard_id) {
+                let new = shard_meta_from_row(r)?;
+                let differs = {
                     let m = s.meta.read();
-                    (m.state == super::catalog::ShardState::Active) != (r.state == "ACTIVE")
-                        || m.closed_time != r.closed_time
-                })
-            });
+                    (m.state == super::catalog::ShardState::Active)
+                        != (new.state == super::catalog::ShardState::Active)
+                        || m.closed_time != new.closed_time
+                        || (m.begin_key, m.end_key) != (new.begin_key, new.end_key)
+                        || m.parents != new.parents
+                };
+                if differs {
+                    updates.push((s, new));
+                }
+            }
+        }
+        let changed = !added.is_empty() || !updates.is_empty();
         // Routed puts see the shards before or after the change, never half of it.
         let _switch = if changed {
             Some(topic.topology.write().await)
         } else {
             None
         };
-        off_worker(|| {
-            for r in &rows {
-                if let Some(s) = topic.shard(r.shard_id) {
-                    *s.meta.write() = shard_meta_from_row(r)?;
-                }
-            }
-            topic.shards.write().extend(added);
-            Ok(())
-        })
-    }
-}
-
-/// issue 14 (fix by part C, cl-bed): takes the catalog's synchronous write guards off the
-/// runtime's worker. Readers hold their read guards across a shared store's blocking call
-/// (e.g. `first_seq` from the connector supervisor's shard list), which needs a free worker to
-/// finish; a worker parked on the write guard meanwhile stalled every node (gdb: reload_locked
-/// in `lock_exclusive_slow`, the reader in `ShardStorage::first_seq` -> `block_on`).
-fn off_worker<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
+        for (s, new) in updates {
+            s.set_meta(|m| *m = new);
         }
-        _ => f(),
+        // (cl-bed) also off the worker: the connector supervisor reads the shard list across a
+        // store round trip (connector_source::shard_infos -> first_seq).
+        off_worker(|| topic.shards.write().extend(added));
+        Ok(())
     }
 }
 
@@ -249,5 +249,18 @@ pub async fn run(catalog: Arc<Catalog>, interval: Duration, stop: CancellationTo
         if let Err(e) = catalog.refresh_if_changed().await {
             tracing::warn!(error = %e, "refreshing the catalog failed");
         }
+    }
+}
+
+/// issue 14 (part C, cl-bed): runs a catalog write-guard section with `block_in_place`, like
+/// `Shard::set_meta`: readers may hold their read guard across a shared store's blocking call,
+/// which needs a free worker to finish (the refresh runs in the cluster mode only, on the
+/// server's multi-threaded runtime).
+fn off_worker<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
