@@ -174,14 +174,14 @@ impl Catalog {
             .filter(|s| s.topic_uid == row.uid)
             .map(schema_version_from_row)
             .collect::<Result<Vec<_>>>()?;
-        {
+        off_worker(|| {
             let mut meta = topic.meta.write();
             meta.lifecycle_days = row.lifecycle_days;
             meta.comment = row.comment.clone();
             meta.last_modify_time = row.last_modify_time;
             meta.schemas = schemas;
             meta.current_version = row.schema_version;
-        }
+        });
         let rows: Vec<_> = snapshot
             .shards
             .iter()
@@ -232,20 +232,10 @@ impl Catalog {
         for (s, new) in updates {
             s.set_meta(|m| *m = new);
         }
+        // (cl-bed) also off the worker: the connector supervisor reads the shard list across a
+        // store round trip (connector_source::shard_infos -> first_seq).
         off_worker(|| topic.shards.write().extend(added));
         Ok(())
-    }
-}
-
-/// Takes a catalog write guard off the runtime's worker (found by part C's cluster tests):
-/// readers may hold their read guards across a shared store's blocking call, which needs a free
-/// worker to finish, so a worker parked on the write guard meanwhile could stall the node.
-fn off_worker<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
     }
 }
 
@@ -259,5 +249,18 @@ pub async fn run(catalog: Arc<Catalog>, interval: Duration, stop: CancellationTo
         if let Err(e) = catalog.refresh_if_changed().await {
             tracing::warn!(error = %e, "refreshing the catalog failed");
         }
+    }
+}
+
+/// issue 14 (part C, cl-bed): runs a catalog write-guard section with `block_in_place`, like
+/// `Shard::set_meta`: readers may hold their read guard across a shared store's blocking call,
+/// which needs a free worker to finish (the refresh runs in the cluster mode only, on the
+/// server's multi-threaded runtime).
+fn off_worker<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
