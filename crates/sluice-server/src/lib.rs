@@ -14,8 +14,11 @@
 //! - [`console`]: the web console under `/console` (sessions, server-rendered pages).
 //! - [`metrics`]: Prometheus metrics, recorded as things happen and served unsigned on their own
 //!   listener (`metrics_listen`).
+//! - [`cluster`]: the cluster mode (`sluice serve --cluster`, issue 14): its options, the node's
+//!   runtime on the shared PostgreSQL and archive, the archiver loop, the HTTP refresh layer.
 //!
-//! [`Server::open`] builds the state from a data directory; [`http::app`] turns it into a
+//! [`Server::open`] builds the state from a data directory ([`Server::open_cluster`] from the
+//! cluster's shared PostgreSQL); [`http::app`] turns it into a
 //! router, which tests drive with `oneshot` and the binary serves with [`http::listen::serve`].
 
 pub mod accounts;

@@ -4,6 +4,10 @@
 //! It also holds the subscriptions registry ([`super::subscriptions`]).
 //! Built from the meta store at start-up; every change is written to the meta store first and
 //! then applied here under the catalog's change lock, so readers never wait on SQLite.
+//!
+//! In the cluster mode (`Catalog::cluster`), shards are on the shared log (created, closed and
+//! deleted through `cluster::runtime::ClusterRuntime`), and other nodes' changes are followed
+//! by [`super::catalog_refresh`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -79,6 +83,20 @@ pub struct Shard {
     pub meta: RwLock<ShardMeta>,
     /// The shard's log: the local one, or a store behind the `ShardStore` trait.
     pub log: ShardStorage,
+}
+
+impl Shard {
+    /// Changes the shard's metadata from async code. An append holds `meta` for reading while
+    /// it writes; on a shared store that write waits for a task of the runtime, so a worker
+    /// thread blocked here could hold up the very task the append waits for: for such a shard
+    /// the wait is moved off the worker ([`tokio::task::block_in_place`]).
+    pub fn set_meta(&self, change: impl FnOnce(&mut ShardMeta)) {
+        if self.log.local().is_some() {
+            change(&mut self.meta.write());
+        } else {
+            tokio::task::block_in_place(|| change(&mut self.meta.write()));
+        }
+    }
 }
 
 /// One registered schema version.

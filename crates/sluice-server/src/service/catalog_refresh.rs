@@ -32,6 +32,9 @@ use super::catalog::{
 };
 use super::error::Result;
 
+/// How long a lookup that missed waits for the change lock (see [`Catalog::refresh_on_miss`]).
+const MISS_LOCK_WAIT: Duration = Duration::from_secs(2);
+
 impl Catalog {
     /// Reloads the metadata if another node changed it since this node last looked. Does
     /// nothing in the embedded mode. Returns whether it reloaded.
@@ -55,8 +58,9 @@ impl Catalog {
 
     /// [`Catalog::refresh_if_changed`] from synchronous code that found no such topic or
     /// project (cluster mode only; waits on this thread, which the server's multi-threaded
-    /// runtime allows). Skipped when the change lock is taken: the caller may be holding it,
-    /// and a change in progress has refreshed before it started.
+    /// runtime allows). When the version did not move, the miss is real and nothing is waited
+    /// for; when it moved, the change lock is waited for at most [`MISS_LOCK_WAIT`] (the caller
+    /// may be a change holding it). Returns whether the lookup is worth retrying.
     pub fn refresh_on_miss(&self) -> bool {
         if self.cluster.is_none() {
             return false;
@@ -67,18 +71,21 @@ impl Catalog {
         if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
             return false;
         }
-        let Ok(guard) = self.change_lock.try_lock() else {
-            return false;
-        };
         let reload = async {
-            let version = self.meta.catalog_version().await?;
-            if version == self.seen_version.load(Ordering::Acquire) {
+            if self.meta.catalog_version().await? == self.seen_version.load(Ordering::Acquire) {
                 return Ok(false);
             }
-            self.reload_locked(version).await.map(|_| true)
+            let Ok(_guard) = tokio::time::timeout(MISS_LOCK_WAIT, self.change_lock.lock()).await
+            else {
+                return Ok(false);
+            };
+            let version = self.meta.catalog_version().await?;
+            if version != self.seen_version.load(Ordering::Acquire) {
+                self.reload_locked(version).await?;
+            }
+            Ok(true)
         };
         let done: Result<bool> = tokio::task::block_in_place(|| handle.block_on(reload));
-        drop(guard);
         done.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "refreshing the catalog failed");
             false
@@ -133,8 +140,9 @@ impl Catalog {
         *self.projects.write() = projects;
         for (uid, topic) in existing {
             if !kept.contains(&uid) {
-                for shard in topic.shards.read().iter() {
-                    shard.meta.write().state = super::catalog::ShardState::Closed;
+                let shards = topic.shards.read().clone();
+                for shard in shards {
+                    shard.set_meta(|m| m.state = super::catalog::ShardState::Closed);
                 }
             }
         }
@@ -197,24 +205,32 @@ impl Catalog {
                 }));
             }
         }
-        let changed = !added.is_empty()
-            || rows.iter().any(|r| {
-                topic.shard(r.shard_id).is_some_and(|s| {
+        let mut updates = Vec::new();
+        for r in &rows {
+            if let Some(s) = topic.shard(r.shard_id) {
+                let new = shard_meta_from_row(r)?;
+                let differs = {
                     let m = s.meta.read();
-                    (m.state == super::catalog::ShardState::Active) != (r.state == "ACTIVE")
-                        || m.closed_time != r.closed_time
-                })
-            });
+                    (m.state == super::catalog::ShardState::Active)
+                        != (new.state == super::catalog::ShardState::Active)
+                        || m.closed_time != new.closed_time
+                        || (m.begin_key, m.end_key) != (new.begin_key, new.end_key)
+                        || m.parents != new.parents
+                };
+                if differs {
+                    updates.push((s, new));
+                }
+            }
+        }
+        let changed = !added.is_empty() || !updates.is_empty();
         // Routed puts see the shards before or after the change, never half of it.
         let _switch = if changed {
             Some(topic.topology.write().await)
         } else {
             None
         };
-        for r in &rows {
-            if let Some(s) = topic.shard(r.shard_id) {
-                *s.meta.write() = shard_meta_from_row(r)?;
-            }
+        for (s, new) in updates {
+            s.set_meta(|m| *m = new);
         }
         topic.shards.write().extend(added);
         Ok(())

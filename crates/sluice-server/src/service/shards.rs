@@ -96,7 +96,7 @@ impl Catalog {
             }
         }
         for p in parents {
-            p.meta.write().state = ShardState::Closing;
+            p.set_meta(|m| m.state = ShardState::Closing);
         }
         let ids: Vec<u32> = parents.iter().map(|p| p.id).collect();
         let closed_time = now_ms();
@@ -104,13 +104,14 @@ impl Catalog {
             .add_shards(topic, &ids, closed_time, &children, &[])
             .await;
         for p in parents {
-            let mut meta = p.meta.write();
-            if result.is_ok() {
-                meta.state = ShardState::Closed;
-                meta.closed_time = closed_time;
-            } else {
-                meta.state = ShardState::Active;
-            }
+            p.set_meta(|meta| {
+                if result.is_ok() {
+                    meta.state = ShardState::Closed;
+                    meta.closed_time = closed_time;
+                } else {
+                    meta.state = ShardState::Active;
+                }
+            });
         }
         topic.shards.write().extend(result?);
         // issue 14: cluster — closed for every node: a put to a parent on any node is refused
@@ -327,11 +328,13 @@ impl Catalog {
         let opened = self
             .add_shards(&topic, &[], 0, &children, &range_keys)
             .await?;
-        for s in topic.shards.read().iter() {
-            let mut m = s.meta.write();
+        let shards = topic.shards.read().clone();
+        for s in shards {
             let (b, e) = ranges[s.id as usize];
-            m.begin_key = b;
-            m.end_key = e;
+            s.set_meta(|m| {
+                m.begin_key = b;
+                m.end_key = e;
+            });
         }
         topic.shards.write().extend(opened);
         Ok(())

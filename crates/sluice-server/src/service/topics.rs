@@ -242,7 +242,7 @@ impl Catalog {
             p.topics.remove(&key(name));
         }
         for shard in topic.shards.read().iter() {
-            shard.meta.write().state = super::catalog::ShardState::Closed;
+            shard.set_meta(|m| m.state = super::catalog::ShardState::Closed);
         }
         if let Some(cluster) = &self.cluster {
             // The shared log's heads and rows go: a put on any node now finds no shard.
