@@ -50,6 +50,24 @@ def wait_until(what, predicate, timeout, interval=1.0):
     raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
 
 
+def wait_while_progressing(what, done, progress, idle, cap, interval=2.0):
+    """Waits until `done()`, as long as `progress()` (a growing count) grew within the last
+    `idle` seconds, and at most `cap` seconds in all. pydatahub's DatahubConsumer drains a
+    backlog slowly once its other shards are empty (each empty shard's read waits 2 s, one
+    record per round), so a fixed bound would fail a group that is still reading."""
+    start = last_move = time.monotonic()
+    seen = progress()
+    while not done():
+        now = time.monotonic()
+        if now - last_move > idle or now - start > cap:
+            raise AssertionError("gave up after %.0f s (%.0f s without progress) waiting for %s"
+                                 % (now - start, now - last_move, what))
+        time.sleep(interval)
+        count = progress()
+        if count > seen:
+            seen, last_move = count, time.monotonic()
+
+
 def sink_connector(bed, project, topic, db, table):
     dh = bed.client("json")
     cfg = DatabaseConnectorConfig(db.host, db.port, db.database, db.user, db.password, table, False)
@@ -123,8 +141,9 @@ def scenario_kill(bed, minutes, with_work=True):
         return failures
     want = stored_keys(stored)
     try:
-        wait_until("the group to read every record",
-                   lambda: {(r["p"], r["n"]) for c in consumers for r in c.records()} >= want, 180, 2)
+        wait_while_progressing("the group to read every record",
+                               lambda: {(r["p"], r["n"]) for c in consumers for r in c.records()} >= want,
+                               lambda: sum(len(c.records()) for c in consumers), idle=60, cap=900)
     except AssertionError as e:
         failures.append(str(e))
     for c in consumers:

@@ -416,6 +416,38 @@ async fn a_survivor_takes_a_dead_owners_subscription_from_the_stored_offsets_and
         .await;
         assert_eq!(got["Offsets"]["0"]["Sequence"], 41, "{got}");
 
+        // The survivor moves the offset on; the frozen node, asked again, no longer answers
+        // from its own memory (its lease is unconfirmed): it forwards to the survivor.
+        let (s, reopened) = call(
+            &survivor.base,
+            reqwest::Method::POST,
+            &offsets,
+            json!({"Action": "open", "ShardIds": ["0"]}),
+        )
+        .await;
+        assert_eq!(s, 200, "{reopened}");
+        let session = reopened["Offsets"]["0"]["SessionId"].clone();
+        let (s, b3) = call(
+            &survivor.base,
+            reqwest::Method::PUT,
+            &offsets,
+            json!({"Action": "commit", "Offsets": {"0": {"Sequence": 55, "Timestamp": 888, "BatchIndex": 0, "Version": 0, "SessionId": session}}}),
+        )
+        .await;
+        assert_eq!(s, 200, "{b3}");
+        let (s, via_old) = call(
+            &owner.base,
+            reqwest::Method::POST,
+            &offsets,
+            json!({"Action": "get", "ShardIds": ["0"]}),
+        )
+        .await;
+        assert_eq!(s, 200, "{via_old}");
+        assert_eq!(
+            via_old["Offsets"]["0"]["Sequence"], 55,
+            "the frozen node answered from its stale memory: {via_old}"
+        );
+
         let meta: MetaStore = owner.server.state.catalog.meta.clone();
         let uid = owner.server.state.catalog.topic("proj", "top").unwrap().uid;
         let conn = ConnectorRow {

@@ -16,7 +16,10 @@
 //! * Hooks ([`WorkHooks`]): a gained key's work starts (its state reloaded from the meta store)
 //!   *before* the node serves it; a lost or released key's work stops first. Gains and losses
 //!   run one at a time (`transitions`).
-//! * Routing ([`Ownership::route`]): held here → serve; held by another live node → forward to
+//! * Routing ([`Ownership::route`]): held here and confirmed by a recent renewal
+//!   ([`sluice_cluster::lease_keeper::Confirmed`]) → serve; held here but not confirmed lately
+//!   (this node was frozen or cut off) → serve only if the lease store still names this node
+//!   under the same epoch, else treat it as another node's; held by another live node → forward to
 //!   its advertise address; held by nobody → acquired on demand if this node is the placement
 //!   winner (a key created a moment ago is served at once), else forwarded to the winner; no
 //!   live owner or winner → [`Route::Unavailable`] (a retriable error, never a wrong answer).
@@ -27,8 +30,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use sluice_cluster::lease::{Fence, LeaseConfig, LeaseError, LeaseStore, NodeInfo};
-use sluice_cluster::lease_keeper::LeaseKeeper;
+use sluice_cluster::lease::{Fence, LeaseConfig, LeaseError, LeaseState, LeaseStore, NodeInfo};
+use sluice_cluster::lease_keeper::{Confirmed, LeaseKeeper};
 use sluice_cluster::placement;
 use sluice_meta::LeaseGuard;
 use sqlx::PgPool;
@@ -125,6 +128,7 @@ pub struct Ownership {
     store: LeaseStore,
     address: String,
     keeper: Mutex<Option<LeaseKeeper>>,
+    confirmed: Confirmed,
     live: RwLock<Vec<NodeInfo>>,
     held: RwLock<HashMap<WorkKey, Fence>>,
     /// Serializes gains and losses (and on-demand acquires).
@@ -147,6 +151,7 @@ impl Ownership {
         store.heartbeat(address).await?;
         let (keeper, lost) = LeaseKeeper::spawn(store.clone(), address.to_string());
         let me = Arc::new(Ownership {
+            confirmed: keeper.confirmed(),
             live: RwLock::new(store.live_nodes().await?),
             store,
             address: address.to_string(),
@@ -315,33 +320,62 @@ impl Ownership {
             .map(|n| n.address.clone())
     }
 
+    /// The route to `s.owner`, another node holding `key`'s live lease (the live nodes are
+    /// read again when it is not among those last read: it may have joined since).
+    async fn to_owner(&self, key: &WorkKey, s: &LeaseState, forwarded: bool) -> Route {
+        if forwarded {
+            return Route::Unavailable(format!(
+                "{} {} moved to node {} meanwhile",
+                key.kind, key.key, s.owner
+            ));
+        }
+        if self.address_of(&s.owner).is_none() {
+            if let Ok(live) = self.store.live_nodes().await {
+                *self.live.write() = live;
+            }
+        }
+        match self.address_of(&s.owner) {
+            Some(address) => Route::Remote {
+                node: s.owner.clone(),
+                address,
+            },
+            None => Route::Unavailable(format!(
+                "node {} holds {} {} but is not live",
+                s.owner, key.kind, key.key
+            )),
+        }
+    }
+
     /// Where a request for `key` is served (see the module docs). `forwarded`: the request
     /// was forwarded here by another node, so it is served here or nowhere.
     pub async fn route(&self, key: &WorkKey, forwarded: bool) -> Route {
-        if let Some(guard) = self.guard(key) {
-            return Route::Local(guard);
+        let held = self.held.read().get(key).cloned();
+        if let Some(fence) = &held {
+            if self.confirmed.holds(fence) {
+                return Route::Local(guard_of(fence));
+            }
         }
         let state = match self.store.state(key.kind, &key.key).await {
             Ok(s) => s,
             Err(e) => return Route::Unavailable(format!("the lease store failed: {e}")),
         };
-        if let Some(s) = state.filter(|s| s.live && s.owner != self.node()) {
-            if forwarded {
-                return Route::Unavailable(format!(
-                    "{} {} moved to node {} meanwhile",
-                    key.kind, key.key, s.owner
-                ));
-            }
-            return match self.address_of(&s.owner) {
-                Some(address) => Route::Remote {
-                    node: s.owner,
-                    address,
-                },
-                None => Route::Unavailable(format!(
-                    "node {} holds {} {} but is not live",
-                    s.owner, key.kind, key.key
+        if let Some(fence) = held {
+            // Held here, but no renewal confirmed it lately: the store decides.
+            return match &state {
+                Some(s) if s.live && s.owner == self.node() && s.epoch == fence.epoch => {
+                    Route::Local(guard_of(&fence))
+                }
+                Some(s) if s.live && s.owner != self.node() => {
+                    self.to_owner(key, s, forwarded).await
+                }
+                _ => Route::Unavailable(format!(
+                    "the lease of {} {} on this node expired and is being handed over",
+                    key.kind, key.key
                 )),
             };
+        }
+        if let Some(s) = state.filter(|s| s.live && s.owner != self.node()) {
+            return self.to_owner(key, &s, forwarded).await;
         }
         let ids: Vec<String> = self.live.read().iter().map(|n| n.id.clone()).collect();
         let winner = placement::owner(&key.placement_key(), &ids).map(str::to_string);
