@@ -32,6 +32,8 @@ pub struct ClusterRuntime {
     pub archiver: Option<Archiver>,
     /// The catalog version the access keys in memory reflect (`http_refresh`).
     pub(crate) keys_version: std::sync::atomic::AtomicI64,
+    /// The catalog version the connector registry in memory reflects (`http_refresh`).
+    pub(crate) connectors_version: std::sync::atomic::AtomicI64,
     // issue 14: part B — who runs which subscription and connector (`ownership.rs`).
     pub ownership: std::sync::OnceLock<Arc<super::ownership::Ownership>>,
 }
@@ -91,6 +93,7 @@ impl ClusterRuntime {
             archive,
             archiver,
             keys_version: std::sync::atomic::AtomicI64::new(i64::MIN),
+            connectors_version: std::sync::atomic::AtomicI64::new(i64::MIN),
             ownership: std::sync::OnceLock::new(),
         }))
     }
