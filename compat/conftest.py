@@ -110,6 +110,9 @@ class SluiceServer:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def log_paths(self):
+        return [self.log_path]
+
     def log_tail(self, lines=40):
         try:
             with open(self.log_path, "rb") as f:
@@ -263,6 +266,10 @@ class ExternalServer:
 
     def alive(self):
         return True
+
+    def log_paths(self):
+        import glob
+        return sorted(glob.glob(self.log_glob)) if self.log_glob else []
 
     def log_tail(self, lines=40):
         import glob

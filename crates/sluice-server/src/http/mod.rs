@@ -130,8 +130,14 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(health))
         .merge(api)
         .layer(middleware::from_fn(request_id))
-        // issue 13: console (session sign-in, HTML pages; outside the DataHub error mapping)
-        .merge(crate::console::router(state.clone()))
+        // issue 13: console (session sign-in, HTML pages; outside the DataHub error mapping);
+        // issue 14: in a cluster it too sees keys and metadata changed on other nodes.
+        .merge(
+            crate::console::router(state.clone()).layer(middleware::from_fn_with_state(
+                state.clone(),
+                crate::cluster::http_refresh::refresh,
+            )),
+        )
         .with_state(state)
 }
 
