@@ -401,6 +401,24 @@ impl Archive {
         }
     }
 
+    /// Retires the segments of shards that no longer exist (their topic was deleted: no
+    /// `shard_head` row): their rows go and their objects become orphans, deleted after the
+    /// grace period. Any node may run it. Returns how many segments were retired.
+    pub async fn retire_deleted_shards(&self) -> Result<u64, ArchiveError> {
+        let done = sqlx::query(
+            "WITH gone AS (
+                 DELETE FROM archive_segment s
+                 WHERE NOT EXISTS (SELECT 1 FROM shard_head h WHERE h.shard_key = s.shard_key)
+                 RETURNING object_key, shard_key)
+             INSERT INTO archive_orphan (object_key, shard_key, since)
+             SELECT object_key, shard_key, now() FROM gone
+             ON CONFLICT DO NOTHING",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// The committed segments of `shard_key`, oldest first.
     pub async fn segments(&self, shard_key: &str) -> Result<Vec<SegmentRow>, ArchiveError> {
         let rows = sqlx::query(&format!(

@@ -192,6 +192,39 @@ impl Archiver {
         Ok(Some(done))
     }
 
+    /// Retention: under the shard's lease, retires the committed segments whose newest
+    /// record is older than `cutoff_ms` (their rows go, fenced; their objects become orphans,
+    /// deleted after the grace period). Returns how many; `None` when another node holds the
+    /// lease. System times only grow along a shard, so the retired segments are a prefix.
+    pub async fn retire_expired(
+        &self,
+        shard_key: &str,
+        cutoff_ms: i64,
+    ) -> Result<Option<u64>, ArchiverError> {
+        let Some(fence) = self.leases.try_acquire(LEASE_KIND, shard_key).await? else {
+            return Ok(None);
+        };
+        let segments = self.archive.segments(shard_key).await?;
+        let Some(last) = segments
+            .iter()
+            .filter(|s| s.last_time < cutoff_ms)
+            .map(|s| s.last_seq)
+            .max()
+        else {
+            return Ok(Some(0));
+        };
+        Ok(Some(
+            self.archive
+                .retire_before(&fence, shard_key, last + 1)
+                .await?,
+        ))
+    }
+
+    /// The archive this archiver writes to.
+    pub fn archive(&self) -> &Archive {
+        &self.archive
+    }
+
     /// One segment, if a threshold is met: [`Archiver::prepare`] then [`Archiver::commit`].
     pub async fn step(
         &self,

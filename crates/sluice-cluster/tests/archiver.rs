@@ -536,3 +536,89 @@ async fn reads_racing_the_archiver_neither_fail_nor_skip() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_retires_old_segments_and_their_objects_go_after_the_grace_period() {
+    bounded(120, async {
+        let grace = Duration::from_secs(2);
+        let b = bed(grace).await;
+        b.fill(60).await;
+        let config = ArchiverConfig {
+            segment_bytes: 600,
+            max_age: Duration::ZERO,
+            max_segments_per_pass: 1000,
+        };
+        let (archiver, _leases) = b.archiver("node-a", config).await;
+        let done = archiver.run_shard(SHARD).await.unwrap().unwrap();
+        assert!(done.len() >= 4, "{} segments", done.len());
+        // Retire everything that ended before the third segment's last record.
+        let cutoff = done[2].last_time;
+        let old: Vec<_> = done.iter().filter(|s| s.last_time < cutoff).collect();
+        assert!(!old.is_empty() && old.len() < done.len());
+        // Another node does not hold the shard's lease: it retires nothing.
+        let (other, _) = b.archiver("node-b", config).await;
+        assert_eq!(other.retire_expired(SHARD, cutoff).await.unwrap(), None);
+        assert_eq!(
+            archiver.retire_expired(SHARD, cutoff).await.unwrap(),
+            Some(old.len() as u64)
+        );
+        let kept = b.archive.segments(SHARD).await.unwrap();
+        assert_eq!(kept.len(), done.len() - old.len());
+        assert!(kept.iter().all(|s| s.last_time >= cutoff));
+        assert_eq!(kept[0].first_seq, old.last().unwrap().last_seq + 1);
+        // Nothing more to retire at the same cutoff.
+        assert_eq!(
+            archiver.retire_expired(SHARD, cutoff).await.unwrap(),
+            Some(0)
+        );
+        // The objects stay through the grace period, then exactly they go.
+        for s in &old {
+            assert!(b.exists(&s.object_key).await);
+        }
+        assert!(b.archive.collect_orphans().await.unwrap().is_empty());
+        tokio::time::sleep(grace + Duration::from_millis(300)).await;
+        let mut collected = b.archive.collect_orphans().await.unwrap();
+        collected.sort();
+        let mut want: Vec<String> = old.iter().map(|s| s.object_key.clone()).collect();
+        want.sort();
+        assert_eq!(collected, want);
+        for s in &old {
+            assert!(!b.exists(&s.object_key).await);
+        }
+        for s in &kept {
+            assert!(b.exists(&s.object_key).await);
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_segments_of_a_deleted_shard_are_retired_and_collected() {
+    bounded(120, async {
+        let grace = Duration::from_secs(1);
+        let b = bed(grace).await;
+        b.fill(30).await;
+        let config = ArchiverConfig {
+            segment_bytes: 600,
+            max_age: Duration::ZERO,
+            max_segments_per_pass: 1000,
+        };
+        let (archiver, _leases) = b.archiver("node-a", config).await;
+        let done = archiver.run_shard(SHARD).await.unwrap().unwrap();
+        assert!(!done.is_empty());
+        // While the shard exists, the sweep leaves it alone.
+        assert_eq!(b.archive.retire_deleted_shards().await.unwrap(), 0);
+        b.log.delete_shard(SHARD).await.unwrap();
+        assert_eq!(
+            b.archive.retire_deleted_shards().await.unwrap(),
+            done.len() as u64
+        );
+        assert!(b.archive.segments(SHARD).await.unwrap().is_empty());
+        tokio::time::sleep(grace + Duration::from_millis(300)).await;
+        assert_eq!(b.archive.collect_orphans().await.unwrap().len(), done.len());
+        for s in &done {
+            assert!(!b.exists(&s.object_key).await);
+        }
+    })
+    .await;
+}
