@@ -298,8 +298,17 @@ impl Catalog {
             // that does not hold the subscription (any more) saves nothing.
             let lease = sub.lease.lock().clone();
             let saved: Result<()> = match (&lease, self.cluster.is_some()) {
-                (Some(g), _) => Ok(self.meta.save_consumer_group_fenced(&row, g).await?),
-                (None, false) => Ok(self.meta.save_consumer_group(&row).await?),
+                // (no `?` here: a failed save must reach the restore below)
+                (Some(g), _) => self
+                    .meta
+                    .save_consumer_group_fenced(&row, g)
+                    .await
+                    .map_err(Error::from),
+                (None, false) => self
+                    .meta
+                    .save_consumer_group(&row)
+                    .await
+                    .map_err(Error::from),
                 (None, true) => Err(Error::Unavailable(format!(
                     "this node does not serve subscription {} now",
                     sub.sub_id
