@@ -159,6 +159,8 @@ def scenario_kill(bed, minutes, with_work=True):
     group_resume = cl.resume_times(kill_times, reads, shards, RESUME_BOUND_S)
     sink_resume = cl.resume_times(kill_times, watcher.as_reads(), shards, RESUME_BOUND_S)
     figure("kill.group_duplicates", cstats["duplicates"])
+    figure("kill.heartbeat_connection_errors", sum(c.log_lines_with("heartbeat connection error") for c in consumers))
+    figure("kill.consumer_session_timeouts", sum(c.log_lines_with("ConsumerHeartbeat timeout") for c in consumers))
     figure("kill.group_resume_s", group_resume)
     figure("kill.connector_resume_s", sink_resume)
     for what, times in (("group", group_resume), ("connector", sink_resume)):

@@ -232,6 +232,17 @@ class Consumer:
                 self.proc.wait()
         self.log.close()
 
+    def log_lines_with(self, text):
+        """How many lines of the consumer's own output and of the SDK's log contain `text`."""
+        n = 0
+        for path in (self.out_path + ".log", self.out_path + ".sdk.log"):
+            try:
+                with open(path, errors="replace") as f:
+                    n += sum(1 for line in f if text in line)
+            except FileNotFoundError:
+                pass
+        return n
+
     def records(self):
         try:
             with open(self.out_path) as f:
@@ -240,8 +251,33 @@ class Consumer:
             return []
 
 
+def _keep_heartbeats_through_connection_errors():
+    """pydatahub 2.29.0's heartbeat thread ends on any error that is not a DataHub error
+    (`ConsumerHeartbeat.__heartbeat_once` re-raises it): one connection that haproxy closes when
+    it takes a killed node out is enough. The consumer then misses its session timeout, rejoins
+    under a new session while its old shard readers read on ("Subscription session has changed"
+    from then on, shards read twice). An application behind a load balancer has to survive that,
+    so this one does: the heartbeat notes the error and tries again at its next tick, as it does
+    for DataHub errors. docs/cluster.md explains the caveat."""
+    from datahub.client.consumer.consumer_heartbeat import ConsumerHeartbeat
+    from datahub.exceptions import DatahubException
+
+    once = ConsumerHeartbeat._ConsumerHeartbeat__heartbeat_once
+
+    def heartbeat_once_surviving_connection_errors(self):
+        try:
+            once(self)
+        except DatahubException:
+            raise
+        except Exception as e:  # noqa: BLE001 - the connection, not the protocol: retry next tick
+            print("heartbeat connection error: %r" % (e,), flush=True)
+
+    ConsumerHeartbeat._ConsumerHeartbeat__heartbeat_once = heartbeat_once_surviving_connection_errors
+
+
 def _consume(endpoint, project, topic, sub_id, out_path, session_timeout_ms):
     import signal
+    _keep_heartbeats_through_connection_errors()
     cfg = ConsumerConfig(os.environ["CLUSTER_ACCESS_ID"], os.environ["CLUSTER_ACCESS_KEY"], endpoint)
     cfg.session_timeout = int(session_timeout_ms)
     cfg.fetch_limit = 100
