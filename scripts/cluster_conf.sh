@@ -47,7 +47,7 @@ bootstrap:
         wal_level: replica
         hot_standby: 'on'
         wal_log_hints: 'on'
-        max_connections: 100
+        max_connections: 300
         max_wal_senders: 10
         max_replication_slots: 10
         max_worker_processes: 8
@@ -94,7 +94,7 @@ EOF
   done
   cat >"$BED/conf/haproxy.cfg" <<EOF
 global
-    maxconn 400
+    maxconn 1000
 defaults
     mode tcp
     retries 2
@@ -112,9 +112,9 @@ listen pg_primary
     option httpchk GET /primary
     http-check expect status 200
     default-server inter 1s fastinter 500ms downinter 1s rise 1 fall 2 on-marked-down shutdown-sessions
-    server n1 127.0.0.1:$(pg_port 1) maxconn 100 check port $(rest_port 1)
-    server n2 127.0.0.1:$(pg_port 2) maxconn 100 check port $(rest_port 2)
-    server n3 127.0.0.1:$(pg_port 3) maxconn 100 check port $(rest_port 3)
+    server n1 127.0.0.1:$(pg_port 1) maxconn 280 check port $(rest_port 1)
+    server n2 127.0.0.1:$(pg_port 2) maxconn 280 check port $(rest_port 2)
+    server n3 127.0.0.1:$(pg_port 3) maxconn 280 check port $(rest_port 3)
 EOF
   haproxy_sluice_section >>"$BED/conf/haproxy.cfg"
 }

@@ -54,7 +54,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use sluice_log::store::{ShardStore, StoreError};
 use sluice_log::{AppendInfo, Entry};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool};
 use tokio::sync::watch;
 
 use crate::log_append::Coalescer;
@@ -197,8 +197,7 @@ impl PgLog {
             .map_err(|e| PgLogError::Config(format!("cluster URL: {e}")))?
             // Never a server-side timeout on an append: see the module docs.
             .options([("statement_timeout", "0")]);
-        let pool = PgPoolOptions::new()
-            .max_connections(opts.max_connections)
+        let pool = sluice_meta::pg_pool::primary_pool_options(opts.max_connections)
             .acquire_timeout(opts.acquire_timeout)
             .connect_with(connect)
             .await?;

@@ -276,7 +276,14 @@ async fn execute(log: &Inner, key: &str, batch: &[Pending]) -> Result<(u64, i64)
         .bind(&bytes)
         .fetch_optional(&mut *conn)
         .await
-        .map_err(AppendFailure::Statement)?;
+        .map_err(|e| {
+            // A server that is gone, shutting down or now a standby fails every later
+            // statement on this connection too: close it instead of pooling it.
+            if sluice_meta::pg_pool::server_is_spent(&e) {
+                conn.close_on_drop();
+            }
+            AppendFailure::Statement(e)
+        })?;
     match row {
         Some(row) => {
             let base: i64 = row.try_get(0).map_err(AppendFailure::Statement)?;

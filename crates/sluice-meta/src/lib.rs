@@ -40,9 +40,11 @@
 //! transaction per request, so it is durable before the commit is acknowledged),
 //! `consumer_groups.rs` (each subscription's consumer group, so that it outlives a restart),
 //! `accounts.rs` (access keys with sealed secrets, and the append-only audit log),
-//! `migrate.rs` (that backend's migration list).
+//! `migrate.rs` (that backend's migration list). `pg_pool.rs` builds the PostgreSQL pools of a
+//! cluster (primary only; this store's and the cluster shard log's).
 
 mod migrate;
+pub mod pg_pool;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -52,7 +54,8 @@ mod tests;
 
 pub use migrate::SCHEMA_VERSION;
 pub use rows::{
-    AccessKeyRow, AuditRow, CheckpointRow, ConnectorRow, ConsumerGroupRow, LeaseGuard, OffsetRow,
-    ProjectRow, SchemaRow, ShardRow, Snapshot, SubscriptionRow, TopicRow,
+    AccessKeyRow, AuditRow, CheckedCommit, CheckpointRow, CommitConflict, ConnectorRow,
+    ConsumerGroupRow, LeaseGuard, OffsetRow, ProjectRow, SchemaRow, ShardRow, Snapshot,
+    StoredSubscription, SubscriptionRow, TopicRow,
 };
 pub use store::{MetaError, MetaStore};

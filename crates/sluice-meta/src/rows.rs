@@ -140,6 +140,39 @@ pub struct ConsumerGroupRow {
     pub state: String,
 }
 
+/// One subscription as stored: its row, its offsets and its consumer group (if one was saved).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSubscription {
+    pub row: SubscriptionRow,
+    pub offsets: Vec<OffsetRow>,
+    pub group: Option<ConsumerGroupRow>,
+}
+
+/// One shard's offset commit, checked against the stored offset (cluster mode: see
+/// [`MetaStore::commit_offsets_checked`](crate::MetaStore::commit_offsets_checked)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedCommit {
+    pub shard_id: u32,
+    pub sequence: i64,
+    pub timestamp: i64,
+    pub batch_index: i64,
+    /// The offset version the committer read; `None` skips the check.
+    pub version: Option<i64>,
+    /// The committer's session; `None` skips the check (a session must still be open).
+    pub session_id: Option<i64>,
+}
+
+/// Why a checked commit wrote nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitConflict {
+    /// No session was ever opened on the shard.
+    NoSession { shard_id: u32 },
+    /// The offset was reset since: `current` is its version now.
+    VersionChanged { shard_id: u32, current: i64 },
+    /// Another consumer opened the shard since: `current` is its session now.
+    SessionChanged { shard_id: u32, current: i64 },
+}
+
 // issue 14: leases
 /// A lease a write must still hold when it commits (the cluster mode's fencing: see
 /// `sluice_cluster::lease`). A guarded write first checks, in its own transaction, that the

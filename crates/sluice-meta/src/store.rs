@@ -9,8 +9,9 @@ use std::pin::Pin;
 
 use crate::postgres::PgStore;
 use crate::rows::{
-    AccessKeyRow, AuditRow, CheckpointRow, ConnectorRow, ConsumerGroupRow, LeaseGuard, OffsetRow,
-    ProjectRow, SchemaRow, ShardRow, Snapshot, SubscriptionRow, TopicRow,
+    AccessKeyRow, AuditRow, CheckedCommit, CheckpointRow, CommitConflict, ConnectorRow,
+    ConsumerGroupRow, LeaseGuard, OffsetRow, ProjectRow, SchemaRow, ShardRow, Snapshot,
+    StoredSubscription, SubscriptionRow, TopicRow,
 };
 use crate::sqlite::SqliteStore;
 
@@ -28,6 +29,9 @@ pub enum MetaError {
     /// another owner at a newer epoch. Nothing was written.
     #[error("fenced: {0}")]
     Fenced(String),
+    /// A call that only the PostgreSQL backend (cluster mode) answers reached the embedded one.
+    #[error("{0} need the PostgreSQL backend (cluster mode)")]
+    ClusterOnly(String),
     #[error(
         "the data dir was written by a newer Sluice: its metadata schema is version {found}, \
          this Sluice knows versions up to {known}; run that newer Sluice (or a later one)"
@@ -38,6 +42,10 @@ pub enum MetaError {
 // issue 14: leases
 fn no_leases() -> MetaError {
     MetaError::Fenced("fenced writes need the PostgreSQL backend (cluster mode)".into())
+}
+
+fn cluster_only(what: &str) -> MetaError {
+    MetaError::ClusterOnly(what.to_string())
 }
 
 /// The future of a write's body (see the backends' `write`).
@@ -297,6 +305,36 @@ impl MetaStore {
         forward!(self.load_subscriptions())
     }
 
+    /// One subscription with its offsets and stored consumer group (`None`: no such
+    /// subscription), read from one snapshot: what a cluster node loads when it takes a
+    /// subscription over.
+    pub async fn load_subscription(
+        &self,
+        sub_id: &str,
+    ) -> Result<Option<StoredSubscription>, MetaError> {
+        match &self.backend {
+            Backend::Postgres(store) => store.load_subscription(sub_id).await,
+            // The embedded mode has no takeovers; answered from the full loads.
+            Backend::Sqlite(store) => {
+                let (rows, offsets) = store.load_subscriptions().await?;
+                let Some(row) = rows.into_iter().find(|r| r.sub_id == sub_id) else {
+                    return Ok(None);
+                };
+                let offsets = offsets.into_iter().filter(|o| o.sub_id == sub_id).collect();
+                let group = store
+                    .load_consumer_groups()
+                    .await?
+                    .into_iter()
+                    .find(|g| g.sub_id == sub_id);
+                Ok(Some(StoredSubscription {
+                    row,
+                    offsets,
+                    group,
+                }))
+            }
+        }
+    }
+
     pub async fn insert_subscription(&self, s: &SubscriptionRow) -> Result<(), MetaError> {
         forward!(self.insert_subscription(s))
     }
@@ -356,6 +394,50 @@ impl MetaStore {
         match &self.backend {
             Backend::Sqlite(_) => Err(no_leases()),
             Backend::Postgres(store) => store.put_sessions(rows, Some(guard)).await,
+        }
+    }
+
+    // issue 14: offsets served at any node
+    /// Commits positions of several shards of `sub_id` in one transaction, each checked against
+    /// the stored session and version (see `postgres/offsets_anywhere.rs`): `Ok(Some(_))` says
+    /// which check failed, and then nothing was written. PostgreSQL only (cluster mode; the
+    /// embedded mode checks in memory).
+    pub async fn commit_offsets_checked(
+        &self,
+        sub_id: &str,
+        commits: &[CheckedCommit],
+    ) -> Result<Option<CommitConflict>, MetaError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Err(cluster_only("checked offset commits")),
+            Backend::Postgres(store) => store.commit_offsets_checked(sub_id, commits).await,
+        }
+    }
+
+    /// Opens a new session on each of `shards` of `sub_id` while `guard`'s lease holds and
+    /// returns the rows as stored after the bump, in `shards`' order ([`MetaError::Fenced`]
+    /// when the lease was lost). PostgreSQL only.
+    pub async fn open_sessions(
+        &self,
+        sub_id: &str,
+        shards: &[u32],
+        guard: &LeaseGuard,
+    ) -> Result<Vec<OffsetRow>, MetaError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Err(no_leases()),
+            Backend::Postgres(store) => store.open_sessions(sub_id, shards, guard).await,
+        }
+    }
+
+    /// The stored offsets of `shards` of `sub_id` (a shard never opened has no row).
+    /// PostgreSQL only.
+    pub async fn load_offsets(
+        &self,
+        sub_id: &str,
+        shards: &[u32],
+    ) -> Result<Vec<OffsetRow>, MetaError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Err(cluster_only("reading offsets from the store")),
+            Backend::Postgres(store) => store.load_offsets(sub_id, shards).await,
         }
     }
 

@@ -266,15 +266,14 @@ async fn a_joining_node_takes_only_the_keys_it_wins_and_group_calls_reach_the_ow
         assert_eq!(members(&b), 0, "B only forwarded");
 
         // The same signed request through B and straight to A: the same bytes.
-        let offsets = format!("/projects/proj/topics/top/subscriptions/{sub}/offsets");
         let client = reqwest::Client::new();
         let date = now();
-        let body = json!({"Action": "get", "ShardIds": ["0", "1"]});
-        let via_b = signed(&client, &b.base, reqwest::Method::POST, &offsets, &date, &body)
+        let body = json!({"Action": "heartbeat", "ConsumerId": consumer, "VersionId": joined["VersionId"], "HoldShardList": hb["ShardList"]});
+        let via_b = signed(&client, &b.base, reqwest::Method::POST, &path, &date, &body)
             .send()
             .await
             .unwrap();
-        let direct = signed(&client, &a.base, reqwest::Method::POST, &offsets, &date, &body)
+        let direct = signed(&client, &a.base, reqwest::Method::POST, &path, &date, &body)
             .send()
             .await
             .unwrap();
@@ -285,11 +284,11 @@ async fn a_joining_node_takes_only_the_keys_it_wins_and_group_calls_reach_the_ow
         );
         let (via_b, direct) = (via_b.bytes().await.unwrap(), direct.bytes().await.unwrap());
         assert_eq!(via_b, direct, "the owner's answer byte for byte");
-        assert!(String::from_utf8_lossy(&direct).contains("Offsets"));
+        assert!(String::from_utf8_lossy(&direct).contains("ShardList"));
 
         // Loop guard: a request marked as forwarded is not forwarded again; B does not own
         // the subscription and cannot take it while A holds it.
-        let guarded = signed(&client, &b.base, reqwest::Method::POST, &offsets, &date, &body)
+        let guarded = signed(&client, &b.base, reqwest::Method::POST, &path, &date, &body)
             .header("x-sluice-forwarded-by", "node-x")
             .send()
             .await
@@ -298,6 +297,115 @@ async fn a_joining_node_takes_only_the_keys_it_wins_and_group_calls_reach_the_ow
         let e: Value = serde_json::from_str(&guarded.text().await.unwrap()).unwrap();
         assert_eq!(e["ErrorCode"], "InternalServerError", "{e}");
         assert!(sub_keys(&b).iter().all(|k| k.key != format!("{uid}:{sub}")));
+
+        b.server.shutdown().await;
+        a.server.shutdown().await;
+        b.serving.abort();
+        a.serving.abort();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn any_node_commits_and_reads_offsets_checked_against_the_stored_session_and_version() {
+    bounded(async {
+        use reqwest::Method;
+        let url = fresh_database().await;
+        let keys = tempfile::tempdir().unwrap();
+        let a = node(&url, "node-a", &key_file(&keys)).await;
+        let sub = setup(&a.base, 1).await.remove(0);
+        until(10, "A holds the subscription", || sub_keys(&a).len() == 1).await;
+        let b = node(&url, "node-b", &key_file(&keys)).await;
+        // Let placement settle, then name the owner and the other node.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (owner, other) = if sub_keys(&a).len() == 1 {
+            (&a, &b)
+        } else {
+            (&b, &a)
+        };
+        until(10, "the owner holds it", || sub_keys(owner).len() == 1).await;
+        assert!(sub_keys(other).is_empty());
+        let offsets = format!("/projects/proj/topics/top/subscriptions/{sub}/offsets");
+        let client = reqwest::Client::new();
+        // A request marked as forwarded is served where it lands or refused: so a 200 here
+        // shows the other node served it itself, from the store.
+        let at_other = |body: Value, method: Method| {
+            let r = signed(&client, &other.base, method, &offsets, &now(), &body)
+                .header("x-sluice-forwarded-by", "node-x");
+            async move {
+                let r = r.send().await.unwrap();
+                let status = r.status().as_u16();
+                let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap_or(Value::Null);
+                (status, v)
+            }
+        };
+
+        // Shard 1 never opened: a commit anywhere is refused as the embedded mode refuses it.
+        let (s, opened) = call(
+            &other.base,
+            Method::POST,
+            &offsets,
+            json!({"Action": "open", "ShardIds": ["0"]}),
+        )
+        .await;
+        assert_eq!(s, 200, "an open is forwarded to the owner: {opened}");
+        let first = opened["Offsets"]["0"]["SessionId"].as_i64().unwrap();
+        let commit = |shard: &str, seq: i64, session: i64, version: i64| {
+            json!({"Action": "commit", "Offsets": {shard: {"Sequence": seq, "Timestamp": 1000 + seq, "BatchIndex": 0, "Version": version, "SessionId": session}}})
+        };
+        let (s, e) = at_other(commit("1", 5, first, 0), Method::PUT).await;
+        assert_eq!((s, e["ErrorCode"].as_str()), (400, Some("OffsetSessionClosed")), "{e}");
+
+        // A commit at the node that does not own the subscription, under the open session.
+        let (s, e) = at_other(commit("0", 12, first, 0), Method::PUT).await;
+        assert_eq!(s, 200, "{e}");
+        let (s, got) = at_other(json!({"Action": "get", "ShardIds": ["0"]}), Method::POST).await;
+        assert_eq!(s, 200, "{got}");
+        assert_eq!(got["Offsets"]["0"]["Sequence"], 12, "{got}");
+        let (s, got) = call(
+            &owner.base,
+            Method::POST,
+            &offsets,
+            json!({"Action": "get", "ShardIds": ["0"]}),
+        )
+        .await;
+        assert_eq!(s, 200, "{got}");
+        assert_eq!(got["Offsets"]["0"]["Sequence"], 12, "the owner reads the store: {got}");
+
+        // A new open (on the owner) answers that position and supersedes the first session.
+        let (s, reopened) = call(
+            &owner.base,
+            Method::POST,
+            &offsets,
+            json!({"Action": "open", "ShardIds": ["0", "1"]}),
+        )
+        .await;
+        assert_eq!(s, 200, "{reopened}");
+        assert_eq!(reopened["Offsets"]["0"]["Sequence"], 12, "{reopened}");
+        assert_eq!(reopened["Offsets"]["0"]["Timestamp"], 1012, "{reopened}");
+        let second = reopened["Offsets"]["0"]["SessionId"].as_i64().unwrap();
+        assert!(second > first, "{reopened}");
+        let (s, e) = at_other(commit("0", 20, first, 0), Method::PUT).await;
+        assert_eq!((s, e["ErrorCode"].as_str()), (400, Some("OffsetSessionChanged")), "{e}");
+        let (s, e) = at_other(commit("0", 20, second, 9), Method::PUT).await;
+        assert_eq!((s, e["ErrorCode"].as_str()), (400, Some("OffsetReseted")), "{e}");
+
+        // All shards of a commit or none: shard 0's part is valid, shard 1's session is stale.
+        let shard1 = reopened["Offsets"]["1"]["SessionId"].as_i64().unwrap();
+        let both = json!({"Action": "commit", "Offsets": {
+            "0": {"Sequence": 30, "Timestamp": 1030, "BatchIndex": 0, "Version": 0, "SessionId": second},
+            "1": {"Sequence": 31, "Timestamp": 1031, "BatchIndex": 0, "Version": 0, "SessionId": shard1 - 1},
+        }});
+        let (s, e) = at_other(both, Method::PUT).await;
+        assert_eq!((s, e["ErrorCode"].as_str()), (400, Some("OffsetSessionChanged")), "{e}");
+        let (_, got) = at_other(json!({"Action": "get", "ShardIds": ["0", "1"]}), Method::POST).await;
+        assert_eq!(got["Offsets"]["0"]["Sequence"], 12, "nothing of a refused commit lands: {got}");
+        assert_eq!(got["Offsets"]["1"]["Sequence"], -1, "{got}");
+
+        // Opens and resets still belong to the owner: marked as forwarded, the other node
+        // refuses an open rather than serving it.
+        let (s, e) = at_other(json!({"Action": "open", "ShardIds": ["0"]}), Method::POST).await;
+        assert_eq!(s, 503, "{e}");
 
         b.server.shutdown().await;
         a.server.shutdown().await;
@@ -391,13 +499,27 @@ async fn a_survivor_takes_a_dead_owners_subscription_from_the_stored_offsets_and
             .await;
         let e = late.expect_err("a late group save of the old owner must be fenced");
         assert!(e.to_string().contains("fenced"), "{e}");
-        // ... and so is its late offset commit: the stored offset stays the committed one.
+        // Offsets are checked in the store wherever a commit lands: once a consumer has opened
+        // the shard through the survivor, a late commit under the first session, served by the
+        // frozen node, is refused, and the stored offset stays the committed one.
+        let (s, opened_again) = call(
+            &survivor.base,
+            reqwest::Method::POST,
+            &offsets,
+            json!({"Action": "open", "ShardIds": ["0"]}),
+        )
+        .await;
+        assert_eq!(s, 200, "{opened_again}");
+        assert_eq!(
+            opened_again["Offsets"]["0"]["Sequence"], 41,
+            "an open answers the stored position: {opened_again}"
+        );
         let update = sluice_server::service::subscriptions::OffsetUpdate {
             sequence: 3,
             timestamp: 1,
             batch_index: 0,
-            version: None,
-            session_id: None,
+            version: Some(0),
+            session_id: session.as_i64(),
         };
         let late = owner
             .server
@@ -405,8 +527,11 @@ async fn a_survivor_takes_a_dead_owners_subscription_from_the_stored_offsets_and
             .catalog
             .commit_offsets("proj", "top", &sub, &[("0".to_string(), update)])
             .await;
-        let e = late.expect_err("a late offset commit of the old owner must be fenced");
-        assert!(e.to_string().contains("fenced"), "{e}");
+        let e = late.expect_err("a commit under a superseded session must be refused");
+        assert!(
+            matches!(e, sluice_server::service::Error::OffsetSessionChanged(_)),
+            "{e}"
+        );
         let (_, got) = call(
             &survivor.base,
             reqwest::Method::POST,

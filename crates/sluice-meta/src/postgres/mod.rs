@@ -13,7 +13,9 @@
 //! no subscription; it never leaves offsets behind.
 //!
 //! Files: `catalog.rs` (projects, topics, schemas, shards), `connectors.rs`,
-//! `subscriptions.rs`, `consumer_groups.rs`, `accounts.rs`, `migrate.rs`
+//! `subscriptions.rs`, `consumer_groups.rs`, `accounts.rs`, `migrate.rs`, `version_probe.rs`,
+//! `takeover.rs` (one subscription's state, for a node taking it over), `offsets_anywhere.rs`
+//! (checked commits, session opens and offset reads that any cluster node serves)
 //! (+ `migrations/postgres/`).
 
 mod accounts;
@@ -22,14 +24,18 @@ mod connectors;
 mod consumer_groups;
 // issue 14: leases — writes fenced by a lease's epoch
 mod fenced;
+// issue 14: offsets served at any node
 pub(crate) mod migrate;
+mod offsets_anywhere;
 mod subscriptions;
+mod takeover;
+mod version_probe;
 
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 use sqlx::Postgres;
 
 use crate::store::{MetaError, WriteFuture};
@@ -38,6 +44,8 @@ use crate::store::{MetaError, WriteFuture};
 #[derive(Clone)]
 pub(crate) struct PgStore {
     pub(crate) pool: PgPool,
+    /// Shares catalog-version reads between concurrent requests (`version_probe.rs`).
+    version_probe: std::sync::Arc<version_probe::VersionProbe>,
 }
 
 /// The connection of one write transaction, lent to the body of [`PgStore::write`]; it
@@ -78,12 +86,14 @@ impl PgStore {
     /// Connects with `options` and brings the database's schema to this binary's version (see
     /// [`migrate`]); refuses a database written by a newer Sluice.
     pub(crate) async fn open(options: PgConnectOptions) -> Result<PgStore, MetaError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
+        let pool = crate::pg_pool::primary_pool_options(8)
             .connect_with(options)
             .await?;
         migrate::migrate(&pool).await?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            version_probe: Default::default(),
+        })
     }
 
     /// Runs `body` in one transaction (BEGIN ... COMMIT) and returns its value only once the
@@ -146,10 +156,9 @@ impl PgStore {
         Ok(tx)
     }
 
-    /// The catalog version: bumped by every catalog change.
+    /// The catalog version (bumped by every catalog change) as of some moment after this call
+    /// began; concurrent callers share one query (`version_probe.rs`).
     pub(crate) async fn catalog_version(&self) -> Result<i64, MetaError> {
-        Ok(sqlx::query_scalar("SELECT version FROM catalog_version")
-            .fetch_one(&self.pool)
-            .await?)
+        self.version_probe.read(&self.pool).await
     }
 }

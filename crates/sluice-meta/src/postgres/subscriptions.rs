@@ -11,12 +11,57 @@
 //! `read_end`, plus `discard_count` and `update_time`). Each writer updates only its own
 //! columns, so an offset commit keeps the discard count and an open keeps the position.
 
+use sqlx::postgres::PgRow;
 use sqlx::Row;
 
 use super::fenced::check_guard;
 use super::PgStore;
 use crate::rows::{LeaseGuard, OffsetRow, SubscriptionRow};
 use crate::MetaError;
+
+/// The columns [`subscription_from_row`] reads, in its order.
+macro_rules! subscription_columns {
+    () => {
+        "sub_id, topic_uid, comment, state, create_time, last_modify_time, connector_id"
+    };
+}
+pub(crate) use subscription_columns;
+
+/// The columns [`offset_from_row`] reads, in its order.
+macro_rules! offset_columns {
+    () => {
+        "sub_id, shard_id, sequence, timestamp, batch_index, version, session_id, read_end"
+    };
+}
+pub(crate) use offset_columns;
+
+/// A subscription from a row of `subscription_columns!()`.
+pub(crate) fn subscription_from_row(r: &PgRow) -> SubscriptionRow {
+    SubscriptionRow {
+        sub_id: r.get(0),
+        topic_uid: r.get(1),
+        comment: r.get(2),
+        state: r.get(3),
+        create_time: r.get(4),
+        last_modify_time: r.get(5),
+        connector_id: r.get(6),
+    }
+}
+
+/// An offset from a row of `offset_columns!()`.
+pub(crate) fn offset_from_row(r: &PgRow) -> OffsetRow {
+    let shard: i64 = r.get(1);
+    OffsetRow {
+        sub_id: r.get(0),
+        shard_id: shard as u32,
+        sequence: r.get(2),
+        timestamp: r.get(3),
+        batch_index: r.get(4),
+        version: r.get(5),
+        session_id: r.get(6),
+        read_end: r.get(7),
+    }
+}
 
 /// Inserts a subscription inside an open write transaction.
 pub(crate) async fn insert_subscription_in(
@@ -45,43 +90,25 @@ impl PgStore {
         &self,
     ) -> Result<(Vec<SubscriptionRow>, Vec<OffsetRow>), MetaError> {
         let mut tx = self.snapshot().await?;
-        let subs = sqlx::query(
-            "SELECT sub_id, topic_uid, comment, state, create_time, last_modify_time, \
-             connector_id FROM subscriptions ORDER BY create_time, sub_id",
-        )
+        let subs = sqlx::query(concat!(
+            "SELECT ",
+            subscription_columns!(),
+            " FROM subscriptions ORDER BY create_time, sub_id"
+        ))
         .fetch_all(&mut *tx)
         .await?
-        .into_iter()
-        .map(|r| SubscriptionRow {
-            sub_id: r.get(0),
-            topic_uid: r.get(1),
-            comment: r.get(2),
-            state: r.get(3),
-            create_time: r.get(4),
-            last_modify_time: r.get(5),
-            connector_id: r.get(6),
-        })
+        .iter()
+        .map(subscription_from_row)
         .collect();
-        let offsets = sqlx::query(
-            "SELECT sub_id, shard_id, sequence, timestamp, batch_index, version, session_id, \
-             read_end FROM sub_offsets ORDER BY sub_id, shard_id",
-        )
+        let offsets = sqlx::query(concat!(
+            "SELECT ",
+            offset_columns!(),
+            " FROM sub_offsets ORDER BY sub_id, shard_id"
+        ))
         .fetch_all(&mut *tx)
         .await?
-        .into_iter()
-        .map(|r| {
-            let shard: i64 = r.get(1);
-            OffsetRow {
-                sub_id: r.get(0),
-                shard_id: shard as u32,
-                sequence: r.get(2),
-                timestamp: r.get(3),
-                batch_index: r.get(4),
-                version: r.get(5),
-                session_id: r.get(6),
-                read_end: r.get(7),
-            }
-        })
+        .iter()
+        .map(offset_from_row)
         .collect();
         tx.commit().await?;
         Ok((subs, offsets))

@@ -3,7 +3,8 @@
 //! as it is.
 //!
 //! * Scoped requests: `POST .../subscriptions/{sub}` (join, heartbeat, sync, leave group),
-//!   `POST|PUT .../subscriptions/{sub}/offsets` (open, get, commit, reset offsets), and every
+//!   `POST|PUT .../subscriptions/{sub}/offsets` (open and reset offsets; a get or a commit is
+//!   served by any node from the shared store: `service/offsets_anywhere.rs`), and every
 //!   `GET|POST|DELETE .../connectors/{id}` (get, done time, status, state, offsets, reload,
 //!   config, append field, delete); `{id}` may be a type string naming the topic's single
 //!   connector of that type. Anything else, and a path naming nothing this node knows, is
@@ -129,6 +130,11 @@ pub async fn forward(State(state): State<AppState>, req: Request, next: Next) ->
     let Some(key) = work_key(&state.catalog, &scope).await else {
         return next.run(req).await;
     };
+    let req = match served_anywhere(&state, req).await {
+        Ok((true, req)) => return next.run(req).await,
+        Ok((false, req)) => req,
+        Err(e) => return e.into_response(),
+    };
     let forwarded = req.headers().contains_key(FORWARDED_BY);
     match ownership.route(&key, forwarded).await {
         Route::Local(_) => next.run(req).await,
@@ -144,6 +150,39 @@ pub async fn forward(State(state): State<AppState>, req: Request, next: Next) ->
         }
         Route::Unavailable(why) => Error::Unavailable(why).into_response(),
     }
+}
+
+/// Whether `req` is an offset request that any node serves from the shared store
+/// (`service/offsets_anywhere.rs`): a commit (`PUT .../offsets`, Action commit) or a get
+/// (`POST .../offsets`, Action get). Reads the body to see its Action and hands the request
+/// back whole. A body that does not decode is left to the handler, which names the problem.
+async fn served_anywhere(state: &AppState, req: Request) -> Result<(bool, Request), Error> {
+    let wanted = match *req.method() {
+        Method::PUT => "commit",
+        Method::POST => "get",
+        _ => return Ok((false, req)),
+    };
+    if !req.uri().path().trim_end_matches('/').ends_with("/offsets") {
+        return Ok((false, req));
+    }
+    let (parts, body) = req.into_parts();
+    let limit = state.catalog.config.max_request_bytes;
+    let raw = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|e| Error::InvalidParameter(format!("the request body: {e}")))?;
+    let action = match super::body::read_body(state, &parts.headers, Body::from(raw.clone())).await
+    {
+        Ok(decoded) => super::body::parse_json(&decoded).map(|json| {
+            use super::body::JsonFields;
+            json.action()
+        }),
+        Err(e) => Err(e),
+    };
+    let anywhere = match action {
+        Ok(action) => action == wanted,
+        Err(_) => true,
+    };
+    Ok((anywhere, Request::from_parts(parts, Body::from(raw))))
 }
 
 /// Headers that belong to one connection, not to the request (RFC 9110 §7.6.1), and `Host`.

@@ -15,6 +15,8 @@ pub mod health;
 // issue 10: lake
 #[cfg(feature = "sink-odps")]
 pub mod lake_markers;
+// issue 14: offsets served at any node
+mod offsets_anywhere;
 pub mod projects;
 pub mod reads;
 pub mod records;

@@ -22,23 +22,18 @@ impl Catalog {
     /// meta store (adding the subscription if this node has not seen it yet) and serves it
     /// under `guard`. A subscription deleted meanwhile is forgotten.
     pub async fn take_subscription(&self, uid: i64, sub_id: &str, guard: LeaseGuard) -> Result<()> {
-        let (rows, offsets) = self.meta.load_subscriptions().await?;
-        let Some(row) = rows
-            .into_iter()
-            .find(|r| r.sub_id == sub_id && r.topic_uid == uid)
-        else {
-            self.subs.remove(sub_id);
-            return Ok(());
+        let stored = match self.meta.load_subscription(sub_id).await? {
+            Some(stored) if stored.row.topic_uid == uid => stored,
+            _ => {
+                self.subs.remove(sub_id);
+                return Ok(());
+            }
         };
-        let offsets = offsets.into_iter().filter(|o| o.sub_id == sub_id).collect();
-        let offsets = offsets_by_sub(offsets).remove(sub_id).unwrap_or_default();
-        let group = match self
-            .meta
-            .load_consumer_groups()
-            .await?
-            .into_iter()
-            .find(|g| g.sub_id == sub_id)
-        {
+        let row = stored.row;
+        let offsets = offsets_by_sub(stored.offsets)
+            .remove(sub_id)
+            .unwrap_or_default();
+        let group = match stored.group {
             Some(g) => Group::restore(g.generation, &g.state, Instant::now()).unwrap_or_else(|e| {
                 tracing::warn!(sub = %sub_id, error = %e, "the stored consumer group is unreadable; its consumers will rejoin");
                 Group::default()

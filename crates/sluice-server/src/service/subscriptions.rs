@@ -619,6 +619,13 @@ impl Catalog {
         }
         let positions = self.connector_positions(&t, &sub).await?;
         let mut offsets = sub.offsets.lock().await;
+        if self.cluster.is_some() {
+            // issue 14: the stored rows are the truth (`offsets_anywhere.rs`).
+            let out = self.open_sessions_in_store(&sub, &shards).await?;
+            offsets.extend(out.iter().copied());
+            drop(offsets);
+            return Ok(overlay(out, positions.as_ref()));
+        }
         let mut out = Vec::new();
         for s in shards {
             let mut o = offsets.get(&s).copied().unwrap_or_default();
@@ -649,6 +656,9 @@ impl Catalog {
             Some(ids) if !ids.is_empty() => Self::shard_ids(&t, ids)?,
             _ => t.shards.read().iter().map(|s| s.id).collect(),
         };
+        if self.cluster.is_some() {
+            return self.offsets_from_store(&t, &sub, shards).await;
+        }
         let positions = self.connector_positions(&t, &sub).await?;
         let offsets = sub.offsets.lock().await;
         let out = shards
@@ -671,6 +681,10 @@ impl Catalog {
         sub.check_online()?;
         tracing::debug!(sub = %sub.sub_id, ?updates, "offsets committed");
         let mut offsets = sub.offsets.lock().await;
+        if self.cluster.is_some() {
+            // issue 14: checked in the shared store, at any node (`offsets_anywhere.rs`).
+            return self.commit_offsets_in_store(&t, &sub, updates).await;
+        }
         Self::refuse_if_connector_running(&sub)?;
         let mut next = Vec::with_capacity(updates.len());
         for (id, u) in updates {
@@ -808,8 +822,9 @@ impl Catalog {
             })
             .collect();
         let rows: Vec<OffsetRow> = next.iter().map(|(s, o)| sub.offset_row(*s, o)).collect();
-        if sub.connector.lock().is_some() {
-            // the position is the connector's; only a read end is recorded
+        if sub.connector.lock().is_some() || self.cluster.is_some() {
+            // the position is the connector's, or (cluster mode) the store's, where commits
+            // made at other nodes land: only a read end is recorded
             self.write_offsets(sub, &rows, OffsetWrite::ReadEnds)
                 .await?;
         } else {
