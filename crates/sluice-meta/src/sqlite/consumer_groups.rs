@@ -34,8 +34,7 @@ impl SqliteStore {
         &self,
         row: &ConsumerGroupRow,
     ) -> Result<(), MetaError> {
-        // Not a catalog change (see the PostgreSQL backend); SQLite serializes every write.
-        self.write(|tx| {
+        self.write_catalog(|tx| {
             Box::pin(async move {
                 sqlx::query(
                     "INSERT INTO consumer_groups (sub_id, generation, state) SELECT ?, ?, ? \
