@@ -374,6 +374,28 @@ impl LeaseStore {
         }))
     }
 
+    /// The live leases of `kind` whose key starts with `key_prefix`, with their holders'
+    /// addresses: (key, owner, address), by key.
+    pub async fn live_with_prefix(
+        &self,
+        kind: &str,
+        key_prefix: &str,
+    ) -> Result<Vec<(String, String, String)>, LeaseError> {
+        let rows = sqlx::query(
+            "SELECT l.key, l.owner, n.address FROM lease l JOIN node n ON n.id = l.owner
+             WHERE l.kind = $1 AND left(l.key, length($2)) = $2 AND l.expires_at > now()
+             ORDER BY l.key",
+        )
+        .bind(kind)
+        .bind(key_prefix)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
     /// Records that this node is alive and reachable at `address`.
     pub async fn heartbeat(&self, address: &str) -> Result<(), LeaseError> {
         sqlx::query(

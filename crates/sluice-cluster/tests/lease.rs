@@ -325,3 +325,31 @@ fn lease_config_is_checked() {
     assert!(matches!(bad.validate(), Err(LeaseError::Config(m)) if m.contains("renew_every")));
     assert!(LeaseConfig::default().validate().is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_leases_are_listed_by_key_prefix_with_their_holders_addresses() {
+    bounded(60, async {
+        let pool = pg_pool().await;
+        let a = store(&pool, "node-a", short()).await;
+        let b = store(&pool, "node-b", short()).await;
+        a.heartbeat("a:1").await.unwrap();
+        b.heartbeat("b:1").await.unwrap();
+        // `_` and `%` in a prefix are plain characters, not patterns.
+        a.try_acquire("task", "7:sink_x:0").await.unwrap().unwrap();
+        b.try_acquire("task", "7:sink_x:1").await.unwrap().unwrap();
+        a.try_acquire("task", "7:sinkAx:0").await.unwrap().unwrap();
+        a.try_acquire("conn", "7:sink_x:2").await.unwrap().unwrap();
+        let released = b.try_acquire("task", "7:sink_x:2").await.unwrap().unwrap();
+        b.release(&released).await.unwrap();
+        let listed = a.live_with_prefix("task", "7:sink_x:").await.unwrap();
+        let own = |k: &str, o: &str, ad: &str| (k.to_string(), o.to_string(), ad.to_string());
+        assert_eq!(
+            listed,
+            vec![
+                own("7:sink_x:0", "node-a", "a:1"),
+                own("7:sink_x:1", "node-b", "b:1")
+            ]
+        );
+    })
+    .await;
+}

@@ -276,6 +276,18 @@ impl ShardSource for MemSource {
         self.saved.lock().expect("saved lock").push(cp);
         Box::pin(async { Ok(()) })
     }
+
+    fn stored_checkpoint(&self, shard: u32) -> BoxFuture<'_, Result<Option<Checkpoint>, String>> {
+        let last = self
+            .saved
+            .lock()
+            .expect("saved lock")
+            .iter()
+            .rev()
+            .find(|c| c.shard_id == shard)
+            .copied();
+        Box::pin(async move { Ok(last) })
+    }
 }
 
 /// A schema of nullable fields.

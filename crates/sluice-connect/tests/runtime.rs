@@ -1,7 +1,7 @@
 //! The connector runtime against the testkit's in-memory source and a fake sink that can be told to fail
 //! transiently or to reject specific records.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -140,6 +140,17 @@ fn start(
     cfg: RuntimeConfig,
     cps: Vec<Checkpoint>,
 ) -> ConnectorRuntime {
+    start_on(source, sink, cfg, cps, None)
+}
+
+/// [`start`], running only the `allowed` shards (None: all).
+fn start_on(
+    source: &Arc<MemSource>,
+    sink: &Arc<Mutex<SinkState>>,
+    cfg: RuntimeConfig,
+    cps: Vec<Checkpoint>,
+    allowed: Option<BTreeSet<u32>>,
+) -> ConnectorRuntime {
     let state = sink.clone();
     let open: SinkOpener = Arc::new(move |_cols| {
         let state = state.clone();
@@ -160,7 +171,7 @@ fn start(
         start_time: -1,
         config: cfg,
     };
-    ConnectorRuntime::start(spec, source.clone(), cps)
+    ConnectorRuntime::start_on(spec, source.clone(), cps, None, allowed)
 }
 
 async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
@@ -627,4 +638,137 @@ async fn an_observer_hears_every_sink_write_and_error_by_kind() {
         writes.iter().filter(|w| !w.2).count(),
         "one error per failed write: {errors:?} {writes:?}"
     );
+}
+
+/// The flushed values of `shard`, in order.
+fn flushed_on(sink: &Arc<Mutex<SinkState>>, shard: u32) -> Vec<i64> {
+    sink.lock()
+        .unwrap()
+        .flushed
+        .iter()
+        .filter(|r| r.shard_id == shard)
+        .map(|r| match &r.data {
+            SinkData::Tuple(v) => match v[0] {
+                Value::Int(x) => x,
+                _ => panic!("not a bigint"),
+            },
+            SinkData::Blob(_) => panic!("blob"),
+        })
+        .collect()
+}
+
+/// The last checkpoint of `shard` the source has stored.
+fn stored(source: &MemSource, shard: u32) -> Option<Checkpoint> {
+    source
+        .saved()
+        .into_iter()
+        .rev()
+        .find(|c| c.shard_id == shard)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtimes_limited_to_shard_sets_share_a_topic_and_hand_a_shard_over() {
+    let (sink, source) = setup();
+    for s in 1..4 {
+        source.add_shard(s, vec![]);
+    }
+    for s in 0..4u32 {
+        let base = i64::from(s) * 1000;
+        put(&source, s, &(base..base + 20).collect::<Vec<_>>());
+    }
+    let a = start_on(
+        &source,
+        &sink,
+        config(),
+        vec![],
+        Some(BTreeSet::from([0, 1])),
+    );
+    let b = start_on(
+        &source,
+        &sink,
+        config(),
+        vec![],
+        Some(BTreeSet::from([2, 3])),
+    );
+    wait_until("every record once", || flushed_values(&sink).len() == 80).await;
+    assert_eq!(
+        a.task_status().keys().copied().collect::<Vec<_>>(),
+        vec![0, 1]
+    );
+    assert_eq!(
+        b.task_status().keys().copied().collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    assert_eq!(
+        b.checkpoints().keys().copied().collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+
+    // Shard 1 moves from a to b: a stops it (and forgets it) before b starts it from the stored
+    // checkpoint, so nothing is delivered twice and nothing is skipped.
+    wait_until("shard 1 checkpointed", || {
+        stored(&source, 1).is_some_and(|c| c.next_seq == 20)
+    })
+    .await;
+    assert_eq!(a.stop_shard(1).await, Some(1));
+    assert_eq!(a.allowed(), Some(BTreeSet::from([0])));
+    assert!(!a.task_status().contains_key(&1) && !a.checkpoints().contains_key(&1));
+    put(&source, 1, &[1020, 1021, 1022]);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(flushed_on(&sink, 1).len(), 20, "a no longer runs shard 1");
+    b.allow(1, stored(&source, 1));
+    wait_until("b delivers shard 1's new records", || {
+        flushed_on(&sink, 1).len() == 23
+    })
+    .await;
+    assert_eq!(flushed_on(&sink, 1), (1000..1023).collect::<Vec<_>>());
+    assert_eq!(b.task_status()[&1].state, ContextState::Executing);
+    // A runtime over every shard ignores shard sets.
+    let all = start(&source, &sink, config(), vec![]);
+    all.allow(9, None);
+    assert_eq!(all.allowed(), None);
+    assert_eq!(all.stop_shard(0).await, None);
+    all.stop().await;
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_waits_for_its_parent_to_finish_on_another_runtime() {
+    let (sink, source) = setup();
+    put(&source, 0, &(0..30).collect::<Vec<_>>());
+    source.split(0, [1, 2]);
+    put(&source, 1, &[100, 101]);
+    put(&source, 2, &[200]);
+    let children = start_on(
+        &source,
+        &sink,
+        config(),
+        vec![],
+        Some(BTreeSet::from([1, 2])),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        flushed_values(&sink).is_empty(),
+        "children wait for the parent"
+    );
+    assert_eq!(children.task_status()[&1].state, ContextState::Planned);
+    let parent = start_on(
+        &source,
+        &sink,
+        RuntimeConfig {
+            max_batch_records: 7,
+            ..config()
+        },
+        vec![],
+        Some(BTreeSet::from([0])),
+    );
+    wait_until("all records", || flushed_values(&sink).len() == 33).await;
+    let order = flushed_values(&sink);
+    let last_parent = order.iter().rposition(|v| *v < 100).unwrap();
+    let first_child = order.iter().position(|v| *v >= 100).unwrap();
+    assert!(last_parent < first_child, "{order:?}");
+    assert!(stored(&source, 0).is_some_and(|c| c.finished));
+    parent.stop().await;
+    children.stop().await;
 }

@@ -632,82 +632,180 @@ async fn a_survivor_takes_a_dead_owners_subscription_from_the_stored_offsets_and
     .await;
 }
 
-fn conn_keys(node: &Node) -> Vec<WorkKey> {
+fn task_shards(node: &Node, uid: i64, id: &str) -> std::collections::BTreeSet<u32> {
     node.ownership()
         .held()
         .into_iter()
-        .filter(|k| k.kind == "conn")
+        .filter(|k| k.kind == "task")
+        .filter_map(|k| {
+            let (u, c, shard) = k.task_parts()?;
+            (u == uid && c == id).then_some(shard)
+        })
+        .collect()
+}
+
+fn address(node: &Node) -> String {
+    node.base.trim_start_matches("http://").to_string()
+}
+
+/// The connector's status through `base`: (state, worker address, last error) by shard.
+async fn shard_status(
+    base: &str,
+    id: &str,
+) -> std::collections::BTreeMap<u32, (String, String, String)> {
+    let (s, status) = call(
+        base,
+        reqwest::Method::POST,
+        &format!("/projects/proj/topics/wide/connectors/{id}"),
+        json!({"Action": "Status"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{status}");
+    status["ShardStatusInfos"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let text = |f: &str| v[f].as_str().unwrap_or_default().to_string();
+            (
+                k.parse().unwrap(),
+                (
+                    text("State"),
+                    text("WorkerAddress"),
+                    text("LastErrorMessage"),
+                ),
+            )
+        })
         .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_connector_runs_on_exactly_one_node_and_moves_when_that_node_stops() {
+async fn a_connectors_shard_tasks_spread_over_the_nodes_stop_everywhere_and_move_when_a_node_stops()
+{
     bounded(async {
+        use reqwest::Method;
         let url = fresh_database().await;
         let keys = tempfile::tempdir().unwrap();
         let a = node(&url, "node-a", &key_file(&keys)).await;
         let b = node(&url, "node-b", &key_file(&keys)).await;
         setup(&a.base, 0).await;
-        // An FC connector whose function is unreachable: its runtime runs (and hangs).
+        let (s, b_) = call(
+            &a.base,
+            Method::POST,
+            "/projects/proj/topics/wide",
+            json!({"Action": "create", "ShardCount": 12, "Lifecycle": 1, "RecordType": "BLOB", "Comment": "c"}),
+        )
+        .await;
+        assert!(s < 300, "create topic: {s} {b_}");
+        let records: Vec<Value> = (0..12)
+            .map(|i| json!({"ShardId": i.to_string(), "Data": "aGk="}))
+            .collect();
+        let (s, put) = call(
+            &b.base,
+            Method::POST,
+            "/projects/proj/topics/wide/shards",
+            json!({"Action": "pub", "Records": records}),
+        )
+        .await;
+        assert_eq!((s, &put["FailedRecordCount"]), (200, &json!(0)), "{put}");
+        // An FC connector whose function is unreachable: every task runs and hangs with an error.
         let (s, created) = call(
             &a.base,
-            reqwest::Method::POST,
-            "/projects/proj/topics/top/connectors/sink_fc",
+            Method::POST,
+            "/projects/proj/topics/wide/connectors/sink_fc",
             json!({"Action": "create", "ColumnFields": [], "Config": {
                 "Endpoint": "http://127.0.0.1:9", "Service": "s", "Function": "f"}}),
         )
         .await;
         assert_eq!(s, 200, "{created}");
         let id = created["ConnectorId"].as_str().unwrap().to_string();
-        let uid = a.server.state.catalog.topic("proj", "top").unwrap().uid;
-        let runs = |n: &Node| n.server.state.catalog.connector_runs_here(uid, &id);
-        until(10, "one node took the connector", || {
-            conn_keys(&a).len() + conn_keys(&b).len() == 1
-        })
-        .await;
-        let (owner, other) = if conn_keys(&a).len() == 1 {
-            (a, b)
-        } else {
-            (b, a)
+        let uid = a.server.state.catalog.topic("proj", "wide").unwrap().uid;
+        let all: std::collections::BTreeSet<u32> = (0..12).collect();
+        let here = |n: &Node| {
+            n.server
+                .state
+                .catalog
+                .connector_shards_here(uid, &id)
+                .unwrap_or_default()
         };
-        until(10, "its runtime runs on the owner", || runs(&owner)).await;
-        for _ in 0..10 {
-            assert!(runs(&owner) && !runs(&other), "exactly one runtime");
-            assert!(conn_keys(&other).is_empty());
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let spread = || {
+            let (ta, tb) = (task_shards(&a, uid, &id), task_shards(&b, uid, &id));
+            ta.is_disjoint(&tb)
+                && ta.union(&tb).copied().collect::<std::collections::BTreeSet<_>>() == all
+                && here(&a) == ta
+                && here(&b) == tb
+        };
+        until(15, "every shard's task runs on exactly one node", spread).await;
+        let (ta, tb) = (task_shards(&a, uid, &id), task_shards(&b, uid, &id));
+        assert!(!ta.is_empty() && !tb.is_empty(), "both nodes run some: {ta:?} {tb:?}");
+
+        // Status through either node shows every shard with its own node's address and live
+        // state (asked of the node running it: without that, the other node's shards would
+        // show CONTEXT_PLANNED).
+        let worker_of = |shard: u32| {
+            if ta.contains(&shard) {
+                address(&a)
+            } else {
+                address(&b)
+            }
+        };
+        for through in [&a, &b] {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let status = shard_status(&through.base, &id).await;
+                assert_eq!(status.keys().copied().collect::<Vec<_>>(), (0..12).collect::<Vec<_>>());
+                let right = status.iter().all(|(shard, (state, worker, error))| {
+                    state == "CONTEXT_HANG" && *worker == worker_of(*shard) && !error.is_empty()
+                });
+                if right {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "status through {}: {status:?}",
+                    through.base
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
         }
-        // Status through the other node is the owner's (forwarded): its worker address.
-        let owner_addr = owner.base.trim_start_matches("http://").to_string();
-        let status_path = format!("/projects/proj/topics/top/connectors/{id}");
-        let (s, status) = call(
-            &other.base,
-            reqwest::Method::POST,
-            &status_path,
-            json!({"Action": "Status", "ShardId": "0"}),
+
+        // Stopping it returns once no node runs or leases any of its tasks.
+        let path = format!("/projects/proj/topics/wide/connectors/{id}");
+        let (s, r) = call(
+            &b.base,
+            Method::POST,
+            &path,
+            json!({"Action": "UpdateState", "State": "CONNECTOR_STOPPED"}),
         )
         .await;
-        assert_eq!(s, 200, "{status}");
-        assert_eq!(status["WorkerAddress"], owner_addr, "{status}");
+        assert_eq!(s, 200, "{r}");
+        assert!(here(&a).is_empty() && here(&b).is_empty());
+        let holders = a.server.state.catalog.task_holders(uid, &id).await.unwrap();
+        assert!(holders.is_empty(), "{holders:?}");
+        let (s, r) = call(
+            &a.base,
+            Method::POST,
+            &path,
+            json!({"Action": "UpdateState", "State": "CONNECTOR_RUNNING"}),
+        )
+        .await;
+        assert_eq!(s, 200, "{r}");
+        until(15, "the tasks spread again", spread).await;
 
-        // The owner stops (SIGTERM): the other node takes the connector over at once.
-        owner.serving.abort();
-        owner.server.shutdown().await;
-        until(10, "the survivor took the connector", || {
-            conn_keys(&other).len() == 1 && runs(&other)
+        // b stops (SIGTERM): a takes over b's shards from their stored checkpoints.
+        b.serving.abort();
+        b.server.shutdown().await;
+        until(15, "the survivor runs every shard", || {
+            here(&a) == all && task_shards(&a, uid, &id) == all
         })
         .await;
-        let other_addr = other.base.trim_start_matches("http://").to_string();
-        let (s, status) = call(
-            &other.base,
-            reqwest::Method::POST,
-            &status_path,
-            json!({"Action": "Status", "ShardId": "0"}),
-        )
-        .await;
-        assert_eq!(s, 200, "{status}");
-        assert_eq!(status["WorkerAddress"], other_addr, "{status}");
-        other.serving.abort();
-        other.server.shutdown().await;
+        let status = shard_status(&a.base, &id).await;
+        assert!(
+            status.values().all(|(_, worker, _)| *worker == address(&a)),
+            "{status:?}"
+        );
+        a.serving.abort();
+        a.server.shutdown().await;
     })
     .await;
 }

@@ -22,13 +22,19 @@
 //!
 //! A [`TaskObserver`] given to [`ConnectorRuntime::start_observed`] hears of every sink write
 //! (its latency) and every error by kind: the server's metrics, without a metrics library here.
+//!
+//! A runtime runs every shard of its topic, or, started with [`ConnectorRuntime::start_on`],
+//! only the shards it is allowed: a cluster node runs the shards whose task leases it holds
+//! and is given ([`ConnectorRuntime::allow`]) or relieved of ([`ConnectorRuntime::stop_shard`])
+//! one shard at a time while it runs. A child of a split or merge whose parent runs elsewhere
+//! waits for the parent's *stored* checkpoint to say FINISHED ([`ShardSource::stored_checkpoint`]).
 
 mod backoff;
 pub mod status;
 mod supervisor;
 mod task;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -197,6 +203,12 @@ pub trait ShardSource: Send + Sync + 'static {
     fn seq_at_or_after_time(&self, shard: u32, t_ms: i64) -> Option<u64>;
     /// Persists a checkpoint.
     fn save_checkpoint(&self, cp: Checkpoint) -> BoxFuture<'_, Result<(), String>>;
+    /// The checkpoint of `shard` as stored now (a shard another node runs). Asked only by a
+    /// runtime limited to some shards, for the parents of its shards; the default: none.
+    fn stored_checkpoint(&self, shard: u32) -> BoxFuture<'_, Result<Option<Checkpoint>, String>> {
+        let _ = shard;
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// Told what the tasks of one connector do (the server's metrics), so that this crate needs no
@@ -276,6 +288,10 @@ pub(crate) struct Shared {
     pub wake: Notify,
     /// Told about writes and errors (metrics), if anyone listens.
     pub observer: Option<Arc<dyn TaskObserver>>,
+    /// The shards this runtime may run (None: all of them).
+    pub allowed: Mutex<Option<BTreeSet<u32>>>,
+    /// The shards whose task runs now, published by the supervisor after each pass.
+    pub running: watch::Sender<BTreeSet<u32>>,
 }
 
 impl Shared {
@@ -302,6 +318,24 @@ impl Shared {
             .lock()
             .expect("checkpoint lock")
             .insert(cp.shard_id, cp);
+    }
+
+    /// Whether this runtime may run `shard`.
+    pub fn may_run(&self, shard: u32) -> bool {
+        self.allowed
+            .lock()
+            .expect("allowed lock")
+            .as_ref()
+            .is_none_or(|a| a.contains(&shard))
+    }
+
+    /// Forgets what this runtime knew of `shard` (it runs elsewhere now).
+    pub fn forget(&self, shard: u32) {
+        self.checkpoints
+            .lock()
+            .expect("checkpoint lock")
+            .remove(&shard);
+        self.status.lock().expect("status lock").remove(&shard);
     }
 }
 
@@ -331,14 +365,33 @@ impl ConnectorRuntime {
         checkpoints: Vec<Checkpoint>,
         observer: Option<Arc<dyn TaskObserver>>,
     ) -> ConnectorRuntime {
+        Self::start_on(spec, source, checkpoints, observer, None)
+    }
+
+    /// [`ConnectorRuntime::start_observed`], running only the `allowed` shards (None: all).
+    /// Checkpoints of other shards are ignored.
+    pub fn start_on(
+        spec: ConnectorSpec,
+        source: Arc<dyn ShardSource>,
+        checkpoints: Vec<Checkpoint>,
+        observer: Option<Arc<dyn TaskObserver>>,
+        allowed: Option<BTreeSet<u32>>,
+    ) -> ConnectorRuntime {
+        let checkpoints = checkpoints
+            .into_iter()
+            .filter(|c| allowed.as_ref().is_none_or(|a| a.contains(&c.shard_id)))
+            .map(|c| (c.shard_id, c))
+            .collect();
         let shared = Arc::new(Shared {
             spec,
             source,
-            checkpoints: Mutex::new(checkpoints.into_iter().map(|c| (c.shard_id, c)).collect()),
+            checkpoints: Mutex::new(checkpoints),
             status: Mutex::new(HashMap::new()),
             reload: Mutex::new(Vec::new()),
             wake: Notify::new(),
             observer,
+            allowed: Mutex::new(allowed),
+            running: watch::channel(BTreeSet::new()).0,
         });
         let cancel = CancellationToken::new();
         let supervisor = tokio::spawn(supervisor::supervise(shared.clone(), cancel.clone()));
@@ -369,6 +422,55 @@ impl ConnectorRuntime {
             .iter()
             .map(|(k, v)| (*k, v.clone()))
             .collect()
+    }
+
+    /// The shards this runtime may run (None: all).
+    pub fn allowed(&self) -> Option<BTreeSet<u32>> {
+        self.shared.allowed.lock().expect("allowed lock").clone()
+    }
+
+    /// Lets a runtime started with [`ConnectorRuntime::start_on`] run `shard` too, from
+    /// `checkpoint` (as stored now; None: where a shard without one starts). No effect on a
+    /// runtime that runs every shard.
+    pub fn allow(&self, shard: u32, checkpoint: Option<Checkpoint>) {
+        {
+            let mut allowed = self.shared.allowed.lock().expect("allowed lock");
+            let Some(set) = allowed.as_mut() else {
+                return;
+            };
+            self.shared.forget(shard);
+            if let Some(cp) = checkpoint {
+                self.shared.set_checkpoint(cp);
+            }
+            set.insert(shard);
+        }
+        self.shared.wake.notify_one();
+    }
+
+    /// Stops running `shard` here and waits until its task has ended (a flush in progress gets
+    /// [`RuntimeConfig::stop_grace`]); its checkpoint and status are forgotten. Returns how many
+    /// shards the runtime may still run (None: all).
+    pub async fn stop_shard(&self, shard: u32) -> Option<usize> {
+        let left = {
+            let mut allowed = self.shared.allowed.lock().expect("allowed lock");
+            let set = allowed.as_mut()?;
+            set.remove(&shard);
+            set.len()
+        };
+        let mut running = self.shared.running.subscribe();
+        self.shared.wake.notify_one();
+        loop {
+            if !running.borrow_and_update().contains(&shard) {
+                break;
+            }
+            if running.changed().await.is_err() {
+                break; // the supervisor has ended: nothing runs
+            }
+        }
+        if !self.shared.may_run(shard) {
+            self.shared.forget(shard);
+        }
+        Some(left)
     }
 
     /// Restarts the task of `shard` (all shards if None) from its last checkpoint.

@@ -8,9 +8,12 @@
 //!   checkpoint after a jittered backoff that grows while it keeps panicking without progress;
 //! - stopping cancels every task first and then waits for all of them together, so a stop
 //!   takes about one [`RuntimeConfig::stop_grace`](super::RuntimeConfig::stop_grace), not one
-//!   per shard.
+//!   per shard;
+//! - a runtime limited to some shards starts a task only while its shard is allowed (checked
+//!   under the `allowed` lock at the spawn, so a shard taken away is never started again), and
+//!   `Shared::running` names every shard whose task exists, from its spawn until it has ended.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
@@ -88,6 +91,41 @@ async fn stop_all(shared: &Shared, tasks: Vec<(u32, Running)>) {
         if let Ok(Some(message)) = handle.await {
             tracing::error!(connector = %shared.spec.name, shard, panic = %message, "task panicked while stopping");
         }
+        task_ended(shared, shard);
+    }
+}
+
+/// Records that the task of `shard` has ended.
+fn task_ended(shared: &Shared, shard: u32) {
+    shared.running.send_modify(|r| {
+        r.remove(&shard);
+    });
+}
+
+/// Whether a parent shard is FINISHED: by this runtime's checkpoint, or, for a parent this
+/// runtime may not run, by its stored checkpoint (remembered once seen).
+async fn parent_finished(
+    shared: &Shared,
+    parent: u32,
+    finished_elsewhere: &mut HashSet<u32>,
+) -> bool {
+    if shared.checkpoint(parent).is_some_and(|c| c.finished) || finished_elsewhere.contains(&parent)
+    {
+        return true;
+    }
+    if shared.may_run(parent) {
+        return false;
+    }
+    match shared.source.stored_checkpoint(parent).await {
+        Ok(Some(cp)) if cp.finished => {
+            finished_elsewhere.insert(parent);
+            true
+        }
+        Ok(_) => false,
+        Err(e) => {
+            tracing::warn!(connector = %shared.spec.name, shard = parent, error = %e, "cannot read a parent shard's checkpoint");
+            false
+        }
     }
 }
 
@@ -97,7 +135,28 @@ pub(crate) async fn supervise(shared: Arc<Shared>, cancel: CancellationToken) {
     let cfg = shared.spec.config.clone();
     let mut tasks: HashMap<u32, Running> = HashMap::new();
     let mut restarts: HashMap<u32, Restart> = HashMap::new();
+    let mut finished_elsewhere: HashSet<u32> = HashSet::new();
     loop {
+        // Stop the tasks of shards taken away from this runtime.
+        let taken: Vec<u32> = tasks
+            .keys()
+            .copied()
+            .filter(|s| !shared.may_run(*s))
+            .collect();
+        if !taken.is_empty() {
+            let stopping: Vec<(u32, Running)> = taken
+                .iter()
+                .filter_map(|s| tasks.remove(s).map(|r| (*s, r)))
+                .collect();
+            stop_all(&shared, stopping).await;
+            for s in &taken {
+                restarts.remove(s);
+                if !shared.may_run(*s) {
+                    shared.forget(*s);
+                }
+            }
+            tracing::info!(connector = %shared.spec.name, shards = ?taken, "tasks handed to another node");
+        }
         // Reap ended tasks; a panicked one is reported and its restart delayed.
         let ended: Vec<u32> = tasks
             .iter()
@@ -106,7 +165,9 @@ pub(crate) async fn supervise(shared: Arc<Shared>, cancel: CancellationToken) {
             .collect();
         for shard in ended {
             let (_, handle) = tasks.remove(&shard).expect("listed above");
-            let message = match handle.await {
+            let outcome = handle.await;
+            task_ended(&shared, shard);
+            let message = match outcome {
                 Ok(None) => continue,
                 Ok(Some(m)) => m,
                 Err(e) => e.to_string(),
@@ -152,6 +213,9 @@ pub(crate) async fn supervise(shared: Arc<Shared>, cancel: CancellationToken) {
             Ok(shards) => {
                 let known: Vec<u32> = shards.iter().map(|s| s.id).collect();
                 for shard in &shards {
+                    if !shared.may_run(shard.id) {
+                        continue;
+                    }
                     if tasks.contains_key(&shard.id)
                         || restarts
                             .get(&shard.id)
@@ -171,9 +235,13 @@ pub(crate) async fn supervise(shared: Arc<Shared>, cancel: CancellationToken) {
                         shared.set_status(shard.id, ContextState::Finished, None);
                         continue;
                     }
-                    let waiting = shard.parents.iter().any(|p| {
-                        known.contains(p) && !shared.checkpoint(*p).is_some_and(|c| c.finished)
-                    });
+                    let mut waiting = false;
+                    for p in shard.parents.iter().filter(|p| known.contains(p)) {
+                        if !parent_finished(&shared, *p, &mut finished_elsewhere).await {
+                            waiting = true;
+                            break;
+                        }
+                    }
                     if waiting {
                         shared.set_status(shard.id, ContextState::Planned, None);
                         continue;
@@ -181,9 +249,18 @@ pub(crate) async fn supervise(shared: Arc<Shared>, cancel: CancellationToken) {
                     if let Some(r) = restarts.get_mut(&shard.id) {
                         r.started_at = cp.next_seq;
                     }
+                    // Spawned under the `allowed` lock: a shard taken away meanwhile stays stopped.
+                    let allowed = shared.allowed.lock().expect("allowed lock");
+                    if allowed.as_ref().is_some_and(|a| !a.contains(&shard.id)) {
+                        continue;
+                    }
                     let token = cancel.child_token();
+                    shared.running.send_modify(|r| {
+                        r.insert(shard.id);
+                    });
                     let handle =
                         tokio::spawn(run_caught(shared.clone(), shard.id, cp, token.clone()));
+                    drop(allowed);
                     tasks.insert(shard.id, (token, handle));
                 }
             }

@@ -1,9 +1,10 @@
 //! Who runs which piece of work in a cluster (issue 14, "Work spread by leases").
 //!
 //! Work comes in keys: `sub:<topic_uid>:<sub_id>` (a subscription: its offsets' sessions and
-//! its consumer group) and `conn:<topic_uid>:<connector_id>` (a connector's runtime). Each
-//! node runs the single-node code for the keys it owns and forwards requests for the others
-//! (`http/forward.rs`).
+//! its consumer group), `conn:<topic_uid>:<connector_id>` (a connector's control: its row,
+//! changes and status requests) and `task:<topic_uid>:<connector_id>:<shard>` (the task that
+//! copies one shard of a RUNNING connector). Each node runs the single-node code for the keys
+//! it owns and forwards requests for the others (`http/forward.rs`).
 //!
 //! * Liveness: every node heartbeats its `node` row and renews its leases through one
 //!   [`LeaseKeeper`] (every `renew_every`, ~1 s; a lease expires after `ttl`, ~5 s, judged by
@@ -40,10 +41,13 @@ use tokio_util::sync::CancellationToken;
 
 /// Lease kind of a subscription's work.
 pub const SUB: &str = "sub";
-/// Lease kind of a connector's runtime.
+/// Lease kind of a connector's control (its row, changes and status requests).
 pub const CONN: &str = "conn";
+/// Lease kind of one shard's task of a running connector.
+pub const TASK: &str = "task";
 
-/// A piece of work: lease kind (`sub`, `conn`) and key (`<topic_uid>:<id>`).
+/// A piece of work: lease kind (`sub`, `conn`, `task`) and key (`<topic_uid>:<id>`, for a
+/// task `<topic_uid>:<connector_id>:<shard>`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WorkKey {
     pub kind: &'static str,
@@ -65,6 +69,25 @@ impl WorkKey {
         }
     }
 
+    pub fn task(topic_uid: i64, connector_id: &str, shard: u32) -> WorkKey {
+        WorkKey {
+            kind: TASK,
+            key: format!("{topic_uid}:{connector_id}:{shard}"),
+        }
+    }
+
+    /// The lease key prefix of every task of a connector.
+    pub fn task_prefix(topic_uid: i64, connector_id: &str) -> String {
+        format!("{topic_uid}:{connector_id}:")
+    }
+
+    /// The topic uid, connector id and shard of a task key.
+    pub fn task_parts(&self) -> Option<(i64, &str, u32)> {
+        let (uid, id) = self.parts()?;
+        let (id, shard) = id.rsplit_once(':')?;
+        Some((uid, id, shard.parse().ok()?))
+    }
+
     /// The key placement hashes: `<kind>:<topic_uid>:<id>`.
     pub fn placement_key(&self) -> String {
         format!("{}:{}", self.kind, self.key)
@@ -75,6 +98,7 @@ impl WorkKey {
         let kind = match kind {
             SUB => SUB,
             CONN => CONN,
+            TASK => TASK,
             _ => return None,
         };
         Some(WorkKey {
@@ -426,5 +450,24 @@ impl Ownership {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_keys_round_trip_through_placement_keys() {
+        let key = WorkKey::task(7, "sink_mysql_a:b", 12);
+        assert_eq!(key.placement_key(), "task:7:sink_mysql_a:b:12");
+        let parsed = WorkKey::parse(&key.placement_key()).unwrap();
+        assert_eq!(parsed, key);
+        assert_eq!(parsed.task_parts(), Some((7, "sink_mysql_a:b", 12)));
+        assert!(key
+            .key
+            .starts_with(&WorkKey::task_prefix(7, "sink_mysql_a:b")));
+        assert_eq!(WorkKey::conn(7, "c").task_parts(), None);
+        assert_eq!(WorkKey::parse("other:7:c"), None);
     }
 }

@@ -1,8 +1,10 @@
 //! What a node does when it gains or loses a piece of work ([`WorkHooks`] over the catalog):
 //! a `sub:` key reloads that subscription's offsets and group from the meta store
-//! (`service/subscription_leases.rs`), a `conn:` key starts or stops that connector's runtime
-//! (`service/connector_leases.rs`). The list of work is the catalog's subscriptions and
-//! connectors, brought in step with the meta store whenever its catalog version moved.
+//! (`service/subscription_leases.rs`), a `conn:` key makes this node the connector's
+//! controller, a `task:` key starts or stops one shard's task of a running connector
+//! (`service/connector_leases.rs`). The list of work is the catalog's subscriptions,
+//! connectors and running connectors' shards, brought in step with the meta store whenever
+//! its catalog version moved.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
@@ -11,7 +13,7 @@ use sluice_meta::LeaseGuard;
 
 use sluice_cluster::lease::LeaseConfig;
 
-use super::ownership::{BoxFuture, Ownership, WorkHooks, WorkKey, CONN, SUB};
+use super::ownership::{BoxFuture, Ownership, WorkHooks, WorkKey, CONN, SUB, TASK};
 use crate::service::{Catalog, Error, Result};
 
 /// Starts this node's ownership of work (cluster mode; nothing in the embedded mode) and
@@ -89,6 +91,12 @@ impl WorkHooks for CatalogWork {
                     .iter()
                     .map(|(uid, id)| WorkKey::conn(*uid, id)),
             );
+            keys.extend(
+                catalog
+                    .connector_task_keys()
+                    .iter()
+                    .map(|(uid, id, shard)| WorkKey::task(*uid, id, *shard)),
+            );
             keys
         })
     }
@@ -103,6 +111,10 @@ impl WorkHooks for CatalogWork {
             let done = match key.kind {
                 SUB => catalog.take_subscription(uid, id, guard).await,
                 CONN => catalog.take_connector(uid, id, guard).await,
+                TASK => {
+                    let (uid, id, shard) = key.task_parts().ok_or("a malformed task key")?;
+                    catalog.take_task(uid, id, shard, guard).await
+                }
                 _ => return Err(format!("unknown work kind {}", key.kind)),
             };
             done.map_err(|e| e.to_string())
@@ -119,7 +131,12 @@ impl WorkHooks for CatalogWork {
             };
             match key.kind {
                 SUB => catalog.drop_subscription(id),
-                CONN => catalog.drop_connector(uid, id).await,
+                CONN => catalog.drop_connector(uid, id),
+                TASK => {
+                    if let Some((uid, id, shard)) = key.task_parts() {
+                        catalog.drop_task(uid, id, shard).await;
+                    }
+                }
                 _ => {}
             }
         })

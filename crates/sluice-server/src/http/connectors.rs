@@ -6,7 +6,7 @@
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -15,6 +15,7 @@ use sluice_connect::sinks::partition_config_text;
 use sluice_proto::sign;
 
 use super::body::{self, JsonFields};
+use super::task_fanout;
 use super::AppState;
 use crate::service::connectors::NewConnector;
 use crate::service::{Error, Result};
@@ -94,10 +95,15 @@ pub async fn delete(
 pub async fn post(
     State(s): State<AppState>,
     Path((project, topic, id)): ConnectorPath,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let raw = body::read_body(&s, &headers, body).await?;
+    // Kept as sent: a status or reload may be passed on to other nodes (`task_fanout.rs`).
+    let original = axum::body::to_bytes(body, s.catalog.config.max_request_bytes)
+        .await
+        .map_err(|e| Error::InvalidParameter(format!("the request body: {e}")))?;
+    let raw = body::read_body(&s, &headers, Body::from(original.clone())).await?;
     let req = body::parse_json(&raw)?;
     let c = &s.catalog;
     let action = req.action();
@@ -122,22 +128,33 @@ pub async fn post(
         }
         "status" => {
             let shard = req.opt_str("ShardId")?;
+            let local = headers.contains_key(task_fanout::LOCAL_TASKS);
             let reports = c
-                .connector_shard_status(&project, &topic, &id, shard.as_deref())
+                .connector_shard_status_in(&project, &topic, &id, shard.as_deref(), local)
                 .await?;
-            let infos: Map<String, Json> = reports
+            let mut infos: Map<String, Json> = reports
                 .iter()
                 .map(|r| (r.shard_id.to_string(), r.to_json()))
                 .collect();
+            if !local {
+                let nodes = task_nodes(&s, &project, &topic, &id).await?;
+                if !nodes.is_empty() {
+                    let target = uri.path_and_query().map_or("/", |p| p.as_str());
+                    let asked = nodes.keys().cloned().collect();
+                    let answers = task_fanout::ask(&s, target, &headers, original, asked).await;
+                    task_fanout::merge_status(&mut infos, &nodes, &answers);
+                }
+            }
             // One shard: the Go and Java SDKs read the entry's fields at the top level, pydatahub
             // reads `ShardStatusInfos` (or a top-level entry with `ShardId`); serve all of them.
             match (shard, reports.as_slice()) {
                 (Some(_), [one]) => {
-                    let mut entry = match one.to_json() {
-                        Json::Object(m) => m,
+                    let key = one.shard_id.to_string();
+                    let mut entry = match infos.get(&key) {
+                        Some(Json::Object(m)) => m.clone(),
                         _ => Map::new(),
                     };
-                    entry.insert("ShardId".into(), json!(one.shard_id.to_string()));
+                    entry.insert("ShardId".into(), json!(key));
                     entry.insert("ShardStatusInfos".into(), Json::Object(infos));
                     body::json(&Json::Object(entry))
                 }
@@ -148,6 +165,14 @@ pub async fn post(
             let shard = req.opt_str("ShardId")?;
             c.reload_connector(&project, &topic, &id, shard.as_deref())
                 .await?;
+            if !headers.contains_key(task_fanout::LOCAL_TASKS) {
+                let nodes = task_nodes(&s, &project, &topic, &id).await?;
+                if !nodes.is_empty() {
+                    let target = uri.path_and_query().map_or("/", |p| p.as_str());
+                    let asked = nodes.keys().cloned().collect();
+                    task_fanout::ask(&s, target, &headers, original, asked).await;
+                }
+            }
             body::ok()
         }
         "appendfield" => {
@@ -179,6 +204,22 @@ pub async fn post(
             "unknown connector Action {other:?}"
         ))),
     }
+}
+
+/// Cluster mode: the other nodes running some of the connector's shards, address → shards
+/// (empty in the embedded mode).
+async fn task_nodes(
+    s: &AppState,
+    project: &str,
+    topic: &str,
+    id: &str,
+) -> Result<std::collections::BTreeMap<String, Vec<u32>>> {
+    let Some(cluster) = &s.catalog.cluster else {
+        return Ok(Default::default());
+    };
+    let (uid, cid) = s.catalog.connector_key(project, topic, id)?;
+    let holders = s.catalog.task_holders(uid, &cid).await?;
+    Ok(task_fanout::other_nodes(&holders, &cluster.node_id))
 }
 
 fn column_fields(req: &Json) -> Result<Vec<String>> {

@@ -14,7 +14,9 @@
 //!   method, the `x-datahub-*` headers and the path, not the host, so the owner verifies it
 //!   again. The owner's answer (status, headers, body) is returned byte for byte.
 //! * Loop guard: a proxied request carries `x-sluice-forwarded-by: <node id>`; such a request
-//!   is served where it lands, or refused as unavailable, never forwarded again.
+//!   is served where it lands, or refused as unavailable, never forwarded again. One that also
+//!   carries `x-sluice-local-tasks` asks about the connector tasks running here
+//!   (`task_fanout.rs`) and is served here whoever controls the connector.
 //! * Owner unknown or unreachable: [`Error::Unavailable`] (HTTP 503, a code every SDK
 //!   retries), never a wrong answer.
 //! * TLS: when this node serves HTTPS (`tls_cert`), so do the others: the proxy speaks HTTPS
@@ -127,6 +129,12 @@ pub async fn forward(State(state): State<AppState>, req: Request, next: Next) ->
     let Some(scope) = scope_of(req.method(), req.uri().path()) else {
         return next.run(req).await;
     };
+    if req.headers().contains_key(super::task_fanout::LOCAL_TASKS)
+        && req.headers().contains_key(FORWARDED_BY)
+    {
+        // A controlling node asks about the tasks running here (`task_fanout.rs`).
+        return next.run(req).await;
+    }
     let Some(key) = work_key(&state.catalog, &scope).await else {
         return next.run(req).await;
     };
@@ -203,7 +211,7 @@ fn end_to_end(name: &HeaderName) -> bool {
     )
 }
 
-fn copy_headers(from: &HeaderMap) -> HeaderMap {
+pub(super) fn copy_headers(from: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(from.len());
     for (name, value) in from {
         if end_to_end(name) {
@@ -213,8 +221,17 @@ fn copy_headers(from: &HeaderMap) -> HeaderMap {
     out
 }
 
+/// The scheme the nodes speak: HTTPS when this node does.
+pub(super) fn scheme(state: &AppState) -> &'static str {
+    if state.catalog.config.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    }
+}
+
 /// The one HTTP client of the proxy (see the module docs for its TLS trust).
-fn client(state: &AppState) -> Result<&'static reqwest::Client, Error> {
+pub(super) fn client(state: &AppState) -> Result<&'static reqwest::Client, Error> {
     static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
     let built = CLIENT.get_or_init(|| {
         let config = &state.catalog.config;
@@ -242,11 +259,7 @@ fn client(state: &AppState) -> Result<&'static reqwest::Client, Error> {
 
 /// Sends `req` as it is to the node at `address` and returns its answer.
 async fn proxy(state: &AppState, req: Request, address: &str, me: &str) -> Result<Response, Error> {
-    let scheme = if state.catalog.config.tls_cert.is_some() {
-        "https"
-    } else {
-        "http"
-    };
+    let scheme = scheme(state);
     let target = req
         .uri()
         .path_and_query()

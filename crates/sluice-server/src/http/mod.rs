@@ -18,6 +18,7 @@ mod projects;
 mod records;
 mod shards;
 mod subscriptions;
+mod task_fanout;
 pub mod tls;
 mod topics;
 

@@ -125,7 +125,10 @@ impl Computed {
 
     async fn connector(&mut self, c: &Catalog, t: &Topic, id: &str) {
         let (project, topic) = (&t.project, &t.name);
-        let Ok(reports) = c.connector_shard_status(project, topic, id, None).await else {
+        let Ok(reports) = c
+            .connector_shard_status_in(project, topic, id, None, true)
+            .await
+        else {
             return;
         };
         let now = now_ms();

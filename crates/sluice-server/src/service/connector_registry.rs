@@ -1,10 +1,10 @@
 //! The registry of connectors and its locks: a short-held map from (topic uid, connector id)
 //! to each connector's [`Slot`], which holds the connector's own operation lock and the
 //! [`Snapshot`] readers copy. `connectors.rs` says which operation takes which lock.
-//! In cluster mode (issue 14) it also records which connectors this node runs, under which
-//! lease ([`RunsHere`]).
+//! In cluster mode (issue 14) it also records which connectors this node controls, under
+//! which lease ([`RunsHere`]), and which of their shards' tasks it runs ([`TaskGuards`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -97,27 +97,54 @@ pub(super) async fn stop_slots(slots: Vec<Arc<Slot>>, delete: bool) {
     }
 }
 
+/// The task leases this node holds for one connector's shards (cluster mode): a task saves its
+/// checkpoint only under its own shard's lease.
+#[derive(Default)]
+pub struct TaskGuards(Mutex<BTreeMap<u32, LeaseGuard>>);
+
+impl TaskGuards {
+    pub fn get(&self, shard: u32) -> Option<LeaseGuard> {
+        self.0.lock().get(&shard).cloned()
+    }
+
+    pub fn insert(&self, shard: u32, guard: LeaseGuard) {
+        self.0.lock().insert(shard, guard);
+    }
+
+    pub fn remove(&self, shard: u32) {
+        self.0.lock().remove(&shard);
+    }
+
+    /// The shards whose task lease this node holds.
+    pub fn shards(&self) -> BTreeSet<u32> {
+        self.0.lock().keys().copied().collect()
+    }
+}
+
 /// Every connector of the server, keyed by (topic uid, connector id).
 pub struct ConnectorRegistry {
     /// Held only to look up, insert or remove a slot; never across an await.
     pub(super) slots: Mutex<BTreeMap<(i64, String), Arc<Slot>>>,
     worker: Mutex<String>,
     // issue 14: leases
-    /// Cluster mode: a connector's runtime runs only on the node holding its `conn:` lease, and
-    /// its checkpoints are saved under that lease. Off (embedded): every runtime runs here.
+    /// Cluster mode: a connector is controlled by the node holding its `conn:` lease, and each
+    /// shard's task runs on the node holding its `task:` lease. Off (embedded): everything
+    /// runs here.
     clustered: AtomicBool,
-    /// The leases of the connectors this node runs (cluster mode).
+    /// The control leases of the connectors this node controls (cluster mode).
     guards: Mutex<HashMap<(i64, String), LeaseGuard>>,
+    /// The task leases this node holds, by connector (cluster mode).
+    tasks: Mutex<HashMap<(i64, String), Arc<TaskGuards>>>,
 }
 
-/// Whether (and under which lease) a connector's runtime runs on this node.
+/// Whether (and under which lease) a connector is controlled by this node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum RunsHere {
     /// Embedded mode: everything runs here, unfenced.
     Always,
-    /// Cluster mode, this node holds the connector's lease.
+    /// Cluster mode, this node holds the connector's control lease.
     Leased(LeaseGuard),
-    /// Cluster mode, another node runs it (or nobody yet).
+    /// Cluster mode, another node controls it (or nobody yet).
     No,
 }
 
@@ -156,6 +183,16 @@ impl ConnectorRegistry {
             None => guards.remove(&key),
         };
     }
+
+    /// The task leases this node holds for a connector (an empty set at first).
+    pub(super) fn task_guards(&self, key: &(i64, String)) -> Arc<TaskGuards> {
+        self.tasks.lock().entry(key.clone()).or_default().clone()
+    }
+
+    /// Forgets a deleted connector's task leases.
+    pub(super) fn forget_tasks(&self, key: &(i64, String)) {
+        self.tasks.lock().remove(key);
+    }
 }
 
 impl Default for ConnectorRegistry {
@@ -168,6 +205,7 @@ impl Default for ConnectorRegistry {
             worker: Mutex::new(format!("{host}/sluice-{}", std::process::id())),
             clustered: AtomicBool::new(false),
             guards: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(HashMap::new()),
         }
     }
 }

@@ -8,12 +8,13 @@ use sluice_connect::runtime::{
     BoxFuture, Checkpoint, ShardInfo, ShardSource, SourceBatch, SourceEntry, SourceError,
 };
 use sluice_log::LogError;
-use sluice_meta::{CheckpointRow, LeaseGuard, MetaStore};
+use sluice_meta::{CheckpointRow, MetaStore};
 use sluice_proto::batch;
 use sluice_proto::Record;
 use tokio::sync::watch;
 
 use super::catalog::{ShardState, Topic};
+use super::connector_registry::TaskGuards;
 use super::records::{visit_entry, Reshape};
 
 /// One connector's access to its topic.
@@ -22,9 +23,10 @@ pub struct TopicSource {
     pub meta: MetaStore,
     pub connector_id: String,
     // issue 14: leases
-    /// Cluster mode: the connector's lease; every checkpoint is saved only while it holds, so
-    /// a node that lost the connector (frozen, cut off) can never move a checkpoint.
-    pub guard: Option<LeaseGuard>,
+    /// Cluster mode: the task leases this node holds for the connector's shards; a shard's
+    /// checkpoint is saved only under its own task lease, so a node that lost a shard (frozen,
+    /// cut off) can never move its checkpoint.
+    pub tasks: Option<Arc<TaskGuards>>,
 }
 
 pub fn checkpoint_row(cp: &Checkpoint) -> CheckpointRow {
@@ -165,11 +167,30 @@ impl ShardSource for TopicSource {
         Box::pin(async move {
             let rows = [checkpoint_row(&cp)];
             let (uid, id) = (self.topic.uid, &self.connector_id);
-            match &self.guard {
+            match &self.tasks {
                 None => self.meta.save_checkpoints(uid, id, &rows).await,
-                Some(g) => self.meta.save_checkpoints_fenced(uid, id, &rows, g).await,
+                Some(tasks) => match tasks.get(cp.shard_id) {
+                    Some(g) => self.meta.save_checkpoints_fenced(uid, id, &rows, &g).await,
+                    None => {
+                        return Err(format!(
+                            "this node no longer holds the task lease of shard {}",
+                            cp.shard_id
+                        ))
+                    }
+                },
             }
             .map_err(|e| e.to_string())
+        })
+    }
+
+    fn stored_checkpoint(&self, shard: u32) -> BoxFuture<'_, Result<Option<Checkpoint>, String>> {
+        Box::pin(async move {
+            let rows = self
+                .meta
+                .load_checkpoints(self.topic.uid, &self.connector_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(rows.iter().find(|r| r.shard_id == shard).map(checkpoint_of))
         })
     }
 }

@@ -16,7 +16,7 @@
 //!   answer at once even while their own connector is being stopped;
 //! - shutdown and topic deletion stop all their runtimes at once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde_json::Value as Json;
@@ -26,11 +26,11 @@ use sluice_connect::runtime::{ConnectorRuntime, ConnectorSpec, RuntimeConfig, Si
 use sluice_connect::sink::Columns;
 use sluice_connect::sinks::{self, ConnectorConfig};
 use sluice_connect::ConnectorKind;
-use sluice_meta::{ConnectorRow, LeaseGuard};
+use sluice_meta::ConnectorRow;
 
 use super::catalog::{now_ms, now_secs, Catalog, RecordType, Topic};
 pub use super::connector_registry::ConnectorRegistry;
-use super::connector_registry::{stop_slots, RunsHere, Slot, Snapshot};
+use super::connector_registry::{stop_slots, RunsHere, Slot, Snapshot, TaskGuards};
 use super::connector_source::{checkpoint_of, checkpoint_row, shard_infos, TopicSource};
 use super::error::{Error, Result};
 
@@ -141,13 +141,16 @@ impl Catalog {
         }
     }
 
+    /// Starts a connector's runtime from `checkpoints`: over every shard (embedded mode), or,
+    /// with `tasks` (cluster mode), over the shards whose task leases this node holds, each
+    /// saving its checkpoints under its own lease.
     pub(super) fn start_runtime(
         &self,
         topic: &Arc<Topic>,
         row: &ConnectorRow,
         config: &Arc<ConnectorConfig>,
         checkpoints: Vec<Checkpoint>,
-        guard: Option<LeaseGuard>,
+        tasks: Option<Arc<TaskGuards>>,
     ) -> Result<ConnectorRuntime> {
         let worker = self.connectors.worker();
         let columns = Arc::new(check_columns(topic, &row.column_fields)?);
@@ -164,23 +167,52 @@ impl Catalog {
             start_time: row.start_time,
             config: self.runtime_config(&worker, kind),
         };
+        let allowed = tasks.as_ref().map(|t| t.shards());
         let source = Arc::new(TopicSource {
             topic: topic.clone(),
             meta: self.meta.clone(),
             connector_id: row.connector_id.clone(),
-            guard,
+            tasks,
         });
         // issue 13: metrics — sink write latency and errors by kind.
         let observer = self
             .metrics
             .connector_observer(&topic.project, &topic.name, &row.connector_id)
             .map(|o| o as Arc<dyn sluice_connect::runtime::TaskObserver>);
-        Ok(ConnectorRuntime::start_observed(
+        Ok(ConnectorRuntime::start_on(
             spec,
             source,
             checkpoints,
             observer,
+            allowed,
         ))
+    }
+
+    /// The runtime a connector should have on this node now: none unless RUNNING; over every
+    /// shard in the embedded mode; in cluster mode over the shards whose task leases this node
+    /// holds (none if it holds none), from the stored checkpoints.
+    pub(super) async fn runtime_here(
+        &self,
+        topic: &Arc<Topic>,
+        row: &ConnectorRow,
+        config: &Arc<ConnectorConfig>,
+    ) -> Result<Option<ConnectorRuntime>> {
+        if row.state != RUNNING {
+            return Ok(None);
+        }
+        let tasks = if self.connectors.is_clustered() {
+            let tasks = self
+                .connectors
+                .task_guards(&(row.topic_uid, row.connector_id.clone()));
+            if tasks.shards().is_empty() {
+                return Ok(None);
+            }
+            Some(tasks)
+        } else {
+            None
+        };
+        let cps = self.load_checkpoints(topic, &row.connector_id).await?;
+        self.start_runtime(topic, row, config, cps, tasks).map(Some)
     }
 
     pub(super) async fn load_checkpoints(
@@ -208,19 +240,7 @@ impl Catalog {
                 continue;
             };
             let config = stored_config(&row)?;
-            let key = (row.topic_uid, row.connector_id.clone());
-            let runtime = match self.connectors.runs_here(&key) {
-                RunsHere::No => None,
-                _ if row.state != RUNNING => None,
-                RunsHere::Always => {
-                    let cps = self.load_checkpoints(topic, &row.connector_id).await?;
-                    Some(self.start_runtime(topic, &row, &config, cps, None)?)
-                }
-                RunsHere::Leased(g) => {
-                    let cps = self.load_checkpoints(topic, &row.connector_id).await?;
-                    Some(self.start_runtime(topic, &row, &config, cps, Some(g))?)
-                }
-            };
+            let runtime = self.runtime_here(topic, &row, &config).await?;
             self.connectors.slots.lock().insert(
                 (row.topic_uid, row.connector_id.clone()),
                 Slot::new(row, config, runtime),
@@ -331,16 +351,8 @@ impl Catalog {
         self.create_connector_subscription(&topic, &row).await?;
         let config = Arc::new(config);
         let id = row.connector_id.clone();
-        // issue 14: in cluster mode the node that wins the connector's lease starts it.
-        let runtime = match self.connectors.runs_here(&(topic.uid, id.clone())) {
-            RunsHere::Always => {
-                Some(self.start_runtime(&topic, &row, &config, Vec::new(), None)?)
-            }
-            RunsHere::Leased(g) => {
-                Some(self.start_runtime(&topic, &row, &config, Vec::new(), Some(g))?)
-            }
-            RunsHere::No => None,
-        };
+        // issue 14: in cluster mode the nodes that win its shards' task leases start them.
+        let runtime = self.runtime_here(&topic, &row, &config).await?;
         self.connectors
             .slots
             .lock()
@@ -358,22 +370,30 @@ impl Catalog {
             .collect())
     }
 
-    /// Checkpoints of a connector: live ones while it runs, else saved ones; shards without
-    /// one get where they would start.
+    /// Checkpoints of a connector: live ones of the shards it runs here, saved ones of the
+    /// others (in cluster mode other nodes run them); shards without one get where they would
+    /// start.
     pub(super) async fn checkpoints_of(
         &self,
         topic: &Topic,
         entry: &Snapshot,
     ) -> Result<BTreeMap<u32, Checkpoint>> {
-        let mut cps: BTreeMap<u32, Checkpoint> = match &entry.runtime {
-            Some(rt) => rt.checkpoints(),
-            None => self
-                .load_checkpoints(topic, &entry.row.connector_id)
+        let all_here = entry
+            .runtime
+            .as_ref()
+            .is_some_and(|rt| rt.allowed().is_none());
+        let mut cps: BTreeMap<u32, Checkpoint> = if all_here {
+            BTreeMap::new()
+        } else {
+            self.load_checkpoints(topic, &entry.row.connector_id)
                 .await?
                 .into_iter()
                 .map(|c| (c.shard_id, c))
-                .collect(),
+                .collect()
         };
+        if let Some(rt) = &entry.runtime {
+            cps.extend(rt.checkpoints());
+        }
         for shard in shard_infos(topic) {
             cps.entry(shard.id).or_insert_with(|| {
                 let seq = if entry.row.start_time < 0 {
@@ -424,7 +444,7 @@ impl Catalog {
         F: FnOnce(&Topic, &mut ConnectorRow) -> Result<Option<ConnectorConfig>>,
     {
         let topic = self.topic(project, topic)?;
-        let (key, slot, _op) = self.lock_connector(&topic, id).await?;
+        let (key, slot, op) = self.lock_connector(&topic, id).await?;
         let entry = slot.snapshot();
         let mut row = entry.row.clone();
         let new_config = f(&topic, &mut row)?.map(Arc::new);
@@ -443,28 +463,19 @@ impl Catalog {
         };
         self.set_connector_running(topic.uid, &row.connector_id, row.state == RUNNING)
             .await;
-        let guard = match self.connectors.runs_here(&key) {
-            RunsHere::Always => Some(None),
-            RunsHere::Leased(g) => Some(Some(g)),
-            RunsHere::No => None,
-        };
-        let started = match guard {
-            Some(guard) if row.state == RUNNING => {
-                match self.load_checkpoints(&topic, &row.connector_id).await {
-                    Ok(cps) => self
-                        .start_runtime(&topic, &row, &config, cps, guard)
-                        .map(Some),
-                    Err(e) => Err(e),
-                }
-            }
-            _ => Ok(None),
-        };
+        let started = self.runtime_here(&topic, &row, &config).await;
         let (runtime, started) = match started {
             Ok(rt) => (rt, Ok(())),
             Err(e) => (None, Err(e)),
         };
+        let stopped = row.state != RUNNING;
         slot.set(row, config, runtime);
+        drop(op);
         saved?;
+        if stopped {
+            // issue 14: once STOPPED, no task anywhere may still move a checkpoint.
+            self.wait_tasks_released(key.0, &key.1).await;
+        }
         started
     }
 
@@ -549,6 +560,8 @@ impl Catalog {
         *op = true;
         self.forget_connector_subscription(key.0, &key.1);
         self.connectors.slots.lock().remove(&key);
+        drop(op);
+        self.wait_tasks_released(key.0, &key.1).await;
         Ok(())
     }
 
@@ -672,7 +685,10 @@ impl Catalog {
         }
     }
 
-    /// Status of one shard (or all).
+    /// Status of one shard (or all). In cluster mode a shard whose task runs on another node
+    /// is reported from its stored checkpoint with that node's address (the HTTP layer asks
+    /// that node for the live state, `http/task_fanout.rs`); with `here_only` (cluster mode),
+    /// only the shards whose task runs on this node are reported.
     pub async fn connector_shard_status(
         &self,
         project: &str,
@@ -680,8 +696,22 @@ impl Catalog {
         id: &str,
         shard: Option<&str>,
     ) -> Result<Vec<ShardReport>> {
+        self.connector_shard_status_in(project, topic, id, shard, false)
+            .await
+    }
+
+    /// [`Catalog::connector_shard_status`], of the shards whose task runs on this node only
+    /// when `here_only` (cluster mode; the embedded mode runs every shard here).
+    pub async fn connector_shard_status_in(
+        &self,
+        project: &str,
+        topic: &str,
+        id: &str,
+        shard: Option<&str>,
+        here_only: bool,
+    ) -> Result<Vec<ShardReport>> {
         let topic = self.topic(project, topic)?;
-        let (_, slot) = self.resolve(&topic, id)?;
+        let (key, slot) = self.resolve(&topic, id)?;
         let entry = slot.snapshot();
         let only = match shard.filter(|s| !s.trim().is_empty()) {
             Some(s) => Some(topic.shard_by_text(s)?.id),
@@ -696,12 +726,30 @@ impl Catalog {
         let stopped = entry.row.state == STOPPED;
         let now = now_ms();
         let worker = self.connectors.worker();
+        let clustered = self.connectors.is_clustered();
+        let here: BTreeSet<u32> = match &entry.runtime {
+            Some(rt) => rt
+                .allowed()
+                .unwrap_or_else(|| cps.keys().copied().collect()),
+            None => BTreeSet::new(),
+        };
+        let elsewhere = if clustered && !here_only {
+            self.task_holders(key.0, &key.1).await?
+        } else {
+            BTreeMap::new()
+        };
         Ok(cps
             .values()
             .filter(|cp| only.is_none_or(|s| s == cp.shard_id))
+            .filter(|cp| !(clustered && here_only) || here.contains(&cp.shard_id))
             .map(|cp| {
                 let view = Self::log_view(&topic, cp);
-                status::report(cp, &view, live.get(&cp.shard_id), stopped, &worker, now)
+                let worker = match elsewhere.get(&cp.shard_id) {
+                    _ if !clustered || here.contains(&cp.shard_id) => worker.as_str(),
+                    Some(holder) => holder.address.as_str(),
+                    None => "",
+                };
+                status::report(cp, &view, live.get(&cp.shard_id), stopped, worker, now)
             })
             .collect())
     }

@@ -5,7 +5,7 @@ pub mod catalog;
 pub mod catalog_refresh;
 mod connector_registry;
 // issue 14: leases — per-connector start/stop on the node holding its lease
-mod connector_leases;
+pub mod connector_leases;
 mod connector_source;
 mod connector_subscription;
 pub mod connectors;
