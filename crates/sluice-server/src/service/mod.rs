@@ -26,6 +26,7 @@ pub mod storage;
 pub mod subscriptions;
 // issue 14: leases — one subscription taken over by the node holding its lease
 mod subscription_leases;
+mod subscription_offsets;
 pub mod topics;
 
 pub use catalog::Catalog;
