@@ -384,10 +384,15 @@ cmd_status() {
 
 cmd_env() {
   load_ports
+  local i members="" # each Patroni member directly (the ha_* tests offer standbys to the pools)
+  for i in 1 2 3; do
+    members+="${members:+,}postgres://postgres:$PG_SUPERUSER_PASSWORD@127.0.0.1:$(pg_port "$i")/sluice"
+  done
   cat <<EOF
 export SLUICE_TEST_CLUSTER_BED=$BED
 export SLUICE_TEST_CLUSTER_PG_URL=postgres://postgres:$PG_SUPERUSER_PASSWORD@127.0.0.1:$HAPROXY_PORT/sluice
 export SLUICE_TEST_CLUSTER_PG_PORT=$HAPROXY_PORT
+export SLUICE_TEST_CLUSTER_PG_MEMBER_URLS=$members
 export SLUICE_TEST_CLUSTER_PG_PASSWORD=$PG_SUPERUSER_PASSWORD
 export SLUICE_TEST_CLUSTER_ETCD=$ETCD_ENDPOINTS
 export SLUICE_TEST_CLUSTER_S3_ENDPOINT=http://127.0.0.1:$S3_PORT

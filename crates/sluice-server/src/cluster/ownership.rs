@@ -114,6 +114,16 @@ impl WorkKey {
     }
 }
 
+/// The order in which a rebalance hands keys over: subscriptions (consumers wait on them), then
+/// connectors' control, then shard tasks.
+fn urgency(kind: &str) -> u8 {
+    match kind {
+        SUB => 0,
+        CONN => 1,
+        _ => 2,
+    }
+}
+
 fn guard_of(fence: &Fence) -> LeaseGuard {
     LeaseGuard {
         kind: fence.kind.clone(),
@@ -260,7 +270,10 @@ impl Ownership {
     }
 
     /// One pass: re-reads the live nodes, releases what this node no longer wins and
-    /// acquires what it wins (see the module docs).
+    /// acquires what it wins (see the module docs). Each key is handed over under its own hold
+    /// of `transitions`, so a request waiting to take a key on demand waits for one key, not a
+    /// whole pass; subscriptions come first (consumers wait on them), then connectors, then
+    /// tasks.
     pub async fn rebalance(&self) -> Result<(), LeaseError> {
         let live = self.store.live_nodes().await?;
         *self.live.write() = live.clone();
@@ -272,7 +285,6 @@ impl Ownership {
             .iter()
             .map(WorkKey::placement_key)
             .collect();
-        let _t = self.transitions.lock().await;
         let held: Vec<String> = self
             .held
             .read()
@@ -280,11 +292,31 @@ impl Ownership {
             .map(WorkKey::placement_key)
             .collect();
         let plan = placement::rebalance(self.node(), &ids, &keys, &held);
-        for k in plan.release.iter().filter_map(|k| WorkKey::parse(k)) {
-            self.give_up(&k).await;
+        let mut release: Vec<WorkKey> = plan
+            .release
+            .iter()
+            .filter_map(|k| WorkKey::parse(k))
+            .collect();
+        let mut acquire: Vec<WorkKey> = plan
+            .acquire
+            .iter()
+            .filter_map(|k| WorkKey::parse(k))
+            .collect();
+        release.sort_by_key(|k| urgency(k.kind));
+        acquire.sort_by_key(|k| urgency(k.kind));
+        for k in &release {
+            if self.stop.is_cancelled() {
+                return Ok(());
+            }
+            let _t = self.transitions.lock().await;
+            self.give_up(k).await;
         }
-        for k in plan.acquire.iter().filter_map(|k| WorkKey::parse(k)) {
-            self.take(&k).await?;
+        for k in &acquire {
+            if self.stop.is_cancelled() {
+                return Ok(());
+            }
+            let _t = self.transitions.lock().await;
+            self.take(k).await?;
         }
         Ok(())
     }

@@ -137,7 +137,12 @@ pub async fn post(
                 .map(|r| (r.shard_id.to_string(), r.to_json()))
                 .collect();
             if !local {
-                let nodes = task_nodes(&s, &project, &topic, &id).await?;
+                let mut nodes = task_nodes(&s, &project, &topic, &id).await?;
+                // Only the nodes running a shard this answer shows.
+                nodes.retain(|_, shards| {
+                    shards.retain(|s| infos.contains_key(&s.to_string()));
+                    !shards.is_empty()
+                });
                 if !nodes.is_empty() {
                     let target = uri.path_and_query().map_or("/", |p| p.as_str());
                     let asked = nodes.keys().cloned().collect();
