@@ -22,7 +22,8 @@
 //! shard logs, the children of a split) make them inside the transaction, before the COMMIT.
 //!
 //! Catalog version: every catalog change (projects, topics, schemas, shards, subscriptions,
-//! connectors, consumer groups, access keys) bumps one row, `catalog_version`, as the first
+//! connectors, access keys; not consumer groups, which only a subscription's owner serves)
+//! bumps one row, `catalog_version`, as the first
 //! statement of its transaction, so another node notices any change by reading one number
 //! ([`MetaStore::catalog_version`]). On PostgreSQL that row's lock also serializes catalog
 //! changes across nodes, as SQLite's `BEGIN IMMEDIATE` does on one.

@@ -30,15 +30,26 @@ impl PgStore {
     }
 
     /// Stores a group's state unless a newer generation is already stored or the subscription
-    /// is gone (a heartbeat racing with a delete leaves nothing behind).
+    /// is gone (a heartbeat racing with a delete leaves nothing behind: the save reads the
+    /// subscription's row `FOR SHARE` first, and a delete removes that row before the group's).
+    /// Not a catalog change: only the subscription's owner serves its group, and a node taking it
+    /// over loads the stored document, so other nodes have nothing to reload.
     pub(crate) async fn save_consumer_group(
         &self,
         row: &ConsumerGroupRow,
         guard: Option<&LeaseGuard>,
     ) -> Result<(), MetaError> {
-        self.write_catalog(|tx| {
+        self.write(|tx| {
             Box::pin(async move {
                 check_guard(tx, guard).await?;
+                let exists: Option<i32> =
+                    sqlx::query_scalar("SELECT 1 FROM subscriptions WHERE sub_id = $1 FOR SHARE")
+                        .bind(&row.sub_id)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                if exists.is_none() {
+                    return Ok(());
+                }
                 sqlx::query(
                     "INSERT INTO consumer_groups (sub_id, generation, state) SELECT $1, $2, $3 \
              WHERE EXISTS (SELECT 1 FROM subscriptions WHERE sub_id = $4) \

@@ -34,7 +34,8 @@ impl SqliteStore {
         &self,
         row: &ConsumerGroupRow,
     ) -> Result<(), MetaError> {
-        self.write_catalog(|tx| {
+        // Not a catalog change (see the PostgreSQL backend); SQLite serializes every write.
+        self.write(|tx| {
             Box::pin(async move {
                 sqlx::query(
                     "INSERT INTO consumer_groups (sub_id, generation, state) SELECT ?, ?, ? \
