@@ -183,10 +183,16 @@ async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 fn flushed_values(sink: &Arc<Mutex<SinkState>>) -> Vec<i64> {
+    flushed_where(sink, |_| true)
+}
+
+/// The flushed values of the records `keep` accepts, in order.
+fn flushed_where(sink: &Arc<Mutex<SinkState>>, keep: impl Fn(&SinkRecord) -> bool) -> Vec<i64> {
     sink.lock()
         .unwrap()
         .flushed
         .iter()
+        .filter(|r| keep(r))
         .map(|r| match &r.data {
             SinkData::Tuple(v) => match v[0] {
                 Value::Int(x) => x,
@@ -642,19 +648,7 @@ async fn an_observer_hears_every_sink_write_and_error_by_kind() {
 
 /// The flushed values of `shard`, in order.
 fn flushed_on(sink: &Arc<Mutex<SinkState>>, shard: u32) -> Vec<i64> {
-    sink.lock()
-        .unwrap()
-        .flushed
-        .iter()
-        .filter(|r| r.shard_id == shard)
-        .map(|r| match &r.data {
-            SinkData::Tuple(v) => match v[0] {
-                Value::Int(x) => x,
-                _ => panic!("not a bigint"),
-            },
-            SinkData::Blob(_) => panic!("blob"),
-        })
-        .collect()
+    flushed_where(sink, |r| r.shard_id == shard)
 }
 
 /// The last checkpoint of `shard` the source has stored.
