@@ -370,30 +370,31 @@ impl Catalog {
             .collect())
     }
 
-    /// Checkpoints of a connector: live ones of the shards it runs here, saved ones of the
-    /// others (in cluster mode other nodes run them); shards without one get where they would
+    /// Checkpoints of a connector: live ones while it runs here over every shard (embedded
+    /// mode), else saved ones. In cluster mode the saved ones are never behind a runtime's
+    /// (a task records a checkpoint in memory only after saving it, and saves are fenced), while
+    /// a node that was frozen may still hold an old one in memory for a shard another node has
+    /// moved on since: so memory is not read there. Shards without one get where they would
     /// start.
     pub(super) async fn checkpoints_of(
         &self,
         topic: &Topic,
         entry: &Snapshot,
     ) -> Result<BTreeMap<u32, Checkpoint>> {
-        let all_here = entry
+        let live = entry
             .runtime
             .as_ref()
-            .is_some_and(|rt| rt.allowed().is_none());
-        let mut cps: BTreeMap<u32, Checkpoint> = if all_here {
-            BTreeMap::new()
-        } else {
-            self.load_checkpoints(topic, &entry.row.connector_id)
+            .filter(|rt| rt.allowed().is_none())
+            .map(|rt| rt.checkpoints());
+        let mut cps: BTreeMap<u32, Checkpoint> = match live {
+            Some(cps) => cps,
+            None => self
+                .load_checkpoints(topic, &entry.row.connector_id)
                 .await?
                 .into_iter()
                 .map(|c| (c.shard_id, c))
-                .collect()
+                .collect(),
         };
-        if let Some(rt) = &entry.runtime {
-            cps.extend(rt.checkpoints());
-        }
         for shard in shard_infos(topic) {
             cps.entry(shard.id).or_insert_with(|| {
                 let seq = if entry.row.start_time < 0 {
@@ -727,7 +728,7 @@ impl Catalog {
         let now = now_ms();
         let worker = self.connectors.worker();
         let clustered = self.connectors.is_clustered();
-        let here: BTreeSet<u32> = match &entry.runtime {
+        let mut here: BTreeSet<u32> = match &entry.runtime {
             Some(rt) => rt
                 .allowed()
                 .unwrap_or_else(|| cps.keys().copied().collect()),
@@ -738,6 +739,16 @@ impl Catalog {
         } else {
             BTreeMap::new()
         };
+        if clustered && !here_only {
+            // A shard counts as run here only while the lease store says so (a node just back
+            // from a freeze may not have stopped the tasks it lost yet).
+            let me = self.cluster.as_ref().map(|c| c.node_id.as_str());
+            here.retain(|s| {
+                elsewhere
+                    .get(s)
+                    .is_some_and(|h| Some(h.node.as_str()) == me)
+            });
+        }
         Ok(cps
             .values()
             .filter(|cp| only.is_none_or(|s| s == cp.shard_id))
@@ -749,7 +760,10 @@ impl Catalog {
                     Some(holder) => holder.address.as_str(),
                     None => "",
                 };
-                status::report(cp, &view, live.get(&cp.shard_id), stopped, worker, now)
+                let live = live
+                    .get(&cp.shard_id)
+                    .filter(|_| here.contains(&cp.shard_id));
+                status::report(cp, &view, live, stopped, worker, now)
             })
             .collect())
     }
