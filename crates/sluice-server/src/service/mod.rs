@@ -7,6 +7,7 @@ mod connector_registry;
 // issue 14: leases — per-connector start/stop on the node holding its lease
 pub mod connector_leases;
 mod connector_source;
+mod connector_status;
 mod connector_subscription;
 pub mod connectors;
 pub mod error;
