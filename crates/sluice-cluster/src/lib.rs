@@ -6,7 +6,8 @@
 //! * [`log`]: the shard log on PostgreSQL — [`log::PgLog`] (one per node: the pool, the shards'
 //!   append coalescers, the poll-based watch) and [`log::PgShardStore`], one shard's
 //!   [`sluice_log::store::ShardStore`]. Its helpers: `log_schema` (tables, daily partitions,
-//!   retention by dropping partitions), `log_append` (the sequencer statement and coalescing),
+//!   retention by dropping partitions), `log_append` (per-shard queues, the node's statement runners), `log_append_sql` (the
+//!   sequencer statement),
 //!   `log_read` (reads by sequence and system time), `log_watch` (the poll).
 //! * [`lease`]: leases with fencing epochs judged by PostgreSQL's clock, and node liveness;
 //!   [`lease_keeper`] renews them.
@@ -33,6 +34,7 @@ pub mod lease;
 pub mod lease_keeper;
 pub mod log;
 mod log_append;
+mod log_append_sql;
 mod log_read;
 mod log_schema;
 mod log_watch;

@@ -17,21 +17,23 @@
 //!
 //! # Appends: the sequencer
 //!
-//! One append is ONE autocommit statement: a CTE `UPDATE shard_head SET next_seq = next_seq +
-//! n, last_time_ms = GREATEST(last_time_ms, <primary's clock_timestamp() in ms>) WHERE
-//! shard_key = $1 AND state = 'ACTIVE' RETURNING ...` feeding the `INSERT INTO log_entry`. The
-//! row lock is held through commit (and the synchronous standby's flush), so sequences are
-//! dense and become visible in order; the time is the primary's clock, clamped so it never goes
-//! backwards. Zero rows updated means the shard is closed ([`StoreError::Closed`]) or gone
-//! ([`StoreError::NotFound`]).
+//! An append is ONE autocommit statement (`log_append_sql.rs`): it locks the heads of the
+//! shards it appends to in key order (`FOR UPDATE`), moves each (`next_seq = next_seq + n`,
+//! `last_time_ms = GREATEST(last_time_ms, <primary's clock_timestamp() in ms>)` where `state =
+//! 'ACTIVE'`) and inserts the puts' `log_entry` rows. The row locks are held through commit (and
+//! the synchronous standby's flush), so sequences are dense and become visible in order; the
+//! time is the primary's clock, clamped so it never goes backwards. A shard whose head was not
+//! updated is closed ([`StoreError::Closed`]) or gone ([`StoreError::NotFound`]); the statement's
+//! other shards are appended all the same.
 //!
 //! # Coalescing, and why an append is never cancelled
 //!
-//! A node keeps at most one append statement in flight per shard; puts arriving meanwhile
-//! queue up and go, all together, into the next statement (one `log_entry` row each, each
-//! caller getting its own sequences back). The statement runs in a task spawned for the shard;
-//! the caller only awaits a channel. So dropping the caller's future (a client that went away,
-//! a request timeout, a shutdown deadline) never cancels a statement, and the connections have
+//! Puts queue per shard; a node runs at most [`PgLogOptions::appends_in_flight`] statements at
+//! a time, each taking the waiting puts of every shard not already in one (one `log_entry` row
+//! per put, each caller getting its own sequences back), so one commit carries many shards'
+//! puts when the node is busy. Statements run in tasks of their own; the caller only awaits a
+//! channel. So dropping the caller's future (a client that went away, a request timeout, a
+//! shutdown deadline) never cancels a statement, and the connections have
 //! `statement_timeout = 0`: with synchronous replication, a commit whose wait for the standby
 //! is cancelled stays committed on the primary without being replicated, and a failover would
 //! lose an acknowledged-looking write. Shutdown calls [`PgLog::shutdown`], which refuses new
@@ -57,7 +59,7 @@ use sluice_log::{AppendInfo, Entry};
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use tokio::sync::watch;
 
-use crate::log_append::Coalescer;
+use crate::log_append::{Coalescer, Dispatcher};
 
 /// Errors of the PostgreSQL shard log's own calls (connect, schema, shard administration).
 /// Calls through [`ShardStore`] report [`StoreError`]s.
@@ -97,7 +99,7 @@ impl From<PgLogError> for StoreError {
 /// Options of [`PgLog::connect`].
 #[derive(Clone, Debug)]
 pub struct PgLogOptions {
-    /// Connections in the pool (appends in flight, one per shard, plus reads and the poll).
+    /// Connections in the pool (the append statements in flight, reads, the poll, leases).
     pub max_connections: u32,
     /// How long to wait for a pooled connection before an append or read fails (before any
     /// statement is sent, so no append is ever cut off by it).
@@ -106,6 +108,9 @@ pub struct PgLogOptions {
     pub poll_interval: Duration,
     /// Most payload bytes packed into one append statement (one put is never split).
     pub max_statement_bytes: usize,
+    /// Append statements this node runs at a time. Each takes the waiting puts of every shard
+    /// not already in one, so fewer statements in flight means more puts per commit.
+    pub appends_in_flight: usize,
     /// Daily partitions created ahead of today (UTC, by the primary's clock).
     pub partition_days_ahead: u32,
 }
@@ -117,6 +122,7 @@ impl Default for PgLogOptions {
             acquire_timeout: Duration::from_secs(30),
             poll_interval: Duration::from_millis(100),
             max_statement_bytes: 8 << 20,
+            appends_in_flight: 2,
             partition_days_ahead: 2,
         }
     }
@@ -133,6 +139,9 @@ impl PgLogOptions {
         }
         if self.max_statement_bytes == 0 {
             return bad("max_statement_bytes must be above zero");
+        }
+        if self.appends_in_flight == 0 || self.appends_in_flight >= self.max_connections as usize {
+            return bad("appends_in_flight must be at least 1 and below max_connections");
         }
         if self.partition_days_ahead == 0 {
             return bad("partition_days_ahead must be at least 1");
@@ -152,6 +161,8 @@ pub(crate) struct Inner {
     pub opts: PgLogOptions,
     /// The shards this node has opened, so that each has one coalescer and one watch.
     pub shards: Mutex<HashMap<String, Weak<ShardState>>>,
+    /// The ready shards and the append statements in flight.
+    pub dispatcher: Dispatcher,
     /// Set by [`PgLog::shutdown`].
     pub shut_down: std::sync::atomic::AtomicBool,
 }
@@ -207,11 +218,18 @@ impl PgLog {
             pool,
             opts,
             shards: Mutex::new(HashMap::new()),
+            dispatcher: Dispatcher::default(),
             shut_down: std::sync::atomic::AtomicBool::new(false),
         });
         crate::log_watch::spawn_poller(Arc::downgrade(&inner));
         crate::log_schema::spawn_partition_upkeep(Arc::downgrade(&inner));
         Ok(PgLog { inner })
+    }
+
+    /// Append statements this node has run, for all shards; below the number of puts when
+    /// statements carried several (for tests and metrics).
+    pub fn append_statements(&self) -> u64 {
+        self.inner.dispatcher.statements()
     }
 
     /// The connection pool (for tests and the other cluster modules).

@@ -1,38 +1,28 @@
-//! Appends: the sequencer statement and the per-shard coalescer (see `log.rs` for why a
-//! statement is never cancelled).
+//! Appends: the per-shard queues and the node's statement runners (see `log.rs` for why a
+//! statement is never cancelled; the statement itself is in `log_append_sql.rs`).
+//!
+//! A put joins its shard's queue. A shard with puts waiting and none in a statement is *ready*.
+//! The node runs at most [`PgLogOptions::appends_in_flight`](crate::log::PgLogOptions) statements
+//! at a time; each takes the waiting puts of every ready shard (up to `max_statement_bytes`), so
+//! one commit (one WAL flush, one synchronous-standby round trip) carries the puts of many shards
+//! when the node is busy. A shard is in at most one statement of the node at a time: its later
+//! puts wait for the next one.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use sluice_log::store::{BackendError, StoreError};
+use sluice_log::store::StoreError;
 use sluice_log::AppendInfo;
-use sqlx::Row;
 use tokio::sync::{oneshot, watch};
 
-use crate::log::{to_u64, Inner, ShardState};
+use crate::log::{Inner, ShardState};
+use crate::log_append_sql::{execute, PutRef, ShardOutcome};
 
 /// Largest put (its encoded bytes), as the local log's frame limit.
 pub const MAX_PUT_BYTES: usize = sluice_log::MAX_FRAME_BYTES as usize;
-
-/// The sequencer: moves the head and inserts one row per put, in one autocommit statement.
-/// `$1` shard key, `$2` entries in all, `$3` each put's offset from the statement's first
-/// sequence, `$4` each put's entry count, `$5` each put's bytes.
-const APPEND_SQL: &str = "\
-WITH head AS (
-    UPDATE shard_head
-       SET next_seq = next_seq + $2,
-           last_time_ms = GREATEST(last_time_ms,
-               (extract(epoch FROM clock_timestamp()) * 1000)::bigint)
-     WHERE shard_key = $1 AND state = 'ACTIVE'
- RETURNING next_seq - $2 AS base_seq, last_time_ms
-), rows AS (
-    INSERT INTO log_entry (shard_key, base_seq, count, system_time_ms, bytes)
-    SELECT $1, head.base_seq + p.off, p.cnt, head.last_time_ms, p.bytes
-      FROM head, unnest($3::bigint[], $4::int[], $5::bytea[]) AS p(off, cnt, bytes)
-)
-SELECT base_seq, last_time_ms FROM head";
 
 /// One put waiting for its statement.
 struct Pending {
@@ -44,17 +34,19 @@ struct Pending {
 #[derive(Default)]
 struct Queue {
     pending: VecDeque<Pending>,
+    /// Some of the shard's puts are in a statement now.
     in_flight: bool,
+    /// The shard is in the node's ready list.
+    listed: bool,
     closed: bool,
 }
 
-/// At most one append statement in flight per shard on this node; the puts arriving meanwhile
-/// go into the next one.
+/// One shard's queue of puts on this node.
 pub(crate) struct Coalescer {
     queue: Mutex<Queue>,
-    /// `true` while a statement task runs.
+    /// `true` while the shard has puts waiting or in a statement.
     busy: watch::Sender<bool>,
-    /// Statements run so far (each carries one or more puts).
+    /// Statements so far that carried some of the shard's puts.
     statements: AtomicU64,
 }
 
@@ -69,17 +61,57 @@ impl Default for Coalescer {
 }
 
 impl Coalescer {
-    /// Append statements this node has run for the shard.
+    /// Append statements this node has run with some of the shard's puts.
     pub fn statements(&self) -> u64 {
         self.statements.load(Ordering::Relaxed)
     }
 
-    /// Refuses new puts and waits (no deadline) until the statement task has finished.
+    /// Refuses new puts and waits (no deadline) until the shard's puts have all been through a
+    /// statement.
     pub async fn close_and_drain(&self) {
         self.queue.lock().closed = true;
         let mut rx = self.busy.subscribe();
         // The sender lives as long as `self`, so this only returns once idle.
         let _ = rx.wait_for(|busy| !busy).await;
+    }
+}
+
+/// The node's ready shards and statement runners.
+#[derive(Default)]
+pub(crate) struct Dispatcher {
+    state: Mutex<DispatchState>,
+    /// Statements run so far by this node.
+    statements: AtomicU64,
+}
+
+#[derive(Default)]
+struct DispatchState {
+    ready: VecDeque<Arc<ShardState>>,
+    runners: usize,
+}
+
+impl Dispatcher {
+    /// Append statements this node has run (each carries one or more puts of one or more
+    /// shards).
+    pub fn statements(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
+    }
+
+    /// Lists a shard as ready, and starts a runner if fewer than the limit run.
+    fn make_ready(&self, log: &Arc<Inner>, shard: Arc<ShardState>) {
+        let start = {
+            let mut d = self.state.lock();
+            d.ready.push_back(shard);
+            let start = d.runners < log.opts.appends_in_flight;
+            if start {
+                d.runners += 1;
+            }
+            start
+        };
+        if start {
+            // The statements run in a task of their own: dropping a caller cannot cancel one.
+            tokio::spawn(run_statements(log.clone()));
+        }
     }
 }
 
@@ -100,10 +132,10 @@ pub(crate) fn encode(payloads: &[Bytes]) -> Result<Vec<u8>, StoreError> {
     Ok(out)
 }
 
-/// Queues one put for the shard's next statement and waits for its sequences.
+/// Queues one put for a statement and waits for its sequences.
 pub(crate) async fn append(
-    log: &std::sync::Arc<Inner>,
-    shard: &std::sync::Arc<ShardState>,
+    log: &Arc<Inner>,
+    shard: &Arc<ShardState>,
     payloads: Vec<Bytes>,
 ) -> Result<AppendInfo, StoreError> {
     if payloads.is_empty() {
@@ -111,7 +143,7 @@ pub(crate) async fn append(
     }
     let bytes = encode(&payloads)?;
     let (reply, rx) = oneshot::channel();
-    let start = {
+    let list = {
         let mut q = shard.coalescer.queue.lock();
         if q.closed {
             return Err(StoreError::Closed);
@@ -121,187 +153,216 @@ pub(crate) async fn append(
             bytes,
             reply,
         });
-        !std::mem::replace(&mut q.in_flight, true)
+        let list = !q.in_flight && !q.listed;
+        if list {
+            q.listed = true;
+            shard.coalescer.busy.send_replace(true);
+        }
+        list
     };
-    if start {
-        shard.coalescer.busy.send_replace(true);
-        // The statements run in a task of their own: dropping this future cannot cancel one.
-        tokio::spawn(run_statements(log.clone(), shard.clone()));
+    if list {
+        log.dispatcher.make_ready(log, shard.clone());
     }
     match rx.await {
         Ok(r) => r,
-        // The task ended without answering (it panicked): the put may have been committed.
+        // The runner ended without answering (it panicked): the put may have been committed.
         Err(_) => Err(StoreError::OutcomeUnknown("append task ended".into())),
     }
 }
 
-/// Clears the shard's in-flight mark if the statement task ends early (a panic): the callers
-/// waiting on it hear `OutcomeUnknown` (their reply channel closes) and the next put starts a
-/// new task, instead of every later put of the shard waiting forever.
-/// Disarmed (`None`) when the task ends normally.
-struct InFlight(Option<std::sync::Arc<ShardState>>);
+/// One statement's puts, per shard.
+type Batch = Vec<(Arc<ShardState>, Vec<Pending>)>;
 
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let Some(shard) = self.0.take() else { return };
-        let mut q = shard.coalescer.queue.lock();
-        if q.in_flight {
-            q.pending.clear();
-            q.in_flight = false;
-            shard.coalescer.busy.send_replace(false);
-        }
-    }
-}
-
-/// Runs statements until the queue is empty.
-async fn run_statements(log: std::sync::Arc<Inner>, shard: std::sync::Arc<ShardState>) {
-    let mut guard = InFlight(Some(shard.clone()));
-    loop {
-        let batch = {
+/// Takes the waiting puts of the ready shards, up to `max_statement_bytes` (at least one put).
+/// The shards taken are marked in flight.
+fn take_batch(log: &Inner) -> Batch {
+    let mut d = log.dispatcher.state.lock();
+    let mut batch: Batch = Vec::new();
+    let mut bytes = 0usize;
+    while let Some(shard) = d.ready.pop_front() {
+        let mut puts = Vec::new();
+        let full = {
             let mut q = shard.coalescer.queue.lock();
-            let mut batch = Vec::new();
-            let mut bytes = 0;
             while let Some(p) = q.pending.front() {
-                if !batch.is_empty() && bytes + p.bytes.len() > log.opts.max_statement_bytes {
+                let fits = bytes + p.bytes.len() <= log.opts.max_statement_bytes;
+                if !fits && (!batch.is_empty() || !puts.is_empty()) {
                     break;
                 }
                 bytes += p.bytes.len();
-                batch.extend(q.pending.pop_front());
+                puts.extend(q.pending.pop_front());
             }
-            if batch.is_empty() {
-                q.in_flight = false;
+            let full = puts.is_empty() && !q.pending.is_empty();
+            if !full {
+                q.listed = false;
+            }
+            if !puts.is_empty() {
+                q.in_flight = true;
+            } else if !full {
+                // Nothing waits after all (not expected): the shard is idle.
                 shard.coalescer.busy.send_replace(false);
-                guard.0 = None;
+            }
+            full
+        };
+        if full {
+            // The statement is full: the shard waits, still listed, for the next one.
+            d.ready.push_front(shard);
+            break;
+        }
+        if !puts.is_empty() {
+            batch.push((shard, puts));
+        }
+    }
+    batch
+}
+
+/// Marks the batch's shards out of flight; those with puts waiting are listed again. Returns
+/// whether any was.
+fn release(log: &Inner, shards: impl Iterator<Item = Arc<ShardState>>) -> bool {
+    let mut relist = Vec::new();
+    for shard in shards {
+        let again = {
+            let mut q = shard.coalescer.queue.lock();
+            q.in_flight = false;
+            let again = !q.pending.is_empty();
+            if again {
+                q.listed = true;
+            } else {
+                shard.coalescer.busy.send_replace(false);
+            }
+            again
+        };
+        if again {
+            relist.push(shard);
+        }
+    }
+    let any = !relist.is_empty();
+    if any {
+        log.dispatcher.state.lock().ready.extend(relist);
+    }
+    any
+}
+
+/// Keeps the node's runner count and the shards' flight marks right if a runner ends early (a
+/// panic): the callers of the statement it ran hear `OutcomeUnknown` (their reply channels
+/// close), its shards' later puts go on, and a new runner takes over the ready shards.
+struct Runner {
+    log: Arc<Inner>,
+    /// The shards of the statement in progress.
+    in_statement: Vec<Arc<ShardState>>,
+    /// Disarmed when the runner ends normally.
+    armed: bool,
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        release(&self.log, self.in_statement.drain(..));
+        let restart = {
+            let mut d = self.log.dispatcher.state.lock();
+            d.runners -= 1;
+            !d.ready.is_empty()
+        };
+        if restart && tokio::runtime::Handle::try_current().is_ok() {
+            self.log.dispatcher.state.lock().runners += 1;
+            tokio::spawn(run_statements(self.log.clone()));
+        }
+    }
+}
+
+/// Runs statements until no shard is ready.
+async fn run_statements(log: Arc<Inner>) {
+    let mut runner = Runner {
+        log: log.clone(),
+        in_statement: Vec::new(),
+        armed: true,
+    };
+    loop {
+        let batch = take_batch(&log);
+        if batch.is_empty() {
+            let mut d = log.dispatcher.state.lock();
+            if d.ready.is_empty() {
+                d.runners -= 1;
+                runner.armed = false;
                 return;
             }
-            batch
-        };
+            continue;
+        }
+        runner.in_statement = batch.iter().map(|(s, _)| s.clone()).collect();
+        run_one(&log, batch).await;
+        release(&log, runner.in_statement.drain(..));
+    }
+}
+
+/// Runs one statement and answers its callers.
+async fn run_one(log: &Inner, batch: Batch) {
+    log.dispatcher.statements.fetch_add(1, Ordering::Relaxed);
+    let keys: Vec<&str> = batch.iter().map(|(s, _)| s.key.as_str()).collect();
+    let puts: Vec<PutRef<'_>> = batch
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (_, puts))| {
+            puts.iter().map(move |p| PutRef {
+                shard: i,
+                count: p.count,
+                bytes: &p.bytes,
+            })
+        })
+        .collect();
+    for (shard, _) in &batch {
         shard.coalescer.statements.fetch_add(1, Ordering::Relaxed);
-        let result = execute(&log, &shard.key, &batch).await;
-        match result {
-            Ok((base, time)) => {
-                // Watchers first, so that a caller sees its append in the watch on return.
-                let total: u64 = batch.iter().map(|p| u64::from(p.count)).sum();
-                shard.publish(base + total);
-                let mut off = 0u64;
-                for p in batch {
-                    let first_seq = base + off;
-                    off += u64::from(p.count);
-                    let _ = p.reply.send(Ok(AppendInfo {
-                        first_seq,
-                        last_seq: first_seq + u64::from(p.count) - 1,
-                        system_time: time,
-                    }));
-                }
+    }
+    let result = execute(log, &keys, &puts).await;
+    drop(puts);
+    match result {
+        Ok(outcomes) => {
+            for ((shard, puts), outcome) in batch.into_iter().zip(outcomes) {
+                answer(&shard, puts, outcome);
             }
-            Err(e) => {
-                let kind = ErrorKind::of(&e);
-                tracing::warn!(shard = %shard.key, error = %e, "cluster log append failed");
-                for p in batch {
-                    let _ = p.reply.send(Err(kind.to_store_error(&e)));
+        }
+        Err(e) => {
+            tracing::warn!(shards = keys.len(), error = %e, "cluster log append failed");
+            for (_, puts) in batch {
+                for p in puts {
+                    let _ = p.reply.send(Err(e.to_store_error()));
                 }
             }
         }
     }
 }
 
-/// How a failed statement ends for its callers.
-#[derive(Clone, Copy)]
-enum ErrorKind {
-    Closed,
-    NotFound,
-    /// Failed before or without committing.
-    NotDone,
-    /// The connection broke after the statement was sent.
-    Unknown,
-}
-
-/// Errors of one statement.
-#[derive(thiserror::Error, Debug)]
-enum AppendFailure {
-    #[error("shard is closed")]
-    Closed,
-    #[error("shard does not exist")]
-    NotFound,
-    #[error("could not get a connection: {0}")]
-    Acquire(#[source] sqlx::Error),
-    #[error("append statement failed: {0}")]
-    Statement(#[source] sqlx::Error),
-    #[error("looking up why no shard head was updated failed: {0}")]
-    Lookup(#[source] sqlx::Error),
-}
-
-impl ErrorKind {
-    fn of(e: &AppendFailure) -> ErrorKind {
-        match e {
-            AppendFailure::Closed => ErrorKind::Closed,
-            AppendFailure::NotFound => ErrorKind::NotFound,
-            AppendFailure::Acquire(_) | AppendFailure::Lookup(_) => ErrorKind::NotDone,
-            // The server answered with an error: the autocommit statement rolled back.
-            AppendFailure::Statement(sqlx::Error::Database(_)) => ErrorKind::NotDone,
-            AppendFailure::Statement(_) => ErrorKind::Unknown,
-        }
-    }
-
-    fn to_store_error(self, e: &AppendFailure) -> StoreError {
-        let boxed = || -> BackendError { e.to_string().into() };
-        match self {
-            ErrorKind::Closed => StoreError::Closed,
-            ErrorKind::NotFound => StoreError::NotFound,
-            ErrorKind::NotDone => StoreError::Backend(boxed()),
-            ErrorKind::Unknown => StoreError::OutcomeUnknown(boxed()),
-        }
-    }
-}
-
-/// One statement for the batch; returns its first sequence and system time.
-async fn execute(log: &Inner, key: &str, batch: &[Pending]) -> Result<(u64, i64), AppendFailure> {
-    let mut offs = Vec::with_capacity(batch.len());
-    let mut counts = Vec::with_capacity(batch.len());
-    let mut bytes = Vec::with_capacity(batch.len());
-    let mut total = 0i64;
-    for p in batch {
-        offs.push(total);
-        counts.push(p.count as i32);
-        bytes.push(p.bytes.as_slice());
-        total += i64::from(p.count);
-    }
-    // Acquired first, so that a pool timeout is told apart from a statement that was sent.
-    let mut conn = log.pool.acquire().await.map_err(AppendFailure::Acquire)?;
-    let row = sqlx::query(APPEND_SQL)
-        .bind(key)
-        .bind(total)
-        .bind(&offs)
-        .bind(&counts)
-        .bind(&bytes)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(|e| {
-            // A server that is gone, shutting down or now a standby fails every later
-            // statement on this connection too: close it instead of pooling it.
-            if sluice_meta::pg_pool::server_is_spent(&e) {
-                conn.close_on_drop();
+/// Answers one shard's callers.
+fn answer(shard: &ShardState, puts: Vec<Pending>, outcome: ShardOutcome) {
+    let (base, time) = match outcome {
+        ShardOutcome::Appended {
+            base_seq,
+            system_time,
+        } => (base_seq, system_time),
+        other => {
+            for p in puts {
+                let _ = p.reply.send(Err(match &other {
+                    ShardOutcome::Closed => StoreError::Closed,
+                    ShardOutcome::NotFound => StoreError::NotFound,
+                    ShardOutcome::Unexplained(m) => StoreError::Backend(m.clone().into()),
+                    ShardOutcome::Appended { .. } => unreachable!("matched above"),
+                }));
             }
-            AppendFailure::Statement(e)
-        })?;
-    match row {
-        Some(row) => {
-            let base: i64 = row.try_get(0).map_err(AppendFailure::Statement)?;
-            let time: i64 = row.try_get(1).map_err(AppendFailure::Statement)?;
-            Ok((to_u64(base), time))
+            return;
         }
-        None => {
-            let state: Option<String> =
-                sqlx::query_scalar("SELECT state FROM shard_head WHERE shard_key = $1")
-                    .bind(key)
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(AppendFailure::Lookup)?;
-            match state {
-                Some(_) => Err(AppendFailure::Closed),
-                None => Err(AppendFailure::NotFound),
-            }
-        }
+    };
+    // Watchers first, so that a caller sees its append in the watch on return.
+    let total: u64 = puts.iter().map(|p| u64::from(p.count)).sum();
+    shard.publish(base + total);
+    let mut off = 0u64;
+    for p in puts {
+        let first_seq = base + off;
+        off += u64::from(p.count);
+        let _ = p.reply.send(Ok(AppendInfo {
+            first_seq,
+            last_seq: first_seq + u64::from(p.count) - 1,
+            system_time: time,
+        }));
     }
 }
 
@@ -318,6 +379,6 @@ mod tests {
     #[test]
     fn sequences_saturate_in_bigint() {
         assert_eq!(crate::log::to_i64(u64::MAX), i64::MAX);
-        assert_eq!(to_u64(-1), 0);
+        assert_eq!(crate::log::to_u64(-1), 0);
     }
 }

@@ -5,62 +5,14 @@
 
 mod log_support;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use log_support::{bounded, connect, payloads, pg_url, unique_key};
-use sluice_cluster::log::{PgLog, PgLogOptions, PgShardStore};
+use log_support::{assert_dense, bounded, connect, new_shard, payloads, pg_url, read_all};
+use sluice_cluster::log::{PgLog, PgLogOptions};
 use sluice_log::store::{ShardStore, StoreError};
 use sluice_log::AppendInfo;
-
-async fn new_shard(log: &PgLog, name: &str) -> Arc<PgShardStore> {
-    let key = unique_key(name);
-    assert!(log.create_shard(&key, 0).await.unwrap());
-    log.shard(&key).await.unwrap()
-}
-
-/// All entries of a shard, read in pages of `page` entries.
-async fn read_all(store: &Arc<PgShardStore>, page: usize) -> Vec<sluice_log::Entry> {
-    let mut out = Vec::new();
-    loop {
-        let from = out.len() as u64;
-        let got = store.clone().read(from, page, usize::MAX).await.unwrap();
-        if got.is_empty() {
-            return out;
-        }
-        out.extend(got);
-    }
-}
-
-/// Checks that the appends cover 0..total densely, each exactly once, and returns them by
-/// first sequence.
-fn assert_dense(infos: &[(Vec<Bytes>, AppendInfo)]) -> BTreeMap<u64, (Vec<Bytes>, AppendInfo)> {
-    let by_seq: BTreeMap<u64, _> = infos
-        .iter()
-        .map(|(p, i)| (i.first_seq, (p.clone(), *i)))
-        .collect();
-    assert_eq!(
-        by_seq.len(),
-        infos.len(),
-        "two appends got the same first sequence"
-    );
-    let mut next = 0;
-    let mut last_time = i64::MIN;
-    for (first, (p, info)) in &by_seq {
-        assert_eq!(*first, next, "gap or overlap before sequence {first}");
-        assert_eq!(info.last_seq - info.first_seq + 1, p.len() as u64);
-        assert!(
-            info.system_time >= last_time,
-            "time went backwards at {first}"
-        );
-        last_time = info.system_time;
-        next = info.last_seq + 1;
-    }
-    by_seq
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixteen_concurrent_appenders_on_one_shard_get_dense_sequences_and_coalesce() {
