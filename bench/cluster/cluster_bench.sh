@@ -11,11 +11,14 @@
 # Output: one JSON line per phase in bench/cluster/out/cluster-<UTC time>.jsonl, and a table
 # (bench/cluster/table.py) on stdout.
 #
-# usage: CARGO_TARGET_DIR=... [SLUICE_BIN=...] bash bench/cluster/cluster_bench.sh [seconds per phase, default 15]
+# usage: CARGO_TARGET_DIR=... [SLUICE_BIN=...] [SETTLE=s] bash bench/cluster/cluster_bench.sh [seconds per phase, default 15]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 SECS="${1:-15}"
+# Seconds without load between the max, half and hot phases (the engines finish the previous
+# phase's checkpoints and vacuum first: a phase measures its own load).
+SETTLE="${SETTLE:-20}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/sluice/target}"
 SLUICE_CACHE_DIR="${SLUICE_CACHE_DIR:-/root/.cache/sluice}"
 NATS_BIN="$SLUICE_CACHE_DIR/nats-venv/bin/nats-server"
@@ -69,7 +72,7 @@ for i in 1 2 3; do
   PIDS="$PIDS,patroni-n$i=$(pidf "$BED/pg/run/patroni-n$i.pid"),etcd-e$i=$(pidf "$BED/run/etcd-e$i.pid")"
 done
 AUTH=(--access-id "$SLUICE_ACCESS_ID" --access-key "$SLUICE_ACCESS_KEY")
-"$LOAD" --endpoint "$SLUICE_ENDPOINT" "${AUTH[@]}" --secs "$SECS" --pids "$PIDS" --name cb3 | emit cluster
+"$LOAD" --endpoint "$SLUICE_ENDPOINT" "${AUTH[@]}" --secs "$SECS" --settle "$SETTLE" --pids "$PIDS" --name cb3 | emit cluster
 # Failover times under a steady 200 puts/s (20k rec/s), the fault 10 s in.
 steady() { # label, fault command..., then restart command
   local label=$1 secs=$2
@@ -117,7 +120,7 @@ for _ in $(seq 60); do # JetStream's meta group needs a leader before streams ca
 done
 sleep 2
 note "nats-server $("$NATS_BIN" --version)"
-"$LOAD" --nats "$URLS" --secs "$SECS" --pids "$NPIDS" --name jsb | emit "JetStream R3"
+"$LOAD" --nats "$URLS" --secs "$SECS" --settle "$SETTLE" --pids "$NPIDS" --name jsb | emit "JetStream R3"
 "$LOAD" --nats "$URLS" --phases steady --steady 200 --secs 30 --name jsk >"$WORK/steady.json" &
 L=$!
 sleep 10
@@ -134,7 +137,7 @@ EPORT="$(free_port)"
 EMBEDDED_PID=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$EPORT/health" >/dev/null && break; sleep 0.2; done
 "$LOAD" --endpoint "http://127.0.0.1:$EPORT" --access-id benchId --access-key benchKey0123456789 \
-  --secs "$SECS" --pids "sluice=$EMBEDDED_PID" --name cb1 | emit embedded
+  --secs "$SECS" --settle "$SETTLE" --pids "sluice=$EMBEDDED_PID" --name cb1 | emit embedded
 kill "$EMBEDDED_PID"
 wait "$EMBEDDED_PID" || true
 EMBEDDED_PID=""

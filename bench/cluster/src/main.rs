@@ -55,6 +55,10 @@ struct Args {
     hot_writers: usize,
     #[arg(long, default_value_t = 15)]
     secs: u64,
+    /// Seconds of no load before each phase after the first, so that a phase does not measure
+    /// the engines catching up with the one before (checkpoints, vacuum, dirty buffers).
+    #[arg(long, default_value_t = 0)]
+    settle: u64,
     /// Phases to run, comma separated: max,half,hot (or steady with --steady).
     #[arg(long, default_value = "max,half,hot")]
     phases: String,
@@ -345,6 +349,8 @@ struct Outcome {
     lat: Histogram<u64>,
     /// Longest time without an acknowledged put (open loop only).
     max_gap: Duration,
+    /// The slowest put scheduled in each second of the phase, ms (open loop only).
+    worst_by_second: Vec<u64>,
 }
 
 /// Closed loop: `writers` tasks, each put as soon as the previous one was acknowledged, over
@@ -394,6 +400,7 @@ async fn closed(
         elapsed: start.elapsed(),
         lat,
         max_gap: Duration::ZERO,
+        worst_by_second: Vec::new(),
     }
 }
 
@@ -406,22 +413,30 @@ async fn open(target: &Target, nshards: usize, rate: f64, secs: u64) -> Outcome 
     let acks = Arc::new(Mutex::new(Vec::<Duration>::new()));
     let failed = Arc::new(AtomicU64::new(0));
     let sem = Arc::new(tokio::sync::Semaphore::new(4096));
+    let by_second = Arc::new(Mutex::new(Vec::<(Duration, Duration)>::new()));
     let mut tasks = Vec::new();
     for i in 0..total {
         let at = start + Duration::from_secs_f64(i as f64 / rate);
         tokio::time::sleep_until(at.into()).await;
         let permit = sem.clone().acquire_owned().await.expect("semaphore");
-        let (target, lat, acks, failed) =
-            (target.clone(), lat.clone(), acks.clone(), failed.clone());
+        let (target, lat, acks, failed, by_second) = (
+            target.clone(),
+            lat.clone(),
+            acks.clone(),
+            failed.clone(),
+            by_second.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let _permit = permit;
             match target.put(i as usize % nshards).await {
                 Ok(()) => {
+                    let took = at.elapsed();
                     lat.lock()
                         .unwrap()
-                        .record(at.elapsed().as_micros().max(1) as u64)
+                        .record(took.as_micros().max(1) as u64)
                         .unwrap_or(());
                     acks.lock().unwrap().push(start.elapsed());
+                    by_second.lock().unwrap().push((at - start, took));
                 }
                 Err(_) => {
                     failed.fetch_add(1, Ordering::Relaxed);
@@ -443,12 +458,18 @@ async fn open(target: &Target, nshards: usize, rate: f64, secs: u64) -> Outcome 
         .max()
         .unwrap_or_default();
     let lat = lat.lock().unwrap().clone();
+    let mut worst = vec![Duration::ZERO; secs as usize + 1];
+    for (at, took) in by_second.lock().unwrap().iter() {
+        let w = &mut worst[(at.as_secs() as usize).min(secs as usize)];
+        *w = (*w).max(*took);
+    }
     Outcome {
         puts: lat.len(),
         failed: failed.load(Ordering::Relaxed),
         elapsed,
         lat,
         max_gap,
+        worst_by_second: worst.iter().map(|d| d.as_millis() as u64).collect(),
     }
 }
 
@@ -466,6 +487,7 @@ fn report(phase: &str, o: &Outcome, cpu: BTreeMap<String, f64>, extra: serde_jso
         "p99_ms": ms(0.99),
         "p999_ms": ms(0.999),
         "max_gap_s": (o.max_gap.as_secs_f64() * 100.0).round() / 100.0,
+        "worst_ms_by_second": o.worst_by_second,
         "cpu_s": cpu,
         "load": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split(' ').next().unwrap_or("").to_string(),
     });
@@ -495,7 +517,10 @@ async fn main() -> anyhow::Result<()> {
             .collect()
     };
     let mut max_puts_per_s = None;
-    for phase in args.phases.split(',') {
+    for (i, phase) in args.phases.split(',').enumerate() {
+        if i > 0 && args.settle > 0 {
+            tokio::time::sleep(std::time::Duration::from_secs(args.settle)).await;
+        }
         let c0 = probe.sample();
         match phase {
             "max" => {

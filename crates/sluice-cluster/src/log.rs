@@ -122,7 +122,7 @@ impl Default for PgLogOptions {
             acquire_timeout: Duration::from_secs(30),
             poll_interval: Duration::from_millis(100),
             max_statement_bytes: 8 << 20,
-            appends_in_flight: 2,
+            appends_in_flight: 1,
             partition_days_ahead: 2,
         }
     }
