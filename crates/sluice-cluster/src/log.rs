@@ -232,6 +232,12 @@ impl PgLog {
         self.inner.dispatcher.statements()
     }
 
+    /// Append statements this node ran again after PostgreSQL rolled them back as deadlock
+    /// victims or for a serialization failure (for tests and metrics).
+    pub fn append_conflicts(&self) -> u64 {
+        self.inner.dispatcher.conflicts()
+    }
+
     /// The connection pool (for tests and the other cluster modules).
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool

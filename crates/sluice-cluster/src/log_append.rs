@@ -82,6 +82,9 @@ pub(crate) struct Dispatcher {
     state: Mutex<DispatchState>,
     /// Statements run so far by this node.
     statements: AtomicU64,
+    /// Statements PostgreSQL rolled back as deadlock victims or serialization failures, and
+    /// that were run again.
+    pub(crate) conflicts: AtomicU64,
 }
 
 #[derive(Default)]
@@ -95,6 +98,11 @@ impl Dispatcher {
     /// shards).
     pub fn statements(&self) -> u64 {
         self.statements.load(Ordering::Relaxed)
+    }
+
+    /// Statements run again after PostgreSQL rolled them back for a conflict.
+    pub fn conflicts(&self) -> u64 {
+        self.conflicts.load(Ordering::Relaxed)
     }
 
     /// Lists a shard as ready, and starts a runner if fewer than the limit run.

@@ -135,6 +135,9 @@ pub(crate) async fn execute(
             Ok(rows) => break rows,
             Err(e) if rolled_back_for_conflict(&e) && attempt < DEADLOCK_RETRIES => {
                 attempt += 1;
+                log.dispatcher
+                    .conflicts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!(error = %e, attempt, "append rolled back by a conflict; again");
             }
             Err(e) => {

@@ -29,8 +29,13 @@ pub async fn connect() -> PgLog {
 
 /// [`connect`], running at most `appends_in_flight` append statements at a time.
 pub async fn connect_with(appends_in_flight: usize) -> PgLog {
+    connect_to(&pg_url(), appends_in_flight).await
+}
+
+/// [`connect_with`] to the PostgreSQL at `url`.
+pub async fn connect_to(url: &str, appends_in_flight: usize) -> PgLog {
     PgLog::connect(
-        &pg_url(),
+        url,
         PgLogOptions {
             poll_interval: Duration::from_millis(50),
             // Tests run in parallel against one server with a bounded max_connections.
