@@ -223,9 +223,8 @@ fn take_batch(log: &Inner) -> Batch {
     batch
 }
 
-/// Marks the batch's shards out of flight; those with puts waiting are listed again. Returns
-/// whether any was.
-fn release(log: &Inner, shards: impl Iterator<Item = Arc<ShardState>>) -> bool {
+/// Marks the batch's shards out of flight; those with puts waiting are listed again.
+fn release(log: &Inner, shards: impl Iterator<Item = Arc<ShardState>>) {
     let mut relist = Vec::new();
     for shard in shards {
         let again = {
@@ -243,11 +242,9 @@ fn release(log: &Inner, shards: impl Iterator<Item = Arc<ShardState>>) -> bool {
             relist.push(shard);
         }
     }
-    let any = !relist.is_empty();
-    if any {
+    if !relist.is_empty() {
         log.dispatcher.state.lock().ready.extend(relist);
     }
-    any
 }
 
 /// Keeps the node's runner count and the shards' flight marks right if a runner ends early (a
