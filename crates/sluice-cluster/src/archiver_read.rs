@@ -97,12 +97,16 @@ impl TieredShardStore {
 
 #[async_trait]
 impl ShardStore for TieredShardStore {
-    async fn append(
+    async fn append_checked(
         self: Arc<Self>,
         payloads: Vec<Bytes>,
         system_time_ms: i64,
+        catalog_seen: Option<i64>,
     ) -> Result<AppendInfo, StoreError> {
-        self.pg.clone().append(payloads, system_time_ms).await
+        self.pg
+            .clone()
+            .append_checked(payloads, system_time_ms, catalog_seen)
+            .await
     }
 
     async fn read(

@@ -365,11 +365,13 @@ impl PgShardStore {
 #[async_trait]
 impl ShardStore for PgShardStore {
     /// `system_time_ms` is not used: the time is the PostgreSQL primary's clock, the same for
-    /// every node (clamped never to go backwards).
-    async fn append(
+    /// every node (clamped never to go backwards). `catalog_seen` is checked against the
+    /// `catalog_version` row of the metadata in the same database, in the append statement.
+    async fn append_checked(
         self: Arc<Self>,
         payloads: Vec<Bytes>,
         _system_time_ms: i64,
+        catalog_seen: Option<i64>,
     ) -> Result<AppendInfo, StoreError> {
         if self
             .log
@@ -378,7 +380,7 @@ impl ShardStore for PgShardStore {
         {
             return Err(StoreError::Closed);
         }
-        crate::log_append::append(&self.log, &self.state, payloads).await
+        crate::log_append::append(&self.log, &self.state, payloads, catalog_seen).await
     }
 
     async fn read(

@@ -7,6 +7,11 @@
 //! one commit (one WAL flush, one synchronous-standby round trip) carries the puts of many shards
 //! when the node is busy. A shard is in at most one statement of the node at a time: its later
 //! puts wait for the next one.
+//!
+//! A put may carry the catalog version its caller checked it against; the statement appends a
+//! shard's puts only if the shared catalog is still at that version. A statement takes a shard's
+//! puts up to the first whose version differs, so each shard's part of a statement has one
+//! version to check and the check's refusal reaches exactly the puts it concerns.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +33,9 @@ pub const MAX_PUT_BYTES: usize = sluice_log::MAX_FRAME_BYTES as usize;
 struct Pending {
     count: u32,
     bytes: Vec<u8>,
+    /// The catalog version the put was checked against, if the caller asks for the check
+    /// (`ShardStore::append_checked`).
+    catalog_seen: Option<i64>,
     reply: oneshot::Sender<Result<AppendInfo, StoreError>>,
 }
 
@@ -145,6 +153,7 @@ pub(crate) async fn append(
     log: &Arc<Inner>,
     shard: &Arc<ShardState>,
     payloads: Vec<Bytes>,
+    catalog_seen: Option<i64>,
 ) -> Result<AppendInfo, StoreError> {
     if payloads.is_empty() {
         return Err(StoreError::EmptyAppend);
@@ -159,6 +168,7 @@ pub(crate) async fn append(
         q.pending.push_back(Pending {
             count: payloads.len() as u32,
             bytes,
+            catalog_seen,
             reply,
         });
         let list = !q.in_flight && !q.listed;
@@ -181,8 +191,9 @@ pub(crate) async fn append(
 /// One statement's puts, per shard.
 type Batch = Vec<(Arc<ShardState>, Vec<Pending>)>;
 
-/// Takes the waiting puts of the ready shards, up to `max_statement_bytes` (at least one put).
-/// The shards taken are marked in flight.
+/// Takes the waiting puts of the ready shards, up to `max_statement_bytes` (at least one put),
+/// and of each shard only puts checked against one catalog version (see the module docs). The
+/// shards taken are marked in flight.
 fn take_batch(log: &Inner) -> Batch {
     let mut d = log.dispatcher.state.lock();
     let mut batch: Batch = Vec::new();
@@ -192,6 +203,12 @@ fn take_batch(log: &Inner) -> Batch {
         let full = {
             let mut q = shard.coalescer.queue.lock();
             while let Some(p) = q.pending.front() {
+                if puts
+                    .first()
+                    .is_some_and(|first: &Pending| first.catalog_seen != p.catalog_seen)
+                {
+                    break;
+                }
                 let fits = bytes + p.bytes.len() <= log.opts.max_statement_bytes;
                 if !fits && (!batch.is_empty() || !puts.is_empty()) {
                     break;
@@ -304,6 +321,12 @@ async fn run_statements(log: Arc<Inner>) {
 async fn run_one(log: &Inner, batch: Batch) {
     log.dispatcher.statements.fetch_add(1, Ordering::Relaxed);
     let keys: Vec<&str> = batch.iter().map(|(s, _)| s.key.as_str()).collect();
+    // One version per shard: take_batch takes no two puts of a shard checked against different
+    // versions.
+    let fences: Vec<Option<i64>> = batch
+        .iter()
+        .map(|(_, puts)| puts.first().and_then(|p| p.catalog_seen))
+        .collect();
     let puts: Vec<PutRef<'_>> = batch
         .iter()
         .enumerate()
@@ -318,7 +341,7 @@ async fn run_one(log: &Inner, batch: Batch) {
     for (shard, _) in &batch {
         shard.coalescer.statements.fetch_add(1, Ordering::Relaxed);
     }
-    let result = execute(log, &keys, &puts).await;
+    let result = execute(log, &keys, &fences, &puts).await;
     drop(puts);
     match result {
         Ok(outcomes) => {
@@ -349,6 +372,7 @@ fn answer(shard: &ShardState, puts: Vec<Pending>, outcome: ShardOutcome) {
                 let _ = p.reply.send(Err(match &other {
                     ShardOutcome::Closed => StoreError::Closed,
                     ShardOutcome::NotFound => StoreError::NotFound,
+                    ShardOutcome::CatalogMoved { seen } => StoreError::CatalogMoved { seen: *seen },
                     ShardOutcome::Unexplained(m) => StoreError::Backend(m.clone().into()),
                     ShardOutcome::Appended { .. } => unreachable!("matched above"),
                 }));

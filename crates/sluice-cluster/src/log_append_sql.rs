@@ -14,19 +14,18 @@ use sqlx::Row;
 
 use crate::log::{to_u64, Inner};
 
-/// `$1` the shards' keys and `$2` the entries each takes in all; `$3`..`$6` one element per put:
-/// its shard's key, its offset from the shard's first sequence in this statement, its entry
-/// count, its bytes. Returns one row per shard whose head was ACTIVE: its first sequence in this
-/// statement and its system time.
-const APPEND_SQL: &str = "\
-WITH want AS (
-    SELECT w.shard_key, w.n FROM unnest($1::text[], $2::bigint[]) AS w(shard_key, n)
-), locked AS (
-    SELECT h.shard_key FROM shard_head h
-     WHERE h.shard_key = ANY($1::text[]) AND h.state = 'ACTIVE'
-     ORDER BY h.shard_key
-       FOR UPDATE
-), head AS (
+/// The statement, from its `want` and `locked` parts (below). `$1` the shards' keys and `$2` the
+/// entries each takes in all; `$3`..`$6` one element per put: its shard's key, its offset from
+/// the shard's first sequence in this statement, its entry count, its bytes. Returns one row per
+/// shard that was appended: its first sequence in this statement and its system time.
+macro_rules! append_statement {
+    ($want:literal, $locked:literal) => {
+        concat!(
+            "WITH want AS (",
+            $want,
+            "), locked AS (",
+            $locked,
+            "), head AS (
     UPDATE shard_head h
        SET next_seq = h.next_seq + w.n,
            last_time_ms = GREATEST(h.last_time_ms,
@@ -41,7 +40,37 @@ WITH want AS (
       JOIN unnest($3::text[], $4::bigint[], $5::int[], $6::bytea[]) AS p(shard_key, off, cnt, bytes)
         ON p.shard_key = head.shard_key
 )
-SELECT shard_key, base_seq, last_time_ms FROM head";
+SELECT shard_key, base_seq, last_time_ms FROM head"
+        )
+    };
+}
+
+/// Appends to every ACTIVE shard of the statement.
+const APPEND_SQL: &str = append_statement!(
+    "SELECT w.shard_key, w.n FROM unnest($1::text[], $2::bigint[]) AS w(shard_key, n)",
+    "SELECT h.shard_key FROM shard_head h
+     WHERE h.shard_key = ANY($1::text[]) AND h.state = 'ACTIVE'
+     ORDER BY h.shard_key
+       FOR UPDATE"
+);
+
+/// Appends to every ACTIVE shard of the statement whose puts were checked against the catalog
+/// version the shared catalog still has (`$7`, one element per shard; NULL: not checked). The
+/// version is the `catalog_version` row of the metadata (sluice-meta's PostgreSQL migrations,
+/// in the same database), read in the statement's own snapshot: a catalog change committed
+/// before the statement began refuses the puts checked against the older version, and one
+/// that commits while the statement waits for a head's lock is ordered after the append (a
+/// split or delete it waited for still refuses it: the head is no longer ACTIVE).
+const APPEND_CHECKED_SQL: &str = append_statement!(
+    "SELECT w.shard_key, w.n, w.catalog_seen
+       FROM unnest($1::text[], $2::bigint[], $7::bigint[]) AS w(shard_key, n, catalog_seen)",
+    "SELECT h.shard_key FROM shard_head h JOIN want w ON w.shard_key = h.shard_key
+     WHERE h.state = 'ACTIVE'
+       AND (w.catalog_seen IS NULL
+            OR w.catalog_seen >= (SELECT version FROM catalog_version))
+     ORDER BY h.shard_key
+       FOR UPDATE OF h"
+);
 
 /// How many times a statement that PostgreSQL rolled back as a deadlock victim (or for a
 /// serialization failure) is run again before its puts fail.
@@ -62,6 +91,9 @@ pub(crate) enum ShardOutcome {
     Closed,
     /// Not appended: no such shard.
     NotFound,
+    /// Not appended: the shard's puts were checked against catalog version `seen`, and the
+    /// shared catalog has moved past it.
+    CatalogMoved { seen: i64 },
     /// Not appended, and looking up why failed (the message says how).
     Unexplained(String),
 }
@@ -98,12 +130,14 @@ fn rolled_back_for_conflict(e: &sqlx::Error) -> bool {
     }
 }
 
-/// Runs one statement for `shards` (distinct keys) and `puts` (each put's shard is an index into
+/// Runs one statement for `shards` (distinct keys; `catalog_seen`, per shard, the catalog
+/// version its puts were checked against, if any) and `puts` (each put's shard is an index into
 /// `shards`; a shard's puts in the order they get their sequences). Returns each shard's outcome,
 /// in the order of `shards`.
 pub(crate) async fn execute(
     log: &Inner,
     shards: &[&str],
+    catalog_seen: &[Option<i64>],
     puts: &[PutRef<'_>],
 ) -> Result<Vec<ShardOutcome>, AppendFailure> {
     let mut totals = vec![0i64; shards.len()];
@@ -121,16 +155,24 @@ pub(crate) async fn execute(
     // Acquired first, so that a pool timeout is told apart from a statement that was sent.
     let mut conn = log.pool.acquire().await.map_err(AppendFailure::Acquire)?;
     let mut attempt = 0;
+    let checked = catalog_seen.iter().any(Option::is_some);
+    let sql = if checked {
+        APPEND_CHECKED_SQL
+    } else {
+        APPEND_SQL
+    };
     let rows = loop {
-        let result = sqlx::query(APPEND_SQL)
+        let mut query = sqlx::query(sql)
             .bind(shards)
             .bind(&totals)
             .bind(&put_keys)
             .bind(&offs)
             .bind(&counts)
-            .bind(&bytes)
-            .fetch_all(&mut *conn)
-            .await;
+            .bind(&bytes);
+        if checked {
+            query = query.bind(catalog_seen);
+        }
+        let result = query.fetch_all(&mut *conn).await;
         match result {
             Ok(rows) => break rows,
             Err(e) if rolled_back_for_conflict(&e) && attempt < DEADLOCK_RETRIES => {
@@ -162,24 +204,31 @@ pub(crate) async fn execute(
         .copied()
         .filter(|k| !appended.contains_key(*k))
         .collect();
-    // The committed shards' outcome stands whatever this lookup does.
-    let existing: Result<Vec<String>, sqlx::Error> = if missing.is_empty() {
+    // The committed shards' outcome stands whatever this lookup does. A head still ACTIVE
+    // was passed over only by the catalog check (a closed head never opens again).
+    let existing: Result<Vec<(String, String)>, sqlx::Error> = if missing.is_empty() {
         Ok(Vec::new())
     } else {
-        sqlx::query_scalar("SELECT shard_key FROM shard_head WHERE shard_key = ANY($1)")
+        sqlx::query_as("SELECT shard_key, state FROM shard_head WHERE shard_key = ANY($1)")
             .bind(&missing)
             .fetch_all(&mut *conn)
             .await
     };
     Ok(shards
         .iter()
-        .map(|k| match (appended.get(*k), &existing) {
+        .zip(catalog_seen)
+        .map(|(k, seen)| match (appended.get(*k), &existing) {
             (Some(&(base_seq, system_time)), _) => ShardOutcome::Appended {
                 base_seq,
                 system_time,
             },
-            (None, Ok(existing)) if existing.iter().any(|e| e == k) => ShardOutcome::Closed,
-            (None, Ok(_)) => ShardOutcome::NotFound,
+            (None, Ok(existing)) => match (existing.iter().find(|(e, _)| e == k), seen) {
+                (Some((_, state)), Some(seen)) if state == "ACTIVE" => {
+                    ShardOutcome::CatalogMoved { seen: *seen }
+                }
+                (Some(_), _) => ShardOutcome::Closed,
+                (None, _) => ShardOutcome::NotFound,
+            },
             (None, Err(e)) => ShardOutcome::Unexplained(format!(
                 "no shard head was updated, and looking up why failed: {e}"
             )),

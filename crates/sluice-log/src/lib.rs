@@ -208,6 +208,10 @@ pub enum LogError {
     /// further appends until it is reopened (which re-validates the files).
     #[error("log refuses writes after an earlier failure: {0}")]
     Poisoned(String),
+    /// A shared store refused a put checked against an older catalog version than its own
+    /// ([`store::StoreError::CatalogMoved`]); nothing was appended. The local log never gives it.
+    #[error("the shared catalog moved past version {seen}, which the put was checked against")]
+    CatalogMoved { seen: i64 },
 }
 
 /// One entry read back from the log.

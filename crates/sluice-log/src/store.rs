@@ -44,6 +44,11 @@ pub enum StoreError {
     /// The caller must not report success; a retry may store the records twice (at least once).
     #[error("append outcome unknown: {0}")]
     OutcomeUnknown(#[source] BackendError),
+    /// The put was checked against an older version of the catalog the store shares with other
+    /// nodes than the one the store has now (another node changed a topic, shard or key since):
+    /// nothing was appended. The caller catches up with the catalog and checks the put again.
+    #[error("the shared catalog moved past version {seen}, which the put was checked against")]
+    CatalogMoved { seen: i64 },
     /// The backend failed (nothing was appended, for an append).
     #[error("storage backend error: {0}")]
     Backend(#[source] BackendError),
@@ -61,6 +66,7 @@ impl From<LogError> for StoreError {
             }
             LogError::EmptyAppend => StoreError::EmptyAppend,
             LogError::EntryTooLarge { size, max } => StoreError::TooLarge { size, max },
+            LogError::CatalogMoved { seen } => StoreError::CatalogMoved { seen },
             other => StoreError::Log(other),
         }
     }
@@ -77,6 +83,20 @@ pub trait ShardStore: Send + Sync + 'static {
         self: Arc<Self>,
         payloads: Vec<Bytes>,
         system_time_ms: i64,
+    ) -> Result<AppendInfo, StoreError> {
+        self.append_checked(payloads, system_time_ms, None).await
+    }
+
+    /// [`ShardStore::append`] of a put that was checked (its shard, schema and caller) against
+    /// version `catalog_seen` of the metadata. A store whose catalog is shared with other nodes
+    /// (the cluster store) appends only if that catalog is still at that version, in the same
+    /// statement as the append, and refuses otherwise with [`StoreError::CatalogMoved`],
+    /// nothing stored. `None`, and a store without a shared catalog, append unchecked.
+    async fn append_checked(
+        self: Arc<Self>,
+        payloads: Vec<Bytes>,
+        system_time_ms: i64,
+        catalog_seen: Option<i64>,
     ) -> Result<AppendInfo, StoreError>;
 
     /// Entries with `seq >= from_seq`, in order: at most `max_entries`, stopping once the
@@ -125,10 +145,12 @@ async fn blocking<T: Send + 'static>(
 /// `spawn_blocking`; its behaviour is unchanged.
 #[async_trait]
 impl ShardStore for ShardLog {
-    async fn append(
+    /// The embedded mode's catalog belongs to this node alone: `catalog_seen` is not needed.
+    async fn append_checked(
         self: Arc<Self>,
         payloads: Vec<Bytes>,
         system_time_ms: i64,
+        _catalog_seen: Option<i64>,
     ) -> Result<AppendInfo, StoreError> {
         blocking(move || {
             let slices: Vec<&[u8]> = payloads.iter().map(|p| p.as_ref()).collect();

@@ -7,7 +7,7 @@
 //!   log, the lease store, the archive), reachable from the catalog (`Catalog::cluster`);
 //! - [`archiving`] runs the background archiver loop (one shard lease per shard);
 //! - [`http_refresh`] is the HTTP layer that brings the catalog and the access keys up to date
-//!   before a request is served;
+//!   before a request is served, and [`checked_put`] runs a put by shard that skipped it;
 //! - [`error`], with [`error::ClusterError`];
 //! - [`ownership`]: who runs which piece of work (subscriptions, connectors): leases with
 //!   epochs, rendezvous placement over the live nodes, routing of a request to its owner;
@@ -16,6 +16,7 @@
 //! Keep this file a list of `pub mod` lines and the options struct.
 
 pub mod archiving;
+pub mod checked_put;
 pub mod error;
 pub mod http_refresh;
 pub mod ownership;

@@ -15,7 +15,7 @@ pub mod forward;
 mod json_records;
 pub mod listen;
 mod projects;
-mod records;
+pub(crate) mod records;
 mod shards;
 mod subscriptions;
 mod task_fanout;
@@ -32,6 +32,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+use crate::accounts::policy::Caller;
 use crate::accounts::{self, audit, policy};
 use crate::service::{Catalog, Error};
 use auth::Accounts;
@@ -212,27 +213,45 @@ async fn as_datahub_error(response: Response) -> Response {
     EdgeError::Rejected { status, message }.into_response()
 }
 
+/// The request's `x-datahub-request-action` header, trimmed.
+fn request_action(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get("x-datahub-request-action")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_string())
+}
+
+/// The caller of a request: its signature verified against the accounts as this node has
+/// them, and the key's policy checked for what the route needs (403 NoPermission otherwise).
+pub(crate) fn authorize(
+    state: &AppState,
+    method: &axum::http::Method,
+    uri: &axum::http::Uri,
+    headers: &axum::http::HeaderMap,
+) -> Result<Caller, Error> {
+    let skew = state.catalog.config.max_clock_skew_secs;
+    let caller = state.accounts.verify(method, uri, headers, skew)?;
+    let action = request_action(headers);
+    let need = policy::required(method, uri.path(), action.as_deref());
+    caller.check(&need).map_err(Error::NoPermission)?;
+    Ok(caller)
+}
+
 /// Verifies the signature, then checks the key's policy for what the route needs (refusing
 /// with 403 NoPermission), runs the handler as that caller, and audits a management change.
 async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let skew = state.catalog.config.max_clock_skew_secs;
-    let caller = match state
-        .accounts
-        .verify(req.method(), req.uri(), req.headers(), skew)
-    {
+    let caller = match authorize(&state, req.method(), req.uri(), req.headers()) {
         Ok(caller) => caller,
-        Err(e) => return e.into_response(),
+        // issue 14: cluster — a put by shard came in without the catalog query: its key may
+        // be new on another node.
+        Err(e) => match crate::cluster::http_refresh::authorize_again(&state, &mut req, e).await {
+            Ok(caller) => caller,
+            Err(e) => return e.into_response(),
+        },
     };
-    let action = req
-        .headers()
-        .get("x-datahub-request-action")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_string());
+    let action = request_action(req.headers());
     let path = req.uri().path().to_string();
     let need = policy::required(req.method(), &path, action.as_deref());
-    if let Err(message) = caller.check(&need) {
-        return Error::NoPermission(message).into_response();
-    }
     // Key management audits itself, with more detail; a route whose JSON `Action` says what
     // it does is audited only if its handler reports a change.
     let audited = policy::is_management(req.method(), &need)

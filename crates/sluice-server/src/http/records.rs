@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
+use axum::Extension;
 use bytes::Bytes;
 use prost::Message;
 use serde_json::json;
@@ -21,6 +22,8 @@ use sluice_proto::{pb, pb_read, Record, RecordData};
 use super::body::{self, header_str, JsonFields};
 use super::json_records::{tuple_from_text, JsonReadHead, JsonRecordsWriter};
 use super::AppState;
+use crate::cluster::checked_put::{self, RequestHead};
+use crate::cluster::http_refresh::CatalogSeen;
 use crate::metrics::{Protocol, RequestTimer};
 use crate::service::catalog::{RecordType, Topic};
 use crate::service::records::{CursorKind, ReadEntry, Route, RoutedRecord};
@@ -118,6 +121,9 @@ pub fn pb_put_records(
 pub async fn post_shard(
     State(s): State<AppState>,
     Path((project, topic, shard)): Path<(String, String, String)>,
+    method: Method,
+    uri: Uri,
+    seen: Option<Extension<CatalogSeen>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
@@ -136,24 +142,45 @@ pub async fn post_shard(
     };
     // Get-records answers are compressed as the client's Accept-Encoding allows.
     let encoding = body::negotiate(&headers);
+    // issue 14: cluster — a put by shard checks the catalog version in its append, and runs
+    // again after catching up if another node changed the metadata (`checked_put`).
+    let seen = seen.map(|Extension(seen)| seen);
+    let head = RequestHead {
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+    };
     match (request_action(&headers).as_str(), kind) {
         ("pub", ContentKind::Protobuf) => {
             timer.put(Protocol::Protobuf);
             body::budget_pb_put(&mut req_body.charge, &raw, c.config.max_records_per_put).await?;
-            let decode_topic = t.clone();
-            // Decoded, encoded and appended in one blocking task (issue 12).
-            c.put_to_shard_decoded(&t, &shard, move || {
-                let req = pb::PutRecordsRequest::decode(body::unframe(&raw)?).map_err(|e| {
-                    Error::MalformedRecord(format!("PutRecordsRequest does not decode: {e}"))
-                })?;
-                pb_put_records(&decode_topic, req.records, false)
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, r)| {
-                        r.map(|r| r.record)
-                            .map_err(|e| Error::MalformedRecord(format!("record {i}: {e}")))
+            let raw = Bytes::from(raw);
+            checked_put::run(&s, head, seen, |catalog_seen| {
+                let (c, project, topic, shard) =
+                    (c.clone(), project.clone(), topic.clone(), shard.clone());
+                let raw = raw.clone();
+                async move {
+                    let t = c.topic(&project, &topic)?;
+                    let decode_topic = t.clone();
+                    // Decoded, encoded and appended in one blocking task (issue 12).
+                    c.put_to_shard_decoded(&t, &shard, catalog_seen, move || {
+                        let req =
+                            pb::PutRecordsRequest::decode(body::unframe(&raw)?).map_err(|e| {
+                                Error::MalformedRecord(format!(
+                                    "PutRecordsRequest does not decode: {e}"
+                                ))
+                            })?;
+                        pb_put_records(&decode_topic, req.records, false)
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, r)| {
+                                r.map(|r| r.record)
+                                    .map_err(|e| Error::MalformedRecord(format!("record {i}: {e}")))
+                            })
+                            .collect::<Result<Vec<_>>>()
                     })
-                    .collect::<Result<Vec<_>>>()
+                    .await
+                }
             })
             .await?;
             body::protobuf(&pb::PutRecordsResponse {
@@ -173,7 +200,16 @@ pub async fn post_shard(
                 .into_iter()
                 .map(|r| r.data.unwrap_or_default())
                 .collect();
-            c.put_batches(&t, &shard, batches).await?;
+            checked_put::run(&s, head, seen, |catalog_seen| {
+                let (c, project, topic, shard) =
+                    (c.clone(), project.clone(), topic.clone(), shard.clone());
+                let batches = batches.clone();
+                async move {
+                    let t = c.topic(&project, &topic)?;
+                    c.put_batches(&t, &shard, batches, catalog_seen).await
+                }
+            })
+            .await?;
             body::binary(&pb::PutRecordsResponse {
                 failed_count: Some(0),
                 failed_records: vec![],

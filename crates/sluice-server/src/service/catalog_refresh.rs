@@ -4,9 +4,10 @@
 //! Every catalog change bumps `catalog_version` in the same transaction
 //! (`MetaStore::catalog_version`). A node reloads the metadata when that number moved:
 //! - in the background, every `catalog_poll` (~100 ms: [`run`]);
-//! - before serving any request, record puts and reads included (the HTTP layer calls
+//! - before serving any request, record reads included (the HTTP layer calls
 //!   [`Catalog::refresh_if_changed`]: one cheap query), so that a client behind a load balancer
-//!   reads its own metadata writes whichever node answers;
+//!   reads its own metadata writes whichever node answers; a put by shard skips the query and
+//!   has its append check the version instead (`cluster::checked_put`);
 //! - when a topic lookup misses ([`Catalog::refresh_on_miss`]), so a put to a topic just
 //!   created elsewhere does not fail with NoSuchTopic.
 //!

@@ -223,7 +223,15 @@ impl Topic {
 }
 
 /// Appends encoded records to one shard if it is still active, at system time `now` (ms).
-fn append_to_shard<P: AsRef<[u8]>>(shard: &Shard, payloads: &[P], now: i64) -> Result<()> {
+/// `catalog_seen`: the catalog version the put was checked against, for a shared store to
+/// check in its append (cluster mode); a put refused because another node changed the catalog
+/// since is `Unavailable`, nothing stored (the record handlers catch up and retry it).
+fn append_to_shard<P: AsRef<[u8]>>(
+    shard: &Shard,
+    payloads: &[P],
+    now: i64,
+    catalog_seen: Option<i64>,
+) -> Result<()> {
     let meta = shard.meta.read();
     if meta.state != ShardState::Active {
         return Err(Error::ShardNotActive(shard.id));
@@ -238,12 +246,19 @@ fn append_to_shard<P: AsRef<[u8]>>(shard: &Shard, payloads: &[P], now: i64) -> R
         None
     };
     let slices: Vec<&[u8]> = payloads.iter().map(|p| p.as_ref()).collect();
-    shard.log.append(&slices, now).map_err(|e| match e {
-        // issue 14: cluster — another node closed (split, merge) or deleted the shard and this
-        // node's catalog has not caught up yet: the shared log refused the append.
-        LogError::Closed if shard.log.local().is_none() => Error::ShardNotActive(shard.id),
-        e => append_error(e),
-    })?;
+    shard
+        .log
+        .append_checked(&slices, now, catalog_seen)
+        .map_err(|e| match e {
+            // issue 14: cluster — another node closed (split, merge) or deleted the shard and this
+            // node's catalog has not caught up yet: the shared log refused the append.
+            LogError::Closed if shard.log.local().is_none() => Error::ShardNotActive(shard.id),
+            LogError::CatalogMoved { seen } => Error::Unavailable(format!(
+                "the topic's metadata changed on another node (past version {seen}) while the put \
+             was being stored; nothing was stored"
+            )),
+            e => append_error(e),
+        })?;
     drop(meta);
     Ok(())
 }
@@ -344,7 +359,11 @@ impl Catalog {
             }
             let append = move |(shard, indexes, payloads): ShardGroup| {
                 let bytes = payload_bytes(&payloads);
-                (indexes, bytes, append_to_shard(&shard, &payloads, now))
+                (
+                    indexes,
+                    bytes,
+                    append_to_shard(&shard, &payloads, now, None),
+                )
             };
             let mut groups = groups.into_iter();
             let first = groups.next();
@@ -385,17 +404,18 @@ impl Catalog {
         shard: &str,
         records: Vec<Record>,
     ) -> Result<()> {
-        self.put_to_shard_decoded(topic, shard, move || Ok(records))
+        self.put_to_shard_decoded(topic, shard, None, move || Ok(records))
             .await
     }
 
     /// [`Catalog::put_to_shard`] of the records `decode` gives: decoding, encoding and the
     /// append (with its wait for the fsync) in one blocking task, one hand-off per put (see
-    /// [`Catalog::put_routed_decoded`]).
+    /// [`Catalog::put_routed_decoded`]). `catalog_seen` as for `append_to_shard`.
     pub async fn put_to_shard_decoded<F>(
         &self,
         topic: &Arc<Topic>,
         shard: &str,
+        catalog_seen: Option<i64>,
         decode: F,
     ) -> Result<()>
     where
@@ -425,7 +445,8 @@ impl Catalog {
             // Only the append's outcome counts for the write health.
             Ok(Some((
                 records.len(),
-                append_to_shard(&shard, &payloads, now).map(|()| payload_bytes(&payloads)),
+                append_to_shard(&shard, &payloads, now, catalog_seen)
+                    .map(|()| payload_bytes(&payloads)),
             )))
         })
         .await
@@ -442,12 +463,14 @@ impl Catalog {
     }
 
     /// Put by shard (batch protocol): each batch is validated and stored byte for byte, unless some
-    /// SDK could not read it back ([`batch::portable_batch`]).
+    /// SDK could not read it back ([`batch::portable_batch`]). `catalog_seen` as for
+    /// `append_to_shard`.
     pub async fn put_batches(
         &self,
         topic: &Arc<Topic>,
         shard: &str,
         batches: Vec<Bytes>,
+        catalog_seen: Option<i64>,
     ) -> Result<()> {
         let shard = topic.shard_by_text(shard)?;
         let versions = topic.versions();
@@ -505,7 +528,7 @@ impl Catalog {
                 .into_iter()
                 .map(|b| batch::storable_batch(&b, kind).map_or(b, Bytes::from))
                 .collect();
-            append_to_shard(&shard, &batches, now).map(|()| payload_bytes(&batches))
+            append_to_shard(&shard, &batches, now, catalog_seen).map(|()| payload_bytes(&batches))
         })
         .await
         .map_err(join_error)?;

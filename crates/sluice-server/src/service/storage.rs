@@ -66,11 +66,23 @@ impl ShardStorage {
     }
 
     pub fn append(&self, payloads: &[&[u8]], system_time_ms: i64) -> Result<AppendInfo, LogError> {
+        self.append_checked(payloads, system_time_ms, None)
+    }
+
+    /// [`ShardStorage::append`] of a put checked against catalog version `catalog_seen`: a
+    /// shared store refuses it with [`LogError::CatalogMoved`] if its catalog moved since
+    /// (`ShardStore::append_checked`). The local log has no catalog but this node's.
+    pub fn append_checked(
+        &self,
+        payloads: &[&[u8]],
+        system_time_ms: i64,
+        catalog_seen: Option<i64>,
+    ) -> Result<AppendInfo, LogError> {
         match self {
             ShardStorage::Local(log) => ShardLog::append(log, payloads, system_time_ms),
             ShardStorage::Shared(s) => {
                 let owned = payloads.iter().map(|p| Bytes::copy_from_slice(p)).collect();
-                s.wait(|st| st.append(owned, system_time_ms))
+                s.wait(|st| st.append_checked(owned, system_time_ms, catalog_seen))
             }
         }
     }
@@ -233,6 +245,7 @@ fn log_error(e: StoreError) -> LogError {
         StoreError::EmptyAppend => LogError::EmptyAppend,
         StoreError::TooLarge { size, max } => LogError::EntryTooLarge { size, max },
         StoreError::Log(e) => e,
+        StoreError::CatalogMoved { seen } => LogError::CatalogMoved { seen },
         e @ (StoreError::OutcomeUnknown(_) | StoreError::Backend(_)) => {
             LogError::Io(std::io::Error::other(e))
         }
