@@ -3,18 +3,19 @@
 //! for `lz4` by default, or `zlib`; Java's client `lz4` or `deflate`, and `deflate` gets plain
 //! answers; Go `lz4`, `zlib`, `zstd` or `deflate`: docs/sdk-wire.md). The client decompresses and
 //! decodes every answer as the plain read phase does (batch: the batch headers; protobuf: every
-//! value parsed; JSON: the whole document parsed). Batch and protobuf reads go through
+//! value parsed; JSON: every value parsed, `decode::json_read`). Batch and protobuf reads go through
 //! [`wire::read_pass`].
 
 use std::time::Instant;
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use serde_json::{json, Value as Json};
+use serde_json::json;
 use sluice_client::{Client, CursorType};
 use sluice_proto::compress::{self, Compression};
 use sluice_proto::RecordSchema;
 
+use crate::decode;
 use crate::load::{Proto, Raw, BATCH, PROJECT};
 use crate::wire::{self, WireRead};
 
@@ -32,9 +33,33 @@ pub async fn read_all(
     accept: &str,
 ) -> anyhow::Result<WireRead> {
     match proto {
-        Proto::Batch => wire::read_pass(client, raw, true, topic, shards, expected, Some(schema), accept).await,
-        Proto::Protobuf => wire::read_pass(client, raw, false, topic, shards, expected, Some(schema), accept).await,
-        Proto::Json => read_json(client, raw, topic, shards, expected, accept).await,
+        Proto::Batch => {
+            wire::read_pass(
+                client,
+                raw,
+                true,
+                topic,
+                shards,
+                expected,
+                Some(schema),
+                accept,
+            )
+            .await
+        }
+        Proto::Protobuf => {
+            wire::read_pass(
+                client,
+                raw,
+                false,
+                topic,
+                shards,
+                expected,
+                Some(schema),
+                accept,
+            )
+            .await
+        }
+        Proto::Json => read_json(client, raw, topic, shards, expected, schema, accept).await,
     }
 }
 
@@ -44,21 +69,36 @@ async fn read_json(
     topic: &str,
     shards: &[String],
     expected: &[u64],
+    schema: &RecordSchema,
     accept: &str,
 ) -> anyhow::Result<WireRead> {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for (shard, &want) in shards.iter().zip(expected) {
-        let (client, raw, topic, shard) = (client.clone(), raw.clone(), topic.to_string(), shard.clone());
+        let (client, raw, topic, shard) = (
+            client.clone(),
+            raw.clone(),
+            topic.to_string(),
+            shard.clone(),
+        );
+        let schema = schema.clone();
         let accept = (accept != "none").then(|| accept.to_string());
         tasks.push(tokio::spawn(async move {
-            let mut cursor = client.get_cursor(PROJECT, &topic, &shard, CursorType::Oldest).await?;
+            let mut cursor = client
+                .get_cursor(PROJECT, &topic, &shard, CursorType::Oldest)
+                .await?;
             let path = format!("/projects/{PROJECT}/topics/{topic}/shards/{shard}");
             let mut out = WireRead::default();
             while out.records < want {
                 let body = json!({"Action": "sub", "Cursor": cursor, "Limit": BATCH});
                 let ans = raw
-                    .post_accept(&path, "application/json", None, Bytes::from(body.to_string()), accept.as_deref())
+                    .post_accept(
+                        &path,
+                        "application/json",
+                        None,
+                        Bytes::from(body.to_string()),
+                        accept.as_deref(),
+                    )
                     .await?;
                 out.wire += ans.body.len() as u64;
                 let plain = match ans.encoding.as_deref() {
@@ -70,11 +110,13 @@ async fn read_json(
                     }
                 };
                 out.raw += plain.len() as u64;
-                let v: Json = serde_json::from_slice(&plain)?;
-                cursor = v["NextCursor"].as_str().context("no NextCursor in a JSON read")?.to_string();
-                let n = v["RecordCount"].as_u64().unwrap_or(0);
+                let (next, n) = decode::json_read(&plain, &schema)?;
+                cursor = next;
                 if n == 0 {
-                    bail!("shard {shard}: read stalled after {} of {want} records", out.records);
+                    bail!(
+                        "shard {shard}: read stalled after {} of {want} records",
+                        out.records
+                    );
                 }
                 out.records += n;
             }

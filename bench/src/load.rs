@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use prost::Message;
@@ -17,6 +17,8 @@ use serde_json::{json, Value as Json};
 use sluice_client::{Client, CursorType};
 use sluice_proto::batch::{self, BatchCompression};
 use sluice_proto::{envelope, pb, sign, Field, FieldType, Record, RecordData, RecordSchema, Value};
+
+use crate::decode;
 
 pub const PROJECT: &str = "bench";
 pub const BATCH: usize = 1000;
@@ -58,10 +60,14 @@ pub fn schema() -> RecordSchema {
 fn record(id: i64) -> Record {
     // Deterministic, varied text: an LCG over an alphabet.
     const ALPHA: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    let mut x = (id as u64).wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = (id as u64)
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let payload: String = (0..80)
         .map(|_| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ALPHA[((x >> 33) % ALPHA.len() as u64) as usize] as char
         })
         .collect();
@@ -82,7 +88,9 @@ pub fn records(first_id: i64, n: usize) -> Vec<Record> {
 /// One ~100-byte record as NATS payload: the same fields, as `id|payload|score`.
 pub fn nats_payload(id: i64) -> Bytes {
     let r = record(id);
-    let RecordData::Tuple(v) = &r.data else { unreachable!() };
+    let RecordData::Tuple(v) = &r.data else {
+        unreachable!()
+    };
     let text: Vec<String> = v.iter().map(|x| x.to_text().unwrap_or_default()).collect();
     Bytes::from(text.join("|"))
 }
@@ -148,7 +156,9 @@ pub fn put_pool(
                             let list: Vec<Json> = recs
                                 .iter()
                                 .map(|r| {
-                                    let RecordData::Tuple(v) = &r.data else { unreachable!() };
+                                    let RecordData::Tuple(v) = &r.data else {
+                                        unreachable!()
+                                    };
                                     json!({
                                         "Data": v.iter().map(Value::to_text).collect::<Vec<_>>(),
                                         "ShardId": shard,
@@ -172,7 +182,9 @@ pub fn put_pool(
 }
 
 fn pb_entry(r: &Record) -> pb::RecordEntry {
-    let RecordData::Tuple(v) = &r.data else { unreachable!() };
+    let RecordData::Tuple(v) = &r.data else {
+        unreachable!()
+    };
     pb::RecordEntry {
         shard_id: None,
         hash_key: None,
@@ -223,7 +235,10 @@ impl Raw {
         action: Option<&str>,
         body: Bytes,
     ) -> anyhow::Result<Bytes> {
-        Ok(self.post_accept(path, content_type, action, body, None).await?.body)
+        Ok(self
+            .post_accept(path, content_type, action, body, None)
+            .await?
+            .body)
     }
 
     /// Like [`Raw::post_parts`], with an `Accept-Encoding` header when `accept` is set; the
@@ -270,7 +285,10 @@ impl Raw {
         let raw_size = header("x-datahub-content-raw-size").and_then(|v| v.parse().ok());
         let bytes = resp.bytes().await?;
         if !status.is_success() {
-            bail!("HTTP {status} on {path}: {}", String::from_utf8_lossy(&bytes));
+            bail!(
+                "HTTP {status} on {path}: {}",
+                String::from_utf8_lossy(&bytes)
+            );
         }
         Ok(Answer {
             body: bytes,
@@ -391,7 +409,10 @@ pub async fn put_rate(
             let shard = (i % shards as u64) as usize;
             let list = &pool[shard];
             let req = &list[((i / shards as u64) % list.len() as u64) as usize];
-            let r = raw.post(req).await.map(|_| (due.elapsed(), req.body.len(), shard));
+            let r = raw
+                .post(req)
+                .await
+                .map(|_| (due.elapsed(), req.body.len(), shard));
             let _ = tx.send(r);
         });
     }
@@ -463,12 +484,19 @@ pub async fn read_all(
                         n
                     }
                     Proto::Protobuf => {
-                        let (recs, next) = client
-                            .get_records_pb(PROJECT, &topic, &shard, &cursor, BATCH as i32, Some(&schema))
+                        let page = client
+                            .get_records_page(PROJECT, &topic, &shard, &cursor, BATCH as i32)
                             .await?;
-                        cursor = next;
-                        bytes += recs.len() as u64 * 100;
-                        recs.len() as u64
+                        let mut n = 0u64;
+                        for record in page.records() {
+                            for value in record?.values(&schema) {
+                                value?;
+                            }
+                            n += 1;
+                        }
+                        cursor = page.next_cursor().to_string();
+                        bytes += n * 100;
+                        n
                     }
                     Proto::Json => {
                         let body = json!({"Action": "sub", "Cursor": cursor, "Limit": BATCH});
@@ -481,12 +509,9 @@ pub async fn read_all(
                             )
                             .await?;
                         bytes += resp.len() as u64;
-                        let v: Json = serde_json::from_slice(&resp)?;
-                        cursor = v["NextCursor"]
-                            .as_str()
-                            .context("no NextCursor in a JSON read")?
-                            .to_string();
-                        v["RecordCount"].as_u64().unwrap_or(0)
+                        let (next, n) = decode::json_read(&resp, &schema)?;
+                        cursor = next;
+                        n
                     }
                 };
                 if n == 0 {

@@ -12,6 +12,7 @@
 //! `wire`), `--tls-compare` puts and reads over HTTPS against plain HTTP (module `tls`).
 
 mod compressed;
+mod decode;
 mod events;
 mod load;
 mod nats;

@@ -20,8 +20,9 @@ use prost::Message;
 use sluice_client::{Client, CursorType};
 use sluice_proto::batch::{self, BatchCompression};
 use sluice_proto::compress::{self, Compression};
-use sluice_proto::{envelope, pb, Record, RecordData, RecordSchema, Value};
+use sluice_proto::{envelope, pb, Record, RecordData, RecordSchema};
 
+use crate::decode;
 use crate::events::{event, event_json, schema};
 use crate::load::{PutReq, Raw, BATCH, PROJECT};
 use crate::stats::{median, spread};
@@ -168,27 +169,9 @@ pub async fn read_pass(
                     }
                     n
                 } else {
-                    let resp = pb::GetRecordsResponse::decode(msg)?;
-                    cursor = resp.next_cursor;
-                    for e in &resp.records {
-                        match &schema {
-                            Some(s) => {
-                                for (field, cell) in s.fields.iter().zip(&e.data.data) {
-                                    let text = cell
-                                        .value
-                                        .as_deref()
-                                        .map(std::str::from_utf8)
-                                        .transpose()?;
-                                    Value::parse(field, text)?;
-                                }
-                            }
-                            None => anyhow::ensure!(
-                                e.data.data.first().and_then(|f| f.value.as_ref()).is_some(),
-                                "a BLOB record without data"
-                            ),
-                        }
-                    }
-                    resp.records.len() as u64
+                    let (next, n) = decode::protobuf_read(msg, schema.as_ref())?;
+                    cursor = next;
+                    n
                 };
                 if n == 0 {
                     bail!(

@@ -9,6 +9,7 @@ use sluice_proto::batch::{self, BatchCompression, TopicKind};
 use sluice_proto::{envelope, pb, Record, RecordData, RecordSchema, Value};
 
 use crate::client::{Client, ClientError};
+use crate::read_page::owned_record;
 
 /// Where a cursor points.
 #[derive(Debug, Clone, Copy)]
@@ -35,11 +36,11 @@ pub struct ReadBatch {
     pub data: Bytes,
 }
 
-fn shard_path(project: &str, topic: &str, shard: &str) -> String {
+pub(crate) fn shard_path(project: &str, topic: &str, shard: &str) -> String {
     format!("/projects/{project}/topics/{topic}/shards/{shard}")
 }
 
-fn decode_error(e: impl std::fmt::Display) -> ClientError {
+pub(crate) fn decode_error(e: impl std::fmt::Display) -> ClientError {
     ClientError::Decode(e.to_string())
 }
 
@@ -85,7 +86,7 @@ fn pb_entry(record: &Record, shard_id: Option<&str>) -> pb::RecordEntry {
 
 impl Client {
     /// A framed protobuf or batch record call (`action` is `pub` or `sub`).
-    async fn framed<M: Message>(
+    pub(crate) async fn framed<M: Message>(
         &self,
         path: &str,
         content_type: &str,
@@ -273,54 +274,17 @@ impl Client {
         limit: i32,
         schema: Option<&RecordSchema>,
     ) -> Result<(Vec<ReadRecord>, String), ClientError> {
-        let req = pb::GetRecordsRequest {
-            cursor: cursor.to_string(),
-            limit: Some(limit),
-        };
-        let bytes = self
-            .framed(
-                &shard_path(project, topic, shard),
-                "application/x-protobuf",
-                "sub",
-                &req,
-            )
+        let page = self
+            .get_records_page(project, topic, shard, cursor, limit)
             .await?;
-        let resp = unframe::<pb::GetRecordsResponse>(&bytes)?;
-        let mut out = Vec::with_capacity(resp.records.len());
-        for e in resp.records {
-            let data = match schema {
-                Some(schema) => {
-                    let mut values = Vec::with_capacity(schema.len());
-                    for (field, cell) in schema.fields.iter().zip(&e.data.data) {
-                        let text = cell
-                            .value
-                            .as_deref()
-                            .map(std::str::from_utf8)
-                            .transpose()
-                            .map_err(decode_error)?;
-                        values.push(Value::parse(field, text).map_err(decode_error)?);
-                    }
-                    RecordData::Tuple(values)
-                }
-                None => RecordData::Blob(
-                    e.data
-                        .data
-                        .first()
-                        .and_then(|f| f.value.clone())
-                        .unwrap_or_default(),
-                ),
-            };
-            let attributes = e
-                .attributes
-                .map(|a| a.attributes.into_iter().map(|p| (p.key, p.value)).collect())
-                .unwrap_or_default();
-            out.push(ReadRecord {
-                sequence: e.sequence.unwrap_or(-1),
-                system_time: e.system_time.unwrap_or(0),
-                record: Record { data, attributes },
-            });
-        }
-        Ok((out, resp.next_cursor))
+        let records = page
+            .records()
+            .map(|r| {
+                r.and_then(|r| owned_record(&r, schema))
+                    .map_err(decode_error)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((records, page.next_cursor().to_string()))
     }
 
     /// Batch-protocol get: stored batches as they are.

@@ -8,6 +8,7 @@
 //! - [`record`]: the protocol-neutral record model every codec converts to and from;
 //! - [`pb`]: the protobuf messages of record calls (prost structs, no build step);
 //! - [`pb_read`]: the framed protobuf get-records response, written straight into one buffer;
+//! - [`pb_view`]: the same response read in place, its records and values borrowed;
 //! - [`batch`]: the batch binary format (pydatahub's version-0 layout, and the Go SDK v1.x's
 //!   version 1 with Avro records);
 //! - [`envelope`]: the `DHUB` frame around protobuf bodies;
@@ -25,6 +26,7 @@ pub mod error_code;
 pub mod hashkey;
 pub mod pb;
 pub mod pb_read;
+pub mod pb_view;
 pub mod record;
 pub mod schema;
 pub mod sign;

@@ -85,44 +85,7 @@ fn is_decimal_text(text: &str) -> bool {
 impl Value {
     /// Reads the text form of a value for `field`; `None` is NULL.
     pub fn parse(field: &Field, text: Option<&str>) -> Result<Value, ValueError> {
-        let Some(text) = text else {
-            return if field.not_null {
-                Err(ValueError::NullInNotNull {
-                    field: field.name.clone(),
-                })
-            } else {
-                Ok(Value::Null)
-            };
-        };
-        let bad = || ValueError::BadText {
-            field: field.name.clone(),
-            field_type: field.field_type.name(),
-            text: text.chars().take(64).collect(),
-        };
-        let value = match field.field_type {
-            FieldType::String => Value::Str(text.to_string()),
-            FieldType::Decimal => {
-                let t = text.trim();
-                if !is_decimal_text(t) {
-                    return Err(bad());
-                }
-                Value::Decimal(t.to_string())
-            }
-            FieldType::Boolean => match text.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" => Value::Bool(true),
-                "false" | "0" => Value::Bool(false),
-                _ => return Err(bad()),
-            },
-            FieldType::Double => Value::Double(text.trim().parse::<f64>().map_err(|_| bad())?),
-            FieldType::Float => Value::Float(text.trim().parse::<f32>().map_err(|_| bad())?),
-            FieldType::Bigint
-            | FieldType::Integer
-            | FieldType::Smallint
-            | FieldType::Tinyint
-            | FieldType::Timestamp => Value::Int(text.trim().parse::<i64>().map_err(|_| bad())?),
-        };
-        value.check(field)?;
-        Ok(value)
+        ValueRef::parse(field, text).map(ValueRef::to_value)
     }
 
     /// Checks that a value (from any codec) fits `field`: kind, range and nullability.
@@ -189,7 +152,49 @@ pub enum ValueRef<'a> {
     Decimal(&'a str),
 }
 
-impl ValueRef<'_> {
+impl<'a> ValueRef<'a> {
+    /// [`Value::parse`] without owning the text: strings and decimals borrow from `text`.
+    pub fn parse(field: &Field, text: Option<&'a str>) -> Result<ValueRef<'a>, ValueError> {
+        let Some(text) = text else {
+            return if field.not_null {
+                Err(ValueError::NullInNotNull {
+                    field: field.name.clone(),
+                })
+            } else {
+                Ok(ValueRef::Null)
+            };
+        };
+        let bad = || ValueError::BadText {
+            field: field.name.clone(),
+            field_type: field.field_type.name(),
+            text: text.chars().take(64).collect(),
+        };
+        let value = match field.field_type {
+            FieldType::String => ValueRef::Str(text),
+            FieldType::Decimal => {
+                let t = text.trim();
+                if !is_decimal_text(t) {
+                    return Err(bad());
+                }
+                ValueRef::Decimal(t)
+            }
+            FieldType::Boolean => match text.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" => ValueRef::Bool(true),
+                "false" | "0" => ValueRef::Bool(false),
+                _ => return Err(bad()),
+            },
+            FieldType::Double => ValueRef::Double(text.trim().parse::<f64>().map_err(|_| bad())?),
+            FieldType::Float => ValueRef::Float(text.trim().parse::<f32>().map_err(|_| bad())?),
+            FieldType::Bigint
+            | FieldType::Integer
+            | FieldType::Smallint
+            | FieldType::Tinyint
+            | FieldType::Timestamp => ValueRef::Int(text.trim().parse::<i64>().map_err(|_| bad())?),
+        };
+        value.check(field)?;
+        Ok(value)
+    }
+
     /// The owned value.
     pub fn to_value(self) -> Value {
         match self {
