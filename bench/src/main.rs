@@ -163,6 +163,8 @@ struct ProtoResult {
     /// Server CPU µs (utime + stime) per record in the put and in the read phase.
     put_cpu_us: f64,
     read_cpu_us: f64,
+    /// The load generator's own CPU µs per record in the read phase (it decodes every value).
+    read_client_cpu_us: f64,
     /// The half-rate runs, with the 1-minute load average at the start of each.
     halves: Vec<(PutStats, f64)>,
     /// Reads with response compression: (Accept-Encoding, the read, server CPU µs per record).
@@ -189,6 +191,7 @@ struct NatsResult {
     read_peak: u64,
     put_cpu_us: f64,
     read_cpu_us: f64,
+    read_client_cpu_us: f64,
 }
 
 fn ms(h: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
@@ -418,9 +421,10 @@ async fn main() -> anyhow::Result<()> {
         let sampler = procs::AnonSampler::start(server.pid);
         let rchar0 = procs::rchar_of(server.pid);
         let perf = perf_start(&args.perf_dir, server.pid, &format!("read-{}", proto.name().to_ascii_lowercase())).await;
-        let cpu0 = procs::cpu_secs(server.pid);
+        let (cpu0, own0) = (procs::cpu_secs(server.pid), procs::cpu_secs(std::process::id()));
         let read = load::read_all(&client, &raw, proto, &topic, &shards, &expected, &schema).await?;
         let read_cpu_us = (procs::cpu_secs(server.pid) - cpu0) * 1e6 / read.records.max(1) as f64;
+        let read_client_cpu_us = (procs::cpu_secs(std::process::id()) - own0) * 1e6 / read.records.max(1) as f64;
         perf_stop(perf).await;
         let read_anon_kib = sampler.finish().await;
         let read_amp = (procs::rchar_of(server.pid) - rchar0) as f64 / read.records.max(1) as f64;
@@ -443,7 +447,7 @@ async fn main() -> anyhow::Result<()> {
         }
         let load_after = procs::loadavg();
         eprintln!(
-            "{:>8} read: {} rec/s ({} records), peak RSS {:.1} MiB (anon {:.1}), server read {:.0} B per record returned",
+            "{:>8} read: {} rec/s ({} records), peak RSS {:.1} MiB (anon {:.1}), server read {:.0} B per record returned, CPU µs/record server {read_cpu_us:.2} client {read_client_cpu_us:.2}",
             proto.name(),
             fmt_rate(read.records as f64 / read.elapsed.as_secs_f64()),
             read.records,
@@ -464,6 +468,7 @@ async fn main() -> anyhow::Result<()> {
             body_bytes_per_record,
             put_cpu_us,
             read_cpu_us,
+            read_client_cpu_us,
             halves: Vec::new(),
             compressed,
         });
@@ -577,18 +582,19 @@ async fn main() -> anyhow::Result<()> {
                 mib(put_peak)
             );
             ns.reset_peak();
-            let cpu0 = procs::cpu_secs(ns.pid);
+            let (cpu0, own0) = (procs::cpu_secs(ns.pid), procs::cpu_secs(std::process::id()));
             let read = nats::read(&js, &put.per_shard).await?;
             let read_cpu_us = (procs::cpu_secs(ns.pid) - cpu0) * 1e6 / read.records.max(1) as f64;
+            let read_client_cpu_us = (procs::cpu_secs(std::process::id()) - own0) * 1e6 / read.records.max(1) as f64;
             let (_, read_peak) = ns.mem();
             eprintln!(
-                "{label} read: {} rec/s ({} records), {read_cpu_us:.2} CPU µs/msg",
+                "{label} read: {} rec/s ({} records), {read_cpu_us:.2} CPU µs/msg, client {read_client_cpu_us:.2}",
                 fmt_rate(read.records as f64 / read.elapsed.as_secs_f64()),
                 read.records
             );
             drop(js);
             ns.stop().await;
-            nats_res.push(NatsResult { label, version, put, put_peak, read, read_peak, put_cpu_us, read_cpu_us });
+            nats_res.push(NatsResult { label, version, put, put_peak, read, read_peak, put_cpu_us, read_cpu_us, read_client_cpu_us });
         }
     }
 
@@ -615,15 +621,15 @@ async fn main() -> anyhow::Result<()> {
         args.writers,
         if args.tls { "; **over HTTPS** (TLS 1.3, rustls on both sides)" } else { "; plain HTTP" }
     )?;
-    writeln!(md, "| protocol | put records/s | put MB/s | put p50 ms | put p99 ms | server peak RSS put, MiB (anon) | read records/s | read MB/s | server peak RSS read, MiB (anon) | half-rate records/s (run 1) | half-rate p50 ms (run 1) | half-rate p99 ms (median / worst of runs) | CPU µs/record put | CPU µs/record read | load avg before→after |")?;
-    writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")?;
+    writeln!(md, "| protocol | put records/s | put MB/s | put p50 ms | put p99 ms | server peak RSS put, MiB (anon) | read records/s | read MB/s | server peak RSS read, MiB (anon) | half-rate records/s (run 1) | half-rate p50 ms (run 1) | half-rate p99 ms (median / worst of runs) | CPU µs/record put | CPU µs/record read | client CPU µs/record read | load avg before→after |")?;
+    writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")?;
     for r in &results {
         let rr = r.read.records as f64 / r.read.elapsed.as_secs_f64();
         let h = &r.halves[0].0;
         let (p99_med, p99_worst) = p99_median_worst(&r.halves);
         writeln!(
             md,
-            "| Sluice {} | {} | {:.1} | {:.2} | {:.2} | {:.1} ({:.1}) | {} | {:.1} | {:.1} ({:.1}) | {} | {:.2} | {:.2} / {:.2} | {:.2} | {:.2} | {:.1}→{:.1} |",
+            "| Sluice {} | {} | {:.1} | {:.2} | {:.2} | {:.1} ({:.1}) | {} | {:.1} | {:.1} ({:.1}) | {} | {:.2} | {:.2} / {:.2} | {:.2} | {:.2} | {:.2} | {:.1}→{:.1} |",
             r.proto.name(),
             fmt_rate(r.put.rate()),
             r.put.mbps(),
@@ -641,6 +647,7 @@ async fn main() -> anyhow::Result<()> {
             p99_worst,
             r.put_cpu_us,
             r.read_cpu_us,
+            r.read_client_cpu_us,
             r.load.0,
             r.load.1,
         )?;
@@ -650,7 +657,7 @@ async fn main() -> anyhow::Result<()> {
         let rr = read.records as f64 / read.elapsed.as_secs_f64();
         writeln!(
             md,
-            "| {} (1 msg/record) | {} | {:.1} | {:.2} | {:.2} | {:.1} | {} | {:.1} | {:.1} | – | – | – | {:.2} | {:.2} | – |",
+            "| {} (1 msg/record) | {} | {:.1} | {:.2} | {:.2} | {:.1} | {} | {:.1} | {:.1} | – | – | – | {:.2} | {:.2} | {:.2} | – |",
             n.label,
             fmt_rate(put.rate()),
             put.mbps(),
@@ -662,6 +669,7 @@ async fn main() -> anyhow::Result<()> {
             mib(*rp),
             n.put_cpu_us,
             n.read_cpu_us,
+            n.read_client_cpu_us,
         )?;
     }
     writeln!(md)?;
