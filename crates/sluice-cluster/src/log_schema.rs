@@ -46,7 +46,45 @@ pub(crate) async fn migrate(pool: &PgPool) -> Result<(), PgLogError> {
     for sql in TABLES_SQL {
         sqlx::query(sql).execute(&mut *tx).await?;
     }
+    compress_bytes_with_lz4(&mut tx).await?;
     tx.commit().await?;
+    Ok(())
+}
+
+/// Stored batches are TOASTed (a put's bytes are kilobytes); PostgreSQL compresses them with
+/// pglz by default, which costs the primary CPU on every append and the archiver on every read
+/// (a benchmark put of 13.6 KB became 10.1 KB). lz4 does the same job at a fraction of the CPU.
+/// New partitions take the parent's setting; existing ones are set too (their stored values
+/// stay as they are). A server without lz4 (built without it, or before PostgreSQL 14) keeps
+/// pglz: the statements run under a savepoint that is rolled back on any error.
+async fn compress_bytes_with_lz4(tx: &mut sqlx::PgConnection) -> Result<(), PgLogError> {
+    sqlx::query("SAVEPOINT log_entry_lz4")
+        .execute(&mut *tx)
+        .await?;
+    let set = async {
+        let partitions: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = 'log_entry'::regclass AND c.relname LIKE $1",
+        )
+        .bind(format!("{PARTITION_PREFIX}%"))
+        .fetch_all(&mut *tx)
+        .await?;
+        for table in std::iter::once("log_entry".to_string()).chain(partitions) {
+            let sql = format!("ALTER TABLE {table} ALTER COLUMN bytes SET COMPRESSION lz4");
+            sqlx::query(&sql).execute(&mut *tx).await?;
+        }
+        Ok::<_, sqlx::Error>(())
+    }
+    .await;
+    match set {
+        Ok(()) => sqlx::query("RELEASE SAVEPOINT log_entry_lz4"),
+        Err(e) => {
+            tracing::info!(error = %e, "log_entry.bytes keeps PostgreSQL's default compression");
+            sqlx::query("ROLLBACK TO SAVEPOINT log_entry_lz4")
+        }
+    }
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 
