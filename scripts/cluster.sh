@@ -42,6 +42,9 @@
 #                  +60 haproxy for the Sluice nodes, +61..63 the Sluice nodes
 #                  (default 24000: below the ephemeral range services.sh's free ports come from;
 #                  `auto`: the first free block from 24000 on, in steps of 100)
+#   BED_PG_PARAMETERS  more PostgreSQL settings for every member, "name=value,name=value"
+#                  (the bed's own are sized for tests; bench/cluster/cluster_bench.sh passes
+#                  larger ones)
 # Processes are only ever signalled by the PIDs this script recorded, after checking that the PID's
 # command line still names this bed (other engineers run PostgreSQL and etcd on the same machine).
 set -euo pipefail

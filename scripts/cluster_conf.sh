@@ -11,6 +11,18 @@
 # haproxy sends clients to the node whose Patroni answers 200 on GET /primary, and closes their
 # sessions as soon as that node is marked down.
 
+# BED_PG_PARAMETERS="name=value,name=value": more PostgreSQL settings for every member (benchmarks
+# try engine settings with it; values are quoted for YAML).
+extra_pg_parameters() {
+  local item
+  local -a items
+  IFS=',' read -r -a items <<<"${BED_PG_PARAMETERS:-}"
+  for item in "${items[@]}"; do
+    [ -n "$item" ] || continue
+    printf "    %s: '%s'\n" "${item%%=*}" "${item#*=}"
+  done
+}
+
 write_configs() {
   local i
   mkdir -p "$BED/conf"
@@ -83,6 +95,7 @@ postgresql:
     max_wal_size: 256MB
     min_wal_size: 64MB
     logging_collector: 'off'
+$(extra_pg_parameters)
 watchdog:
   mode: 'off'
 tags:

@@ -19,6 +19,10 @@ SECS="${1:-15}"
 # Seconds without load between the max, half and hot phases (the engines finish the previous
 # phase's checkpoints and vacuum first: a phase measures its own load).
 SETTLE="${SETTLE:-20}"
+# The bed's PostgreSQL is sized for tests (shared_buffers 32MB, max_wal_size 256MB: a checkpoint
+# ran through every phase). For the benchmark, settings closer to a server's (README "Engine
+# settings and the archiver"); set BED_PG_PARAMETERS= (empty) for the bed's own.
+export BED_PG_PARAMETERS="${BED_PG_PARAMETERS-shared_buffers=256MB,max_wal_size=2GB,checkpoint_timeout=15min}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/sluice/target}"
 SLUICE_CACHE_DIR="${SLUICE_CACHE_DIR:-/root/.cache/sluice}"
 NATS_BIN="$SLUICE_CACHE_DIR/nats-venv/bin/nats-server"

@@ -351,6 +351,16 @@ struct Outcome {
     max_gap: Duration,
     /// The slowest put scheduled in each second of the phase, ms (open loop only).
     worst_by_second: Vec<u64>,
+    /// When the phase began (wall clock, ms since the epoch): lines its seconds up with
+    /// samplers run beside it (probe.sh).
+    started_unix_ms: u64,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Closed loop: `writers` tasks, each put as soon as the previous one was acknowledged, over
@@ -364,6 +374,7 @@ async fn closed(
 ) -> Outcome {
     let next = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
+    let started_unix_ms = unix_ms();
     let start = Instant::now();
     let end = start + Duration::from_secs(secs);
     let mut tasks = Vec::new();
@@ -401,12 +412,14 @@ async fn closed(
         lat,
         max_gap: Duration::ZERO,
         worst_by_second: Vec::new(),
+        started_unix_ms,
     }
 }
 
 /// Open loop: puts scheduled at `rate` per second, round robin over the shards; latency from
 /// the scheduled start, so a stall counts for every put it delays.
 async fn open(target: &Target, nshards: usize, rate: f64, secs: u64) -> Outcome {
+    let started_unix_ms = unix_ms();
     let start = Instant::now();
     let total = (rate * secs as f64) as u64;
     let lat = Arc::new(Mutex::new(hist()));
@@ -470,6 +483,7 @@ async fn open(target: &Target, nshards: usize, rate: f64, secs: u64) -> Outcome 
         lat,
         max_gap,
         worst_by_second: worst.iter().map(|d| d.as_millis() as u64).collect(),
+        started_unix_ms,
     }
 }
 
@@ -488,6 +502,7 @@ fn report(phase: &str, o: &Outcome, cpu: BTreeMap<String, f64>, extra: serde_jso
         "p999_ms": ms(0.999),
         "max_gap_s": (o.max_gap.as_secs_f64() * 100.0).round() / 100.0,
         "worst_ms_by_second": o.worst_by_second,
+        "started_unix_ms": o.started_unix_ms,
         "cpu_s": cpu,
         "load": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split(' ').next().unwrap_or("").to_string(),
     });
