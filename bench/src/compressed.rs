@@ -33,31 +33,9 @@ pub async fn read_all(
     accept: &str,
 ) -> anyhow::Result<WireRead> {
     match proto {
-        Proto::Batch => {
-            wire::read_pass(
-                client,
-                raw,
-                true,
-                topic,
-                shards,
-                expected,
-                Some(schema),
-                accept,
-            )
-            .await
-        }
-        Proto::Protobuf => {
-            wire::read_pass(
-                client,
-                raw,
-                false,
-                topic,
-                shards,
-                expected,
-                Some(schema),
-                accept,
-            )
-            .await
+        Proto::Batch | Proto::Protobuf => {
+            let batch = matches!(proto, Proto::Batch);
+            wire::read_pass(client, raw, batch, topic, shards, expected, Some(schema), accept).await
         }
         Proto::Json => read_json(client, raw, topic, shards, expected, schema, accept).await,
     }

@@ -5,10 +5,10 @@
 
 use bytes::Bytes;
 use sluice_proto::pb_view::{RecordView, Records, RecordsView, ViewError};
-use sluice_proto::{envelope, pb, Record, RecordData, RecordSchema};
+use sluice_proto::{envelope, Record, RecordData, RecordSchema};
 
 use crate::client::{Client, ClientError};
-use crate::records::{decode_error, shard_path, ReadRecord};
+use crate::records::{decode_error, ReadRecord};
 
 /// One protobuf read's answer.
 pub struct RecordsPage {
@@ -92,16 +92,14 @@ impl Client {
         cursor: &str,
         limit: i32,
     ) -> Result<RecordsPage, ClientError> {
-        let req = pb::GetRecordsRequest {
-            cursor: cursor.to_string(),
-            limit: Some(limit),
-        };
         let framed = self
-            .framed(
-                &shard_path(project, topic, shard),
+            .get_framed(
+                project,
+                topic,
+                shard,
+                cursor,
+                limit,
                 "application/x-protobuf",
-                "sub",
-                &req,
             )
             .await?;
         RecordsPage::new(framed)

@@ -36,7 +36,7 @@ pub struct ReadBatch {
     pub data: Bytes,
 }
 
-pub(crate) fn shard_path(project: &str, topic: &str, shard: &str) -> String {
+fn shard_path(project: &str, topic: &str, shard: &str) -> String {
     format!("/projects/{project}/topics/{topic}/shards/{shard}")
 }
 
@@ -86,7 +86,30 @@ fn pb_entry(record: &Record, shard_id: Option<&str>) -> pb::RecordEntry {
 
 impl Client {
     /// A framed protobuf or batch record call (`action` is `pub` or `sub`).
-    pub(crate) async fn framed<M: Message>(
+    /// A get (`sub`) in the protobuf or batch protocol (`content_type`): the framed answer.
+    pub(crate) async fn get_framed(
+        &self,
+        project: &str,
+        topic: &str,
+        shard: &str,
+        cursor: &str,
+        limit: i32,
+        content_type: &str,
+    ) -> Result<Bytes, ClientError> {
+        let req = pb::GetRecordsRequest {
+            cursor: cursor.to_string(),
+            limit: Some(limit),
+        };
+        self.framed(
+            &shard_path(project, topic, shard),
+            content_type,
+            "sub",
+            &req,
+        )
+        .await
+    }
+
+    async fn framed<M: Message>(
         &self,
         path: &str,
         content_type: &str,
@@ -296,17 +319,8 @@ impl Client {
         cursor: &str,
         limit: i32,
     ) -> Result<(Vec<ReadBatch>, String), ClientError> {
-        let req = pb::GetRecordsRequest {
-            cursor: cursor.to_string(),
-            limit: Some(limit),
-        };
         let bytes = self
-            .framed(
-                &shard_path(project, topic, shard),
-                "application/x-binary",
-                "sub",
-                &req,
-            )
+            .get_framed(project, topic, shard, cursor, limit, "application/x-binary")
             .await?;
         let resp = unframe::<pb::GetBinaryRecordsResponse>(&bytes)?;
         let batches = resp
