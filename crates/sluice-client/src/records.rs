@@ -85,7 +85,6 @@ fn pb_entry(record: &Record, shard_id: Option<&str>) -> pb::RecordEntry {
 }
 
 impl Client {
-    /// A framed protobuf or batch record call (`action` is `pub` or `sub`).
     /// A get (`sub`) in the protobuf or batch protocol (`content_type`): the framed answer.
     pub(crate) async fn get_framed(
         &self,
@@ -109,6 +108,7 @@ impl Client {
         .await
     }
 
+    /// A framed protobuf or batch record call (`action` is `pub` or `sub`).
     async fn framed<M: Message>(
         &self,
         path: &str,
