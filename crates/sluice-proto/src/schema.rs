@@ -18,6 +18,20 @@ pub enum FieldType {
 }
 
 impl FieldType {
+    /// Every type, in declaration order.
+    pub const ALL: [FieldType; 10] = [
+        FieldType::Bigint,
+        FieldType::Integer,
+        FieldType::Smallint,
+        FieldType::Tinyint,
+        FieldType::Double,
+        FieldType::Float,
+        FieldType::Boolean,
+        FieldType::Timestamp,
+        FieldType::String,
+        FieldType::Decimal,
+    ];
+
     /// Parses a type name, case-insensitively (`bigint`, `BIGINT`, ...).
     pub fn parse(name: &str) -> Option<FieldType> {
         Some(match name.to_ascii_lowercase().as_str() {
@@ -236,19 +250,7 @@ mod tests {
 
     #[test]
     fn every_type_renders_upper_case_and_parses_in_any_case() {
-        let all = [
-            FieldType::Bigint,
-            FieldType::Integer,
-            FieldType::Smallint,
-            FieldType::Tinyint,
-            FieldType::Double,
-            FieldType::Float,
-            FieldType::Boolean,
-            FieldType::Timestamp,
-            FieldType::String,
-            FieldType::Decimal,
-        ];
-        for t in all {
+        for t in FieldType::ALL {
             assert_eq!(t.wire_name(), t.name().to_ascii_uppercase());
             for spelling in [t.wire_name().to_string(), t.name().to_string()] {
                 assert_eq!(FieldType::parse(&spelling), Some(t));

@@ -20,18 +20,7 @@ fn config(cases: u32) -> Config {
     }
 }
 
-const TYPES: [FieldType; 10] = [
-    FieldType::Bigint,
-    FieldType::Integer,
-    FieldType::Smallint,
-    FieldType::Tinyint,
-    FieldType::Double,
-    FieldType::Float,
-    FieldType::Boolean,
-    FieldType::Timestamp,
-    FieldType::String,
-    FieldType::Decimal,
-];
+const TYPES: [FieldType; 10] = FieldType::ALL;
 
 fn schema_of(fields: &[(FieldType, bool)]) -> RecordSchema {
     RecordSchema {

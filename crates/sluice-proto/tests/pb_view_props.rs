@@ -180,18 +180,7 @@ proptest! {
     }
 }
 
-const TYPES: [FieldType; 10] = [
-    FieldType::Bigint,
-    FieldType::Integer,
-    FieldType::Smallint,
-    FieldType::Tinyint,
-    FieldType::Double,
-    FieldType::Float,
-    FieldType::Boolean,
-    FieldType::Timestamp,
-    FieldType::String,
-    FieldType::Decimal,
-];
+const TYPES: [FieldType; 10] = FieldType::ALL;
 
 /// Texts that some types accept and others refuse.
 const TEXTS: &[&str] = &[
