@@ -16,6 +16,10 @@
 #   SLUICE_BED_ACCESS_ID     root access id of every node (default sluiceBedId)
 #   SLUICE_BED_ACCESS_KEY    its key (default: random, made once per bed)
 #   SLUICE_BED_NODE_ARGS     extra `sluice serve` arguments for every node (e.g. --config F)
+# Read by `up` (it writes haproxy.cfg):
+#   SLUICE_LB_BALANCE        how the frontend spreads requests: roundrobin (default), or uri (a
+#                            consistent hash of the path, so every request for one shard reaches
+#                            the same node and its puts share that node's appends)
 
 NODE_MAX=3
 node_port() { echo $((BED_PORT_BASE + 60 + $1)); }
@@ -225,12 +229,20 @@ export SLUICE_TEST_CLUSTER_NODES=$(node_url 1),$(node_url 2),$(node_url 3)
 EOF
 }
 
+haproxy_balance() { # SLUICE_LB_BALANCE -> haproxy's balance lines
+  case "${SLUICE_LB_BALANCE:-roundrobin}" in
+    roundrobin) echo "    balance roundrobin" ;;
+    uri) printf '    balance uri\n    hash-type consistent\n' ;;
+    *) die "SLUICE_LB_BALANCE must be roundrobin or uri, not ${SLUICE_LB_BALANCE}" ;;
+  esac
+}
+
 haproxy_sluice_section() {
   cat <<EOF
 listen sluice
     mode http
     bind 127.0.0.1:$(sluice_lb_port)
-    balance roundrobin
+$(haproxy_balance)
     option httpchk GET /health
     http-check expect status 200
     option redispatch 1

@@ -23,6 +23,11 @@ SETTLE="${SETTLE:-20}"
 # ran through every phase). For the benchmark, settings closer to a server's (README "Engine
 # settings and the archiver"); set BED_PG_PARAMETERS= (empty) for the bed's own.
 export BED_PG_PARAMETERS="${BED_PG_PARAMETERS-shared_buffers=256MB,max_wal_size=2GB,checkpoint_timeout=15min}"
+# The nodes' frontend hashes the request path (haproxy `balance uri`, consistent), so a shard's
+# puts all reach one node and share its appends instead of queueing on the shard's row lock from
+# three nodes (bench/cluster/README.md, "One node per shard"); SLUICE_LB_BALANCE=roundrobin for
+# the test bed's default.
+export SLUICE_LB_BALANCE="${SLUICE_LB_BALANCE:-uri}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/sluice/target}"
 SLUICE_CACHE_DIR="${SLUICE_CACHE_DIR:-/root/.cache/sluice}"
 NATS_BIN="$SLUICE_CACHE_DIR/nats-venv/bin/nats-server"

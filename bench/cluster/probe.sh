@@ -8,10 +8,12 @@
 # phase, the slowest put beside what the machine and the primary were doing.
 #
 # usage: [SLUICE_BIN=...] [SECS=20] [SETTLE=20] [PHASES=max,half,hot] [BED_PG_PARAMETERS=...]
+#        [SLUICE_LB_BALANCE=uri|roundrobin (default uri, as cluster_bench.sh)]
 #        bash bench/cluster/probe.sh LABEL        -> bench/cluster/out/probe-LABEL/
 set -euo pipefail
 LABEL=${1:?usage: probe.sh LABEL}
 SECS=${SECS:-20} SETTLE=${SETTLE:-20} PHASES=${PHASES:-max,half,hot}
+export SLUICE_LB_BALANCE="${SLUICE_LB_BALANCE:-uri}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/sluice/target}"
