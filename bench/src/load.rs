@@ -338,6 +338,28 @@ pub async fn put_closed(
     total_batches: u64,
     writers: usize,
 ) -> anyhow::Result<PutStats> {
+    put_closed_until(raw, pool, total_batches, None, writers).await
+}
+
+/// Closed loop for `duration`: as [`put_closed`], but the writers start no put once it is over
+/// (the rate a server sustains, not the rate its page cache absorbs for a moment).
+pub async fn put_closed_for(
+    raw: &Raw,
+    pool: Arc<Vec<Vec<PutReq>>>,
+    duration: Duration,
+    writers: usize,
+) -> anyhow::Result<PutStats> {
+    let deadline = Some(Instant::now() + duration);
+    put_closed_until(raw, pool, u64::MAX, deadline, writers).await
+}
+
+async fn put_closed_until(
+    raw: &Raw,
+    pool: Arc<Vec<Vec<PutReq>>>,
+    total_batches: u64,
+    deadline: Option<Instant>,
+    writers: usize,
+) -> anyhow::Result<PutStats> {
     let next = Arc::new(AtomicU64::new(0));
     let shards = pool.len();
     let start = Instant::now();
@@ -349,6 +371,9 @@ pub async fn put_closed(
             let mut bytes = 0u64;
             let mut per_shard = vec![0u64; shards];
             loop {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= total_batches {
                     break;
