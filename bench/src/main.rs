@@ -171,8 +171,8 @@ struct ProtoResult {
     /// The load generator's own CPU µs per record in the read phase (it decodes every value).
     read_client_cpu_us: f64,
     /// The closed loop of --latency-secs whose rate the half-rate runs halve (`--half-of
-    /// sustained`), with the server's CPU µs per record in it.
-    sustained: Option<(PutStats, f64)>,
+    /// sustained`).
+    sustained: Option<PutStats>,
     /// The half-rate runs, with the 1-minute load average at the start of each.
     halves: Vec<(PutStats, f64)>,
     /// Reads with response compression: (Accept-Encoding, the read, server CPU µs per record).
@@ -183,7 +183,7 @@ impl ProtoResult {
     /// The maximum the half-rate runs halve, and what it is.
     fn max_for_latency(&self) -> (f64, &'static str) {
         match &self.sustained {
-            Some((s, _)) => (s.rate(), "sustained max"),
+            Some(s) => (s.rate(), "sustained max"),
             None => (self.put.rate(), "burst max"),
         }
     }
@@ -521,7 +521,7 @@ async fn main() -> anyhow::Result<()> {
                 ms(&sus.lat, 0.99),
                 fmt_rate(r.put.rate())
             );
-            r.sustained = Some((sus, cpu_us));
+            r.sustained = Some(sus);
         }
     }
     // Each protocol's half-rate phase `latency_repeats` times, the protocols interleaved.
@@ -681,7 +681,7 @@ async fn main() -> anyhow::Result<()> {
             rr * r.body_bytes_per_record / 1e6,
             mib(r.read_peak_kib),
             mib(r.read_anon_kib),
-            r.sustained.as_ref().map_or("–".to_string(), |(x, _)| fmt_rate(x.rate())),
+            r.sustained.as_ref().map_or("–".to_string(), |x| fmt_rate(x.rate())),
             fmt_rate(h.rate()),
             ms(&h.lat, 0.5),
             p99_med,
