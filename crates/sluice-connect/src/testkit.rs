@@ -27,12 +27,21 @@ pub const DEFAULT_ENTRY_BYTES: usize = 100;
 /// Called with every checkpoint the runtime saves, before it is recorded.
 pub type CheckpointHook = Box<dyn Fn(&Checkpoint) + Send + Sync>;
 
+/// One entry of a [`MemShard`]: a sequence and its records.
+#[derive(Clone)]
+struct MemEntry {
+    seq: u64,
+    system_time: i64,
+    records: Vec<Record>,
+    bytes: usize,
+}
+
 struct MemShard {
     parents: Vec<u32>,
     closed: bool,
     /// Entries before this sequence are expired (retention).
     first_seq: u64,
-    entries: Vec<SourceEntry>,
+    entries: Vec<MemEntry>,
     tx: watch::Sender<u64>,
 }
 
@@ -114,7 +123,7 @@ impl MemSource {
         let mut clock = self.clock.lock().expect("clock lock");
         for record in records {
             let seq = s.entries.len() as u64;
-            s.entries.push(SourceEntry {
+            s.entries.push(MemEntry {
                 seq,
                 system_time: *clock,
                 records: vec![record],
@@ -136,7 +145,7 @@ impl MemSource {
         assert!(!s.closed, "shard {shard} is closed");
         let seq = s.entries.len() as u64;
         let mut clock = self.clock.lock().expect("clock lock");
-        s.entries.push(SourceEntry {
+        s.entries.push(MemEntry {
             seq,
             system_time: *clock,
             records,
@@ -225,17 +234,25 @@ impl ShardSource for MemSource {
             Some(s) if from_seq < s.first_seq => Err(SourceError::expired(from_seq, s.first_seq)),
             Some(s) => {
                 let mut entries: Vec<SourceEntry> = Vec::new();
+                let mut records = Vec::new();
                 let mut bytes = 0;
                 for e in s.entries.iter().skip(from_seq as usize).take(max_entries) {
                     if !entries.is_empty() && bytes + e.bytes > max_bytes {
                         break;
                     }
                     bytes += e.bytes;
-                    entries.push(e.clone());
+                    entries.push(SourceEntry {
+                        seq: e.seq,
+                        system_time: e.system_time,
+                        record_count: e.records.len(),
+                        bytes: e.bytes,
+                    });
+                    records.extend(e.records.iter().cloned());
                 }
                 Ok(SourceBatch {
                     schema: self.schema.clone(),
                     entries,
+                    records,
                     spare: Vec::new(),
                 })
             }

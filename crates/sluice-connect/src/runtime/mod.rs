@@ -60,23 +60,30 @@ pub struct ShardInfo {
     pub next_seq: u64,
 }
 
-/// One stored entry (one sequence; several records for batch-protocol writes), decoded and
-/// shaped like the topic's current schema.
-#[derive(Debug, Clone)]
+/// One stored entry (one sequence; several records for batch-protocol writes). Its records,
+/// decoded and shaped like the topic's current schema, are the next `record_count` of
+/// [`SourceBatch::records`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SourceEntry {
     pub seq: u64,
     pub system_time: i64,
-    pub records: Vec<Record>,
+    pub record_count: usize,
     /// Encoded size, for batching by bytes.
     pub bytes: usize,
 }
 
 /// The result of a read.
+///
+/// The records of all entries sit in one vector, in entry order, rather than one vector per
+/// entry: an entry of a protobuf or JSON put holds one record, so a vector per entry would be an
+/// allocation (and a free on the task's thread) per record.
 #[derive(Debug, Clone)]
 pub struct SourceBatch {
     /// The topic's current schema (None for BLOB topics).
     pub schema: Option<Arc<RecordSchema>>,
     pub entries: Vec<SourceEntry>,
+    /// The entries' records, in order (see [`SourceEntry::record_count`]).
+    pub records: Vec<Record>,
     /// The spare records [`ShardSource::read_reusing`] was given and did not refill, handed
     /// back for the next read (empty otherwise).
     pub spare: Vec<Record>,

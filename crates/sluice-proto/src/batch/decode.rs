@@ -2,14 +2,15 @@
 //! what it visits and [`validate_batch`] only counts, so both accept exactly the same inputs.
 
 use std::borrow::Cow;
+use std::ops::ControlFlow;
+
+use smallvec::SmallVec;
 
 use super::{
     parse_header, BatchCompression, BatchError, BatchHeader, TopicKind, HEADER_SIZE, MAX_RAW_SIZE,
     RECORD_HEADER, RECORD_PREFIX, VERSION,
 };
 use crate::compress::{self, Compression};
-use std::ops::ControlFlow;
-
 use crate::record::{DataRef, Record, RecordData, RecordRef};
 use crate::schema::{FieldType, RecordSchema};
 use crate::value::{ValueError, ValueRef};
@@ -218,14 +219,21 @@ pub(super) fn effective_compression(header: &BatchHeader, stored: &[u8]) -> Batc
     }
 }
 
+/// Values a record view holds without a heap allocation. A walk is one stored entry, and an
+/// entry of a protobuf or JSON put is a single record, so a heap vector here would cost an
+/// allocation per record on every read path.
+const INLINE_FIELDS: usize = 16;
+/// Attributes a record view holds without a heap allocation.
+const INLINE_ATTRIBUTES: usize = 4;
+
 /// One validated record, handed to the walker's callback. Buffers are reused across records.
 struct RecordView<'a> {
     schema_version: i32,
     /// A TUPLE record's values.
-    fields: Vec<ValueRef<'a>>,
+    fields: SmallVec<[ValueRef<'a>; INLINE_FIELDS]>,
     /// A BLOB record's bytes.
     blob: &'a [u8],
-    attributes: Vec<(&'a str, &'a str)>,
+    attributes: SmallVec<[(&'a str, &'a str); INLINE_ATTRIBUTES]>,
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
@@ -247,9 +255,9 @@ fn walk<'a>(
 ) -> Result<(), BatchError> {
     let mut view = RecordView {
         schema_version: 0,
-        fields: Vec::new(),
+        fields: SmallVec::new(),
         blob: &[],
-        attributes: Vec::new(),
+        attributes: SmallVec::new(),
     };
     let mut pos = 0usize;
     for index in 0..record_count {
@@ -460,7 +468,7 @@ fn read_attributes<'a>(
     attr_at: usize,
     record: u32,
     total_size: u32,
-    out: &mut Vec<(&'a str, &'a str)>,
+    out: &mut SmallVec<[(&'a str, &'a str); INLINE_ATTRIBUTES]>,
 ) -> Result<(), BatchError> {
     let count = i32_at(rec, attr_at).unwrap_or_default();
     if count < 0 {

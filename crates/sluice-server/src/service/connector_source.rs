@@ -124,8 +124,10 @@ impl ShardSource for TopicSource {
                 let versions = topic.versions();
                 let mut shape = Reshape::new(&topic, &versions);
                 let mut out = Vec::with_capacity(entries.len());
+                let count: usize = entries.iter().map(|e| record_count(&e.payload)).sum();
+                let mut records = Vec::with_capacity(count);
                 for entry in entries {
-                    let mut records = Vec::with_capacity(record_count(&entry.payload));
+                    let before = records.len();
                     visit_entry(&mut shape, &entry, |record| {
                         records.push(match spare.pop() {
                             Some(mut reused) => {
@@ -140,13 +142,14 @@ impl ShardSource for TopicSource {
                     out.push(SourceEntry {
                         seq: entry.seq,
                         system_time: entry.system_time,
-                        records,
+                        record_count: records.len() - before,
                         bytes: entry.payload.len(),
                     });
                 }
                 Ok(SourceBatch {
                     schema: shape.current().cloned(),
                     entries: out,
+                    records,
                     spare,
                 })
             })
