@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The connector benchmark of issue 3 in one command: starts MariaDB and PostgreSQL on private
-# ports (scripts/services.sh), builds and starts a release `sluice serve`, then in one session
-#   1. bench_connector.py throughput mysql|postgres, RUNS times each (1,000,000 rows, 4 shards),
-#   2. bench_connector.py latency (1,000 records/s into MariaDB for DURATION seconds),
-#   3. sinkbench mysql|postgres 1000000 4 5000 (the bulk baselines and the sinks alone),
-# against the same database servers, and prints every figure; the best connector run is compared
-# with the best baseline round, as sinkbench compares its own rounds.
+# ports (scripts/services.sh), builds and starts a release `sluice serve`, then in one session,
+# one database after the other (PostgreSQL first):
+#   1. bench_connector.py throughput postgres|mysql, RUNS times (1,000,000 rows, 4 shards),
+#   2. right after them, sinkbench postgres|mysql 1000000 4 5000 (the bulk baseline and the
+#      sink alone, against the same database server),
+#   3. at the end, bench_connector.py latency (1,000 records/s into MariaDB for DURATION s),
+# and prints every figure; the best connector run is compared with the best sink round.
+# Each connector is measured next to its own sink rounds: a database still busy with the rows
+# of the runs before (MariaDB purging 3M deleted rows while PostgreSQL is measured, say) would
+# otherwise weigh on one side of the comparison only.
 #
 #   bash bench/db/run.sh            # RUNS=3 DURATION=30 ROWS=1000000 by default
 set -euo pipefail
@@ -26,6 +30,7 @@ py="$venv/bin/python"
 
 # shellcheck source=../../scripts/services.sh
 source scripts/services.sh
+SLUICE_SERVICES=(mysql postgres)
 data="$(mktemp -d /tmp/sluice-dbbench.XXXXXX)"
 sluice_pid=""
 cleanup() {
@@ -45,14 +50,12 @@ export SLUICE_ENDPOINT="http://127.0.0.1:$port"
 for _ in $(seq 100); do curl -fs "$SLUICE_ENDPOINT/health" >/dev/null && break; sleep 0.1; done
 
 echo "== $(uptime)"
-for kind in mysql postgres; do
+for kind in postgres mysql; do
   for i in $(seq "$RUNS"); do
     "$py" "$here/bench_connector.py" throughput "$kind" | grep connector
   done
+  "$BENCH_TARGET/release/sinkbench" "$kind" "$ROWS" 4 5000
+  echo "== $(uptime)"
 done
 DURATION="$DURATION" "$py" "$here/bench_connector.py" latency
-kill "$sluice_pid"; wait "$sluice_pid" 2>/dev/null || true; sluice_pid=""
-for kind in mysql postgres; do
-  "$BENCH_TARGET/release/sinkbench" "$kind" "$ROWS" 4 5000
-done
 echo "== $(uptime)"
