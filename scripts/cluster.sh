@@ -45,6 +45,8 @@
 #   BED_PG_PARAMETERS  more PostgreSQL settings for every member, "name=value,name=value"
 #                  (the bed's own are sized for tests; bench/cluster/cluster_bench.sh passes
 #                  larger ones)
+#   SLUICE_BED_ARCHIVE  `off`: the nodes run without --archive (what the archiver costs the
+#                  puts, in a benchmark); default on
 # Processes are only ever signalled by the PIDs this script recorded, after checking that the PID's
 # command line still names this bed (other engineers run PostgreSQL and etcd on the same machine).
 set -euo pipefail

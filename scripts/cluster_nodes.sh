@@ -72,8 +72,13 @@ node_health() { # i: GET /health answers 200
 lb_health() { [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$(sluice_lb_port)/health")" = 200 ]; }
 
 start_node() { # i
-  local i=$1 bin extra=()
+  local i=$1 bin extra=() archive=()
   bin="$(sluice_bin)"
+  # SLUICE_BED_ARCHIVE=off: no archive, so nothing moves out of PostgreSQL (a benchmark
+  # measuring what the archiver costs the put path; the tests keep it on).
+  if [ "${SLUICE_BED_ARCHIVE:-on}" != off ]; then
+    archive=(--archive "s3://$S3_BUCKET/bed?endpoint=http://127.0.0.1:$S3_PORT")
+  fi
   node_secrets
   echo "$bin" >"$BED/sluice/bin" # start-node (e.g. from a test) restarts the same binary
   mkdir -p "$(node_dir "$i")"
@@ -87,7 +92,7 @@ start_node() { # i
     SLUICE_CLUSTER="postgres://postgres:$PG_SUPERUSER_PASSWORD@127.0.0.1:$HAPROXY_PORT/sluice" \
     RUST_LOG="${RUST_LOG:-info}" \
     "$bin" serve --listen "127.0.0.1:$(node_port "$i")" --data-dir "$(node_dir "$i")" \
-    --archive "s3://$S3_BUCKET/bed?endpoint=http://127.0.0.1:$S3_PORT" \
+    "${archive[@]}" \
     --node-id "s$i" --advertise "127.0.0.1:$(node_port "$i")" \
     --server-key-file "$BED/sluice/server.key" \
     --access-id "$(cat "$BED/sluice/access.id")" --access-key-file "$BED/sluice/access.key" \
