@@ -1,8 +1,7 @@
 //! The runtime's pipelined source path: the next batch is read while the sink writes the
 //! current one, records still arrive in order, a restart resumes exactly at the checkpoint
-//! (nothing read ahead is lost or skipped), batches hold `max_batch_records` records even
-//! when the stored entries are large, and a checkpoint save lands while the next batch is
-//! written (one save in flight, in order).
+//! (nothing read ahead is lost or skipped), and batches hold `max_batch_records` records even
+//! when the stored entries are large.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,16 +15,10 @@ use sluice_connect::testkit::{self, MemSource};
 use sluice_proto::{FieldType, Record, RecordData, Value};
 use tokio::sync::watch;
 
-/// A [`MemSource`] that remembers where every read started and every checkpoint save began,
-/// and can hold the save of one checkpoint until released.
+/// A [`MemSource`] that remembers where every read started.
 struct RecordingSource {
     inner: Arc<MemSource>,
     reads: Mutex<Vec<u64>>,
-    /// `next_seq` of every save begun, in order.
-    saves: Mutex<Vec<u64>>,
-    /// The save of this `next_seq` waits until `release` is notified.
-    hold_save_at: Mutex<Option<u64>>,
-    release: tokio::sync::Notify,
 }
 
 impl RecordingSource {
@@ -55,14 +48,7 @@ impl ShardSource for RecordingSource {
         self.inner.seq_at_or_after_time(shard, t_ms)
     }
     fn save_checkpoint(&self, cp: Checkpoint) -> BoxFuture<'_, Result<(), String>> {
-        self.saves.lock().unwrap().push(cp.next_seq);
-        let hold = *self.hold_save_at.lock().unwrap() == Some(cp.next_seq);
-        Box::pin(async move {
-            if hold {
-                self.release.notified().await;
-            }
-            self.inner.save_checkpoint(cp).await
-        })
+        self.inner.save_checkpoint(cp)
     }
 }
 
@@ -141,9 +127,6 @@ fn setup() -> (Arc<MemSource>, Arc<RecordingSource>, Arc<Mutex<SinkState>>) {
     let source = Arc::new(RecordingSource {
         inner: mem.clone(),
         reads: Mutex::new(Vec::new()),
-        saves: Mutex::new(Vec::new()),
-        hold_save_at: Mutex::new(None),
-        release: tokio::sync::Notify::new(),
     });
     (mem, source, Arc::new(Mutex::new(SinkState::default())))
 }
@@ -264,44 +247,4 @@ async fn batches_hold_max_batch_records_when_entries_hold_many_records() {
         "batches: {:?}",
         st.batches
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_next_batch_is_written_while_a_checkpoint_save_lands() {
-    let (mem, source, state) = setup();
-    mem.put(0, rows(0..40));
-    // The save of the checkpoint after the first batch (at 10) is held.
-    *source.hold_save_at.lock().unwrap() = Some(10);
-    let rt = start(&source, &state, config(10), vec![]);
-    wait_until(
-        "the second batch written while the save of 10 is held",
-        || state.lock().unwrap().flushed.len() == 20,
-    )
-    .await;
-    // One save in flight at a time: the third batch waits for the held one to land.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(state.lock().unwrap().flushed.len(), 20);
-    assert_eq!(*source.saves.lock().unwrap(), vec![10]);
-    assert_eq!(
-        rt.checkpoints()[&0].next_seq,
-        0,
-        "a checkpoint was published before its save landed"
-    );
-    source.release.notify_one();
-    wait_until("40 records", || state.lock().unwrap().flushed.len() == 40).await;
-    wait_until("checkpoint at 40", || rt.checkpoints()[&0].next_seq == 40).await;
-    rt.stop().await;
-    assert_eq!(*source.saves.lock().unwrap(), vec![10, 20, 30, 40]);
-    let stored = stored_next_seq(&source).await;
-    assert_eq!(stored, Some(40), "the last save did not land");
-}
-
-/// The checkpoint of shard 0 as the source stored it.
-async fn stored_next_seq(source: &RecordingSource) -> Option<u64> {
-    source
-        .inner
-        .stored_checkpoint(0)
-        .await
-        .unwrap()
-        .map(|c| c.next_seq)
 }

@@ -4,11 +4,6 @@
 //! crash or stop re-delivers at most the batch in flight. A batch ends on an entry boundary,
 //! so a checkpoint is always a plain sequence.
 //!
-//! Checkpoint saves are pipelined too ([`Task::commit`]): a batch's save lands while the next
-//! batch is written, saves land in order, and the task waits for the last one before it idles,
-//! finishes a closed shard or ends. A crash can therefore re-deliver the batch before the one
-//! in flight as well.
-//!
 //! Reading is pipelined: while a full batch is delivered, the next one is already read and
 //! decoded from where the batch ends ([`Task::deliver_reading_ahead`]), so the source's work
 //! overlaps the sink's. Reads ask for about as many bytes as the records still missing from a
@@ -22,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_proto::{Record, RecordData, RecordSchema, Value};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -63,8 +57,6 @@ struct Task {
     bytes_per_record: Option<usize>,
     /// Delivered records, handed to the next read to be refilled (at most a batch's worth).
     spare: Vec<Record>,
-    /// The checkpoint save in flight (see [`Task::commit`]).
-    saving: Option<(Checkpoint, JoinHandle<Result<(), String>>)>,
 }
 
 /// Runs until cancelled or, for a closed shard, until delivered to its end.
@@ -85,12 +77,10 @@ pub(crate) async fn run(
         backoff,
         bytes_per_record: None,
         spare: Vec::new(),
-        saving: None,
     };
     shared.set_status(shard, ContextState::Executing, None);
     tracing::debug!(connector = %shared.spec.name, shard, next_seq = cp.next_seq, "task started");
     let _ = task.main_loop().await;
-    task.land_last_save().await;
 }
 
 /// Where each of the connector's columns sits in the records of one schema, worked out once per
@@ -268,8 +258,6 @@ impl Task {
                 }
                 continue;
             }
-            // Nothing buffered: the last checkpoint lands before the task idles.
-            self.settle().await?;
             if self.finish_if_closed(buf.next_seq).await? {
                 return Ok(());
             }
@@ -405,7 +393,7 @@ impl Task {
         cp.next_seq = next_seq;
         cp.finished = true;
         cp.update_time = now_ms();
-        self.commit_now(cp).await?;
+        self.commit(cp).await?;
         self.shared
             .set_status(self.shard, ContextState::Finished, None);
         self.shared.wake.notify_one();
@@ -602,63 +590,22 @@ impl Task {
             .min(MAX_PRESIZED_RECORDS)
     }
 
-    /// Starts saving a checkpoint after the previous save has landed, and returns without
-    /// waiting for this one: the next batch is written while it lands (a save is a durable
-    /// commit of the meta store, an fsync or a replicated commit). Saves land in order, one at
-    /// a time; [`Task::settle`] waits for the last one.
+    /// Saves a checkpoint, retrying until it sticks.
     async fn commit(&mut self, cp: Checkpoint) -> Result<(), Cancelled> {
-        self.settle().await?;
-        let shared = self.shared.clone();
-        let save = tokio::spawn(async move {
-            let saved = shared.source.save_checkpoint(cp).await;
-            if saved.is_ok() {
-                shared.set_checkpoint(cp);
+        loop {
+            match self.shared.source.save_checkpoint(cp).await {
+                Ok(()) => break,
+                Err(e) => {
+                    self.observe_error("checkpoint");
+                    self.hang(format!("cannot save the checkpoint: {e}"));
+                    let d = self.backoff.next_delay();
+                    self.sleep(d).await?;
+                }
             }
-            saved
-        });
-        self.saving = Some((cp, save));
+        }
         self.cp = cp;
+        self.shared.set_checkpoint(cp);
         Ok(())
-    }
-
-    /// [`Task::commit`], waiting until the checkpoint is saved.
-    async fn commit_now(&mut self, cp: Checkpoint) -> Result<(), Cancelled> {
-        self.commit(cp).await?;
-        self.settle().await
-    }
-
-    /// Waits for the save in flight, if any, retrying it until it sticks. A save publishes its
-    /// checkpoint (the task's status and the supervisor's restart point) once it has landed.
-    async fn settle(&mut self) -> Result<(), Cancelled> {
-        let Some((cp, save)) = self.saving.take() else {
-            return Ok(());
-        };
-        let mut outcome = save
-            .await
-            .unwrap_or_else(|e| Err(format!("the save did not finish: {e}")));
-        let failed = outcome.is_err();
-        while let Err(e) = outcome {
-            self.observe_error("checkpoint");
-            self.hang(format!("cannot save the checkpoint: {e}"));
-            let d = self.backoff.next_delay();
-            self.sleep(d).await?;
-            outcome = self.shared.source.save_checkpoint(cp).await;
-        }
-        if failed {
-            self.backoff.reset();
-            self.shared.set_checkpoint(cp);
-            self.shared
-                .set_status(self.shard, ContextState::Executing, None);
-        }
-        Ok(())
-    }
-
-    /// On the way out: lets the save in flight land (once, without retrying), so that a task
-    /// started after this one never finds an older checkpoint overwritten by it later.
-    async fn land_last_save(&mut self) {
-        if let Some((_, save)) = self.saving.take() {
-            let _ = save.await;
-        }
     }
 }
 
