@@ -225,6 +225,8 @@ pub(super) fn effective_compression(header: &BatchHeader, stored: &[u8]) -> Batc
 const INLINE_FIELDS: usize = 16;
 /// Attributes a record view holds without a heap allocation.
 const INLINE_ATTRIBUTES: usize = 4;
+/// A record view's attributes (key, value), borrowed from the batch.
+type ViewAttributes<'a> = SmallVec<[(&'a str, &'a str); INLINE_ATTRIBUTES]>;
 
 /// One validated record, handed to the walker's callback. Buffers are reused across records.
 struct RecordView<'a> {
@@ -233,7 +235,7 @@ struct RecordView<'a> {
     fields: SmallVec<[ValueRef<'a>; INLINE_FIELDS]>,
     /// A BLOB record's bytes.
     blob: &'a [u8],
-    attributes: SmallVec<[(&'a str, &'a str); INLINE_ATTRIBUTES]>,
+    attributes: ViewAttributes<'a>,
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
@@ -468,7 +470,7 @@ fn read_attributes<'a>(
     attr_at: usize,
     record: u32,
     total_size: u32,
-    out: &mut SmallVec<[(&'a str, &'a str); INLINE_ATTRIBUTES]>,
+    out: &mut ViewAttributes<'a>,
 ) -> Result<(), BatchError> {
     let count = i32_at(rec, attr_at).unwrap_or_default();
     if count < 0 {
