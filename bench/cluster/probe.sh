@@ -8,6 +8,8 @@
 # phase, the slowest put beside what the machine and the primary were doing.
 #
 # usage: [SLUICE_BIN=...] [SECS=20] [SETTLE=20] [PHASES=max,half,hot] [BED_PG_PARAMETERS=...]
+#        [STEADY=PUTS_PER_S (with PHASES=steady,...: an open loop at that fixed rate, so that two
+#        binaries' tails compare at the same load, whatever their maxima)]
 #        [SLUICE_LB_BALANCE=uri|roundrobin (default uri, as cluster_bench.sh)]
 #        bash bench/cluster/probe.sh LABEL        -> bench/cluster/out/probe-LABEL/
 set -euo pipefail
@@ -66,6 +68,6 @@ vmstat -t 1 >"$OUT/vmstat.txt" &
 SAMPLERS+=($!)
 sleep 2
 "$LOAD" --endpoint "$SLUICE_ENDPOINT" --access-id "$SLUICE_ACCESS_ID" --access-key "$SLUICE_ACCESS_KEY" \
-  --secs "$SECS" --settle "$SETTLE" --phases "$PHASES" --pids "$PIDS" --name probe |
+  --secs "$SECS" --settle "$SETTLE" --phases "$PHASES" ${STEADY:+--steady "$STEADY"} --pids "$PIDS" --name probe |
   while IFS= read -r line; do echo "$(date -u +%T) $line"; done >"$OUT/load.jsonl"
 python3 bench/cluster/probe_report.py "$OUT" | tee "$OUT/report.txt"
