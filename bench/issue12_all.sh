@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 12's "done means" in one invocation: every benchmark its targets name, one after the
 # other in one session on this machine, each writing its own report, with the machine's load
-# between them. About 35 minutes on 2 cores; needs ~11 GB of free disk under /tmp.
+# between them. About 25 minutes on 2 cores (23 in its first run); needs ~11 GB of free disk under /tmp.
 #
 #   1. bench/run.sh: puts, reads (batch / protobuf / JSON), put p99 at half the sustained maximum
 #      (3 repeats), Debian's JetStream 2.9 and the durable JetStream 2.10+ peer, server CPU per
