@@ -7,7 +7,10 @@ log's group commit with one put per sync. Mode `grow`: the file grows with each 
 the shard log does today), so every sync also commits the file system's journal (the size and
 the blocks changed). Mode `zero`: the file is first written with zeros to its full size and
 synced, so an append overwrites allocated blocks and a data sync needs no metadata (what
-PostgreSQL does for its WAL, `wal_init_zero`). Prints p50/p90/p99/max of append + sync, in ms.
+PostgreSQL does for its WAL, `wal_init_zero`). Mode `falloc`: the file is first
+`posix_fallocate`d to full size (allocated but unwritten blocks: the first write to each still
+changes the file system's extent map, so a sync still commits metadata). Prints
+p50/p90/p99/max of append + sync, in ms.
 
     python3 bench/fsync/fsync_probe.py DIR [K=4] [N=400]
 """
@@ -27,6 +30,9 @@ def appender(path, mode, n, chunk, barrier, out):
             zeros = bytes(1 << 20)
             for off in range(0, n * len(chunk) + len(zeros), len(zeros)):
                 os.pwrite(fd, zeros, off)
+            os.fsync(fd)
+        elif mode == "falloc":
+            os.posix_fallocate(fd, 0, n * len(chunk))
             os.fsync(fd)
         barrier.wait()
         off = 0
@@ -55,7 +61,7 @@ def run(directory, mode, k, n):
 
     def q(x):
         return lat[min(len(lat) - 1, int(x * len(lat)))]
-    print("%-4s %d files x %d appends of %d B + fdatasync: p50 %.2f  p90 %.2f  p99 %.2f  max %.2f ms"
+    print("%-6s %d files x %d appends of %d B + fdatasync: p50 %.2f  p90 %.2f  p99 %.2f  max %.2f ms"
           % (mode, k, n, CHUNK, q(0.5), q(0.9), q(0.99), lat[-1]))
 
 
@@ -67,6 +73,7 @@ def main():
     for _ in range(2):
         run(directory, "grow", k, n)
         run(directory, "zero", k, n)
+        run(directory, "falloc", k, n)
 
 
 if __name__ == "__main__":

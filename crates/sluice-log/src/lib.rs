@@ -60,6 +60,11 @@
 //!   lookups) see only such durable frames, so nothing is visible that a crash could take back.
 //!   Frames become visible whole, never partially.
 //! * Segment creation and deletion are followed by an fsync of the directory.
+//! * In [`FsyncMode::Always`] the active segment's file may extend past its data with zeros
+//!   written ahead by a background thread ([`LogConfig::zero_ahead_bytes`], see `zeroing.rs`),
+//!   so that a data sync commits no file-system metadata. Sealed segments never do: a roll cuts
+//!   the zeros off before it syncs the segment, and a clean close before it writes the active
+//!   index. Recovery cuts them like a torn tail, quietly when all it cuts is zeros.
 //!
 //! # Persisted indexes and the clean-shutdown marker
 //!
@@ -116,6 +121,7 @@ mod retention;
 mod segment;
 mod shard;
 pub mod store;
+mod zeroing;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -141,6 +147,11 @@ pub enum FsyncMode {
     Never,
 }
 
+/// [`LogConfig::zero_ahead_bytes`] of [`LogConfig::default`]: off. On this project's
+/// machines it measured no better for the put tail than growing files (bench/README.md,
+/// "Issue 12, eighth pass"); a disk whose journal commits are slow may gain from 4 MiB.
+pub const DEFAULT_ZERO_AHEAD_BYTES: u64 = 0;
+
 /// Configuration of one shard log.
 #[derive(Clone, Copy, Debug)]
 pub struct LogConfig {
@@ -154,6 +165,12 @@ pub struct LogConfig {
     pub segment_max_age: Option<Duration>,
     /// The open-file cache the log takes its segment handles from (see [`FileCache`]).
     pub files: &'static FileCache,
+    /// In [`FsyncMode::Always`], bytes of zeros kept written and synced past the active
+    /// segment's data by a background thread, so that the group commit's data sync has no file
+    /// size or block allocation to commit (see `zeroing.rs`); 0 (the default) turns it off.
+    /// Each shard's active segment may then take up to this much disk beyond its data, and
+    /// the disk writes every byte twice (zeros, then data).
+    pub zero_ahead_bytes: u64,
 }
 
 impl Default for LogConfig {
@@ -163,6 +180,7 @@ impl Default for LogConfig {
             fsync: FsyncMode::Always,
             segment_max_age: Some(Duration::from_secs(3600)),
             files: FileCache::global(),
+            zero_ahead_bytes: DEFAULT_ZERO_AHEAD_BYTES,
         }
     }
 }
@@ -173,6 +191,7 @@ impl PartialEq for LogConfig {
             && self.fsync == other.fsync
             && self.segment_max_age == other.segment_max_age
             && std::ptr::eq(self.files, other.files)
+            && self.zero_ahead_bytes == other.zero_ahead_bytes
     }
 }
 

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use crate::commit::GroupCommit;
 use crate::index::{Index, SegmentIndex};
 use crate::persist::{clean_marker_path, index_path, load_index, remove_file_if_any, write_index};
-use crate::segment::{list_segments, scan_segment, segment_path, sync_dir};
+use crate::segment::{is_zeros, list_segments, scan_segment, segment_path, sync_dir};
 use crate::shard::{create_segment, parent_of, ShardLog, Writer};
 use crate::{FsyncMode, LogConfig, LogError};
 
@@ -64,6 +64,7 @@ impl ShardLog {
             poison: OnceLock::new(),
             recovered: AtomicBool::new(false),
             recovery: Mutex::new(()),
+            zeros: crate::zeroing::ZeroAhead::new(),
         }
     }
 
@@ -92,6 +93,8 @@ impl ShardLog {
             segments: r.segments,
             total_bytes,
         };
+        // Recovery left the active segment exactly as long as its data.
+        self.zeros.reset(r.writer.size);
         *self.writer.lock() = r.writer;
         self.commit.reset(next);
         self.visible.store(next, Ordering::Release);
@@ -164,13 +167,21 @@ fn recover(dir: &Path, cfg: LogConfig) -> Result<Recovered, LogError> {
                             reason,
                         });
                     }
-                    tracing::warn!(
-                        segment = %path.display(),
-                        offset,
-                        discarded_bytes = scan.file_len - offset,
-                        %reason,
-                        "truncating torn tail of shard log"
-                    );
+                    let discarded = scan.file_len - offset;
+                    // What a crash leaves of the zeros written ahead (see `zeroing.rs`) starts
+                    // with zeros where a torn frame starts with its header; the first 64 KiB
+                    // tell them apart (only the message depends on it, not what is cut).
+                    if is_zeros(&file, offset, discarded.min(64 << 10))? {
+                        tracing::debug!(segment = %path.display(), offset, discarded_bytes = discarded, "cutting zeros past the active segment's data");
+                    } else {
+                        tracing::warn!(
+                            segment = %path.display(),
+                            offset,
+                            discarded_bytes = discarded,
+                            %reason,
+                            "truncating torn tail of shard log"
+                        );
+                    }
                     file.set_len(scan.index.size)?;
                     file.sync_all()?;
                 }

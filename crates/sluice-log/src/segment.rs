@@ -47,6 +47,14 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Whether the `len` bytes of `file` from `offset` on are all zeros.
+pub(crate) fn is_zeros(file: &File, offset: u64, len: u64) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len as usize];
+    file.read_exact_at(&mut buf, offset)?;
+    Ok(buf.iter().all(|&b| b == 0))
+}
+
 /// Outcome of scanning one segment file.
 #[derive(Debug)]
 pub(crate) struct Scan {

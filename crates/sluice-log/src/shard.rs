@@ -16,6 +16,7 @@ use crate::frame::{self, PendingFrame, HEADER_LEN};
 use crate::index::{FrameMeta, Index, SegmentIndex, Span};
 use crate::persist::{clean_marker_path, encode, index_path, write_atomically};
 use crate::segment::{segment_path, sync_dir};
+use crate::zeroing::ZeroAhead;
 use crate::{AppendInfo, Entry, FsyncMode, LogConfig, LogError};
 
 /// One shard's append-only log. See the crate docs for format, invariants and concurrency.
@@ -40,6 +41,8 @@ pub struct ShardLog {
     pub(crate) recovered: AtomicBool,
     /// Held while recovering.
     pub(crate) recovery: Mutex<()>,
+    /// Zeros written ahead of the active segment's data (see `zeroing.rs`).
+    pub(crate) zeros: Arc<ZeroAhead>,
 }
 
 /// Progress of one [`ShardLog::read`] call.
@@ -94,11 +97,19 @@ impl ShardLog {
             let base = w.next_seq;
             let offset = w.size;
             let file = self.active_file(&w)?;
+            let zero_ahead = self.zero_ahead_bytes();
+            if zero_ahead > 0 {
+                self.zeros.before_write(offset + frame.len());
+            }
             if let Err(e) = file.write_all_at(frame.finish(base, time), offset) {
                 // Cut off whatever part of the frame reached the file, so that it cannot end up
                 // inside a sealed segment later.
-                if let Err(e2) = file.set_len(offset) {
-                    self.set_poison(format!("write failed ({e}) and truncation failed ({e2})"));
+                self.zeros.quiesce();
+                match file.set_len(offset) {
+                    Ok(()) => self.zeros.cut_to(offset),
+                    Err(e2) => {
+                        self.set_poison(format!("write failed ({e}) and truncation failed ({e2})"))
+                    }
                 }
                 return Err(e.into());
             }
@@ -114,6 +125,13 @@ impl ShardLog {
             self.index.write().push_frame(meta, frame.len(), end);
             w.size += frame.len();
             w.next_seq = end;
+            if zero_ahead > 0 {
+                let seg_base = w.base_seq;
+                self.zeros
+                    .after_write(w.size, zero_ahead, self.segment_limit(), || {
+                        segment_path(&self.dir, seg_base)
+                    });
+            }
             w.last_time = Some(time);
             w.first_time.get_or_insert(time);
             if self.cfg.fsync != FsyncMode::Always {
@@ -277,6 +295,15 @@ impl ShardLog {
         self.index.read().heap_bytes()
     }
 
+    /// Waits until no zeroing job of this log is queued or running, then returns how many bytes
+    /// of zeros extend the active segment past its data (for tests and benchmarks).
+    #[doc(hidden)]
+    pub fn settle_zeros(&self) -> u64 {
+        self.zeros.wait_idle();
+        let w = self.writer.lock();
+        self.zeros.zeros_past(w.size)
+    }
+
     /// Number of segment files (sealed and active).
     pub fn segment_count(&self) -> usize {
         self.ready_or_log();
@@ -337,6 +364,9 @@ impl ShardLog {
             FsyncMode::Never => Ok(()),
             _ => self.wait_durable(target),
         };
+        // The active index records the segment's length: its data, without zeros past it.
+        let res = res.and_then(|()| self.cut_zeros(&self.writer.lock()));
+        self.zeros.quiesce();
         self.writer.lock().unsynced = None;
         self.cfg.files.remove_log(self.id);
         res?;
@@ -399,8 +429,36 @@ impl ShardLog {
         let _ = self.poison.set(reason);
     }
 
+    /// [`LogConfig::zero_ahead_bytes`] where it applies ([`FsyncMode::Always`]), else 0.
+    fn zero_ahead_bytes(&self) -> u64 {
+        match self.cfg.fsync {
+            FsyncMode::Always => self.cfg.zero_ahead_bytes,
+            _ => 0,
+        }
+    }
+
+    /// Size past which the active segment seals (a lone larger frame gets a segment of its own).
+    fn segment_limit(&self) -> u64 {
+        self.cfg.segment_bytes.min(u64::from(u32::MAX))
+    }
+
+    /// Stops zeroing ahead of the active segment and cuts the file back to its data if zeros
+    /// extend it (synced, so that no later state of the file has them back).
+    fn cut_zeros(&self, w: &Writer) -> Result<(), LogError> {
+        if self.zeros.quiesce() <= w.size {
+            return Ok(());
+        }
+        let file = self.active_file(w)?;
+        file.set_len(w.size)?;
+        self.zeros.cut_to(w.size);
+        if self.cfg.fsync != FsyncMode::Never {
+            self.fsync(&file)?;
+        }
+        Ok(())
+    }
+
     fn needs_roll(&self, w: &Writer, frame_len: u64, time: i64) -> bool {
-        let limit = self.cfg.segment_bytes.min(u64::from(u32::MAX));
+        let limit = self.segment_limit();
         let too_old = match (self.cfg.segment_max_age, w.first_time) {
             (Some(age), Some(first)) => {
                 time.saturating_sub(first) >= i64::try_from(age.as_millis()).unwrap_or(i64::MAX)
@@ -413,6 +471,11 @@ impl ShardLog {
     /// Seals the active segment (fsync'd first) and starts a new one at `w.next_seq`.
     fn roll_locked(&self, w: &mut Writer) -> Result<(), LogError> {
         let syncs = self.cfg.fsync != FsyncMode::Never;
+        // A sealed segment holds frames only; with zeros cut, its sync below covers the length.
+        if self.zeros.quiesce() > w.size {
+            self.active_file(w)?.set_len(w.size)?;
+            self.zeros.cut_to(w.size);
+        }
         if syncs {
             let file = self.active_file(w)?;
             self.fsync(&file)?;
@@ -441,6 +504,7 @@ impl ShardLog {
             }
         }
         self.cfg.files.insert(self.file_key(base), Arc::new(file));
+        self.zeros.reset(0);
         {
             let mut ix = self.index.write();
             if let Some(old) = ix.segments.last_mut() {
@@ -463,6 +527,8 @@ impl ShardLog {
 
 impl Drop for ShardLog {
     fn drop(&mut self) {
+        // No zeroing job may outlive the log: another instance may open its files next.
+        self.zeros.quiesce();
         if matches!(self.cfg.fsync, FsyncMode::Interval(_)) && self.poison.get().is_none() {
             if let Err(e) = self.sync() {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "sync on drop failed");

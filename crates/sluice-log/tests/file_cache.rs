@@ -21,6 +21,7 @@ fn config(files: &'static FileCache, fsync: FsyncMode) -> LogConfig {
         fsync,
         segment_max_age: None,
         files,
+        zero_ahead_bytes: 0,
     }
 }
 

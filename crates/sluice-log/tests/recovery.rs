@@ -23,6 +23,16 @@ fn write_five_frames(dir: &Path, cfg: LogConfig) {
 
 const FRAME: u64 = 32 + 2 * (4 + 4);
 
+/// The default config without zeros written ahead of the data, so that a segment file is
+/// exactly as long as its frames and a test can cut or damage its last bytes (recovery from
+/// zeros past the data: `zero_ahead.rs`).
+fn exact() -> LogConfig {
+    LogConfig {
+        zero_ahead_bytes: 0,
+        ..LogConfig::default()
+    }
+}
+
 fn expected_payloads(frames: u64) -> Vec<Vec<u8>> {
     (0..frames)
         .flat_map(|i| {
@@ -59,7 +69,7 @@ fn append_bytes(p: &Path, bytes: &[u8]) {
 /// file, and continues at the right sequence across another reopen.
 fn assert_recovered_to_four_frames(dir: &Path) {
     let seg = &segment_files(dir)[0];
-    let log = open(dir, LogConfig::default());
+    let log = open(dir, exact());
     assert_eq!(log.next_seq(), 8);
     assert_eq!(log.size_bytes(), 4 * FRAME);
     assert_eq!(file_len(seg), 4 * FRAME, "torn tail truncated on disk");
@@ -68,7 +78,7 @@ fn assert_recovered_to_four_frames(dir: &Path) {
     let info = log.append(&[b"new"], 200).unwrap();
     assert_eq!((info.first_seq, info.last_seq), (8, 8));
     drop(log);
-    let log = open(dir, LogConfig::default());
+    let log = open(dir, exact());
     assert_eq!(log.next_seq(), 9);
     let all = read_all(&log, 0);
     assert_eq!(seqs(&all), (0..9).collect::<Vec<_>>());
@@ -94,7 +104,7 @@ fn clean_reopen_keeps_everything() {
 #[test]
 fn truncated_mid_frame() {
     let tmp = tempfile::tempdir().unwrap();
-    write_five_frames(tmp.path(), LogConfig::default());
+    write_five_frames(tmp.path(), exact());
     let seg = &segment_files(tmp.path())[0];
     assert_eq!(file_len(seg), 5 * FRAME);
     std::fs::File::options()
@@ -109,7 +119,7 @@ fn truncated_mid_frame() {
 #[test]
 fn truncated_mid_header() {
     let tmp = tempfile::tempdir().unwrap();
-    write_five_frames(tmp.path(), LogConfig::default());
+    write_five_frames(tmp.path(), exact());
     let seg = &segment_files(tmp.path())[0];
     std::fs::File::options()
         .write(true)
@@ -123,7 +133,7 @@ fn truncated_mid_header() {
 #[test]
 fn byte_flipped_in_last_frame_payload() {
     let tmp = tempfile::tempdir().unwrap();
-    write_five_frames(tmp.path(), LogConfig::default());
+    write_five_frames(tmp.path(), exact());
     flip_byte(&segment_files(tmp.path())[0], 5 * FRAME - 2);
     assert_recovered_to_four_frames(tmp.path());
 }
@@ -132,7 +142,7 @@ fn byte_flipped_in_last_frame_payload() {
 fn byte_flipped_in_last_frame_header() {
     for at in [0, 5, 9, 14, 21, 27] {
         let tmp = tempfile::tempdir().unwrap();
-        write_five_frames(tmp.path(), LogConfig::default());
+        write_five_frames(tmp.path(), exact());
         flip_byte(&segment_files(tmp.path())[0], 4 * FRAME + at);
         assert_recovered_to_four_frames(tmp.path());
     }
@@ -141,10 +151,10 @@ fn byte_flipped_in_last_frame_header() {
 #[test]
 fn garbage_after_last_frame() {
     let tmp = tempfile::tempdir().unwrap();
-    write_five_frames(tmp.path(), LogConfig::default());
+    write_five_frames(tmp.path(), exact());
     let seg = segment_files(tmp.path())[0].clone();
     append_bytes(&seg, b"this is not a frame at all, just garbage bytes");
-    let log = open(tmp.path(), LogConfig::default());
+    let log = open(tmp.path(), exact());
     assert_eq!(log.next_seq(), 10);
     assert_eq!(file_len(&seg), 5 * FRAME);
     assert_eq!(payloads(&read_all(&log, 0)), expected_payloads(5));
@@ -154,11 +164,11 @@ fn garbage_after_last_frame() {
 #[test]
 fn zeroed_tail() {
     let tmp = tempfile::tempdir().unwrap();
-    write_five_frames(tmp.path(), LogConfig::default());
+    write_five_frames(tmp.path(), exact());
     let seg = segment_files(tmp.path())[0].clone();
     // Preallocated-but-unwritten space, as after a crash on some file systems.
     append_bytes(&seg, &[0u8; 4096]);
-    let log = open(tmp.path(), LogConfig::default());
+    let log = open(tmp.path(), exact());
     assert_eq!(log.next_seq(), 10);
     assert_eq!(file_len(&seg), 5 * FRAME);
     // A whole last frame zeroed.

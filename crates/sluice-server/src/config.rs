@@ -46,6 +46,9 @@ pub struct ServerConfig {
     pub fsync_interval_ms: u64,
     /// Size at which a shard's active segment is sealed and a new one started.
     pub segment_bytes: u64,
+    /// With `fsync = "always"`: zeros kept written ahead of each active segment's data, so
+    /// that the sync before an ack commits no file-system metadata; 0 turns it off.
+    pub segment_zero_ahead_bytes: u64,
     /// How often expired segments are looked for.
     pub retention_check_interval_secs: u64,
     /// Largest accepted difference between a request's Date header and the server clock.
@@ -138,6 +141,7 @@ impl Default for ServerConfig {
             fsync: FsyncPolicy::Always,
             fsync_interval_ms: 200,
             segment_bytes: 64 << 20,
+            segment_zero_ahead_bytes: sluice_log::DEFAULT_ZERO_AHEAD_BYTES,
             retention_check_interval_secs: 60,
             max_clock_skew_secs: 900,
             min_session_timeout_ms: 10_000,
@@ -255,6 +259,12 @@ impl ServerConfig {
             self.segment_bytes >= 4096,
             "segment_bytes",
             "must be at least 4096",
+        )?;
+        check(
+            self.segment_zero_ahead_bytes == 0
+                || (64 << 10..=256 << 20).contains(&self.segment_zero_ahead_bytes),
+            "segment_zero_ahead_bytes",
+            "must be 0 (off) or between 65536 and 268435456",
         )?;
         check(
             self.retention_check_interval_secs >= 1,
@@ -492,6 +502,7 @@ impl ServerConfig {
     pub fn log_config(&self) -> sluice_log::LogConfig {
         sluice_log::LogConfig {
             segment_bytes: self.segment_bytes,
+            zero_ahead_bytes: self.segment_zero_ahead_bytes,
             // issue 7: log (segment files open at once, segment age)
             segment_max_age: Some(Duration::from_secs(self.segment_max_age_secs)),
             files: {
@@ -578,6 +589,14 @@ mod tests {
         let ok = ServerConfig::from_toml("fsync = \"interval\"\nsegment_bytes = 8192").unwrap();
         assert_eq!(ok.fsync, FsyncPolicy::Interval);
         assert_eq!(ok.segment_bytes, 8192);
+        let err = ServerConfig::from_toml("segment_zero_ahead_bytes = 4096").unwrap_err();
+        assert_eq!(err.field, "segment_zero_ahead_bytes");
+        let on = ServerConfig::from_toml("segment_zero_ahead_bytes = 4194304").unwrap();
+        assert_eq!(on.log_config().zero_ahead_bytes, 4 << 20);
+        assert_eq!(
+            ServerConfig::default().log_config().zero_ahead_bytes,
+            sluice_log::DEFAULT_ZERO_AHEAD_BYTES
+        );
     }
 
     #[test]
