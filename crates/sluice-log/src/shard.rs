@@ -365,7 +365,7 @@ impl ShardLog {
             _ => self.wait_durable(target),
         };
         // The active index records the segment's length: its data, without zeros past it.
-        let res = res.and_then(|()| self.cut_zeros(&self.writer.lock()));
+        let res = res.and_then(|()| self.cut_zeros(&self.writer.lock(), true));
         self.zeros.quiesce();
         self.writer.lock().unsynced = None;
         self.cfg.files.remove_log(self.id);
@@ -443,15 +443,16 @@ impl ShardLog {
     }
 
     /// Stops zeroing ahead of the active segment and cuts the file back to its data if zeros
-    /// extend it (synced, so that no later state of the file has them back).
-    fn cut_zeros(&self, w: &Writer) -> Result<(), LogError> {
+    /// extend it; with `sync` (unless in [`FsyncMode::Never`]) the cut is synced, so that no
+    /// later state of the file has them back (a roll syncs the segment itself right after).
+    fn cut_zeros(&self, w: &Writer, sync: bool) -> Result<(), LogError> {
         if self.zeros.quiesce() <= w.size {
             return Ok(());
         }
         let file = self.active_file(w)?;
         file.set_len(w.size)?;
         self.zeros.cut_to(w.size);
-        if self.cfg.fsync != FsyncMode::Never {
+        if sync && self.cfg.fsync != FsyncMode::Never {
             self.fsync(&file)?;
         }
         Ok(())
@@ -472,10 +473,7 @@ impl ShardLog {
     fn roll_locked(&self, w: &mut Writer) -> Result<(), LogError> {
         let syncs = self.cfg.fsync != FsyncMode::Never;
         // A sealed segment holds frames only; with zeros cut, its sync below covers the length.
-        if self.zeros.quiesce() > w.size {
-            self.active_file(w)?.set_len(w.size)?;
-            self.zeros.cut_to(w.size);
-        }
+        self.cut_zeros(w, false)?;
         if syncs {
             let file = self.active_file(w)?;
             self.fsync(&file)?;
